@@ -1,0 +1,291 @@
+"""FunnelConfig: the typed model configuration, with readers for HF `config.json` and the original
+release's `net_config.json`.
+
+Field names follow HuggingFace's `FunnelConfig` wherever the concept is the same, so an HF
+`config.json` loads as is. A few fields exist only to reproduce the original TF1 release
+(`d_embed`, `always_mask_cls`, `mlm_transform`); their defaults give HF's behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+# Activations the model supports; "gelu_new" is the tanh approximation that every release uses.
+SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu", "relu", "tanh", "swish", "silu")
+_HF_ATTRIBUTE_MAP = {"hidden_size": "d_model", "num_attention_heads": "n_head"}
+# Keys present in published configs that carry no meaning for the model (HF bookkeeping).
+_IGNORED_HF_KEYS = {
+    "architectures", "model_type", "transformers_version", "max_position_embeddings",
+    "type_vocab_size", "rel_attn_type", "_name_or_path", "torch_dtype", "dtype", "id2label",
+    "label2id", "num_hidden_layers", "num_blocks", "problem_type", "return_dict",
+    "output_hidden_states", "output_attentions", "use_cache", "bos_token_id", "eos_token_id",
+    "sep_token_id", "cls_token_id", "finetuning_task", "tokenizer_class",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot build a working model; the message says why."""
+
+
+@dataclasses.dataclass
+class FunnelConfig:
+    """Hyper-parameters of a Funnel-Transformer (HF-compatible names)."""
+
+    vocab_size: int = 30522
+    block_sizes: List[int] = dataclasses.field(default_factory=lambda: [4, 4, 4])
+    block_repeats: Optional[List[int]] = None
+    num_decoder_layers: int = 2
+    # Each decoder layer is applied this many times in a row with shared weights (the original's
+    # decoder_size "1x2"); HF has no such option, so it is 1 for every HF checkpoint.
+    decoder_repeats: int = 1
+    d_model: int = 768
+    n_head: int = 12
+    d_head: int = 64
+    d_inner: int = 3072
+    hidden_act: str = "gelu_new"
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    initializer_range: float = 0.1
+    initializer_std: Optional[float] = None
+    layer_norm_eps: float = 1e-9
+    pooling_type: str = "mean"
+    attention_type: str = "relative_shift"
+    separate_cls: bool = True
+    truncate_seq: bool = True
+    pool_q_only: bool = True
+    pad_token_id: Optional[int] = None
+    tie_word_embeddings: bool = True
+    # --- original-release compatibility (defaults = HF behaviour) ---
+    # Width of the word embedding; None means d_model. When it differs, the encoder projects
+    # embeddings to d_model first (the original's `encoder/input_projection`).
+    d_embed: Optional[int] = None
+    # The original zeroes the CLS row/column of the positional and segment terms even when
+    # separate_cls is off; HF only does so with separate_cls.
+    always_mask_cls: bool = False
+    # The original MLM head applies dense -> gelu -> LayerNorm before the tied projection (`lm_proj`);
+    # HF's FunnelForMaskedLM projects the hidden state directly.
+    mlm_transform: bool = False
+
+    def __post_init__(self):
+        self.block_sizes = [int(b) for b in self.block_sizes]
+        if self.block_repeats is None:
+            self.block_repeats = [1] * len(self.block_sizes)
+        self.block_repeats = [int(r) for r in self.block_repeats]
+        self.validate()
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_sizes)
+
+    @property
+    def num_hidden_layers(self) -> int:
+        """Parameterised encoder layers (HF's definition)."""
+        return sum(self.block_sizes)
+
+    @property
+    def embedding_size(self) -> int:
+        return self.d_embed or self.d_model
+
+    @property
+    def upsample_stride(self) -> int:
+        return 2 ** (self.num_blocks - 1)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        def fail(msg):
+            raise ConfigError(f"FunnelConfig: {msg}")
+
+        if not self.block_sizes or any(b < 1 for b in self.block_sizes):
+            fail(f"block_sizes must be a non-empty list of positive ints, got {self.block_sizes}")
+        if len(self.block_repeats) != len(self.block_sizes):
+            fail(f"block_repeats {self.block_repeats} must have one entry per block "
+                 f"(block_sizes {self.block_sizes})")
+        if any(r < 1 for r in self.block_repeats):
+            fail(f"block_repeats must be positive, got {self.block_repeats}")
+        for name in ("vocab_size", "d_model", "n_head", "d_head", "d_inner"):
+            if int(getattr(self, name)) < 1:
+                fail(f"{name} must be positive, got {getattr(self, name)}")
+        if self.d_model % 2:
+            fail(f"d_model must be even (sin/cos position features), got {self.d_model}")
+        if self.decoder_repeats < 1:
+            fail(f"decoder_repeats must be >= 1, got {self.decoder_repeats}")
+        if self.num_decoder_layers < 0:
+            fail(f"num_decoder_layers must be >= 0, got {self.num_decoder_layers}")
+        if self.pooling_type not in ("mean", "max"):
+            fail(f"pooling_type must be 'mean' or 'max', got {self.pooling_type!r}")
+        if self.attention_type not in ("relative_shift", "factorized"):
+            fail(f"attention_type must be 'relative_shift' or 'factorized', got {self.attention_type!r}")
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            fail(f"hidden_act {self.hidden_act!r} not supported; choose one of {SUPPORTED_ACTIVATIONS}")
+        for name in ("hidden_dropout", "attention_dropout", "activation_dropout"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                fail(f"{name} must be in [0, 1), got {v}")
+        if self.layer_norm_eps <= 0:
+            fail(f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
+        if self.d_embed is not None and self.d_embed < 1:
+            fail(f"d_embed must be positive or null, got {self.d_embed}")
+
+    def pooled_lengths(self, seq_len: int) -> List[int]:
+        """Sequence length seen by each block for an input of `seq_len` tokens."""
+        lengths = [int(seq_len)]
+        for _ in range(1, self.num_blocks):
+            t = lengths[-1]
+            if self.separate_cls and not self.truncate_seq:
+                t = t + 1
+            lengths.append(math.ceil(t / 2))
+        return lengths
+
+    def check_seq_len(self, seq_len: int) -> None:
+        """Raise ConfigError if `seq_len` cannot be pooled by every block.
+
+        Every block after the first must pool; with separate_cls a sequence of 2 or fewer tokens
+        (CLS + one) cannot be pooled, without it a single token cannot.
+        """
+        minimum = 3 if self.separate_cls else 2
+        if seq_len < 1:
+            raise ConfigError(f"sequence length must be positive, got {seq_len}")
+        lengths = self.pooled_lengths(seq_len)
+        for b in range(1, self.num_blocks):
+            if lengths[b - 1] < minimum:
+                need = self.min_seq_len()
+                raise ConfigError(
+                    f"sequence length {seq_len} is too short for {self.num_blocks} blocks: block {b} "
+                    f"would pool a length-{lengths[b - 1]} sequence (needs >= {minimum}); "
+                    f"use seq_len >= {need}")
+
+    def min_seq_len(self) -> int:
+        for n in range(1, 1 << 16):
+            lengths = self.pooled_lengths(n)
+            minimum = 3 if self.separate_cls else 2
+            if all(lengths[b - 1] >= minimum for b in range(1, self.num_blocks)):
+                return n
+        raise ConfigError("no usable sequence length")  # pragma: no cover
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model_type"] = "funnel"
+        return d
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json_string())
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], strict: bool = True) -> "FunnelConfig":
+        """Build from our own dict or an HF config dict (HF aliases and bookkeeping keys accepted)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        unknown = []
+        for k, v in d.items():
+            k = _HF_ATTRIBUTE_MAP.get(k, k)
+            if k in fields:
+                kwargs[k] = v
+            elif k not in _IGNORED_HF_KEYS:
+                unknown.append(k)
+        if unknown and strict:
+            raise ConfigError(f"FunnelConfig: unknown keys {sorted(unknown)}")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_hf_dict(cls, d: Dict[str, Any]) -> "FunnelConfig":
+        """An HF `config.json` dict; keys HF itself would ignore are ignored."""
+        if d.get("model_type", "funnel") != "funnel":
+            raise ConfigError(f"not a Funnel config: model_type={d.get('model_type')!r}")
+        return cls.from_dict(d, strict=False)
+
+    @classmethod
+    def from_original_dict(cls, d: Dict[str, Any], truncate_seq: bool = True) -> "FunnelConfig":
+        """The original release's `net_config.json` (`block_size: "4_4_4"`, `decoder_size`, ...).
+
+        `truncate_seq` is a runtime flag of the original (default True), not part of its json.
+        """
+        def parse_blocks(spec: str):
+            sizes, repeats = [], []
+            for part in str(spec).split("_"):
+                if "x" in part:
+                    p, r = part.split("x")
+                    sizes.append(int(p)); repeats.append(int(r))
+                else:
+                    sizes.append(int(part)); repeats.append(1)
+            return sizes, repeats
+
+        try:
+            sizes, repeats = parse_blocks(d["block_size"])
+            dec_sizes, dec_repeats = parse_blocks(d.get("decoder_size", "0"))
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"bad original net_config block/decoder size: {e}") from e
+        if len(set(dec_repeats)) > 1:
+            raise ConfigError(f"decoder_size {d.get('decoder_size')!r}: mixed repeat counts are not supported")
+        act = d.get("ff_activation", "gelu")
+        d_model = int(d["d_model"])
+        d_embed = int(d.get("d_embed", d_model))
+        return cls(
+            vocab_size=int(d["vocab_size"]),
+            block_sizes=sizes,
+            block_repeats=repeats,
+            num_decoder_layers=sum(dec_sizes),
+            decoder_repeats=dec_repeats[0] if dec_repeats else 1,
+            d_model=d_model,
+            n_head=int(d["n_head"]),
+            d_head=int(d["d_head"]),
+            d_inner=int(d["d_inner"]),
+            hidden_act="gelu_new" if act == "gelu" else act,
+            hidden_dropout=float(d.get("dropout", 0.1)),
+            attention_dropout=float(d.get("dropatt", 0.1)),
+            activation_dropout=float(d.get("dropact", 0.0)),
+            initializer_range=float(d.get("init_range", 0.1)),
+            initializer_std=float(d.get("init_std", 0.02)),
+            layer_norm_eps=1e-8,
+            pooling_type=d.get("pooling_type", "mean"),
+            attention_type="factorized" if d.get("rel_attn_type", "factorized") == "factorized"
+            else "relative_shift",
+            separate_cls=bool(d.get("separate_cls", True)),
+            truncate_seq=truncate_seq,
+            pool_q_only=bool(d.get("pool_q_only", True)),
+            d_embed=None if d_embed == d_model else d_embed,
+            always_mask_cls=True,
+            mlm_transform=True,
+        )
+
+    @classmethod
+    def from_json_file(cls, path: str) -> "FunnelConfig":
+        """Read our JSON, an HF config.json, or an original net_config.json (detected by keys)."""
+        if not os.path.exists(path):
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: invalid JSON ({e})") from e
+        if "block_size" in d:
+            return cls.from_original_dict(d)
+        return cls.from_hf_dict(d) if "transformers_version" in d or "architectures" in d \
+            else cls.from_dict(d)
+
+    def replace(self, **overrides) -> "FunnelConfig":
+        return dataclasses.replace(self, **overrides)
+
+
+def load_config(name_or_path: str, configs_dir: Optional[str] = None) -> FunnelConfig:
+    """A config by short name from `configs/` (e.g. "small", "tiny") or by path."""
+    if os.path.exists(name_or_path):
+        return FunnelConfig.from_json_file(name_or_path)
+    configs_dir = configs_dir or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    path = os.path.join(configs_dir, f"{name_or_path}.json")
+    if not os.path.exists(path):
+        known = sorted(p[:-5] for p in os.listdir(configs_dir) if p.endswith(".json")) \
+            if os.path.isdir(configs_dir) else []
+        raise ConfigError(f"unknown config {name_or_path!r}; not a file and not one of {known}")
+    return FunnelConfig.from_json_file(path)
