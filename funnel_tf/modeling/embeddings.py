@@ -1,0 +1,40 @@
+"""Word embeddings + LayerNorm + dropout. Funnel has no absolute position or token-type embedding:
+positions and segments enter only through attention biases."""
+
+import keras
+import tensorflow as tf
+
+from funnel_tf.config import FunnelConfig
+from funnel_tf.modeling.initializers import embedding_initializer
+
+
+class FunnelEmbeddings(keras.layers.Layer):
+    """ids [B, L] -> [B, L, d_embed]. `word_embeddings` is the [V, E] table the MLM heads tie to."""
+
+    def __init__(self, config: FunnelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+
+    def build(self, input_shape=None):
+        cfg = self.config
+        self.word_embeddings = self.add_weight(
+            name="word_embeddings", shape=(cfg.vocab_size, cfg.embedding_size),
+            initializer=embedding_initializer(cfg))
+        self.layer_norm.build((None, None, cfg.embedding_size))
+
+    def call(self, input_ids, training=False):
+        # Gather first, then cast: never casts the whole [V, E] table under mixed precision.
+        x = tf.cast(tf.gather(self.word_embeddings, input_ids), self.compute_dtype)  # [B, L, E]
+        return self.dropout(self.layer_norm(x), training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(config=self.config.to_dict())
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(FunnelConfig.from_dict(config.pop("config")), **config)

@@ -1,0 +1,241 @@
+"""Task heads on the Funnel backbones, matching HuggingFace's head classes weight for weight.
+
+Token-level heads (MLM, ELECTRA, token classification, span extraction) sit on FunnelModel (full
+length, decoder); sequence-level heads (classification/regression, multiple choice) read the CLS
+state of FunnelBaseModel (encoder only, as in the paper). Logits are always float32.
+"""
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from funnel_tf.config import FunnelConfig
+from funnel_tf.modeling.activations import get_activation
+from funnel_tf.modeling.embeddings import FunnelEmbeddings
+from funnel_tf.modeling.initializers import dense_initializer
+from funnel_tf.modeling.model import FunnelBaseModel, FunnelModel
+
+
+def _dense(config, units, fan_in, name, **kwargs):
+    return keras.layers.Dense(units, kernel_initializer=dense_initializer(config, fan_in, units), name=name,
+                              **kwargs)
+
+
+def gather_positions(hidden, positions):
+    """hidden [B, L, D], positions int [B, P] -> [B, P, D] (take_along_axis; XLA-friendly)."""
+    return tf.gather(hidden, tf.cast(positions, tf.int32), batch_dims=1)
+
+
+class _Head(keras.Model):
+    """Common plumbing: config serialisation and the backbone attribute `funnel`."""
+
+    backbone_cls = FunnelModel
+
+    def __init__(self, config: FunnelConfig, embeddings: Optional[FunnelEmbeddings] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.funnel = self.backbone_cls(config, embeddings=embeddings, name="funnel")
+
+    def dummy_inputs(self, batch_size=2, seq_len=None):
+        return self.funnel.dummy_inputs(batch_size, seq_len)
+
+    def _extra_config(self):
+        return {}
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name, **self._extra_config()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(FunnelConfig.from_dict(config.pop("config")), **config)
+
+
+class FunnelForMaskedLM(_Head):
+    """logits = transform(h) E^T + b with E the (tied) input embedding table.
+
+    With config.mlm_transform (the original release and the ELECTRA generator), h first goes through
+    dense(d_model -> d_embed) -> gelu -> LayerNorm; HF projects h directly.
+    """
+
+    def __init__(self, config: FunnelConfig, embeddings: Optional[FunnelEmbeddings] = None, **kwargs):
+        kwargs.setdefault("name", "funnel_for_masked_lm")
+        super().__init__(config, embeddings=embeddings, **kwargs)
+        self.transform = None
+        if config.mlm_transform:
+            e = config.embedding_size
+            self.transform = _dense(config, e, config.d_model, "lm_proj")
+            self.transform_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps,
+                                                                  name="lm_proj_norm")
+            self.transform_act = get_activation(config.hidden_act)
+        self.build()
+
+    def build(self, input_shape=None):
+        if self.transform is not None:
+            self.transform.build((None, None, self.config.d_model))
+            self.transform_norm.build((None, None, self.config.embedding_size))
+        self.lm_bias = self.add_weight(name="lm_bias", shape=(self.config.vocab_size,), initializer="zeros")
+
+    def call(self, inputs, masked_positions=None, training=False, output_hidden_states=False):
+        out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
+        h = out["last_hidden_state"]  # [B, L, D]
+        if masked_positions is not None:
+            h = gather_positions(h, masked_positions)  # [B, P, D]
+        if self.transform is not None:
+            h = self.transform_norm(self.transform_act(self.transform(h)))
+        table = tf.cast(self.funnel.embeddings.word_embeddings, h.dtype)
+        logits = tf.einsum("bpd,vd->bpv", h, table)
+        out["logits"] = tf.cast(logits, tf.float32) + self.lm_bias
+        return out
+
+
+class FunnelForPreTraining(_Head):
+    """ELECTRA discriminator: logits [B, L], positive = token was replaced (HF's label convention)."""
+
+    def __init__(self, config: FunnelConfig, embeddings: Optional[FunnelEmbeddings] = None, **kwargs):
+        kwargs.setdefault("name", "funnel_for_pre_training")
+        super().__init__(config, embeddings=embeddings, **kwargs)
+        d = config.d_model
+        self.dense = _dense(config, d, d, "discriminator_dense")
+        self.dense_prediction = _dense(config, 1, d, "discriminator_prediction")
+        self.activation = get_activation(config.hidden_act)
+        self.build()
+
+    def build(self, input_shape=None):
+        self.dense.build((None, None, self.config.d_model))
+        self.dense_prediction.build((None, None, self.config.d_model))
+
+    def call(self, inputs, training=False, output_hidden_states=False):
+        out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
+        h = self.activation(self.dense(out["last_hidden_state"]))
+        out["logits"] = tf.cast(self.dense_prediction(h)[..., 0], tf.float32)
+        return out
+
+
+class FunnelClassificationHead(keras.layers.Layer):
+    """tanh(W h_cls + b) -> dropout -> linear to num_labels (HF's FunnelClassificationHead)."""
+
+    def __init__(self, config: FunnelConfig, num_labels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.num_labels = num_labels
+        d = config.d_model
+        self.linear_hidden = _dense(config, d, d, "linear_hidden")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.linear_out = _dense(config, num_labels, d, "linear_out")
+
+    def build(self, input_shape=None):
+        self.linear_hidden.build((None, self.config.d_model))
+        self.linear_out.build((None, self.config.d_model))
+
+    def call(self, hidden, training=False):
+        h = tf.tanh(self.linear_hidden(hidden))
+        return self.linear_out(self.dropout(h, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(config=self.config.to_dict(), num_labels=self.num_labels)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(FunnelConfig.from_dict(config.pop("config")), **config)
+
+
+class FunnelForSequenceClassification(_Head):
+    """Classification (num_labels > 1) or regression (num_labels == 1) from the encoder's CLS state."""
+
+    backbone_cls = FunnelBaseModel
+
+    def __init__(self, config: FunnelConfig, num_labels: int = 2, **kwargs):
+        kwargs.setdefault("name", "funnel_for_sequence_classification")
+        super().__init__(config, **kwargs)
+        self.num_labels = num_labels
+        self.classifier = FunnelClassificationHead(config, num_labels, name="classifier")
+        self.build()
+
+    def build(self, input_shape=None):
+        self.classifier.build()
+
+    def _extra_config(self):
+        return {"num_labels": self.num_labels}
+
+    def call(self, inputs, training=False, output_hidden_states=False):
+        out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
+        logits = self.classifier(out["last_hidden_state"][:, 0], training=training)
+        out["logits"] = tf.cast(logits, tf.float32)  # [B, num_labels]
+        return out
+
+
+class FunnelForMultipleChoice(_Head):
+    """Inputs [B, C, L] -> one score per choice from each choice's CLS state -> logits [B, C]."""
+
+    backbone_cls = FunnelBaseModel
+
+    def __init__(self, config: FunnelConfig, **kwargs):
+        kwargs.setdefault("name", "funnel_for_multiple_choice")
+        super().__init__(config, **kwargs)
+        self.classifier = FunnelClassificationHead(config, 1, name="classifier")
+        self.build()
+
+    def build(self, input_shape=None):
+        self.classifier.build()
+
+    def call(self, inputs, training=False, output_hidden_states=False):
+        ids = inputs["input_ids"]
+        num_choices, seq_len = ids.shape[1], ids.shape[2]
+        flat = {k: tf.reshape(v, [-1, seq_len]) for k, v in inputs.items()
+                if k in ("input_ids", "attention_mask", "token_type_ids")}
+        out = self.funnel(flat, training=training, output_hidden_states=output_hidden_states)
+        scores = self.classifier(out["last_hidden_state"][:, 0], training=training)  # [B*C, 1]
+        out["logits"] = tf.cast(tf.reshape(scores, [-1, num_choices]), tf.float32)
+        return out
+
+    def dummy_inputs(self, batch_size=2, seq_len=None, num_choices=4):
+        single = self.funnel.dummy_inputs(batch_size * num_choices, seq_len)
+        return {k: tf.reshape(v, [batch_size, num_choices, -1]) for k, v in single.items()}
+
+
+class FunnelForTokenClassification(_Head):
+    """Per-token logits [B, L, num_labels] from the decoder output."""
+
+    def __init__(self, config: FunnelConfig, num_labels: int = 2, **kwargs):
+        kwargs.setdefault("name", "funnel_for_token_classification")
+        super().__init__(config, **kwargs)
+        self.num_labels = num_labels
+        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.classifier = _dense(config, num_labels, config.d_model, "classifier")
+        self.build()
+
+    def build(self, input_shape=None):
+        self.classifier.build((None, None, self.config.d_model))
+
+    def _extra_config(self):
+        return {"num_labels": self.num_labels}
+
+    def call(self, inputs, training=False, output_hidden_states=False):
+        out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
+        h = self.dropout(out["last_hidden_state"], training=training)
+        out["logits"] = tf.cast(self.classifier(h), tf.float32)
+        return out
+
+
+class FunnelForQuestionAnswering(_Head):
+    """SQuAD v1.1-style span extraction: start_logits, end_logits [B, L] from the decoder output."""
+
+    def __init__(self, config: FunnelConfig, **kwargs):
+        kwargs.setdefault("name", "funnel_for_question_answering")
+        super().__init__(config, **kwargs)
+        self.qa_outputs = _dense(config, 2, config.d_model, "qa_outputs")
+        self.build()
+
+    def build(self, input_shape=None):
+        self.qa_outputs.build((None, None, self.config.d_model))
+
+    def call(self, inputs, training=False, output_hidden_states=False):
+        out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
+        logits = tf.cast(self.qa_outputs(out["last_hidden_state"]), tf.float32)
+        out["start_logits"], out["end_logits"] = logits[..., 0], logits[..., 1]
+        return out

@@ -1,0 +1,77 @@
+"""One Funnel layer: relative attention followed by the position-wise FFN (both post-LN)."""
+
+import keras
+
+from funnel_tf.config import FunnelConfig
+from funnel_tf.modeling.activations import get_activation
+from funnel_tf.modeling.attention import FunnelRelMultiheadAttention
+from funnel_tf.modeling.initializers import dense_initializer
+
+
+class FunnelPositionwiseFFN(keras.layers.Layer):
+    """LN(x + Dropout(W2 Dropout_act(act(W1 x + b1)) + b2))."""
+
+    def __init__(self, config: FunnelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        d, i = config.d_model, config.d_inner
+        self.linear_1 = keras.layers.Dense(i, kernel_initializer=dense_initializer(config, d, i), name="linear_1")
+        self.linear_2 = keras.layers.Dense(d, kernel_initializer=dense_initializer(config, i, d), name="linear_2")
+        self.activation = get_activation(config.hidden_act)
+        self.activation_dropout = keras.layers.Dropout(config.activation_dropout)
+        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
+
+    def build(self, input_shape=None):
+        d = self.config.d_model
+        self.linear_1.build((None, None, d))
+        self.linear_2.build((None, None, self.config.d_inner))
+        self.layer_norm.build((None, None, d))
+
+    def call(self, hidden, training=False):
+        h = self.activation_dropout(self.activation(self.linear_1(hidden)), training=training)
+        h = self.dropout(self.linear_2(h), training=training)
+        return self.layer_norm(hidden + h)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(config=self.config.to_dict())
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(FunnelConfig.from_dict(config.pop("config")), **config)
+
+
+class FunnelLayer(keras.layers.Layer):
+    """Attention (query may be pooled, keys/values not) then FFN. `block_index` picks the position table."""
+
+    def __init__(self, config: FunnelConfig, block_index: int, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.block_index = block_index
+        self.attention = FunnelRelMultiheadAttention(config, block_index, name="attention")
+        self.ffn = FunnelPositionwiseFFN(config, name="ffn")
+
+    def build(self, input_shape=None):
+        self.attention.build()
+        self.ffn.build()
+
+    def call(self, query, key, value, attention_inputs, training=False, return_attention=False):
+        out = self.attention(query, key, value, attention_inputs, training=training,
+                             return_attention=return_attention)
+        if return_attention:
+            out, prob = out
+            return self.ffn(out, training=training), prob
+        return self.ffn(out, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(config=self.config.to_dict(), block_index=self.block_index)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(FunnelConfig.from_dict(config.pop("config")), **config)
