@@ -1,0 +1,156 @@
+"""Distribution strategies from explicit arguments: TPU, multi-GPU, multi-worker, CPU.
+
+One function, `make_strategy`, turns a kind name plus TPU coordinates into a ready
+`tf.distribute.Strategy` (for TPUs it also connects to the cluster and initialises the TPU
+system). `set_precision` sets the Keras dtype policy; it must run before any model is built.
+No flags here: `pretrain.py` / `finetune.py` pass plain values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+STRATEGY_KINDS = ("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+class StrategyError(ValueError):
+    """A strategy request that cannot be satisfied on this machine; the message says why."""
+
+
+def make_strategy(kind: str = "default", tpu: Optional[str] = None, zone: Optional[str] = None,
+                  project: Optional[str] = None,
+                  devices: Optional[Sequence[str]] = None) -> tf.distribute.Strategy:
+    """Build a `tf.distribute.Strategy`.
+
+    kind:
+      default       TF's default strategy (one replica on whatever device TF picks).
+      cpu           `OneDeviceStrategy("/cpu:0")`.
+      one_device    `OneDeviceStrategy` on `devices[0]` (default: the first GPU, else the CPU).
+      mirrored      `MirroredStrategy` over `devices` (default: every local GPU, else every CPU).
+      multi_worker  `MultiWorkerMirroredStrategy` configured from the `TF_CONFIG` environment.
+      tpu           `TPUStrategy`. `tpu` is a TPU name, a `grpc://` address, or "local"/"" on a
+                    TPU VM (the default); `zone`/`project` locate a named TPU.
+    `tpu` given with any other kind is an error (a typo would silently train on CPU otherwise).
+    """
+    kind = (kind or "default").lower()
+    if kind not in STRATEGY_KINDS:
+        raise StrategyError(f"unknown strategy {kind!r}; choose one of {STRATEGY_KINDS}")
+    if tpu and kind != "tpu":
+        raise StrategyError(f"--tpu={tpu!r} was given but the strategy is {kind!r}; "
+                            f"use strategy 'tpu' (or drop --tpu)")
+    if kind == "tpu":
+        return _tpu_strategy(tpu, zone, project)
+    if kind == "default":
+        return tf.distribute.get_strategy()
+    if kind == "cpu":
+        return tf.distribute.OneDeviceStrategy("/cpu:0")
+    if kind == "one_device":
+        device = (list(devices) if devices else None) or _local_devices()[:1]
+        return tf.distribute.OneDeviceStrategy(device[0])
+    if kind == "mirrored":
+        devices = list(devices) if devices else _local_devices()
+        if len(devices) < 2:
+            logging.warning("MirroredStrategy with a single device %s: this is a one-replica run",
+                            devices)
+        return tf.distribute.MirroredStrategy(devices)
+    # multi_worker
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if not resolver.cluster_spec().as_dict():
+        logging.warning("multi_worker strategy without TF_CONFIG: running as a single worker")
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
+                                                     communication_options=options)
+
+
+def _local_devices():
+    """Every local GPU, or every logical CPU when there is no GPU."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        return [d.name for d in gpus]
+    return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def _tpu_strategy(tpu, zone, project):
+    """Resolve, connect (remote TPUs only), initialise, and wrap the TPU in a TPUStrategy."""
+    name = tpu if tpu is not None else "local"
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name, zone=zone,
+                                                                     project=project)
+    except (ValueError, RuntimeError) as e:
+        raise StrategyError(
+            f"could not resolve TPU {name!r} (zone={zone!r}, project={project!r}): {e}. "
+            f"On a TPU VM use --tpu=local; for a named TPU pass --tpu, --tpu_zone and "
+            f"--gcp_project") from e
+    if name not in ("", "local"):
+        # Remote TPU (a TPU Node or a pod coordinator): attach this client to its cluster.
+        tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    strategy = tf.distribute.TPUStrategy(resolver)
+    logging.info("TPU %r: %d cores across %d host(s)", name, strategy.num_replicas_in_sync,
+                 strategy.extended.num_hosts)
+    return strategy
+
+
+# ---------------------------------------------------------------------------------- descriptions
+@dataclasses.dataclass(frozen=True)
+class StrategyInfo:
+    """What the loop needs to know about a strategy, in plain Python values."""
+
+    kind: str                 # "default", "one_device", "mirrored", "multi_worker", "tpu"
+    num_replicas: int         # replicas in sync (global batch is split this many ways)
+    num_workers: int          # hosts / input pipelines
+    is_chief: bool            # this process writes checkpoints and summaries
+    supports_preemption_handler: bool   # tf.distribute PreemptionCheckpointHandler applies
+
+    def describe(self) -> str:
+        return (f"{self.kind}: {self.num_replicas} replica(s) on {self.num_workers} worker(s)"
+                f"{'' if self.is_chief else ' [non-chief]'}")
+
+
+def strategy_info(strategy: tf.distribute.Strategy) -> StrategyInfo:
+    """Summarise `strategy` (kind, replica and worker counts, chief-ness)."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        kind = "tpu"
+    elif isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        kind = "multi_worker"
+    elif isinstance(strategy, tf.distribute.MirroredStrategy):
+        kind = "mirrored"
+    elif isinstance(strategy, tf.distribute.OneDeviceStrategy):
+        kind = "one_device"
+    else:
+        kind = "default"
+    num_workers, chief = 1, True
+    if kind == "multi_worker":
+        resolver = strategy.cluster_resolver
+        spec = resolver.cluster_spec().as_dict() if resolver else {}
+        num_workers = max(1, sum(len(v) for k, v in spec.items() if k in ("chief", "worker")))
+        task_type = getattr(resolver, "task_type", None)
+        task_id = getattr(resolver, "task_id", 0) or 0
+        chief = (task_type in (None, "chief")
+                 or (task_type == "worker" and task_id == 0 and "chief" not in spec))
+    elif kind == "tpu":
+        num_workers = strategy.extended.num_hosts
+    return StrategyInfo(kind=kind, num_replicas=strategy.num_replicas_in_sync,
+                        num_workers=num_workers, is_chief=chief,
+                        supports_preemption_handler=kind in ("tpu", "multi_worker"))
+
+
+# ---------------------------------------------------------------------------------- precision
+def set_precision(precision: str) -> None:
+    """Set the global Keras dtype policy; call before building any model.
+
+    "mixed_bfloat16" keeps variables in float32 and computes in bfloat16 (no loss scaling needed);
+    the heads and objectives keep logits and losses in float32. float16 is refused: it needs
+    dynamic loss scaling, which the engine does not implement.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS} "
+                         f"(float16 is not supported: it would need loss scaling)")
+    keras.config.set_dtype_policy(precision)
