@@ -45,10 +45,10 @@ def _answers(values, what: str) -> np.ndarray:
         raise ValueError(f"RACE: {what} must be 1-D answers or 2-D logits, got shape {arr.shape}")
     if arr.dtype.kind in "USO":
         out = np.empty(len(arr), dtype=np.int64)
-        for i, v in enumerate(arr.tolist()):
-            v = str(v).strip().upper()
+        for i, raw in enumerate(arr.tolist()):
+            v = str(raw).strip().upper()
             if len(v) != 1 or v not in _LETTERS:
-                raise ValueError(f"RACE: {what}[{i}] = {arr[i]!r} is not one of A, B, C, D")
+                raise ValueError(f"RACE: {what}[{i}] = {raw!r} is not one of A, B, C, D")
             out[i] = _LETTERS.index(v)
         return out
     if arr.dtype.kind not in "iu":
