@@ -26,7 +26,8 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-timeout"],
         # Live cross-checks against HuggingFace (PyTorch) and the benchmarks' peer.
-        "reference": ["torch", "transformers>=4.57"],
+        # torch is pinned: an unpinned torch pulls a multi-GB CUDA build on a CPU-only machine.
+        "reference": ["torch==2.13.0", "transformers>=4.57,<6"],
         "tpu": [],  # TPUClusterResolver ships with TensorFlow; cloud-tpu-client is not needed.
     },
     entry_points={
