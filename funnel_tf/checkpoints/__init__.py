@@ -1,0 +1,75 @@
+"""Checkpoint import/export: our format (native), HuggingFace directories (hf) and the original TF1
+release (original). `load_model(path)` detects the format; every load is complete or raises
+CheckpointError naming the missing / unexpected / mis-shaped tensors.
+
+Submodules are imported lazily so `import funnel_tf.checkpoints` stays cheap.
+"""
+
+import os
+from typing import Optional, Sequence
+
+from funnel_tf.checkpoints.errors import HEAD, CheckpointError
+
+FORMATS = ("native", "hf", "original")
+
+__all__ = ["CheckpointError", "HEAD", "FORMATS", "detect_format", "load_model", "save_pretrained",
+           "from_pretrained", "export_hf"]
+
+
+def detect_format(path: str) -> str:
+    """'native' (funnel_tf.json), 'original' (net_config.json or a TF checkpoint) or 'hf' (config.json
+    or HF weight files); CheckpointError when `path` is none of them."""
+    from funnel_tf.checkpoints import hf, native, original
+
+    if not os.path.exists(path) and not os.path.exists(path + ".index"):
+        raise CheckpointError("no such file or directory", source=path)
+    if os.path.isdir(path) and native.is_native_dir(path):
+        return "native"
+    if original.is_original_dir(path):
+        return "original"
+    if os.path.isdir(path) and (hf.is_hf_dir(path) or os.path.exists(os.path.join(path, hf.CONFIG_NAME))):
+        return "hf"
+    found = sorted(os.listdir(path)) if os.path.isdir(path) else "a file"
+    raise CheckpointError(
+        f"not a checkpoint: expected a funnel_tf directory ({native.MARKER_NAME}), a HuggingFace directory "
+        f"({hf.CONFIG_NAME} + one of {list(hf.WEIGHT_FILES)}) or an original TF1 release "
+        f"({original.NET_CONFIG_NAME} + model.ckpt-*); found {found}", source=path)
+
+
+def load_model(path: str, model_class: Optional[str] = None, allow_missing: Sequence[str] = (),
+               format: Optional[str] = None, return_report: bool = False, **kwargs):
+    """Build and load a model from any supported checkpoint.
+
+    model_class: registry alias ("base", "full", "mlm", "electra", "seq_cls", "multiple_choice",
+    "token_cls", "qa") or class name; default: the class the checkpoint holds. allow_missing:
+    fnmatch patterns (in the checkpoint's naming) or "head" for tensors that may keep their initial
+    values. kwargs go to the format's loader (num_labels, net_config, truncate_seq, config overrides).
+    """
+    fmt = format or detect_format(path)
+    if fmt == "native":
+        from funnel_tf.checkpoints.native import from_pretrained as load
+    elif fmt == "hf":
+        from funnel_tf.checkpoints.hf import load_hf as load
+    elif fmt == "original":
+        from funnel_tf.checkpoints.original import load_original as load
+    else:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; use one of {FORMATS}")
+    return load(path, model_class=model_class, allow_missing=allow_missing, return_report=return_report, **kwargs)
+
+
+def save_pretrained(model, directory: str):
+    from funnel_tf.checkpoints.native import save_pretrained as save
+
+    return save(model, directory)
+
+
+def from_pretrained(directory: str, **kwargs):
+    from funnel_tf.checkpoints.native import from_pretrained as load
+
+    return load(directory, **kwargs)
+
+
+def export_hf(model, out_dir: str):
+    from funnel_tf.checkpoints.hf import export_hf as export
+
+    return export(model, out_dir)

@@ -1,0 +1,203 @@
+"""Our own format: a directory with `config.json` (FunnelConfig), `model.weights.h5` (Keras
+`save_weights`) and `funnel_tf.json`, which names the model class, its head arguments and a manifest
+of every variable (shape + CRC32), so `from_pretrained` rebuilds the right class and proves that
+each value landed in the right variable (Keras' structural loader alone can skip sub-layers with
+only a warning).
+"""
+
+import json
+import os
+import zlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
+from funnel_tf.checkpoints.errors import CheckpointError
+from funnel_tf.checkpoints.registry import MODEL_CLASSES, WITH_NUM_LABELS, build_model, resolve_class_name
+from funnel_tf.config import ConfigError, FunnelConfig
+
+MARKER_NAME = "funnel_tf.json"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.weights.h5"
+FORMAT_VERSION = 1
+_BODY_ROOTS = ("embeddings/", "encoder/", "decoder/")
+
+
+def is_native_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, MARKER_NAME))
+
+
+def _body(model):
+    return getattr(model, "funnel", model)
+
+
+def canonical_name(model, variable) -> str:
+    """A variable's path without the model's own name: `encoder/layer_0/...` for the backbone,
+    `classifier/linear_out/kernel` for a head, whatever the models are named."""
+    path = variable.path
+    body = _body(model)
+    if path.startswith(body.name + "/") and path[len(body.name) + 1:].startswith(_BODY_ROOTS):
+        return path[len(body.name) + 1:]
+    if path.startswith(model.name + "/"):
+        return path[len(model.name) + 1:]
+    return path
+
+
+def named_variables(model) -> List[Tuple[str, object]]:
+    out = [(canonical_name(model, v), v) for v in model.weights]
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise CheckpointError(f"{type(model).__name__} has several variables named {dup}")
+    return out
+
+
+def _crc(value) -> int:
+    return zlib.crc32(np.ascontiguousarray(value).tobytes()) & 0xFFFFFFFF
+
+
+def _model_kwargs(model) -> dict:
+    kwargs = dict(model.get_config())
+    kwargs.pop("config", None)
+    return kwargs
+
+
+def save_pretrained(model, directory: str) -> Dict[str, str]:
+    """Write config.json, model.weights.h5 and funnel_tf.json into `directory` (created if needed)."""
+    import keras
+
+    import funnel_tf
+
+    os.makedirs(directory, exist_ok=True)
+    paths = {k: os.path.join(directory, n) for k, n in
+             (("config", CONFIG_NAME), ("weights", WEIGHTS_NAME), ("marker", MARKER_NAME))}
+    model.config.save(paths["config"])
+    model.save_weights(paths["weights"], overwrite=True)
+    cls = type(model)
+    marker = {
+        "format": "funnel_tf",
+        "format_version": FORMAT_VERSION,
+        "model_class": cls.__name__,
+        "module": cls.__module__,
+        "kwargs": _model_kwargs(model),
+        "funnel_tf_version": funnel_tf.__version__,
+        "keras_version": keras.__version__,
+        "variables": {name: {"shape": list(v.shape), "dtype": str(v.dtype), "crc32": _crc(v.numpy())}
+                      for name, v in named_variables(model)},
+    }
+    with open(paths["marker"], "w", encoding="utf-8") as f:
+        json.dump(marker, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return paths
+
+
+def read_marker(directory: str) -> dict:
+    path = os.path.join(directory, MARKER_NAME)
+    if not os.path.exists(path):
+        raise CheckpointError(f"not a funnel_tf checkpoint: no {MARKER_NAME}", source=directory)
+    try:
+        with open(path, encoding="utf-8") as f:
+            marker = json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"invalid JSON: {e}", source=path) from e
+    if marker.get("format") != "funnel_tf" or int(marker.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"unsupported funnel_tf checkpoint format {marker.get('format')!r} "
+                              f"version {marker.get('format_version')!r}", source=path)
+    return marker
+
+
+def _stored_class(marker: dict, source: str):
+    name, module = marker.get("model_class"), marker.get("module", "")
+    if name in MODEL_CLASSES and MODEL_CLASSES[name].__module__ == module:
+        return MODEL_CLASSES[name]
+    if not module.startswith("funnel_tf."):  # only ever import our own code
+        raise CheckpointError(f"model class {module}.{name} is not a funnel_tf class", source=source)
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise CheckpointError(f"cannot find model class {module}.{name}: {e}", source=source) from e
+
+
+def load_native_weights(model, directory: str, marker: Optional[dict] = None) -> LoadReport:
+    """Load `model.weights.h5` into an already built `model` of the stored class, verified by the manifest."""
+    marker = marker or read_marker(directory)
+    weights = os.path.join(directory, WEIGHTS_NAME)
+    if not os.path.exists(weights):
+        raise CheckpointError(f"no {WEIGHTS_NAME}", source=directory)
+    manifest = marker.get("variables", {})
+    variables = named_variables(model)
+    have = {n: v for n, v in variables}
+    missing = sorted(set(have) - set(manifest))
+    unexpected = sorted(set(manifest) - set(have))
+    mismatched = [(n, tuple(manifest[n]["shape"]), tuple(have[n].shape)) for n in sorted(set(have) & set(manifest))
+                  if tuple(manifest[n]["shape"]) != tuple(have[n].shape)]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(f"checkpoint does not match {type(model).__name__}", source=weights,
+                              missing=missing, unexpected=unexpected, mismatched=mismatched)
+    try:
+        model.load_weights(weights)
+    except ValueError as e:
+        raise CheckpointError(f"Keras could not load the weights into {type(model).__name__}: {e}",
+                              source=weights) from e
+    wrong = sorted(n for n, v in variables if _crc(v.numpy()) != manifest[n]["crc32"])
+    if wrong:
+        raise CheckpointError(f"{len(wrong)} variables do not hold the saved values after loading (file "
+                              f"altered, or saved from a different layer structure): {wrong[:10]}",
+                              source=weights)
+    return LoadReport(source=weights, format="native", model_class=type(model).__name__,
+                      loaded=sorted(have))
+
+
+def copy_weights(source_model, target_model, allow_missing: Sequence[str] = (), source: str = "<model>") -> LoadReport:
+    """Copy variables by canonical name into a model of another class (e.g. a backbone into a head model).
+
+    The source's decoder (when the target has none) and head variables the target lacks are skipped
+    and reported; target head variables the source lacks need allow_missing (["head"]).
+    """
+    arrays = {n: v.numpy() for n, v in named_variables(source_model)}
+    targets = [Target(n, v, lambda x: x, is_head=not n.startswith(_BODY_ROOTS))
+               for n, v in named_variables(target_model)]
+    has_decoder = _body(target_model).decoder is not None
+
+    def skippable(name):
+        return (name.startswith("decoder/") and not has_decoder) or not name.startswith(_BODY_ROOTS)
+
+    return assign_arrays(targets, arrays, source=source, fmt="native", model_class=type(target_model).__name__,
+                         allow_missing=allow_missing, skippable=skippable)
+
+
+def from_pretrained(directory: str, model_class: Optional[str] = None, allow_missing: Sequence[str] = (),
+                    num_labels: Optional[int] = None, return_report: bool = False, **config_overrides):
+    """Rebuild the saved model (its class and head arguments) and load its weights.
+
+    model_class: load into another class instead (e.g. a pretrained FunnelModel into
+    "token_cls"); variables are then copied by name, see `copy_weights`. config_overrides: FunnelConfig
+    fields to change that do not change shapes (e.g. dropout).
+    """
+    marker = read_marker(directory)
+    try:
+        config = FunnelConfig.from_json_file(os.path.join(directory, CONFIG_NAME))
+        if config_overrides:
+            config = config.replace(**config_overrides)
+    except ConfigError as e:
+        raise CheckpointError(f"cannot read the model config: {e}", source=directory) from e
+    cls = _stored_class(marker, directory)
+    kwargs = dict(marker.get("kwargs", {}))
+    model = cls.from_config({"config": config.to_dict(), **kwargs})
+    report = load_native_weights(model, directory, marker)
+    if model_class and resolve_class_name(model_class) != cls.__name__:
+        target_name = resolve_class_name(model_class)
+        target_kwargs = {}
+        if target_name in WITH_NUM_LABELS:
+            target_kwargs["num_labels"] = int(num_labels or kwargs.get("num_labels") or 2)
+        target = build_model(target_name, config, **target_kwargs)
+        report = copy_weights(model, target, allow_missing=allow_missing,
+                              source=os.path.join(directory, WEIGHTS_NAME))
+        model = target
+    elif num_labels is not None and kwargs.get("num_labels") not in (None, num_labels):
+        raise CheckpointError(f"the saved head has num_labels={kwargs.get('num_labels')}, not {num_labels}; "
+                              "load the backbone (model_class='base') and train a new head", source=directory)
+    return (model, report) if return_report else model
