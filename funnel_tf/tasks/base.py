@@ -1,0 +1,261 @@
+"""The Task interface: everything finetune.py needs to know about one downstream task family.
+
+A `Task` says which files a split lives in and how to parse them (through `funnel_tf.text`), builds
+the head model (through `funnel_tf.modeling.heads`), defines the per-example loss and the
+prediction outputs, turns gathered outputs into the paper's metrics (`funnel_tf.metrics`) and
+prediction files, and builds the text-in serving module for export. The training engine sees a
+task only through `TaskObjective`, which adapts it to `training.objectives.Objective`.
+
+Feature conventions shared by every reader: model inputs int32, `label` per example,
+`example_weight` float32 (0 for the padding rows that make an eval set a multiple of the global
+batch), `example_index` int32 (row in the parsed examples, -1 for padding).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from funnel_tf.config import FunnelConfig
+from funnel_tf.tasks.defaults import Hparams, default_hparams
+from funnel_tf.training.objectives import Objective
+
+
+class TaskError(ValueError):
+    """A task request that cannot run (missing files, bad labels, wrong split); says why."""
+
+
+@dataclasses.dataclass
+class EvalData:
+    """A split ready for prediction: the padded, batched dataset plus what the metrics need."""
+
+    dataset: tf.data.Dataset       # unbatched rows in order, padded with weight-0 rows to a
+                                   # multiple of the global eval batch
+    examples: Any                  # the parsed examples (TextExamples, SquadData, RaceExamples)
+    num_rows: int                  # rows before padding (examples, or SQuAD windows)
+    aux: Any = None                # task-specific extras (e.g. SquadFeatures)
+
+
+class Task(abc.ABC):
+    """One downstream task. Subclasses fill in the abstract methods; see the module docstring."""
+
+    name: str = ""                   # registry name, e.g. "sst-2"
+    defaults_key: str = ""           # key into defaults.DEFAULTS
+    main_metric: str = "accuracy"    # higher is better; picks the best checkpoint
+    uses_decoder: bool = False       # full model (SQuAD) vs encoder only
+    train_split: Optional[str] = "train"
+    eval_splits: Tuple[str, ...] = ("dev",)
+    predict_splits: Tuple[str, ...] = ("test",)
+    # Model-input feature keys the head consumes.
+    input_keys: Tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+
+    # ------------------------------------------------------------------ recipe
+    def default_hparams(self) -> Hparams:
+        return default_hparams(self.defaults_key or self.name)
+
+    def describe(self) -> str:
+        return f"{self.name} (main metric {self.main_metric})"
+
+    # ------------------------------------------------------------------ data
+    # Per-split file overrides ({"train": path, ...}), e.g. from --train_file/--dev_file/--test_file;
+    # a relative path is taken relative to data_dir.
+    files: Dict[str, str] = {}
+
+    def set_files(self, files: Optional[Mapping[str, str]]) -> "Task":
+        self.files = {k: v for k, v in dict(files or {}).items() if v}
+        return self
+
+    def override_path(self, data_dir: Optional[str], split: str) -> Optional[str]:
+        """The user-given path of `split` (checked to exist), or None when not overridden."""
+        if split not in self.files:
+            return None
+        path = self.files[split]
+        if data_dir and not os.path.isabs(path) and not tf.io.gfile.exists(path):
+            path = os.path.join(data_dir, path)
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"{self.name} {split}: {path} not found")
+        return path
+
+    @abc.abstractmethod
+    def split_path(self, data_dir: str, split: str) -> str:
+        """Path of `split`'s file/folder under `data_dir`; FileNotFoundError saying what was tried."""
+
+    def check_files(self, data_dir: str, splits: Sequence[str]) -> Dict[str, str]:
+        """{split: path} for every split, or one TaskError listing every missing one."""
+        if not all(s in self.files for s in splits):
+            if not data_dir:
+                raise TaskError(f"task {self.name}: --data_dir is required")
+            if not tf.io.gfile.exists(data_dir):
+                raise TaskError(f"task {self.name}: data_dir {data_dir} does not exist")
+        found, missing = {}, []
+        for split in splits:
+            try:
+                found[split] = self.split_path(data_dir, split)
+            except (FileNotFoundError, KeyError) as e:
+                missing.append(f"  {split}: {str(e).strip(chr(39))}")
+        if missing:
+            raise TaskError(f"task {self.name}: missing task files under {data_dir}:\n"
+                            + "\n".join(missing))
+        return found
+
+    @abc.abstractmethod
+    def load(self, data_dir: str, split: str, skip_malformed: bool = False):
+        """Parsed, validated examples of a split (errors name the file and line)."""
+
+    @abc.abstractmethod
+    def train_dataset(self, examples, tokenizer, hp: Hparams, seed: int) -> tf.data.Dataset:
+        """Unbatched, shuffled, repeated training features (every example with weight 1)."""
+
+    @abc.abstractmethod
+    def eval_data(self, examples, tokenizer, hp: Hparams, global_batch: int) -> EvalData:
+        """Ordered, unbatched features padded to a multiple of `global_batch`."""
+
+    def num_train_rows(self, examples, tokenizer, hp: Hparams) -> int:
+        """Training rows per epoch (examples; SQuAD overrides with its window count)."""
+        return len(examples)
+
+    def tokens_per_row(self, hp: Hparams) -> int:
+        """Tokens the model reads per training row (for the tokens/s progress figure)."""
+        return hp.max_seq_length
+
+    # ------------------------------------------------------------------ model
+    @abc.abstractmethod
+    def build_model(self, config: FunnelConfig) -> keras.Model:
+        """The head model (its backbone is `model.funnel`)."""
+
+    def backbone(self, model: keras.Model) -> keras.Model:
+        return model.funnel
+
+    def model_inputs(self, features: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        return {k: features[k] for k in self.input_keys if k in features}
+
+    @abc.abstractmethod
+    def per_example_loss(self, model, features, training: bool
+                         ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """-> (loss float32 [B], {stat: float32 [B] per-example values to be weight-summed})."""
+
+    # Stats reported during training: name -> (numerator stat, denominator stat or None).
+    train_metrics: Dict[str, Tuple[str, Optional[str]]] = {
+        "loss": ("loss_sum", "weight"), "accuracy": ("correct", "weight")}
+
+    @abc.abstractmethod
+    def predict(self, model, features) -> Dict[str, tf.Tensor]:
+        """Outputs per row, all [B, ...] float32/int32 (always including example_index)."""
+
+    # ------------------------------------------------------------------ results
+    @abc.abstractmethod
+    def compute_metrics(self, split: str, data: EvalData, outputs: Dict[str, np.ndarray],
+                        hp: Hparams) -> Dict[str, float]:
+        """The paper's metrics for a labelled split from the gathered outputs."""
+
+    @abc.abstractmethod
+    def write_predictions(self, split: str, data: EvalData, outputs: Dict[str, np.ndarray],
+                          hp: Hparams, out_dir: str) -> List[str]:
+        """Prediction files for `split` (validated first, then written atomically)."""
+
+    def eval_group(self, split: str) -> str:
+        """Splits evaluated together (MNLI matched + mismatched) share a group; default: itself."""
+        return split
+
+    def combine_metrics(self, per_split: Dict[str, Dict[str, float]]) -> Dict[str, float]:
+        """Merge the metrics of all eval splits into one flat dict holding `main_metric`."""
+        if len(per_split) == 1:
+            return dict(next(iter(per_split.values())))
+        out = {}
+        for split, metrics in per_split.items():
+            out.update({f"{split}_{k}": v for k, v in metrics.items()})
+        return out
+
+    # ------------------------------------------------------------------ export
+    @abc.abstractmethod
+    def serving_module(self, model, tokenizer, hp: Hparams) -> tf.Module:
+        """A tf.Module whose `serve` tf.function takes raw strings (see funnel_tf.export)."""
+
+    def task_info(self, hp: Hparams) -> Dict[str, Any]:
+        """JSON-able description stored next to checkpoints and exports."""
+        return {"task": self.name, "main_metric": self.main_metric,
+                "uses_decoder": self.uses_decoder, "max_seq_length": hp.max_seq_length}
+
+
+# ---------------------------------------------------------------------------------- helpers
+def rows_by_example(outputs: Dict[str, np.ndarray], num_examples: int) -> Dict[str, np.ndarray]:
+    """Drop padding rows (example_index < 0) and order rows by example_index.
+
+    Every example must appear exactly once, otherwise a row was lost or duplicated (a bug in the
+    input pipeline or in padding) and we refuse to compute a silently wrong metric.
+    """
+    idx = np.asarray(outputs["example_index"]).reshape([-1])
+    keep = idx >= 0
+    order = np.argsort(idx[keep], kind="stable")
+    got = idx[keep][order]
+    if len(got) != num_examples or not np.array_equal(got, np.arange(num_examples)):
+        raise RuntimeError(f"prediction rows do not cover the {num_examples} examples exactly "
+                           f"once (got {len(got)} rows)")
+    return {k: np.asarray(v)[keep][order] for k, v in outputs.items()}
+
+
+def weighted_sum(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.cast(values, tf.float32) * tf.cast(weights, tf.float32))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write via a temp file + rename so a crash never leaves a half-written file."""
+    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+class TaskObjective(Objective):
+    """Adapts a Task to the training engine's Objective contract (see training/objectives.py).
+
+    The loss is the weighted mean of the per-example losses over the *global* batch: each replica
+    returns sum(loss * weight) / global_weight_sum, so gradients summed across replicas equal
+    one-device gradients. `model` may be passed in already built (e.g. to reuse it for eval).
+    """
+
+    name = "finetune"
+
+    def __init__(self, task: Task, config: FunnelConfig):
+        self.task = task
+        self.config = config
+        self.model: Optional[keras.Model] = None
+        self.metrics = dict(task.train_metrics)
+
+    def build(self) -> None:
+        if self.model is None:
+            self.model = self.task.build_model(self.config)
+
+    @property
+    def models(self):
+        return {"model": self.model}
+
+    @property
+    def backbone(self):
+        return self.task.backbone(self.model)
+
+    def local_normalizers(self, features):
+        return {"weight": tf.reduce_sum(tf.cast(features["example_weight"], tf.float32))}
+
+    def loss_and_stats(self, features, normalizers, training, seed):
+        del seed
+        weights = tf.cast(features["example_weight"], tf.float32)
+        per_example, stats = self.task.per_example_loss(self.model, features, training)
+        loss_sum = weighted_sum(per_example, weights)
+        loss = tf.math.divide_no_nan(loss_sum, normalizers["weight"])
+        out = {"loss_sum": loss_sum, "weight": tf.reduce_sum(weights)}
+        for k, v in stats.items():
+            out[k] = weighted_sum(v, weights)
+        return loss, out
