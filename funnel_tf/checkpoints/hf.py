@@ -88,11 +88,12 @@ def read_safetensors(path: str) -> Dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     try:
-        return load_file(path)
-    except TypeError:  # e.g. "data type 'bfloat16' not understood"
+        arrays = load_file(path)
+    except TypeError:  # "data type 'bfloat16' not understood" unless ml_dtypes registered it
         return _read_safetensors_raw(path)
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"cannot read safetensors file: {e}", source=path) from e
+    return {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v for k, v in arrays.items()}
 
 
 def read_torch_bin(path: str) -> Dict[str, np.ndarray]:
