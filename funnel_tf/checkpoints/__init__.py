@@ -25,6 +25,10 @@ def detect_format(path: str) -> str:
         raise CheckpointError("no such file or directory", source=path)
     if os.path.isdir(path) and native.is_native_dir(path):
         return "native"
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, native.WEIGHTS_NAME)):
+        raise CheckpointError(f"{native.WEIGHTS_NAME} without {native.MARKER_NAME}: a funnel_tf checkpoint "
+                              f"needs the marker written by save_pretrained (model class + weight manifest)",
+                              source=path)
     if original.is_original_dir(path):
         return "original"
     if os.path.isdir(path) and (hf.is_hf_dir(path) or os.path.exists(os.path.join(path, hf.CONFIG_NAME))):
