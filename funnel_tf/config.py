@@ -70,6 +70,9 @@ class FunnelConfig:
     # The original MLM head applies dense -> gelu -> LayerNorm before the tied projection (`lm_proj`);
     # HF's FunnelForMaskedLM projects the hidden state directly.
     mlm_transform: bool = False
+    # How the key mask is pooled between blocks: "min" keeps a pooled slot only if every member is a
+    # real token (HF); "max" keeps it if any member is (the original release min-pools its 1 = pad mask).
+    mask_pooling: str = "min"
 
     def __post_init__(self):
         self.block_sizes = [int(b) for b in self.block_sizes]
@@ -129,6 +132,8 @@ class FunnelConfig:
                 fail(f"{name} must be in [0, 1), got {v}")
         if self.layer_norm_eps <= 0:
             fail(f"layer_norm_eps must be positive, got {self.layer_norm_eps}")
+        if self.mask_pooling not in ("min", "max"):
+            fail(f"mask_pooling must be 'min' (HF) or 'max' (original release), got {self.mask_pooling!r}")
         if self.d_embed is not None and self.d_embed < 1:
             fail(f"d_embed must be positive or null, got {self.d_embed}")
 
@@ -256,6 +261,7 @@ class FunnelConfig:
             d_embed=None if d_embed == d_model else d_embed,
             always_mask_cls=True,
             mlm_transform=True,
+            mask_pooling="max",
         )
 
     @classmethod

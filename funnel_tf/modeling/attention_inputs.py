@@ -48,6 +48,11 @@ def _stride(x, axis, config):
     return stride_pool(x, axis, config.separate_cls, config.truncate_seq)
 
 
+def _pool_mask(mask, config):
+    """Pool the key mask (1 = attend): "min" (HF) or "max" (original release), see FunnelConfig.mask_pooling."""
+    return pool_tensor(mask, config.mask_pooling, config.separate_cls, config.truncate_seq)
+
+
 def pre_attention_pooling(hidden, inputs: AttentionInputs, config):
     """Pool the query side (and everything, without pool_q_only) before a block's first layer.
 
@@ -69,7 +74,7 @@ def pre_attention_pooling(hidden, inputs: AttentionInputs, config):
     return pooled, AttentionInputs(
         position_embeds=pos,
         token_type_mat=_stride(_stride(inputs.token_type_mat, 1, config), 2, config),
-        attention_mask=pool_tensor(inputs.attention_mask, "min", config.separate_cls, config.truncate_seq),
+        attention_mask=_pool_mask(inputs.attention_mask, config),
         cls_mask=_stride(_stride(inputs.cls_mask, 0, config), 1, config),
     )
 
@@ -87,6 +92,6 @@ def post_attention_pooling(inputs: AttentionInputs, config) -> AttentionInputs:
     return AttentionInputs(
         position_embeds=pos,
         token_type_mat=_stride(inputs.token_type_mat, 2, config),
-        attention_mask=pool_tensor(inputs.attention_mask, "min", config.separate_cls, config.truncate_seq),
+        attention_mask=_pool_mask(inputs.attention_mask, config),
         cls_mask=_stride(inputs.cls_mask, 1, config),
     )
