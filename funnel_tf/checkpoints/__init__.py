@@ -73,7 +73,7 @@ def from_pretrained(directory: str, **kwargs):
     return load(directory, **kwargs)
 
 
-def export_hf(model, out_dir: str):
+def export_hf(model, out_dir: str, allow_mask_pooling_change: bool = False):
     from funnel_tf.checkpoints.hf import export_hf as export
 
-    return export(model, out_dir)
+    return export(model, out_dir, allow_mask_pooling_change=allow_mask_pooling_change)

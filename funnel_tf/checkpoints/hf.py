@@ -319,10 +319,19 @@ def load_hf(path: str, model_class: Optional[str] = None, allow_missing: Sequenc
 
 
 # ---------------------------------------------------------------------------------------------- export
-def hf_incompatibilities(model) -> List[str]:
-    """Reasons HF's FunnelModel would compute something else than `model` (empty list: exportable)."""
+def hf_incompatibilities(model, allow_mask_pooling_change: bool = False) -> List[str]:
+    """Reasons HF's FunnelModel would compute something else than `model` (empty list: exportable).
+
+    allow_mask_pooling_change: accept that HF pools the key mask with "min" where the model (an
+    original-release checkpoint) uses "max"; HF's own converter makes that change silently.
+    """
     cfg = model.config
     why = []
+    if getattr(cfg, "mask_pooling", "min") != "min" and not allow_mask_pooling_change:
+        why.append(f"mask_pooling={cfg.mask_pooling!r}: HF drops a pooled key slot if any member is padding "
+                   "(the original keeps it if any member is real), so outputs differ for padded inputs whose "
+                   "pooling pairs straddle the padding; pass allow_mask_pooling_change=True "
+                   "(--allow_mask_pooling_change) to export with HF's behaviour")
     if cfg.d_embed is not None and cfg.d_embed != cfg.d_model:
         why.append(f"d_embed={cfg.d_embed} != d_model={cfg.d_model} (the original's input projection)")
     if cfg.decoder_repeats != 1:
@@ -375,13 +384,13 @@ def hf_config_dict(model) -> dict:
     return d
 
 
-def export_hf(model, out_dir: str) -> Dict[str, str]:
+def export_hf(model, out_dir: str, allow_mask_pooling_change: bool = False) -> Dict[str, str]:
     """Write `model.safetensors` + `config.json` that HF's `from_pretrained` loads as the same model.
 
     Raises CheckpointError when HF cannot express the model (see `hf_incompatibilities`).
     Returns the written paths.
     """
-    why = hf_incompatibilities(model)
+    why = hf_incompatibilities(model, allow_mask_pooling_change)
     if why:
         raise CheckpointError("cannot export to HuggingFace format:\n  " + "\n  ".join(why), source=out_dir)
     try:

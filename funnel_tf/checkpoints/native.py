@@ -14,7 +14,7 @@ import numpy as np
 
 from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
 from funnel_tf.checkpoints.errors import CheckpointError
-from funnel_tf.checkpoints.registry import MODEL_CLASSES, WITH_NUM_LABELS, build_model, resolve_class_name
+from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, model_classes, resolve_class_name
 from funnel_tf.config import ConfigError, FunnelConfig
 
 MARKER_NAME = "funnel_tf.json"
@@ -109,8 +109,9 @@ def read_marker(directory: str) -> dict:
 
 def _stored_class(marker: dict, source: str):
     name, module = marker.get("model_class"), marker.get("module", "")
-    if name in MODEL_CLASSES and MODEL_CLASSES[name].__module__ == module:
-        return MODEL_CLASSES[name]
+    known = model_classes()
+    if name in known and known[name].__module__ == module:
+        return known[name]
     if not module.startswith("funnel_tf."):  # only ever import our own code
         raise CheckpointError(f"model class {module}.{name} is not a funnel_tf class", source=source)
     import importlib

@@ -1,14 +1,13 @@
-"""Model classes by name: our class names (= HF architecture names) and the short CLI aliases."""
+"""Model classes by name: our class names (= HF architecture names) and the short CLI aliases.
+
+The classes are imported on first use, so listing names (e.g. `convert --help`) does not load TensorFlow.
+"""
 
 from typing import Any, Dict
 
-from funnel_tf.modeling import heads
-from funnel_tf.modeling.model import FunnelBaseModel, FunnelModel
-
-MODEL_CLASSES = {cls.__name__: cls for cls in (
-    FunnelBaseModel, FunnelModel, heads.FunnelForMaskedLM, heads.FunnelForPreTraining,
-    heads.FunnelForSequenceClassification, heads.FunnelForMultipleChoice, heads.FunnelForTokenClassification,
-    heads.FunnelForQuestionAnswering)}
+CLASS_NAMES = ("FunnelBaseModel", "FunnelModel", "FunnelForMaskedLM", "FunnelForPreTraining",
+               "FunnelForSequenceClassification", "FunnelForMultipleChoice", "FunnelForTokenClassification",
+               "FunnelForQuestionAnswering")
 
 ALIASES = {
     "base": "FunnelBaseModel",
@@ -28,18 +27,25 @@ ALIASES = {
 WITH_NUM_LABELS = ("FunnelForSequenceClassification", "FunnelForTokenClassification")
 
 
+def model_classes() -> Dict[str, type]:
+    """Class name -> class."""
+    from funnel_tf.modeling import heads, model
+
+    return {name: getattr(model if name in ("FunnelBaseModel", "FunnelModel") else heads, name)
+            for name in CLASS_NAMES}
+
+
 def resolve_class_name(name: str) -> str:
     """An alias ("mlm") or class name ("FunnelForMaskedLM") -> the class name; ValueError if unknown."""
     key = ALIASES.get(name, name)
-    if key not in MODEL_CLASSES:
-        raise ValueError(f"unknown model class {name!r}; use one of {sorted(ALIASES)} "
-                         f"or {sorted(MODEL_CLASSES)}")
+    if key not in CLASS_NAMES:
+        raise ValueError(f"unknown model class {name!r}; use one of {sorted(ALIASES)} or {list(CLASS_NAMES)}")
     return key
 
 
 def build_model(class_name: str, config, **kwargs: Any):
     """Construct (weights created at construction) the named class."""
-    return MODEL_CLASSES[resolve_class_name(class_name)](config, **kwargs)
+    return model_classes()[resolve_class_name(class_name)](config, **kwargs)
 
 
 def head_kwargs(model) -> Dict[str, Any]:

@@ -159,13 +159,24 @@ def test_hf_to_ours_to_hf_is_bitwise_identical(tmp_path, case):
 
 def test_export_refuses_what_hf_cannot_express(tmp_path):
     cfg = FunnelConfig(vocab_size=50, block_sizes=[1, 1], block_repeats=[2, 1], d_model=16, n_head=2, d_head=8,
-                       d_inner=24, d_embed=8, decoder_repeats=2)
+                       d_inner=24, d_embed=8, decoder_repeats=2, mask_pooling="max")
     with pytest.raises(CheckpointError) as err:
         export_hf(FunnelModel(cfg), str(tmp_path / "out"))
     msg = str(err.value)
-    for fragment in ("d_embed=8", "decoder_repeats=2", "block_repeats[0]=2"):
+    for fragment in ("d_embed=8", "decoder_repeats=2", "block_repeats[0]=2", "mask_pooling='max'"):
         assert fragment in msg
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_mask_pooling_change_is_an_explicit_choice(tmp_path):
+    """An original-release model (mask_pooling 'max') exports only when HF's 'min' is accepted."""
+    model = load_hf(str(FIXTURES / BODY), mask_pooling="max")
+    with pytest.raises(CheckpointError, match="allow_mask_pooling_change"):
+        export_hf(model, str(tmp_path / "out"))
+    export_hf(model, str(tmp_path / "out"), allow_mask_pooling_change=True)
+    again = load_hf(str(tmp_path / "out"))
+    assert again.config.mask_pooling == "min"
+    assert again.config == model.config.replace(mask_pooling="min")
 
 
 def test_hf_config_dict_reads_back_as_the_same_config():

@@ -16,15 +16,6 @@ ELECTRA = "B2-1-1_D2_sepcls_mean_electra"
 NOSEP_MLM = "B1x2-2_D1x2_nosep_max_fullpool_emb24_mlm"
 ATOL = 1e-5
 
-# The original min-pools its *padding* mask (1 = pad): a pooled key slot stays visible if ANY member is
-# a real token. HF (and funnel_tf today) min-pools the *attention* mask (1 = attend): the slot is masked
-# if any member is padding. Only pool_q_only=False with a pair straddling the padding boundary
-# (this oracle, row 1, tokens 10|11) shows it; see test_nosep_oracle_matches_with_original_mask_pooling.
-MASK_POOLING_XFAIL = pytest.mark.xfail(
-    strict=True, reason="original mask pooling keeps a pooled slot if any member is real; HF/ours drop it "
-                        "if any member is padding (needs a config-gated switch in attention_inputs)")
-
-
 def oracle_dir(shared_data, name):
     path = shared_data / "original_tf1" / name
     if not path.is_dir():
@@ -64,7 +55,7 @@ def oracle_diffs(path, attention_type):
 
 
 @pytest.mark.parametrize("attention_type", ["relative_shift", "factorized"])
-@pytest.mark.parametrize("name", [ELECTRA, pytest.param(NOSEP_MLM, marks=MASK_POOLING_XFAIL)])
+@pytest.mark.parametrize("name", [ELECTRA, NOSEP_MLM])
 def test_matches_original_code_outputs(shared_data, name, attention_type):
     diffs = oracle_diffs(oracle_dir(shared_data, name), attention_type)
     assert len(diffs) == 9
@@ -72,19 +63,21 @@ def test_matches_original_code_outputs(shared_data, name, attention_type):
     assert not bad, f"{name} ({attention_type}): differs from the original by more than {ATOL}: {bad}"
 
 
-@pytest.mark.parametrize("attention_type", ["relative_shift", "factorized"])
-def test_nosep_oracle_matches_with_original_mask_pooling(shared_data, monkeypatch, attention_type):
-    """Pins the only difference: with the original's mask pooling every output matches to 1e-5.
-
-    (Drop this monkeypatch once the model has a config switch for it; from_original_dict should set it.)
-    """
-    import funnel_tf.modeling.attention_inputs as attention_inputs
-
-    pool = attention_inputs.pool_tensor
-    monkeypatch.setattr(attention_inputs, "pool_tensor",
-                        lambda x, mode, *a: pool(x, "max" if mode == "min" else mode, *a))
-    diffs = oracle_diffs(oracle_dir(shared_data, NOSEP_MLM), attention_type)
-    assert max(diffs.values()) <= ATOL, diffs
+def test_nosep_oracle_needs_the_original_mask_pooling(shared_data):
+    """The original min-pools its 1 = pad mask (a pooled key slot stays if ANY member is real); HF pools
+    the 1 = attend mask with min (dropped if any member is padding). This oracle (pool_q_only=False, row 1
+    pairs tokens 10|11 across the padding boundary) tells them apart; the ELECTRA one cannot."""
+    path = oracle_dir(shared_data, NOSEP_MLM)
+    assert load_original(str(path)).config.mask_pooling == "max"
+    model = load_original(str(path), mask_pooling="min")
+    ref = dict(np.load(path / "outputs.npz"))
+    got = our_outputs(model, oracle_inputs(path))
+    assert np.max(np.abs(got["encoder_hidden_1"] - ref["encoder_hidden_1"])) <= ATOL  # before pooling
+    assert np.max(np.abs(got["encoder_hidden_2"] - ref["encoder_hidden_2"])) > 1e-2  # the pooling layer
+    electra = oracle_dir(shared_data, ELECTRA)
+    same = our_outputs(load_original(str(electra), mask_pooling="min"), oracle_inputs(electra))
+    ref = dict(np.load(electra / "outputs.npz"))
+    assert max(float(np.max(np.abs(same[k] - ref[k]))) for k in ref) <= ATOL
 
 
 def test_nosep_oracle_exercises_what_it_should(shared_data):
