@@ -106,9 +106,13 @@ class CheckpointArrays(collections.abc.Mapping):
         names = self._reader.get_variable_to_shape_map()
         self.skipped = sorted(n for n in names if _NOT_MODEL.search(n))
         self._names = sorted(n for n in names if not _NOT_MODEL.search(n))
+        self._name_set = frozenset(self._names)
+
+    def __contains__(self, name):  # without reading the tensor (Mapping's default would)
+        return name in self._name_set
 
     def __getitem__(self, name):
-        if name not in self._names:
+        if name not in self._name_set:
             raise KeyError(name)
         return self._reader.get_tensor(name)
 
