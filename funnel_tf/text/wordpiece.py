@@ -1,19 +1,30 @@
 """BERT uncased WordPiece tokenization on tensorflow-text, graph-safe for tf.data and SavedModels.
 
-The Funnel-Transformer checkpoints expect exactly the ids of BERT's uncased ``FullTokenizer``
-(clean text, lowercase, NFD + accent stripping, punctuation / CJK splitting, greedy longest-match
-WordPiece with ``##``). tensorflow-text's ``FastBertTokenizer`` does all of that in one C++ op
-(and returns byte offsets into the *original* input); the residue where it differs from BERT's
-Python reference is repaired here with cheap string ops before tokenization (see
-``_normalize_for_bert``). ``tests/text/test_wordpiece.py`` is the parity gate against
-HuggingFace's pure-Python ``BertTokenizer``.
+The Funnel-Transformer checkpoints expect exactly the ids of BERT's uncased ``FullTokenizer``:
+clean text (drop control / format / unassigned chars, map whitespace to spaces), space out CJK
+ideographs, lowercase, NFD and strip accents (Mn), split punctuation, then greedy longest-match
+WordPiece with ``##`` and ``[UNK]`` for words over 200 characters or with no match.
+
+tf-text's ``FastBertTokenizer`` / ``BertTokenizer`` are *not* exact here: their normaliser is ICU
+NFKC-casefold, so e.g. "…" becomes "...", "½" becomes "1⁄2", "ß" becomes "ss", and control
+characters become spaces instead of being removed. We therefore do BERT's character-level
+normalisation ourselves, vectorised: every code point is classified and mapped through tables
+computed once from Python's ``unicodedata`` (the same database BERT's Python tokenizer uses),
+looked up in-graph (``searchsorted`` over class ranges + a static hash table), and only the
+WordPiece step is tf-text's (``FastWordpieceTokenizer`` on pre-split words). Offsets come out
+exactly because every normalised byte is traced back to the input character it came from.
+``tests/text/test_wordpiece.py`` is the parity gate against HuggingFace's Python ``BertTokenizer``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import sys
+import unicodedata
 from typing import Iterable, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -27,15 +38,98 @@ _SPECIAL_NAMES = {
     "mask": ("[MASK]", "<mask>"),
 }
 
-# BERT counts max word length in characters (200); tf-text counts bytes. A UTF-8 char is at most
-# 4 bytes, so a byte limit of 4x never fires before the character limit, which we apply ourselves.
-_BYTES_PER_CHAR = 4
+# Character classes of BERT's BasicTokenizer, decided on the *input* character.
+_NORMAL, _DROP, _SPACE, _CJK = 0, 1, 2, 3
+_CLASS_BITS = 3
+_CASED, _CASE_IGNORABLE = 4, 8  # flag bits for Python's Final_Sigma rule (see _casing_flags)
+_CAPITAL_SIGMA, _FINAL_SIGMA = 0x03A3, "\u03c2"
+# Hash-table default meaning "character maps to itself" (NUL is always dropped, never an output).
+_IDENTITY = "\x00"
+
+# Code point blocks BERT treats as CJK ideographs (each becomes its own word).
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _is_punctuation(ch: str) -> bool:
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True  # all non-letter/number ASCII, e.g. "$" "^" "`" count as punctuation in BERT
+    return unicodedata.category(ch).startswith("P")
+
+
+def _char_class(cp: int) -> int:
+    ch = chr(cp)
+    if cp == 0 or cp == 0xFFFD:
+        return _DROP
+    if ch in "\t\n\r" or ch == " " or unicodedata.category(ch) == "Zs":
+        return _SPACE
+    if unicodedata.category(ch).startswith("C"):
+        return _DROP  # Cc, Cf, Cn (unassigned), Co (private use), Cs
+    if ch.isspace():
+        return _SPACE  # U+2028/U+2029: not "whitespace" to BERT's cleaner, but str.split() splits on them
+    if any(lo <= cp <= hi for lo, hi in _CJK_RANGES):
+        return _CJK
+    return _NORMAL
+
+
+def _normalize_char(ch: str, lower_case: bool) -> str:
+    """One character -> BERT's normalised text, punctuation already surrounded by spaces."""
+    if lower_case:
+        ch = "".join(c for c in unicodedata.normalize("NFD", ch.lower())
+                     if unicodedata.category(c) != "Mn")
+    return "".join(f" {c} " if _is_punctuation(c) else c for c in ch)
+
+
+def _casing_flags(cp: int) -> int:
+    """Python's internal Cased / Case_Ignorable flags of a code point, probed through str.lower().
+
+    They decide Python's Final_Sigma rule ("ΑΣ".lower() == "ας"), which BERT inherits.
+    """
+    ch = chr(cp)
+    cased = ch.islower() or ch.isupper() or unicodedata.category(ch) == "Lt"
+    if cased:  # a cased char after Σ blocks Final_Sigma unless it is also case-ignorable
+        ignorable = ("\u0391\u03a3" + ch).lower()[1] == "\u03c2"
+    else:  # an uncased char between a cased char and Σ is skipped only if case-ignorable
+        ignorable = ("\u0391" + ch + "\u03a3").lower()[-1] == "\u03c2"
+    return (_CASED if cased else 0) | (_CASE_IGNORABLE if ignorable else 0)
+
+
+@functools.lru_cache(maxsize=4)
+def bert_char_tables(lower_case: bool = True):
+    """(range starts int32, range codes int32, {cp: normalised string}) for BERT's normaliser.
+
+    A code is ``class | _CASED | _CASE_IGNORABLE`` for the run of code points starting at its
+    start. Computed from this interpreter's ``unicodedata`` (Unicode {ver}); ~2 s, cached.
+    """
+    starts, codes = [], []
+    mapping = {}
+    prev = None
+    for cp in range(sys.maxunicode + 1):
+        code = _char_class(cp)
+        if code in (_NORMAL, _CJK):
+            ch = chr(cp)
+            out = _normalize_char(ch, lower_case)
+            if out != ch:
+                if any(c.isspace() and c != " " for c in out):
+                    raise AssertionError(f"normalised U+{cp:04X} contains non-space whitespace")
+                mapping[cp] = out
+            if code == _NORMAL and lower_case and not 0xD800 <= cp <= 0xDFFF:
+                code |= _casing_flags(cp)
+        if code != prev:
+            starts.append(cp)
+            codes.append(code)
+            prev = code
+    return np.asarray(starts, np.int32), np.asarray(codes, np.int32), mapping
+
+
+bert_char_tables.__doc__ = bert_char_tables.__doc__.replace("{ver}", unicodedata.unidata_version)
 
 
 def load_vocab(vocab_path: str) -> list[str]:
     """Reads a ``vocab.txt`` (one token per line, line index = id); errors name the file and line."""
     tokens = []
-    with tf.io.gfile.GFile(vocab_path, "rb") as f:
+    with tf.io.gfile.GFile(str(vocab_path), "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 token = raw.decode("utf-8").rstrip("\r\n")
@@ -44,21 +138,20 @@ def load_vocab(vocab_path: str) -> list[str]:
             if not token:
                 raise ValueError(f"{vocab_path}:{line_no}: empty vocab entry")
             tokens.append(token)
-    if len(set(tokens)) != len(tokens):
-        seen, dup = set(), None
-        for i, t in enumerate(tokens):
-            if t in seen:
-                dup = (i + 1, t)
-                break
-            seen.add(t)
-        raise ValueError(f"{vocab_path}:{dup[0]}: duplicate vocab entry {dup[1]!r}")
+    seen = {}
+    for i, t in enumerate(tokens):
+        if t in seen:
+            raise ValueError(f"{vocab_path}:{i + 1}: duplicate vocab entry {t!r} (first on line {seen[t] + 1})")
+        seen[t] = i
+    if not tokens:
+        raise ValueError(f"{vocab_path}: empty vocab file")
     return tokens
 
 
 def file_sha256(path: str) -> str:
     """Hex sha256 of a file (used in manifests to pin the vocab a dataset was built with)."""
     h = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with tf.io.gfile.GFile(str(path), "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -70,7 +163,8 @@ class WordpieceTokenizer(tf.Module):
     ``tokenize`` maps a string Tensor ``[N]`` to int32 ids ``RaggedTensor [N, (tokens)]``.
     Special ids (``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``, ``mask_id``) are looked up by
     name (``[PAD]`` or ``<pad>`` etc.). Special-token strings inside the text are *not* mapped to
-    their ids: "[MASK]" in raw text tokenizes as "[", "mask", "]" (the safe choice for user text).
+    their ids: "[MASK]" in raw text tokenizes as "[", "mask", "]" (the safe choice for user text;
+    HuggingFace maps them to the special ids).
     """
 
     def __init__(self, vocab_path: str, lower_case: bool = True, max_chars_per_word: int = 200):
@@ -87,30 +181,134 @@ class WordpieceTokenizer(tf.Module):
                 raise ValueError(f"{self.vocab_path}: vocab has none of {names} (needed for {kind})")
             setattr(self, f"{kind}_id", ids[0])
         self.unk_token = self.vocab[self.unk_id]
-        self._fast = tf_text.FastBertTokenizer(
-            vocab=self.vocab,
-            suffix_indicator="##",
-            max_bytes_per_word=self.max_chars_per_word * _BYTES_PER_CHAR,
-            token_out_type=tf.int32,
-            unknown_token=self.unk_token,
-            lower_case_nfd_strip_accents=self.lower_case,
-        )
+
+        starts, codes, mapping = bert_char_tables(self.lower_case)
+        self._range_starts = tf.constant(starts)  # [R] first code point of each run
+        self._range_codes = tf.constant(codes)  # [R] class | casing flags of the run
+        keys = np.fromiter(mapping.keys(), np.int64, len(mapping))
+        values = np.asarray(list(mapping.values()), dtype=object)
+        self._char_map = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, values, tf.int64, tf.string), _IDENTITY)
+        self._words = tf_text.WhitespaceTokenizer()
+        # BERT limits words in characters (checked before this op); a UTF-8 char is <= 4 bytes.
+        self._wordpiece = tf_text.FastWordpieceTokenizer(
+            vocab=self.vocab, suffix_indicator="##",
+            max_bytes_per_word=4 * self.max_chars_per_word + 4, token_out_type=tf.int32,
+            unknown_token=self.unk_token, no_pretokenization=True)
 
     # ----------------------------------------------------------------------------- graph ops
+    def _normalize(self, texts: tf.Tensor):
+        """string [N] -> (normalised strings [N], per-char ragged byte starts/ends, flat byte lengths)."""
+        cps, char_starts = tf.strings.unicode_decode_with_offsets(
+            texts, "UTF-8", errors="replace", replacement_char=0xFFFD)  # [N, (chars)]
+        flat_cp = cps.flat_values  # [C]
+        code = tf.gather(self._range_codes,
+                         tf.searchsorted(self._range_starts, flat_cp, side="right") - 1)  # [C]
+        cls = tf.bitwise.bitwise_and(code, _CLASS_BITS)
+        mapped = self._char_map.lookup(tf.cast(flat_cp, tf.int64))
+        itself = tf.strings.unicode_encode(tf.expand_dims(flat_cp, 1), "UTF-8")
+        base = tf.where(tf.equal(mapped, _IDENTITY), itself, mapped)
+        spaced = tf.strings.join([" ", base, " "])
+        out = tf.where(tf.equal(cls, _NORMAL), base,
+                       tf.where(tf.equal(cls, _CJK), spaced,
+                                tf.where(tf.equal(cls, _SPACE), " ", "")))  # [C]
+        if self.lower_case:
+            out = tf.where(self._final_sigma(flat_cp, code, cps.value_rowids()), _FINAL_SIGMA, out)
+        normalized = tf.strings.reduce_join(cps.with_flat_values(out), axis=1)  # [N]
+        return normalized, cps, char_starts, tf.strings.length(out)
+
+    @staticmethod
+    def _final_sigma(flat_cp, code, char_row):
+        """bool [C]: capital sigmas that Python's str.lower() turns into final "ς".
+
+        Final iff the nearest non-ignorable char before it (same text) is cased and the nearest
+        one after it is not cased or absent. Dropped chars are invisible (BERT deletes them
+        before lowercasing); spaces and CJK chars are neither cased nor ignorable, so the rule
+        never crosses a word boundary, as in BERT (which lowercases word by word).
+        """
+        cls = tf.bitwise.bitwise_and(code, _CLASS_BITS)
+        ignorable = tf.logical_or(tf.equal(cls, _DROP),
+                                  tf.not_equal(tf.bitwise.bitwise_and(code, _CASE_IGNORABLE), 0))
+        cased = tf.not_equal(tf.bitwise.bitwise_and(code, _CASED), 0)
+        anchors = tf.cast(tf.where(tf.logical_not(ignorable))[:, 0], tf.int32)  # [K] char indices
+        sigmas = tf.cast(tf.where(tf.equal(flat_cp, _CAPITAL_SIGMA))[:, 0], tf.int32)  # [S]
+        n_anchor = tf.size(anchors)
+        prev_k = tf.searchsorted(anchors, sigmas, side="left") - 1
+        next_k = tf.searchsorted(anchors, sigmas, side="right")
+        prev_i = tf.gather(anchors, tf.maximum(prev_k, 0))
+        next_i = tf.gather(anchors, tf.minimum(next_k, n_anchor - 1))
+        sig_row = tf.gather(char_row, sigmas)
+        prev_ok = (prev_k >= 0) & tf.equal(tf.gather(char_row, prev_i), sig_row) & tf.gather(cased, prev_i)
+        next_blocks = ((next_k < n_anchor) & tf.equal(tf.gather(char_row, next_i), sig_row)
+                       & tf.gather(cased, next_i))
+        final = prev_ok & tf.logical_not(next_blocks)  # [S]
+        return tf.scatter_nd(tf.expand_dims(sigmas, 1), final, tf.shape(flat_cp))
+
+    def _wordpieces(self, normalized: tf.Tensor):
+        """Normalised strings [N] -> ids/starts/ends ragged [N, (words), (pieces)] (bytes in normalised)."""
+        words, w_start, w_end = self._words.tokenize_with_offsets(normalized)  # [N, (words)]
+        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_chars_per_word
+        words = words.with_flat_values(tf.where(too_long, self.unk_token, words.flat_values))
+        return words, w_start, w_end
+
     def tokenize(self, texts) -> tf.RaggedTensor:
         """string ``[N]`` -> int32 ``RaggedTensor [N, (tokens)]``."""
-        ids, _, _ = self.tokenize_with_offsets(texts)
-        return ids
+        texts, scalar = self._as_batch(texts)
+        normalized = self._normalize(texts)[0]
+        words, _, _ = self._wordpieces(normalized)
+        ids = self._wordpiece.tokenize(words).merge_dims(1, 2)
+        return ids[0] if scalar else ids
 
     def tokenize_with_offsets(self, texts):
         """string ``[N]`` -> (int32 ids, int64 starts, int64 ends), ragged ``[N, (tokens)]``.
 
         Offsets are byte offsets into the UTF-8 input: token ``j`` of row ``i`` came from
-        ``texts[i][starts[i, j]:ends[i, j]]`` (a ``##`` piece covers only its part of the word).
+        ``texts[i][starts[i, j]:ends[i, j]]`` (a ``##`` piece covers only its part of the word;
+        ``[UNK]`` covers its whole word).
         """
+        texts, scalar = self._as_batch(texts)
+        normalized, cps, char_starts, out_len = self._normalize(texts)
+        words, w_start, w_end = self._wordpieces(normalized)
+        ids, p_start, p_end = self._wordpiece.tokenize_with_offsets(words)  # [N, (w), (p)]
+        # Piece offsets are relative to their word; make them normalised-string offsets.
+        word_of_piece = ids.values.value_rowids()  # [P] flat word index of each piece
+        w_start_p = tf.gather(tf.cast(w_start.flat_values, tf.int64), word_of_piece)
+        w_len_p = tf.gather(tf.cast(w_end.flat_values - w_start.flat_values, tf.int64), word_of_piece)
+        is_unk = tf.equal(ids.flat_values, self.unk_id)  # [UNK] spans its whole (original) word
+        start_n = w_start_p + tf.where(is_unk, tf.zeros_like(w_len_p), tf.cast(p_start.flat_values, tf.int64))
+        end_n = w_start_p + tf.where(is_unk, w_len_p, tf.cast(p_end.flat_values, tf.int64))
+        ids = ids.merge_dims(1, 2)  # [N, (tokens)]
+
+        # Each input char i owns normalised bytes [pos_i, pos_i + len_i) of the batch's concatenation.
+        out_len = tf.cast(out_len, tf.int64)
+        pos = tf.cumsum(out_len, exclusive=True)  # [C]
+        pos_total = tf.concat([pos, [tf.reduce_sum(out_len)]], 0)
+        row_base = tf.gather(pos_total, cps.row_splits[:-1])  # [N] where each row's string starts
+        base = tf.gather(row_base, ids.value_rowids())  # [T]
+        char_of_start = tf.searchsorted(pos, start_n + base, side="right") - 1
+        char_of_end = tf.searchsorted(pos, end_n - 1 + base, side="right") - 1
+        # Byte span of each input char: its start up to the next char's start (or the string end).
+        flat_starts = char_starts.flat_values  # [C]
+        char_row = char_starts.value_rowids()
+        is_last = tf.equal(tf.range(tf.size(flat_starts, out_type=tf.int64)) + 1,
+                           tf.gather(char_starts.row_splits[1:], char_row))
+        byte_len = tf.cast(tf.strings.length(texts, unit="BYTE"), tf.int64)  # [N]
+        next_start = tf.concat([flat_starts[1:], tf.zeros([1], tf.int64)], 0)
+        flat_ends = tf.where(is_last, tf.gather(byte_len, char_row), next_start)
+        starts = ids.with_flat_values(tf.gather(flat_starts, char_of_start))
+        ends = ids.with_flat_values(tf.gather(flat_ends, char_of_end))
+        if scalar:
+            return ids[0], starts[0], ends[0]
+        return ids, starts, ends
+
+    @staticmethod
+    def _as_batch(texts):
         texts = tf.convert_to_tensor(texts, dtype=tf.string)
-        ids, starts, ends = self._fast.tokenize_with_offsets(texts)
-        return ids, tf.cast(starts, tf.int64), tf.cast(ends, tf.int64)
+        if texts.shape.rank == 0:
+            return tf.expand_dims(texts, 0), True
+        if texts.shape.rank != 1:
+            raise ValueError(f"texts must be a string Tensor [N] (or a scalar), got shape {texts.shape}")
+        return texts, False
 
     # ------------------------------------------------------------------------- python helpers
     def token_to_id(self, token: str) -> int:
@@ -118,18 +316,17 @@ class WordpieceTokenizer(tf.Module):
 
     def id_to_token(self, ids: Union[int, Iterable[int]]):
         """An id -> its token string; a sequence of ids -> list of token strings."""
-        if isinstance(ids, (int,)) or (hasattr(ids, "ndim") and getattr(ids, "ndim") == 0):
+        if isinstance(ids, (int, np.integer)) or getattr(ids, "ndim", None) == 0:
             return self.vocab[int(ids)]
         return [self.vocab[int(i)] for i in ids]
-
-    def tokens(self, text: str) -> list[str]:
-        """One Python string -> its WordPiece token strings (for tests and debugging)."""
-        ids = self.tokenize(tf.constant([text]))[0].numpy().tolist()
-        return self.id_to_token(ids)
 
     def encode(self, text: str) -> list[int]:
         """One Python string -> list of ids (eager helper)."""
         return self.tokenize(tf.constant([text]))[0].numpy().tolist()
+
+    def tokens(self, text: str) -> list[str]:
+        """One Python string -> its WordPiece token strings (for tests and debugging)."""
+        return self.id_to_token(self.encode(text))
 
     def vocab_sha256(self) -> str:
         return file_sha256(self.vocab_path)
@@ -140,4 +337,5 @@ def special_ids(tokenizer: WordpieceTokenizer) -> dict:
     return {k: getattr(tokenizer, f"{k}_id") for k in _SPECIAL_NAMES}
 
 
-__all__: Sequence[str] = ["WordpieceTokenizer", "load_vocab", "file_sha256", "special_ids"]
+__all__: Sequence[str] = ["WordpieceTokenizer", "load_vocab", "file_sha256", "special_ids",
+                          "bert_char_tables"]
