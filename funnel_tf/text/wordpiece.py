@@ -157,31 +157,25 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
-class WordpieceTokenizer(tf.Module):
-    """BERT uncased WordPiece on tensorflow-text; graph-safe (tf.data, SavedModel).
+def _as_batch(texts):
+    """string [N] (or a scalar) -> ([N] tensor, was_scalar)."""
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    if texts.shape.rank == 0:
+        return tf.expand_dims(texts, 0), True
+    if texts.shape.rank != 1:
+        raise ValueError(f"texts must be a string Tensor [N] (or a scalar), got shape {texts.shape}")
+    return texts, False
 
-    ``tokenize`` maps a string Tensor ``[N]`` to int32 ids ``RaggedTensor [N, (tokens)]``.
-    Special ids (``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``, ``mask_id``) are looked up by
-    name (``[PAD]`` or ``<pad>`` etc.). Special-token strings inside the text are *not* mapped to
-    their ids: "[MASK]" in raw text tokenizes as "[", "mask", "]" (the safe choice for user text;
-    HuggingFace maps them to the special ids).
+
+class BertNormalizer(tf.Module):
+    """BERT's BasicTokenizer as graph ops: normalised text and its whitespace-separated words.
+
+    Needs no vocab, so vocab learning splits words exactly as the tokenizer will.
     """
 
-    def __init__(self, vocab_path: str, lower_case: bool = True, max_chars_per_word: int = 200):
-        super().__init__(name="wordpiece_tokenizer")
-        self.vocab_path = str(vocab_path)
+    def __init__(self, lower_case: bool = True):
+        super().__init__(name="bert_normalizer")
         self.lower_case = bool(lower_case)
-        self.max_chars_per_word = int(max_chars_per_word)
-        self.vocab: list[str] = load_vocab(self.vocab_path)
-        self._token_to_id = {t: i for i, t in enumerate(self.vocab)}
-        self.vocab_size = len(self.vocab)
-        for kind, names in _SPECIAL_NAMES.items():
-            ids = [self._token_to_id[n] for n in names if n in self._token_to_id]
-            if not ids:
-                raise ValueError(f"{self.vocab_path}: vocab has none of {names} (needed for {kind})")
-            setattr(self, f"{kind}_id", ids[0])
-        self.unk_token = self.vocab[self.unk_id]
-
         starts, codes, mapping = bert_char_tables(self.lower_case)
         self._range_starts = tf.constant(starts)  # [R] first code point of each run
         self._range_codes = tf.constant(codes)  # [R] class | casing flags of the run
@@ -190,14 +184,24 @@ class WordpieceTokenizer(tf.Module):
         self._char_map = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(keys, values, tf.int64, tf.string), _IDENTITY)
         self._words = tf_text.WhitespaceTokenizer()
-        # BERT limits words in characters (checked before this op); a UTF-8 char is <= 4 bytes.
-        self._wordpiece = tf_text.FastWordpieceTokenizer(
-            vocab=self.vocab, suffix_indicator="##",
-            max_bytes_per_word=4 * self.max_chars_per_word + 4, token_out_type=tf.int32,
-            unknown_token=self.unk_token, no_pretokenization=True)
 
-    # ----------------------------------------------------------------------------- graph ops
-    def _normalize(self, texts: tf.Tensor):
+    def normalize(self, texts) -> tf.Tensor:
+        """string [N] -> normalised string [N]: cleaned, lowercased, accents stripped, words spaced."""
+        texts, scalar = _as_batch(texts)
+        out = self.normalize_with_chars(texts)[0]
+        return out[0] if scalar else out
+
+    def split_words(self, texts) -> tf.RaggedTensor:
+        """string [N] -> normalised words, ragged [N, (words)] (BERT's basic tokens)."""
+        texts, scalar = _as_batch(texts)
+        words = self._words.tokenize(self.normalize_with_chars(texts)[0])
+        return words[0] if scalar else words
+
+    def split_with_offsets(self, normalized: tf.Tensor):
+        """Normalised strings [N] -> words, byte starts, byte ends (into the normalised strings)."""
+        return self._words.tokenize_with_offsets(normalized)
+
+    def normalize_with_chars(self, texts: tf.Tensor):
         """string [N] -> (normalised strings [N], per-char ragged byte starts/ends, flat byte lengths)."""
         cps, char_starts = tf.strings.unicode_decode_with_offsets(
             texts, "UTF-8", errors="replace", replacement_char=0xFFFD)  # [N, (chars)]
@@ -244,17 +248,51 @@ class WordpieceTokenizer(tf.Module):
         final = prev_ok & tf.logical_not(next_blocks)  # [S]
         return tf.scatter_nd(tf.expand_dims(sigmas, 1), final, tf.shape(flat_cp))
 
+
+class WordpieceTokenizer(tf.Module):
+    """BERT uncased WordPiece on tensorflow-text; graph-safe (tf.data, SavedModel).
+
+    ``tokenize`` maps a string Tensor ``[N]`` to int32 ids ``RaggedTensor [N, (tokens)]``.
+    Special ids (``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``, ``mask_id``) are looked up by
+    name (``[PAD]`` or ``<pad>`` etc.). Special-token strings inside the text are *not* mapped to
+    their ids: "[MASK]" in raw text tokenizes as "[", "mask", "]" (the safe choice for user text;
+    HuggingFace maps them to the special ids).
+    """
+
+    def __init__(self, vocab_path: str, lower_case: bool = True, max_chars_per_word: int = 200):
+        super().__init__(name="wordpiece_tokenizer")
+        self.vocab_path = str(vocab_path)
+        self.lower_case = bool(lower_case)
+        self.max_chars_per_word = int(max_chars_per_word)
+        self.vocab: list[str] = load_vocab(self.vocab_path)
+        self._token_to_id = {t: i for i, t in enumerate(self.vocab)}
+        self.vocab_size = len(self.vocab)
+        for kind, names in _SPECIAL_NAMES.items():
+            ids = [self._token_to_id[n] for n in names if n in self._token_to_id]
+            if not ids:
+                raise ValueError(f"{self.vocab_path}: vocab has none of {names} (needed for {kind})")
+            setattr(self, f"{kind}_id", ids[0])
+        self.unk_token = self.vocab[self.unk_id]
+
+        self.normalizer = BertNormalizer(self.lower_case)
+        # BERT limits words in characters (checked before this op); a UTF-8 char is <= 4 bytes.
+        self._wordpiece = tf_text.FastWordpieceTokenizer(
+            vocab=self.vocab, suffix_indicator="##",
+            max_bytes_per_word=4 * self.max_chars_per_word + 4, token_out_type=tf.int32,
+            unknown_token=self.unk_token, no_pretokenization=True)
+
+    # ----------------------------------------------------------------------------- graph ops
     def _wordpieces(self, normalized: tf.Tensor):
-        """Normalised strings [N] -> ids/starts/ends ragged [N, (words), (pieces)] (bytes in normalised)."""
-        words, w_start, w_end = self._words.tokenize_with_offsets(normalized)  # [N, (words)]
+        """Normalised strings [N] -> words [N, (words)] (over-long ones replaced by the unk token) + byte offsets."""
+        words, w_start, w_end = self.normalizer.split_with_offsets(normalized)  # [N, (words)]
         too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > self.max_chars_per_word
         words = words.with_flat_values(tf.where(too_long, self.unk_token, words.flat_values))
         return words, w_start, w_end
 
     def tokenize(self, texts) -> tf.RaggedTensor:
         """string ``[N]`` -> int32 ``RaggedTensor [N, (tokens)]``."""
-        texts, scalar = self._as_batch(texts)
-        normalized = self._normalize(texts)[0]
+        texts, scalar = _as_batch(texts)
+        normalized = self.normalizer.normalize_with_chars(texts)[0]
         words, _, _ = self._wordpieces(normalized)
         ids = self._wordpiece.tokenize(words).merge_dims(1, 2)
         return ids[0] if scalar else ids
@@ -266,8 +304,8 @@ class WordpieceTokenizer(tf.Module):
         ``texts[i][starts[i, j]:ends[i, j]]`` (a ``##`` piece covers only its part of the word;
         ``[UNK]`` covers its whole word).
         """
-        texts, scalar = self._as_batch(texts)
-        normalized, cps, char_starts, out_len = self._normalize(texts)
+        texts, scalar = _as_batch(texts)
+        normalized, cps, char_starts, out_len = self.normalizer.normalize_with_chars(texts)
         words, w_start, w_end = self._wordpieces(normalized)
         ids, p_start, p_end = self._wordpiece.tokenize_with_offsets(words)  # [N, (w), (p)]
         # Piece offsets are relative to their word; make them normalised-string offsets.
@@ -301,15 +339,6 @@ class WordpieceTokenizer(tf.Module):
             return ids[0], starts[0], ends[0]
         return ids, starts, ends
 
-    @staticmethod
-    def _as_batch(texts):
-        texts = tf.convert_to_tensor(texts, dtype=tf.string)
-        if texts.shape.rank == 0:
-            return tf.expand_dims(texts, 0), True
-        if texts.shape.rank != 1:
-            raise ValueError(f"texts must be a string Tensor [N] (or a scalar), got shape {texts.shape}")
-        return texts, False
-
     # ------------------------------------------------------------------------- python helpers
     def token_to_id(self, token: str) -> int:
         return self._token_to_id.get(token, self.unk_id)
@@ -337,5 +366,5 @@ def special_ids(tokenizer: WordpieceTokenizer) -> dict:
     return {k: getattr(tokenizer, f"{k}_id") for k in _SPECIAL_NAMES}
 
 
-__all__: Sequence[str] = ["WordpieceTokenizer", "load_vocab", "file_sha256", "special_ids",
+__all__: Sequence[str] = ["WordpieceTokenizer", "BertNormalizer", "load_vocab", "file_sha256", "special_ids",
                           "bert_char_tables"]

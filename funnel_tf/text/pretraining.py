@@ -1,0 +1,496 @@
+"""Pretraining data: plain text -> sharded fixed-length TFRecords, and the per-host reader.
+
+Writing follows the original Funnel-Transformer ``create_pretrain_data.py``: every non-blank line
+is a sentence, documents are concatenated into one stream, and each example is exactly
+``[CLS] A [SEP] B [SEP]`` of ``seq_len`` tokens, where A is a run of whole sentences from the
+current position and B is either the continuation (label 1) or, with probability 0.5 (or when A
+is a single over-long sentence), a random run of sentences from elsewhere (label 0). Pairs are
+trimmed longest-first (A on the right, B on a random side). There is no NSP loss; the label is
+stored for analysis only.
+
+Differences from the original, all for streaming in constant memory:
+- documents are shuffled through a bounded buffer (``shuffle_buffer_tokens``) after a seeded
+  shuffle of the input files, instead of a global permutation of all documents;
+- a random B is drawn from a ring buffer of the last ``random_b_pool`` sentences read (not from
+  the whole corpus), starting at a uniformly chosen sentence.
+Everything is seeded, so the same inputs, vocab and seed give byte-identical shards.
+
+Reading (``make_pretraining_dataset``) shards files across hosts with ``tf.distribute.InputContext``,
+shuffles, repeats, batches with ``drop_remainder=True`` and optionally applies an online masker.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from funnel_tf.text.packing import A_TYPE_ID, B_TYPE_ID, CLS_TYPE_ID
+from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256, special_ids
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = "funnel_tf.pretraining.v1"
+DOC_MODES = ("blank_line", "file")
+
+
+# ------------------------------------------------------------------------------ reading text
+@dataclasses.dataclass
+class ReadStats:
+    """Counters shared by the corpus reader and the example writer (end up in the manifest)."""
+    files: int = 0
+    lines: int = 0
+    sentences: int = 0
+    documents: int = 0
+    tokens: int = 0
+    skipped_undecodable_lines: int = 0
+    fallback_decoded_lines: int = 0
+    bytes_read: int = 0
+
+
+def expand_inputs(patterns: Sequence[str]) -> List[str]:
+    """Globs (or plain paths) -> sorted unique file list; a pattern matching nothing is an error."""
+    files = []
+    for pattern in patterns:
+        matched = sorted(tf.io.gfile.glob(pattern))
+        matched = [m for m in matched if not tf.io.gfile.isdir(m)]
+        if not matched:
+            raise FileNotFoundError(f"input pattern matched no files: {pattern}")
+        files.extend(matched)
+    return sorted(set(files))
+
+
+def _decode_line(raw: bytes, path: str, line_no: int, stats: ReadStats,
+                 skip_undecodable: bool, fallback_encoding: Optional[str]) -> Optional[str]:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if fallback_encoding:
+            stats.fallback_decoded_lines += 1
+            return raw.decode(fallback_encoding)
+        if skip_undecodable:
+            stats.skipped_undecodable_lines += 1
+            return None
+        raise ValueError(f"{path}:{line_no}: line is not valid UTF-8 ({e.reason} at byte {e.start}); "
+                         "pass skip_undecodable_lines=True (--skip_undecodable_lines) to skip and count "
+                         "such lines, or fallback_encoding='latin-1'") from None
+
+
+def iter_documents(files: Sequence[str], doc_mode: str = "blank_line", stats: Optional[ReadStats] = None,
+                   skip_undecodable_lines: bool = False,
+                   fallback_encoding: Optional[str] = None) -> Iterator[List[str]]:
+    """Yields documents as lists of stripped non-blank lines, reading one line at a time.
+
+    ``doc_mode="blank_line"``: a blank line (or the end of a file) ends a document.
+    ``doc_mode="file"``: each file is one document; blank lines are ignored.
+    """
+    if doc_mode not in DOC_MODES:
+        raise ValueError(f"doc_mode must be one of {DOC_MODES}, got {doc_mode!r}")
+    stats = stats if stats is not None else ReadStats()
+    for path in files:
+        stats.files += 1
+        doc: List[str] = []
+        with tf.io.gfile.GFile(path, "rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                stats.lines += 1
+                stats.bytes_read += len(raw)
+                line = _decode_line(raw, path, line_no, stats, skip_undecodable_lines, fallback_encoding)
+                if line is None:
+                    continue
+                line = line.strip()
+                if line:
+                    doc.append(line)
+                elif doc_mode == "blank_line" and doc:
+                    stats.documents += 1
+                    yield doc
+                    doc = []
+        if doc:
+            stats.documents += 1
+            yield doc
+
+
+def iter_text_batches(files: Sequence[str], batch_lines: int = 4096, **read_kwargs) -> Iterator[List[str]]:
+    """Non-blank lines of the corpus in batches (for vocab learning)."""
+    batch: List[str] = []
+    for doc in iter_documents(files, **read_kwargs):
+        for line in doc:
+            batch.append(line)
+            if len(batch) >= batch_lines:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+# ----------------------------------------------------------------------- sentence stream
+def _tokenize_lines(tokenizer: WordpieceTokenizer, lines: List[str]) -> List[np.ndarray]:
+    ids = tokenizer.tokenize(tf.constant(lines))
+    values = ids.flat_values.numpy()
+    splits = ids.row_splits.numpy()
+    return [values[splits[i]:splits[i + 1]] for i in range(len(lines))]
+
+
+def iter_tokenized_documents(tokenizer: WordpieceTokenizer, documents: Iterable[List[str]],
+                             batch_lines: int = 2048) -> Iterator[List[np.ndarray]]:
+    """Documents of text lines -> documents of int32 token arrays (empty sentences dropped).
+
+    Lines are tokenized in batches across document boundaries, so short documents don't
+    cost one TF call each.
+    """
+    pending_docs: List[List[str]] = []
+    n_lines = 0
+
+    def flush():
+        flat = [line for d in pending_docs for line in d]
+        toks = _tokenize_lines(tokenizer, flat) if flat else []
+        i = 0
+        for d in pending_docs:
+            sents = [t for t in toks[i:i + len(d)] if t.size]
+            i += len(d)
+            if sents:
+                yield sents
+
+    for doc in documents:
+        pending_docs.append(doc)
+        n_lines += len(doc)
+        if n_lines >= batch_lines:
+            yield from flush()
+            pending_docs, n_lines = [], 0
+    if pending_docs:
+        yield from flush()
+
+
+def shuffle_documents(docs: Iterable[List[np.ndarray]], rng: random.Random,
+                      buffer_tokens: int) -> Iterator[List[np.ndarray]]:
+    """Bounded random shuffle of documents: holds at most ~``buffer_tokens`` tokens (plus one doc)."""
+    buf: List[List[np.ndarray]] = []
+    held = 0
+    for doc in docs:
+        buf.append(doc)
+        held += sum(s.size for s in doc)
+        while held > buffer_tokens and buf:
+            i = rng.randrange(len(buf))
+            buf[i], buf[-1] = buf[-1], buf[i]
+            out = buf.pop()
+            held -= sum(s.size for s in out)
+            yield out
+    rng.shuffle(buf)
+    yield from buf
+
+
+# --------------------------------------------------------------------------- example maker
+@dataclasses.dataclass
+class PretrainingExample:
+    input_ids: np.ndarray  # int64 [seq_len]
+    token_type_ids: np.ndarray  # int64 [seq_len]
+    label: int  # 1: B continues A; 0: B is a random span
+
+
+class ExampleMaker:
+    """Turns a stream of sentences (int arrays) into ``[CLS] A [SEP] B [SEP]`` examples.
+
+    Memory: the look-ahead window (~seq_len tokens) plus a ring buffer of ``random_b_pool``
+    sentences for random B spans.
+    """
+
+    def __init__(self, seq_len: int, cls_id: int, sep_id: int, pad_id: int, seed: int = 0,
+                 random_b_pool: int = 20000, random_b_prob: float = 0.5):
+        if seq_len < 5:
+            raise ValueError(f"seq_len must be >= 5, got {seq_len}")
+        self.seq_len = seq_len
+        self.budget = seq_len - 3  # tokens for A + B
+        self.cls_id, self.sep_id, self.pad_id = cls_id, sep_id, pad_id
+        self.rng = random.Random(seed)
+        self.np_rng = np.random.default_rng(seed)
+        self.random_b_prob = random_b_prob
+        self.pool: collections.deque = collections.deque(maxlen=max(1, random_b_pool))
+        self.window: collections.deque = collections.deque()
+        self.window_tokens = 0
+        self.num_positive = 0
+        self.num_negative = 0
+        self.dropped_tokens = 0
+
+    def add_sentence(self, sent: np.ndarray) -> Iterator[PretrainingExample]:
+        self.pool.append(sent)
+        self.window.append(sent)
+        self.window_tokens += sent.size
+        # An example needs the first sentence boundary at or past `budget` tokens.
+        while self.window_tokens >= self.budget:
+            yield self._make_one()
+
+    def finish(self) -> None:
+        """End of stream: what is left (< budget tokens) is too short for an example."""
+        self.dropped_tokens += self.window_tokens
+        self.window.clear()
+        self.window_tokens = 0
+
+    def _random_b(self, b_len: int) -> List[np.ndarray]:
+        start = self.rng.randrange(len(self.pool))
+        out, got = [], 0
+        for k in range(len(self.pool)):
+            s = self.pool[(start + k) % len(self.pool)]
+            out.append(s)
+            got += s.size
+            if got >= b_len:
+                break
+        return out
+
+    def _make_one(self) -> PretrainingExample:
+        sents = list(self.window)
+        # Cut points: sentence ends strictly before the budget (the last sentence crosses it).
+        n_cut = len(sents) - 1
+        if n_cut == 0 or self.rng.random() < self.random_b_prob:
+            label = 0
+            k = len(sents) if n_cut == 0 else self.rng.randint(1, n_cut)
+            a_sents = sents[:k]
+            a_len = sum(s.size for s in a_sents)
+            b_sents = self._random_b(max(1, self.budget - a_len))
+            consumed = k  # B's text is not consumed: the next example starts after A
+        else:
+            label = 1
+            k = self.rng.randint(1, n_cut)
+            a_sents, b_sents = sents[:k], sents[k:]
+            consumed = len(sents)
+        for _ in range(consumed):
+            self.window_tokens -= self.window.popleft().size
+        a = np.concatenate(a_sents)
+        b = np.concatenate(b_sents)
+        a, b, dropped = self._truncate(a, b)
+        if label == 1:
+            self.dropped_tokens += dropped
+            self.num_positive += 1
+        else:
+            self.num_negative += 1
+        return self._pack(a, b, label)
+
+    def _truncate(self, a: np.ndarray, b: np.ndarray):
+        """Longest-first (ties trim B); A loses its tail, B a random mix of head and tail."""
+        la, lb, m = a.size, b.size, self.budget
+        if la + lb <= m:
+            return a, b, 0
+        half_a = m - m // 2
+        new_a = min(la, max(half_a, m - lb))
+        new_b = m - new_a
+        cut_b = lb - new_b
+        cut_left = int(self.np_rng.binomial(cut_b, 0.5))  # each trim picks a side at random
+        return a[:new_a], b[cut_left:cut_left + new_b], (la - new_a) + cut_b
+
+    def _pack(self, a: np.ndarray, b: np.ndarray, label: int) -> PretrainingExample:
+        ids = np.full(self.seq_len, self.pad_id, np.int64)
+        types = np.zeros(self.seq_len, np.int64)
+        n = 3 + a.size + b.size
+        ids[:n] = np.concatenate([[self.cls_id], a, [self.sep_id], b, [self.sep_id]])
+        types[0] = CLS_TYPE_ID
+        types[1:a.size + 2] = A_TYPE_ID
+        types[a.size + 2:n] = B_TYPE_ID
+        return PretrainingExample(ids, types, label)
+
+
+def _int64_feature(values) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def serialize_example(ex: PretrainingExample) -> bytes:
+    feats = {
+        "input_ids": _int64_feature(ex.input_ids),
+        "token_type_ids": _int64_feature(ex.token_type_ids),
+        "label": _int64_feature([ex.label]),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def shard_paths(output_dir: str, num_shards: int, prefix: str = "pretrain") -> List[str]:
+    return [os.path.join(output_dir, f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord")
+            for i in range(num_shards)]
+
+
+def _default_progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: str, seq_len: int = 512,
+                            num_shards: int = 8, seed: int = 12345, doc_mode: str = "blank_line",
+                            lower_case: bool = True, skip_undecodable_lines: bool = False,
+                            fallback_encoding: Optional[str] = None, random_b_pool: int = 20000,
+                            shuffle_buffer_tokens: int = 2_000_000, max_examples: Optional[int] = None,
+                            prefix: str = "pretrain", progress: Optional[Callable[[str], None]] = _default_progress,
+                            progress_every_s: float = 10.0) -> dict:
+    """Writes sharded TFRecords + ``manifest.json`` into ``output_dir``; returns the manifest.
+
+    Examples go to shards round-robin. ``inputs`` are globs; files are read in a seeded random
+    order. See the module docstring for the example layout.
+    """
+    files = expand_inputs(inputs)
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    tokenizer = WordpieceTokenizer(vocab_path, lower_case=lower_case)
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    stats = ReadStats()
+    maker = ExampleMaker(seq_len, tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id, seed=seed + 1,
+                         random_b_pool=random_b_pool)
+    tf.io.gfile.makedirs(output_dir)
+    paths = shard_paths(output_dir, num_shards, prefix)
+    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    per_shard = [0] * num_shards
+    n_examples = 0
+    t0 = last = time.time()
+    total_bytes = sum(tf.io.gfile.stat(f).length for f in files)
+
+    docs = iter_documents(order, doc_mode, stats, skip_undecodable_lines, fallback_encoding)
+    docs = shuffle_documents(iter_tokenized_documents(tokenizer, docs), random.Random(seed + 2),
+                             shuffle_buffer_tokens)
+    try:
+        done = False
+        for doc in docs:
+            for sent in doc:
+                stats.sentences += 1
+                stats.tokens += sent.size
+                for ex in maker.add_sentence(sent):
+                    shard = n_examples % num_shards
+                    writers[shard].write(serialize_example(ex))
+                    per_shard[shard] += 1
+                    n_examples += 1
+                    if max_examples is not None and n_examples >= max_examples:
+                        done = True
+                        break
+                if done:
+                    break
+            if progress and time.time() - last >= progress_every_s:
+                last = time.time()
+                pct = 100.0 * stats.bytes_read / max(total_bytes, 1)
+                progress(f"[create-pretraining-data] {stats.files}/{len(files)} files, {pct:.1f}% bytes, "
+                         f"{stats.lines} lines, {stats.tokens} tokens, {n_examples} examples, "
+                         f"{stats.tokens / (last - t0):.0f} tokens/s")
+            if done:
+                break
+        maker.finish()
+    finally:
+        for w in writers:
+            w.close()
+
+    manifest = {
+        "format": FORMAT_VERSION,
+        "seq_len": seq_len,
+        "num_examples": n_examples,
+        "num_positive": maker.num_positive,
+        "num_negative": maker.num_negative,
+        "files": [{"path": os.path.basename(p), "num_examples": c} for p, c in zip(paths, per_shard)],
+        "features": {"input_ids": ["int64", seq_len], "token_type_ids": ["int64", seq_len],
+                     "label": ["int64", 1]},
+        "vocab_path": os.path.abspath(vocab_path),
+        "vocab_sha256": file_sha256(vocab_path),
+        "vocab_size": tokenizer.vocab_size,
+        "special_ids": special_ids(tokenizer),
+        "lower_case": lower_case,
+        "seed": seed,
+        "doc_mode": doc_mode,
+        "random_b_pool": random_b_pool,
+        "shuffle_buffer_tokens": shuffle_buffer_tokens,
+        "inputs": files,
+        "input_files": stats.files,
+        "input_lines": stats.lines,
+        "documents": stats.documents,
+        "sentences": stats.sentences,
+        "tokens": stats.tokens,
+        "dropped_tokens": maker.dropped_tokens,
+        "skipped_undecodable_lines": stats.skipped_undecodable_lines,
+        "fallback_decoded_lines": stats.fallback_decoded_lines,
+        "fallback_encoding": fallback_encoding,
+        "seconds": round(time.time() - t0, 2),
+    }
+    with tf.io.gfile.GFile(os.path.join(output_dir, MANIFEST_NAME), "w") as f:
+        json.dump(manifest, f, indent=2)
+    if progress:
+        progress(f"[create-pretraining-data] wrote {n_examples} examples ({maker.num_positive} positive, "
+                 f"{maker.num_negative} random B) to {num_shards} shards in {output_dir} "
+                 f"from {stats.tokens} tokens in {manifest['seconds']} s")
+    return manifest
+
+
+# ---------------------------------------------------------------------------------- reading
+def parse_pretraining_batch(serialized: tf.Tensor, seq_len: int, pad_id: int = 0) -> dict:
+    """Serialized examples [B] -> int32 ``input_ids`` / ``attention_mask`` / ``token_type_ids`` [B, seq_len]."""
+    spec = {
+        "input_ids": tf.io.FixedLenFeature([seq_len], tf.int64),
+        "token_type_ids": tf.io.FixedLenFeature([seq_len], tf.int64),
+    }
+    parsed = tf.io.parse_example(serialized, spec)
+    input_ids = tf.cast(parsed["input_ids"], tf.int32)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": tf.cast(tf.not_equal(input_ids, pad_id), tf.int32),
+        "token_type_ids": tf.cast(parsed["token_type_ids"], tf.int32),
+    }
+
+
+def _check_manifest(files: Sequence[str], seq_len: int) -> None:
+    for d in sorted({os.path.dirname(f) for f in files}):
+        path = os.path.join(d, MANIFEST_NAME)
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                m = json.load(f)
+            if m.get("seq_len") != seq_len:
+                raise ValueError(f"{path}: records were written with seq_len={m.get('seq_len')}, "
+                                 f"but the reader was asked for seq_len={seq_len}")
+
+
+def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
+                             input_context: Optional[tf.distribute.InputContext] = None,
+                             shuffle: bool = True, repeat: bool = True, shuffle_buffer: int = 20480,
+                             cycle_length: int = 16, seed: Optional[int] = None, pad_id: int = 0,
+                             masker: Optional[Callable[[dict], dict]] = None,
+                             cache: bool = False) -> tf.data.Dataset:
+    """Sharded pretraining TFRecords -> batched int32 features with static shapes.
+
+    ``batch_size`` is the *global* batch size; with an ``input_context`` each input pipeline
+    reads its own subset of files (``input_pipeline_id::num_input_pipelines``; examples are
+    sharded instead when there are fewer files than pipelines) and batches per replica
+    (``input_context.get_per_replica_batch_size``). Batches are ``drop_remainder=True``.
+    ``masker`` (e.g. ``masking.MlmMasker``) is applied to each batch; ``cache`` caches the raw
+    records (as the original does) so masking stays fresh every epoch.
+    """
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+    if not files:
+        raise FileNotFoundError(f"no pretraining files match {file_pattern!r}")
+    _check_manifest(files, seq_len)
+    per_batch = batch_size
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    shard_examples = False
+    if input_context is not None:
+        per_batch = input_context.get_per_replica_batch_size(batch_size)
+        n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if len(files) >= n:
+            ds = ds.shard(n, i)
+        else:
+            shard_examples = True
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+    if shard_examples:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(per_batch, drop_remainder=True)
+    ds = ds.map(lambda s: parse_pretraining_batch(s, seq_len, pad_id), num_parallel_calls=tf.data.AUTOTUNE)
+    if masker is not None:
+        ds = ds.map(masker, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+__all__ = ["create_pretraining_data", "make_pretraining_dataset", "parse_pretraining_batch",
+           "iter_documents", "iter_text_batches", "expand_inputs", "ExampleMaker", "ReadStats",
+           "MANIFEST_NAME"]
