@@ -118,7 +118,6 @@ def encode_text_examples(examples: TextExamples, tokenizer, seq_len: int, *,
     if seq_len < 3 + (examples.text_b is not None):
         raise ValueError(f"seq_len={seq_len} leaves no room for text")
     n_pad = _pad_count(len(examples), pad_to_multiple_of)
-    regression = examples.is_regression
     labels = np.concatenate([examples.labels,
                              np.zeros([n_pad], examples.labels.dtype)])
     columns = {
@@ -155,7 +154,6 @@ def encode_text_examples(examples: TextExamples, tokenizer, seq_len: int, *,
     ds = ds.batch(tokenize_chunk).map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if batch_size:
         ds = ds.batch(batch_size, drop_remainder=True)
-    del regression
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -225,7 +223,8 @@ def iter_csv_records(path: str, delimiter: str = ",", quoting: int = csv.QUOTE_M
                 yield i + 1, line.split(delimiter)
         return
     # newline="": split records only at \r, \n, \r\n (never at \x0b, \x1c, \u2028 ...).
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', quoting=quoting,
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"',
+                        quoting=quoting,
                         strict=True)
     start = 1
     while True:

@@ -51,7 +51,7 @@ class GlueTask:
     folder: str                                # folder of the original GLUE download, e.g. "MNLI"
     splits: Dict[str, GlueLayout]              # split → layout (train, dev..., test...)
     label_names: Optional[Tuple[str, ...]]     # None → regression (STS-B)
-    metric: str                                # "mcc", "accuracy", "f1_accuracy", "pearson_spearman"
+    metric: str                    # "mcc" | "accuracy" | "f1_accuracy" | "pearson_spearman"
     eval_splits: Tuple[str, ...]
     test_splits: Tuple[str, ...]
     submission_files: Dict[str, str]           # test split → GLUE submission file name

@@ -477,8 +477,8 @@ def postprocess_predictions(examples: Sequence[SquadExample], features: SquadFea
                     score = float(s_log[i] + e_log[j])
                     if score > best_score:
                         best_score = score
-                        c0, c1 = int(arr["token_char_start"][f, i]), int(arr["token_char_end"][f, j])
-                        best_text = ex.context[c0:c1]
+                        best_text = ex.context[int(arr["token_char_start"][f, i]):
+                                               int(arr["token_char_end"][f, j])]
         odds = null_score if cls_logits is not None else null_score - best_score
         null_odds[ex.qas_id] = float(odds)
         if allow_impossible and null_threshold is not None and odds > null_threshold:
