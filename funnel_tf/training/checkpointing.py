@@ -1,0 +1,198 @@
+"""Training checkpoints (exact resume) and warm starts from converted weights.
+
+`TrainingCheckpoint` wraps `tf.train.Checkpoint` + `CheckpointManager` over the objective's models,
+the optimizer (slots and iteration count), the global step and, when tf.data can save it, the input
+iterator (so a resumed run sees exactly the batches it would have seen). Only the chief writes to
+`<model_dir>/checkpoints`; other workers of a multi-worker job save to a scratch directory because
+every worker must take part in a distributed save.
+
+`warm_start` loads a Funnel backbone from a converted checkpoint (Keras `*.weights.h5`, a
+`save_pretrained` directory, or a TF object checkpoint such as one of our own training runs) and
+fails loudly when the backbone would not be fully restored.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from typing import Dict, Mapping, Optional
+
+import keras
+import tensorflow as tf
+from absl import logging
+from tensorflow.python.trackable import base as trackable_base
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used as asked; the message names the path and the problem."""
+
+
+def is_trackable(obj) -> bool:
+    """True if `obj` (e.g. a tf.data iterator) can be stored in a tf.train.Checkpoint.
+
+    Plain tf.data iterators are; distributed iterators (MirroredStrategy, TPUStrategy) are not in
+    TF 2.19-2.21, so the loop falls back to replaying the input (see loop.py).
+    """
+    return isinstance(obj, trackable_base.Trackable)
+
+
+class TrainingCheckpoint:
+    """Save every N steps, keep K, restore the latest; the manager's `step_counter` is the step."""
+
+    def __init__(self, model_dir: str, items: Mapping[str, object], step: tf.Variable,
+                 keep: int = 5, is_chief: bool = True, data_iterator=None):
+        self.model_dir = model_dir
+        self.is_chief = is_chief
+        self.step = step
+        self.keep = keep
+        self._items = dict(items)
+        self.directory = os.path.join(model_dir, "checkpoints") if is_chief else \
+            tempfile.mkdtemp(prefix="funnel_ckpt_worker_")
+        self.data_iterator = data_iterator if data_iterator is not None and is_trackable(
+            data_iterator) else None
+        self._make()
+
+    def _make(self):
+        items = dict(self._items, step=self.step)
+        if self.data_iterator is not None:
+            items["data"] = self.data_iterator
+        self.checkpoint = tf.train.Checkpoint(**items)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
+                                                  max_to_keep=self.keep, step_counter=self.step,
+                                                  checkpoint_name="ckpt")
+
+    @property
+    def saves_data(self) -> bool:
+        return self.data_iterator is not None
+
+    @property
+    def latest(self) -> Optional[str]:
+        return self.manager.latest_checkpoint
+
+    def restore_latest(self) -> Optional[str]:
+        """Restore the newest checkpoint in the directory, if any; returns its path."""
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return None
+        if self.data_iterator is not None and not any(
+                k.startswith("data/") for k in tf.train.load_checkpoint(path)
+                .get_variable_to_shape_map()):
+            logging.warning("%s holds no input-iterator state; the input will be replayed", path)
+            self.data_iterator = None
+            self._make()
+        status = self.checkpoint.restore(path)
+        try:
+            status.expect_partial().assert_existing_objects_matched()
+        except AssertionError as e:
+            raise CheckpointError(
+                f"{path}: does not match this model/optimizer (different config or objective?): "
+                f"{str(e)[:500]}") from e
+        logging.info("restored %s (step %d)", path, int(self.step.numpy()))
+        return path
+
+    def save(self) -> str:
+        """Save at the current step. If tf.data cannot serialise the input iterator, drop it from
+        the checkpoint (with a warning) and save the rest; the caller learns it via `saves_data`."""
+        try:
+            path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        except (tf.errors.UnimplementedError, tf.errors.FailedPreconditionError,
+                tf.errors.InvalidArgumentError) as e:
+            if self.data_iterator is None:
+                raise
+            logging.warning("the input pipeline cannot be checkpointed (%s); checkpoints will "
+                            "not include the data position and a resume will replay the input "
+                            "instead", str(e).splitlines()[0][:200])
+            self.data_iterator = None
+            self._make()
+            path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if self.is_chief:
+            logging.info("saved checkpoint %s", path)
+        return path
+
+
+def read_step(path: str) -> int:
+    """The global step stored in a training checkpoint (prefix or directory)."""
+    prefix = resolve_checkpoint(path)
+    reader = tf.train.load_checkpoint(prefix)
+    return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint prefix from a prefix or a directory (newest checkpoint in it)."""
+    if tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path) or tf.train.latest_checkpoint(
+            os.path.join(path, "checkpoints"))
+        if latest is None:
+            raise CheckpointError(f"{path}: directory holds no TF checkpoint")
+        return latest
+    if not tf.io.gfile.exists(path + ".index"):
+        raise CheckpointError(f"{path}: not a checkpoint (no {path}.index)")
+    return path
+
+
+# ---------------------------------------------------------------------------------- warm start
+# Where a Funnel backbone may sit inside an object checkpoint, outermost first:
+# our MLM / ELECTRA training checkpoints, then bare backbones.
+_BACKBONE_LAYOUTS = (("model", "funnel"), ("discriminator", "funnel"), ("model",), ("backbone",),
+                     ("funnel",))
+
+
+def _nest(path, leaf):
+    obj = leaf
+    for name in reversed(path):
+        obj = tf.train.Checkpoint(**{name: obj})
+    return obj
+
+
+def _h5_file(path: str) -> Optional[str]:
+    if path.endswith(".weights.h5") and tf.io.gfile.exists(path):
+        return path
+    if tf.io.gfile.isdir(path):
+        found = sorted(glob.glob(os.path.join(path, "*.weights.h5")))
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise CheckpointError(f"{path}: several *.weights.h5 files {found}; pass one of them")
+    return None
+
+
+def warm_start(backbone: keras.Model, path: str,
+               models: Optional[Mapping[str, keras.Model]] = None) -> str:
+    """Initialise `backbone` (a FunnelModel/FunnelBaseModel) from the converted checkpoint `path`.
+
+    Accepted: a Keras `*.weights.h5` file (or a directory holding exactly one, as written by
+    `save_pretrained`) saved from the backbone itself or from one of `models` (a full head model;
+    its backbone weights are then used); or a TF object checkpoint whose backbone sits under one of
+    the layouts in `_BACKBONE_LAYOUTS`. Every backbone variable must be restored; otherwise this
+    raises CheckpointError listing what was tried. Returns a one-line description.
+    """
+    h5 = _h5_file(path)
+    if h5 is not None:
+        errors = []
+        for name, target in [("backbone", backbone)] + list((models or {}).items()):
+            try:
+                target.load_weights(h5)
+                return f"{name} weights from {h5}"
+            except Exception as e:  # keras raises ValueError/KeyError on a structure mismatch
+                errors.append(f"{name}: {type(e).__name__}: {str(e)[:200]}")
+        raise CheckpointError(f"{h5}: matches neither the backbone nor the head models:\n  "
+                              + "\n  ".join(errors))
+    prefix = resolve_checkpoint(path)
+    keys = set(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+    tried = []
+    for layout in _BACKBONE_LAYOUTS:
+        head = "/".join(layout) + "/"
+        if not any(k.startswith(head) for k in keys):
+            continue
+        status = _nest(layout, backbone).read(prefix)
+        try:
+            status.expect_partial().assert_existing_objects_matched()
+        except AssertionError as e:
+            tried.append(f"{'/'.join(layout)}: {str(e)[:300]}")
+            continue
+        return f"backbone from {prefix} ({'/'.join(layout)})"
+    raise CheckpointError(
+        f"{prefix}: no complete Funnel backbone found under any of "
+        f"{['/'.join(l) for l in _BACKBONE_LAYOUTS]}" + ("; partial matches: " + "; ".join(tried)
+                                                        if tried else ""))

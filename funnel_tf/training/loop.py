@@ -1,0 +1,366 @@
+"""The custom distributed training loop: `strategy.run` inside a `tf.function` that runs
+`steps_per_loop` steps per host call, with checkpoints, progress, preemption and NaN handling.
+
+One training step, per replica:
+  1. sum the objective's loss normalisers (masked-token / real-token counts) across replicas, so
+     each replica's loss is its share of the *global* mean (any replica count gives the same
+     gradient as one device with the whole batch);
+  2. forward + backward (XLA-compiled with `jit_compile`);
+  3. sum gradients across replicas, clip them by their global norm (1.0: the norm of the global
+     gradient, identical on every replica), and apply AdamW unless the loss or the gradient norm is
+     not finite (then the update is skipped on every replica and counted).
+Metric sums live in sync-on-read variables, read by the host at log boundaries.
+
+What is XLA-compiled: on the default / one-device strategy the whole replica step (including the
+optimizer update); under MirroredStrategy / MultiWorkerMirroredStrategy the forward + backward
+(cross-device collectives cannot sit inside an XLA cluster there); TPUStrategy compiles everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import threading
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from funnel_tf.training import checkpointing
+from funnel_tf.training.objectives import Objective
+from funnel_tf.training.progress import ProgressLogger, format_duration
+from funnel_tf.training.strategy import strategy_info
+
+NONFINITE_POLICIES = ("stop", "skip")
+DATA_RESUME_MODES = ("auto", "replay", "restart")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training hit a non-finite loss or gradient and the policy is "stop"."""
+
+
+@dataclasses.dataclass
+class LoopConfig:
+    """Knobs of the training loop (plain values; pretrain.py maps flags onto them)."""
+
+    train_steps: int
+    global_batch_size: int
+    seq_len: int
+    model_dir: str
+    steps_per_loop: int = 100       # steps per host call (one tf.function call)
+    log_every: int = 100            # steps between progress records
+    save_every: int = 1000          # steps between checkpoints (0 = only at the end)
+    keep_checkpoints: int = 5
+    clip_norm: float = 1.0          # global-norm clipping of the summed gradient (0 = off)
+    jit_compile: bool = True
+    nonfinite: str = "stop"         # "stop": raise, keep the last good checkpoint; "skip": skip+count
+    max_nonfinite: int = 100        # with "skip": give up after this many skipped steps
+    seed: int = 0                   # base seed of the objective's stateless RNG (ELECTRA sampling)
+    data_resume: str = "auto"       # "auto": checkpoint the tf.data iterator when possible, else
+                                    # replay; "replay": skip the consumed batches; "restart": from 0
+    warm_start: Optional[str] = None  # converted checkpoint for the backbone (fresh runs only)
+    handle_sigterm: bool = True     # save and return on SIGTERM (non-TPU, non-multi-worker)
+
+    def validate(self):
+        if self.train_steps < 1 or self.global_batch_size < 1 or self.seq_len < 1:
+            raise ValueError(f"train_steps, global_batch_size and seq_len must be positive: {self}")
+        if self.steps_per_loop < 1 or self.log_every < 1 or self.save_every < 0:
+            raise ValueError("steps_per_loop and log_every must be >= 1 and save_every >= 0")
+        if self.nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {self.nonfinite!r}")
+        if self.data_resume not in DATA_RESUME_MODES:
+            raise ValueError(f"data_resume must be one of {DATA_RESUME_MODES}, "
+                             f"got {self.data_resume!r}")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int                      # global step reached
+    history: List[Dict[str, float]]  # one record per log window
+    checkpoint: Optional[str]      # newest checkpoint path
+    preempted: bool = False
+    nonfinite_steps: int = 0
+    start_step: int = 0
+
+
+class _Accumulators:
+    """Sync-on-read sums, one per objective stat, plus step counters; read+reset by the host."""
+
+    def __init__(self, names):
+        on_read = tf.VariableSynchronization.ON_READ
+        self.sums = {n: tf.Variable(0.0, trainable=False, synchronization=on_read,
+                                    aggregation=tf.VariableAggregation.SUM, name=f"acc_{n}")
+                     for n in names}
+        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.steps = tf.Variable(0.0, trainable=False, synchronization=on_read,
+                                 aggregation=first, name="acc_steps")
+        self.nonfinite = tf.Variable(0.0, trainable=False, synchronization=on_read,
+                                     aggregation=first, name="acc_nonfinite")
+
+    def read(self):
+        return {n: float(v.numpy()) for n, v in self.sums.items()}, float(self.steps.numpy())
+
+    def reset(self):
+        for v in list(self.sums.values()) + [self.steps]:
+            v.assign(tf.zeros_like(v))
+
+
+class Trainer:
+    """Builds everything inside the strategy scope and runs the loop.
+
+    strategy:      a tf.distribute.Strategy (see strategy.make_strategy).
+    objective:     an `objectives.Objective` (not yet built).
+    optimizer_fn:  variables -> built optimizer (see optimization.make_optimizer); called in scope.
+    dataset_fn:    tf.distribute.InputContext -> tf.data.Dataset of *per-replica* batches (use
+                   `ctx.get_per_replica_batch_size(global)` and shard by `ctx.input_pipeline_id`).
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy, objective: Objective,
+                 optimizer_fn: Callable, dataset_fn: Callable, config: LoopConfig):
+        config.validate()
+        self.strategy = strategy
+        self.objective = objective
+        self.optimizer_fn = optimizer_fn
+        self.dataset_fn = dataset_fn
+        self.config = config
+        self.info = strategy_info(strategy)
+        if config.global_batch_size % self.info.num_replicas:
+            raise ValueError(f"global batch size {config.global_batch_size} is not divisible by "
+                             f"the {self.info.num_replicas} replicas")
+        with strategy.scope():
+            objective.build()
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self.variables = objective.trainable_variables
+            self.optimizer = optimizer_fn(self.variables)
+            self.acc = _Accumulators(sorted({s for pair in objective.metrics.values()
+                                             for s in pair if s}))
+        self._stop_requested = threading.Event()
+        self._train_fn = None
+
+    # ------------------------------------------------------------------ the step
+    def _make_replica_step(self):
+        objective, optimizer, cfg = self.objective, self.optimizer, self.config
+        variables = self.variables
+        kind = self.info.kind
+
+        def forward_backward(features, normalizers, seed):
+            with tf.GradientTape() as tape:
+                loss, stats = objective.loss_and_stats(features, normalizers, training=True,
+                                                       seed=seed)
+            grads = tape.gradient(loss, variables)
+            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                     for g, v in zip(grads, variables)]
+            return loss, stats, grads
+
+        # Collective-free part under XLA when the whole step cannot be (see module docstring).
+        if cfg.jit_compile and kind in ("mirrored", "multi_worker"):
+            forward_backward = tf.function(forward_backward, jit_compile=True)
+
+        def apply(grads):
+            optimizer.apply(grads, variables)
+
+        def guarded_apply(grads, finite):
+            # A cond whose branch calls merge_call must run in cross-replica context (as Keras'
+            # LossScaleOptimizer does); strategies without merge_call take the direct path.
+            if tf.__internal__.distribute.strategy_supports_no_merge_call():
+                tf.cond(finite, lambda: apply(grads), lambda: None)
+                return
+
+            def cross(distribution, grads, finite):
+                ok = distribution.experimental_local_results(finite)[0]
+                tf.cond(ok, lambda: distribution.extended.call_for_each_replica(
+                    apply, args=(grads,)), lambda: None)
+            tf.distribute.get_replica_context().merge_call(cross, args=(grads, finite))
+
+        def replica_step(features, step):
+            ctx = tf.distribute.get_replica_context()
+            local = {k: tf.identity(v) for k, v in objective.local_normalizers(features).items()}
+            normalizers = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
+            seed = tf.stack([tf.cast(step % (2 ** 31 - 1), tf.int32) + cfg.seed,
+                             tf.cast(ctx.replica_id_in_sync_group, tf.int32)])
+            loss, stats, grads = forward_backward(features, normalizers, seed)
+            reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [loss] + list(grads))
+            global_loss, grads = reduced[0], reduced[1:]
+            if cfg.clip_norm > 0:
+                grads, norm = tf.clip_by_global_norm(grads, cfg.clip_norm)
+            else:
+                norm = tf.linalg.global_norm(grads)
+            finite = tf.logical_and(tf.math.is_finite(global_loss), tf.math.is_finite(norm))
+            guarded_apply(grads, finite)
+            okf = tf.cast(finite, tf.float32)
+            for name, var in self.acc.sums.items():
+                value = tf.cast(stats[name], tf.float32)
+                var.assign_add(tf.where(finite, value, tf.zeros_like(value)))
+            self.acc.steps.assign_add(okf)
+            self.acc.nonfinite.assign_add(1.0 - okf)
+
+        if cfg.jit_compile and kind in ("default", "one_device"):
+            replica_step = tf.function(replica_step, jit_compile=True)
+        return replica_step
+
+    def _make_train_fn(self):
+        replica_step = self._make_replica_step()
+        strategy, step = self.strategy, self.step
+
+        @tf.function
+        def train_loop(iterator, num_steps):
+            for _ in tf.range(num_steps):
+                features = next(iterator)
+                strategy.run(replica_step, args=(features, step.read_value()))
+                step.assign_add(1)
+        return train_loop
+
+    # ------------------------------------------------------------------ data
+    def _distributed_iterator(self, skip_batches: int):
+        def fn(ctx):
+            ds = self.dataset_fn(ctx)
+            if skip_batches:
+                # The per-host pipeline feeds its local replicas one batch each per step.
+                per_pipeline = self.info.num_replicas // max(ctx.num_input_pipelines, 1)
+                ds = ds.skip(skip_batches * per_pipeline)
+            return ds
+        return iter(self.strategy.distribute_datasets_from_function(fn))
+
+    # ------------------------------------------------------------------ host loop
+    def _learning_rate(self) -> float:
+        lr = self.optimizer.learning_rate
+        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+    def _metrics(self):
+        sums, steps = self.acc.read()
+        out = {}
+        for name, (num, den) in self.objective.metrics.items():
+            d = steps if den is None else sums[den]
+            out[name] = sums[num] / d if d else float("nan")
+        return out, steps
+
+    def _install_sigterm(self):
+        if not (self.config.handle_sigterm and threading.current_thread() is threading.main_thread()):
+            return None
+
+        def handler(signum, frame):
+            logging.warning("SIGTERM received: will save a checkpoint at the next loop boundary")
+            self._stop_requested.set()
+        return signal.signal(signal.SIGTERM, handler)
+
+    def train(self) -> TrainResult:
+        cfg, info = self.config, self.info
+        logging.info("strategy %s; global batch %d (%d per replica); %d trainable variables "
+                     "(%.2fM parameters)", info.describe(), cfg.global_batch_size,
+                     cfg.global_batch_size // info.num_replicas, len(self.variables),
+                     sum(int(np.prod(v.shape)) for v in self.variables) / 1e6)
+        items = dict(self.objective.models, optimizer=self.optimizer)
+
+        iterator = None
+        if cfg.data_resume == "auto" and info.kind == "default":
+            iterator = self._distributed_iterator(0)  # plain tf.data iterator: checkpointable
+        ckpt = checkpointing.TrainingCheckpoint(cfg.model_dir, items, self.step,
+                                                keep=cfg.keep_checkpoints, is_chief=info.is_chief,
+                                                data_iterator=iterator)
+        handler = None
+        if info.supports_preemption_handler:
+            # Restores the newest checkpoint itself and saves on a preemption notice.
+            handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+                self.strategy.cluster_resolver, ckpt.manager)
+        restored = ckpt.restore_latest()
+        start = int(self.step.numpy())
+        if restored is None and cfg.warm_start:
+            logging.info("warm start: %s", checkpointing.warm_start(
+                self.objective.backbone, cfg.warm_start, self.objective.models))
+        if iterator is None or not ckpt.saves_data:
+            skip = start if (start and cfg.data_resume in ("auto", "replay")) else 0
+            if skip:
+                logging.info("resuming input at step %d by replaying %d batch(es) per replica "
+                             "(the iterator state is not checkpointable here)", start, skip)
+            elif start:
+                logging.warning("data_resume=restart: the input starts again from its beginning")
+            iterator = self._distributed_iterator(skip)
+        if start >= cfg.train_steps:
+            logging.info("already at step %d >= train_steps %d: nothing to do", start,
+                         cfg.train_steps)
+            return TrainResult(start, [], ckpt.latest, start_step=start)
+
+        train_fn = self._make_train_fn()
+        progress = ProgressLogger(cfg.train_steps, cfg.global_batch_size, cfg.seq_len,
+                                  cfg.model_dir, write=info.is_chief)
+        previous = self._install_sigterm() if handler is None else None
+        history, step, compiled = [], start, False
+        nonfinite_total = 0
+        self.acc.reset()
+        progress.start(step)
+        try:
+            scope = handler.watch_preemption_scope() if (
+                handler is not None and info.kind == "tpu") else _null_scope()
+            with scope:
+                while step < cfg.train_steps:
+                    n = self._chunk(step)
+                    if handler is not None:
+                        handler.run(train_fn, args=(iterator, tf.constant(n, tf.int32)))
+                    else:
+                        train_fn(iterator, tf.constant(n, tf.int32))
+                    step = int(self.step.numpy())  # waits for the device
+                    if not compiled:
+                        progress.mark_compiled(step)
+                        compiled = True
+                    bad = int(round(float(self.acc.nonfinite.numpy())))
+                    if bad > nonfinite_total:
+                        self._on_nonfinite(step, bad - nonfinite_total, bad, ckpt)
+                        nonfinite_total = bad
+                    if step % cfg.log_every == 0 or step == cfg.train_steps:
+                        metrics, steps = self._metrics()
+                        if steps > 0:
+                            history.append(progress.log(step, metrics, self._learning_rate(),
+                                                        {"nonfinite_steps": nonfinite_total}))
+                        self.acc.reset()
+                    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.train_steps:
+                        ckpt.save()
+                    if self._stop_requested.is_set():
+                        if ckpt.latest is None or checkpointing.read_step(ckpt.latest) != step:
+                            ckpt.save()
+                        logging.warning("stopped at step %d on request (SIGTERM); restart with "
+                                        "the same --model_dir to resume", step)
+                        return TrainResult(step, history, ckpt.latest, preempted=True,
+                                           nonfinite_steps=nonfinite_total, start_step=start)
+        finally:
+            progress.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        took = progress.compile_seconds
+        logging.info("done: step %d; checkpoint %s%s", step, ckpt.latest,
+                     f" (first loop incl. compile {format_duration(took)})" if took else "")
+        return TrainResult(step, history, ckpt.latest, nonfinite_steps=nonfinite_total,
+                           start_step=start)
+
+    def _chunk(self, step: int) -> int:
+        """Steps for the next host call: up to steps_per_loop, stopping at log/save/end marks."""
+        cfg = self.config
+        marks = [cfg.train_steps, (step // cfg.log_every + 1) * cfg.log_every]
+        if cfg.save_every:
+            marks.append((step // cfg.save_every + 1) * cfg.save_every)
+        return max(1, min(cfg.steps_per_loop, min(marks) - step))
+
+    def _on_nonfinite(self, step: int, new: int, total: int, ckpt) -> None:
+        cfg = self.config
+        if cfg.nonfinite == "stop":
+            raise NonFiniteLossError(
+                f"non-finite loss or gradient in the {new} step(s) before step {step}; the update "
+                f"was not applied and training stopped. Last good checkpoint: "
+                f"{ckpt.latest or 'none (no checkpoint saved yet)'}. Lower the learning rate, "
+                f"check the input, or pass --nonfinite=skip to skip such steps.")
+        logging.warning("skipped %d step(s) with a non-finite loss/gradient before step %d "
+                        "(%d so far)", new, step, total)
+        if total > cfg.max_nonfinite:
+            raise NonFiniteLossError(
+                f"{total} steps skipped for non-finite loss/gradient (more than "
+                f"max_nonfinite={cfg.max_nonfinite}); stopping at step {step}. Last good "
+                f"checkpoint: {ckpt.latest}")
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
