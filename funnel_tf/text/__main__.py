@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading_args(v)
     v.add_argument("--output", required=True, help="Path of the vocab.txt to write (one token per line).")
     v.add_argument("--vocab_size", type=int, default=8000,
-                   help="Target vocab size including reserved tokens (the learner may return slightly fewer).")
+                   help="Target vocab size including reserved tokens (the learner lands up to 5%% below it; on a "
+                        "tiny corpus its threshold search can end above it).")
     v.add_argument("--special_layout", choices=["bert", "compact"], default="bert",
                    help="'bert': [PAD]=0, [unused0-98], [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103 (BERT ids); "
                         "'compact': [PAD] [UNK] [CLS] [SEP] [MASK] = 0..4.")

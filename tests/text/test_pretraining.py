@@ -1,0 +1,182 @@
+"""Pretraining records: layout, A/B pairs, determinism, bad input, manifest, per-host reading, CLI."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from funnel_tf.text.__main__ import main as cli_main
+from funnel_tf.text.pretraining import (ExampleMaker, MANIFEST_NAME, create_pretraining_data,
+                                        iter_documents, make_pretraining_dataset)
+from funnel_tf.text.wordpiece import WordpieceTokenizer
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DEMO_CORPUS = REPO / "data" / "demo_corpus.txt"
+DEMO_VOCAB = REPO / "data" / "demo_vocab.txt"
+SEQ = 48
+
+
+def _read_records(out_dir, seq_len=SEQ):
+    files = sorted(str(p) for p in pathlib.Path(out_dir).glob("*.tfrecord"))
+    spec = {"input_ids": tf.io.FixedLenFeature([seq_len], tf.int64),
+            "token_type_ids": tf.io.FixedLenFeature([seq_len], tf.int64),
+            "label": tf.io.FixedLenFeature([1], tf.int64)}
+    out = []
+    for f in files:
+        for rec in tf.data.TFRecordDataset(f):
+            ex = tf.io.parse_single_example(rec, spec)
+            out.append({k: v.numpy() for k, v in ex.items()})
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_records(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo_records")
+    manifest = create_pretraining_data([str(DEMO_CORPUS)], str(out), str(DEMO_VOCAB), seq_len=SEQ,
+                                       num_shards=3, seed=7, progress=None)
+    return out, manifest
+
+
+@pytest.fixture(scope="module")
+def demo_tok():
+    return WordpieceTokenizer(str(DEMO_VOCAB))
+
+
+def test_manifest_counts_and_hash(demo_records, demo_tok):
+    out, m = demo_records
+    on_disk = json.loads((out / MANIFEST_NAME).read_text())
+    assert on_disk == m
+    assert m["seq_len"] == SEQ and m["documents"] == 27 and m["sentences"] == 270
+    assert m["num_examples"] == m["num_positive"] + m["num_negative"] == sum(f["num_examples"] for f in m["files"])
+    assert m["num_examples"] > 100
+    assert m["vocab_sha256"] == demo_tok.vocab_sha256() and m["vocab_size"] == demo_tok.vocab_size
+    assert m["special_ids"] == {"pad": 0, "unk": 100, "cls": 101, "sep": 102, "mask": 103}
+    # Roughly half the pairs use a random B (a bit more: single over-long A's are always random).
+    assert 0.4 < m["num_negative"] / m["num_examples"] < 0.75
+
+
+def test_records_are_cls_a_sep_b_sep_with_reference_types(demo_records, demo_tok):
+    out, m = demo_records
+    records = _read_records(out)
+    assert len(records) == m["num_examples"]
+    for r in records:
+        ids, types = r["input_ids"], r["token_type_ids"]
+        assert ids[0] == demo_tok.cls_id and ids[-1] == demo_tok.sep_id
+        seps = np.flatnonzero(ids == demo_tok.sep_id)
+        assert len(seps) == 2 and seps[0] >= 2 and seps[1] - seps[0] >= 2  # non-empty A and B
+        assert demo_tok.pad_id not in ids  # full examples, no padding (as the original)
+        want = np.concatenate([[2], np.zeros(seps[0], int), np.ones(SEQ - seps[0] - 1, int)])
+        np.testing.assert_array_equal(types, want)
+        assert r["label"][0] in (0, 1)
+
+
+def test_a_and_b_are_runs_of_the_token_stream(tmp_path, demo_tok):
+    """With one document stream in order, A and every B are contiguous pieces of the text."""
+    out = tmp_path / "rec"
+    create_pretraining_data([str(DEMO_CORPUS)], str(out), str(DEMO_VOCAB), seq_len=SEQ, num_shards=1,
+                            seed=3, doc_mode="file", shuffle_buffer_tokens=0, progress=None)
+    lines = [l for l in DEMO_CORPUS.read_text(encoding="utf-8").splitlines() if l.strip()]
+    stream = " " + " ".join(map(str, demo_tok.tokenize(tf.constant(lines)).flat_values.numpy())) + " "
+    as_text = lambda a: " " + " ".join(map(str, a)) + " "
+    records = _read_records(out)
+    for r in records:
+        ids = r["input_ids"]
+        s1, s2 = np.flatnonzero(ids == demo_tok.sep_id)
+        assert as_text(ids[1:s1]) in stream
+        assert as_text(ids[s1 + 1:s2]) in stream
+    positives = [r for r in records if r["label"][0] == 1]
+    assert positives and len(positives) < len(records)
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    def run(name, seed):
+        create_pretraining_data([str(DEMO_CORPUS)], str(tmp_path / name), str(DEMO_VOCAB), seq_len=SEQ,
+                                num_shards=2, seed=seed, progress=None)
+        return [p.read_bytes() for p in sorted((tmp_path / name).glob("*.tfrecord"))]
+    assert run("a", 11) == run("b", 11)
+    assert run("a", 11) != run("c", 12)
+
+
+def test_example_maker_truncates_longest_first_and_handles_long_sentences():
+    maker = ExampleMaker(seq_len=11, cls_id=1, sep_id=2, pad_id=0, seed=0, random_b_prob=0.0)
+    # Budget 8: sentences of 5 and 6 tokens -> positive pair trimmed to 4 + 4 (B trimmed at random sides).
+    out = list(maker.add_sentence(np.arange(10, 15))) + list(maker.add_sentence(np.arange(20, 26)))
+    assert len(out) == 1 and out[0].label == 1
+    ids = out[0].input_ids
+    np.testing.assert_array_equal(ids[:6], [1, 10, 11, 12, 13, 2])
+    b = ids[6:10]
+    assert ids[10] == 2 and np.all(np.diff(b) == 1) and 20 <= b[0] <= 22
+    # A single sentence longer than the budget: always a random-B pair, A cut to its head.
+    long_out = list(maker.add_sentence(np.arange(100, 120)))
+    assert len(long_out) == 1 and long_out[0].label == 0
+    assert long_out[0].input_ids[1] == 100 and len(long_out[0].input_ids) == 11
+
+
+def test_doc_modes(tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("one\ntwo\n\n\nthree\n \nfour\n", encoding="utf-8")
+    assert list(iter_documents([str(f)], "blank_line")) == [["one", "two"], ["three"], ["four"]]
+    assert list(iter_documents([str(f)], "file")) == [["one", "two", "three", "four"]]
+
+
+def test_undecodable_lines_error_skip_or_fallback(tmp_path):
+    f = tmp_path / "bad.txt"
+    f.write_bytes(b"good line\ncaf\xe9 latin-1 line\nanother good line\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: line is not valid UTF-8"):
+        list(iter_documents([str(f)]))
+    from funnel_tf.text.pretraining import ReadStats
+    stats = ReadStats()
+    docs = list(iter_documents([str(f)], stats=stats, skip_undecodable_lines=True))
+    assert docs == [["good line", "another good line"]] and stats.skipped_undecodable_lines == 1
+    stats = ReadStats()
+    docs = list(iter_documents([str(f)], stats=stats, fallback_encoding="latin-1"))
+    assert docs[0][1] == "café latin-1 line" and stats.fallback_decoded_lines == 1
+    with pytest.raises(FileNotFoundError, match="matched no files"):
+        create_pretraining_data([str(tmp_path / "nope*.txt")], str(tmp_path / "o"), str(DEMO_VOCAB), progress=None)
+
+
+def test_reader_shards_files_per_host_and_batches_statically(demo_records):
+    out, m = demo_records
+    pattern = str(out / "*.tfrecord")
+    seen = []
+    for pid in range(3):
+        ctx = tf.distribute.InputContext(num_input_pipelines=3, input_pipeline_id=pid, num_replicas_in_sync=3)
+        ds = make_pretraining_dataset(pattern, SEQ, batch_size=6, input_context=ctx, shuffle=False, repeat=False)
+        assert ds.element_spec["input_ids"].shape.as_list() == [2, SEQ]  # per-replica batch
+        ids = np.concatenate([b["input_ids"].numpy() for b in ds])
+        seen.append({tuple(r) for r in ids})
+        assert ids.shape[0] == (m["files"][pid]["num_examples"] // 2) * 2  # drop_remainder
+    assert not (seen[0] & seen[1]) and not (seen[1] & seen[2])  # disjoint files per host
+    # More pipelines than files: examples are sharded instead, still disjoint.
+    ctx = tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=3, num_replicas_in_sync=4)
+    ds = make_pretraining_dataset(pattern, SEQ, 4, input_context=ctx, shuffle=False, repeat=False)
+    n = sum(b["input_ids"].shape[0] for b in ds)
+    assert 0 < n <= m["num_examples"] // 4
+
+
+def test_reader_repeats_shuffles_and_checks_seq_len(demo_records):
+    out, m = demo_records
+    ds = make_pretraining_dataset(str(out / "*.tfrecord"), SEQ, batch_size=16, seed=1)
+    batches = list(ds.take(m["num_examples"] // 16 + 3))  # more than one epoch: repeat() works
+    b = batches[0]
+    assert set(b) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert all(v.dtype == tf.int32 and v.shape == (16, SEQ) for v in b.values())
+    assert int(tf.reduce_min(b["attention_mask"])) == 1  # pretraining examples are full
+    with pytest.raises(ValueError, match="seq_len=48"):
+        make_pretraining_dataset(str(out / "*.tfrecord"), 64, 8)
+
+
+def test_cli_create_pretraining_data_and_build_vocab(tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    assert cli_main(["build-vocab", "--input", str(DEMO_CORPUS), "--output", str(vocab),
+                     "--vocab_size", "600", "--special_layout", "compact"]) == 0
+    tok = WordpieceTokenizer(str(vocab))
+    assert (tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 1, 2, 3, 4)
+    assert cli_main(["create-pretraining-data", "--input", str(DEMO_CORPUS), "--vocab", str(vocab),
+                     "--output_dir", str(tmp_path / "rec"), "--seq_len", "32", "--num_shards", "2",
+                     "--max_examples", "10"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "rec" / MANIFEST_NAME).read_text())
+    assert report["num_examples"] == 10 and report["seq_len"] == 32 and '"num_examples": 10' in printed
