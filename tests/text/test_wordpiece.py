@@ -204,6 +204,39 @@ def test_parity_with_hf_sample(tok, bert_vocab, shared_data):
     _report("sample", texts, _compare(tok, hf, texts))
 
 
+def _hf_fast_tokenizer(vocab_path, max_chars=200):
+    try:
+        from transformers import BertTokenizerFast
+    except Exception as e:  # pragma: no cover - depends on the environment
+        pytest.skip(f"transformers not importable ({type(e).__name__}: {e})")
+    import inspect
+    if "vocab_file" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers 4.x
+        hf = BertTokenizerFast(vocab_file=str(vocab_path), do_lower_case=True)
+    else:  # 5.x takes the vocab mapping (vocab_file would be ignored silently)
+        with open(vocab_path, encoding="utf-8") as f:
+            hf = BertTokenizerFast(vocab={t.rstrip("\n"): i for i, t in enumerate(f)}, do_lower_case=True)
+    hf.backend_tokenizer.model.max_input_chars_per_word = max_chars
+    return hf
+
+
+@pytest.mark.reference
+def test_offsets_match_hf_fast_offset_mapping(tok, bert_vocab, shared_data):
+    """Our byte offsets, converted to characters, equal HF fast's offset_mapping (SQuAD relies on it)."""
+    hf = _hf_fast_tokenizer(bert_vocab)
+    texts = glue_sentences(shared_data)[::40] + corpus_lines(shared_data)[::50] + [
+        "Ca\u0301fe\u0301 \u200bnaïve ΟΔΟΣ 中文 " + "y" * 230 + " end"]
+    ids, starts, ends = tok.tokenize_with_offsets(tf.constant(texts))
+    enc = hf(texts, add_special_tokens=False, return_offsets_mapping=True)
+    bad = []
+    for text, i, s, e, h_ids, h_off in zip(texts, ids.to_list(), starts.to_list(), ends.to_list(),
+                                           enc["input_ids"], enc["offset_mapping"]):
+        b = text.encode("utf-8")
+        chars = [(len(b[:x].decode("utf-8")), len(b[:y].decode("utf-8"))) for x, y in zip(s, e)]
+        if i != h_ids or chars != [tuple(o) for o in h_off]:
+            bad.append(text)
+    _report("offsets", texts, bad)
+
+
 @pytest.mark.reference
 def test_parity_with_hf_every_bmp_code_point(tok, bert_vocab):
     """Every BMP code point inside and around words: cleaning, casing, accents, punctuation, CJK."""
