@@ -151,7 +151,8 @@ def main(argv=None):
     hf_secs, hf_n, hf_ids = bench_hf(args.vocab, lines, args.batch_lines, args.repeats)
     if hf_secs:
         hf_tps = hf_n / hf_secs
-        print(f"  HF    (BertTokenizerFast, Rust, batch calls): {hf_n:,} tokens in {hf_secs:.2f} s = {hf_tps:,.0f} tokens/s")
+        print(f"  HF    (BertTokenizerFast, Rust, batch calls): {hf_n:,} tokens in {hf_secs:.2f} s "
+              f"= {hf_tps:,.0f} tokens/s")
         print(f"  ratio ours / HF fast = {ours_tps / hf_tps:.2f}x")
         ours_ids = tok.tokenize(tf.constant(lines[:20000])).to_list()
         diff = sum(a != b for a, b in zip(ours_ids, hf_ids[:20000]))
@@ -170,7 +171,8 @@ def main(argv=None):
         need = args.train_batch_size * args.train_seq_len / args.step_time_s
         print(f"\n3) a training step of {args.train_batch_size} x {args.train_seq_len} every {args.step_time_s} s "
               f"consumes {need:,.0f} tokens/s")
-        for name, tps in [("tokenizer (raw text on the fly)", ours_tps)] + [(f"reader+{k}", v) for k, v in pipe.items()]:
+        rows = [("tokenizer (raw text on the fly)", ours_tps)] + [(f"reader+{k}", v) for k, v in pipe.items()]
+        for name, tps in rows:
             print(f"  {name:32s}: {tps / need:6.2f}x of what the step needs")
 
 
