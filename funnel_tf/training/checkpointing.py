@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
+import warnings
 from typing import Dict, Mapping, Optional
 
 import keras
@@ -37,6 +38,24 @@ def is_trackable(obj) -> bool:
     return isinstance(obj, trackable_base.Trackable)
 
 
+def model_weights(model: keras.Model) -> Dict[str, tf.Variable]:
+    """{variable path: variable} for the trainable variables of `model` (a repeated path gets a
+    '#k' suffix). Paths are stable for a given model code and config, so they key checkpoints.
+
+    Why explicit tables: `tf.train.Checkpoint` follows object attributes, and Keras 3 layers held in
+    nested Python lists (or Keras `SeedGenerator` states) are not reachable that way, so a plain
+    `Checkpoint(model=...)` can silently skip them.
+    """
+    out = {}
+    for v in model.trainable_variables:
+        key, k = v.path, 1
+        while key in out:
+            k += 1
+            key = f"{v.path}#{k}"
+        out[key] = v
+    return out
+
+
 class TrainingCheckpoint:
     """Save every N steps, keep K, restore the latest; the manager's `step_counter` is the step."""
 
@@ -55,6 +74,11 @@ class TrainingCheckpoint:
 
     def _make(self):
         items = dict(self._items, step=self.step)
+        models = {k: v for k, v in self._items.items() if isinstance(v, keras.Model)}
+        # Explicit variable tables (see model_weights/model_state): attribute tracking alone misses
+        # layers kept in nested Python lists and Keras' dropout seed states.
+        items["weights"] = {k: model_weights(m) for k, m in models.items()}
+        items["state"] = {k: list(m.non_trainable_variables) for k, m in models.items()}
         if self.data_iterator is not None:
             items["data"] = self.data_iterator
         self.checkpoint = tf.train.Checkpoint(**items)
@@ -132,17 +156,8 @@ def resolve_checkpoint(path: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- warm start
-# Where a Funnel backbone may sit inside an object checkpoint, outermost first:
-# our MLM / ELECTRA training checkpoints, then bare backbones.
-_BACKBONE_LAYOUTS = (("model", "funnel"), ("discriminator", "funnel"), ("model",), ("backbone",),
-                     ("funnel",))
-
-
-def _nest(path, leaf):
-    obj = leaf
-    for name in reversed(path):
-        obj = tf.train.Checkpoint(**{name: obj})
-    return obj
+# Models of our training checkpoints whose backbone can warm-start another run.
+_WARM_START_MODELS = ("model", "discriminator")
 
 
 def _h5_file(path: str) -> Optional[str]:
@@ -157,42 +172,54 @@ def _h5_file(path: str) -> Optional[str]:
     return None
 
 
+def _load_weights_strictly(model: keras.Model, path: str) -> None:
+    """`model.load_weights(path)`, but Keras' "skipping ... will retain their freshly-initialized
+    weights" warnings (a partial load) become an error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(path)
+    partial = [str(w.message) for w in caught
+               if "retain" in str(w.message) or "Skipping" in str(w.message)]
+    if partial:
+        raise CheckpointError(f"{path}: partial load into {model.name}: {partial[0][:300]}")
+
+
 def warm_start(backbone: keras.Model, path: str,
                models: Optional[Mapping[str, keras.Model]] = None) -> str:
     """Initialise `backbone` (a FunnelModel/FunnelBaseModel) from the converted checkpoint `path`.
 
     Accepted: a Keras `*.weights.h5` file (or a directory holding exactly one, as written by
     `save_pretrained`) saved from the backbone itself or from one of `models` (a full head model;
-    its backbone weights are then used); or a TF object checkpoint whose backbone sits under one of
-    the layouts in `_BACKBONE_LAYOUTS`. Every backbone variable must be restored; otherwise this
-    raises CheckpointError listing what was tried. Returns a one-line description.
+    its backbone weights are then used); or one of our training checkpoints (directory or prefix),
+    whose backbone weights are matched by variable path. Every backbone variable must be restored;
+    otherwise this raises CheckpointError listing what was tried. Returns a one-line description.
     """
     h5 = _h5_file(path)
     if h5 is not None:
         errors = []
         for name, target in [("backbone", backbone)] + list((models or {}).items()):
             try:
-                target.load_weights(h5)
+                _load_weights_strictly(target, h5)
                 return f"{name} weights from {h5}"
             except Exception as e:  # keras raises ValueError/KeyError on a structure mismatch
-                errors.append(f"{name}: {type(e).__name__}: {str(e)[:200]}")
+                errors.append(f"{name}: {type(e).__name__}: {str(e)[:300]}")
         raise CheckpointError(f"{h5}: matches neither the backbone nor the head models:\n  "
                               + "\n  ".join(errors))
     prefix = resolve_checkpoint(path)
-    keys = set(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+    keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     tried = []
-    for layout in _BACKBONE_LAYOUTS:
-        head = "/".join(layout) + "/"
-        if not any(k.startswith(head) for k in keys):
+    for name in _WARM_START_MODELS:
+        if not any(k.startswith(f"weights/{name}/") for k in keys):
             continue
-        status = _nest(layout, backbone).read(prefix)
+        table = model_weights(backbone)
+        status = tf.train.Checkpoint(weights={name: table}).read(prefix)
         try:
             status.expect_partial().assert_existing_objects_matched()
         except AssertionError as e:
-            tried.append(f"{'/'.join(layout)}: {str(e)[:300]}")
+            tried.append(f"{name}: {str(e)[:300]}")
             continue
-        return f"backbone from {prefix} ({'/'.join(layout)})"
+        return f"backbone ({len(table)} tensors) from {prefix} [{name}]"
     raise CheckpointError(
-        f"{prefix}: no complete Funnel backbone found under any of "
-        f"{['/'.join(l) for l in _BACKBONE_LAYOUTS]}" + ("; partial matches: " + "; ".join(tried)
-                                                        if tried else ""))
+        f"{prefix}: no complete Funnel backbone under any of {list(_WARM_START_MODELS)} "
+        f"(a funnel-tf training checkpoint is expected here; convert other formats to "
+        f"*.weights.h5 first)" + ("; partial matches: " + "; ".join(tried) if tried else ""))

@@ -236,13 +236,18 @@ class Trainer:
             out[name] = sums[num] / d if d else float("nan")
         return out, steps
 
+    def request_stop(self) -> None:
+        """Ask the loop to save a checkpoint and return at the next host-call boundary (what the
+        SIGTERM handler does; thread-safe)."""
+        self._stop_requested.set()
+
     def _install_sigterm(self):
         if not (self.config.handle_sigterm and threading.current_thread() is threading.main_thread()):
             return None
 
         def handler(signum, frame):
             logging.warning("SIGTERM received: will save a checkpoint at the next loop boundary")
-            self._stop_requested.set()
+            self.request_stop()
         return signal.signal(signal.SIGTERM, handler)
 
     def train(self) -> TrainResult:

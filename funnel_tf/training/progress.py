@@ -114,10 +114,11 @@ class ProgressLogger:
         skip = {"step", "learning_rate", "steps_per_sec", "examples_per_sec", "tokens_per_sec",
                 "elapsed_sec", "eta_sec"}
         metrics = " | ".join(f"{k} {v:.4f}" for k, v in r.items() if k not in skip)
+        rate = r["steps_per_sec"]
+        speed = (f"{rate:.2f} steps/s, {_human(r['examples_per_sec'])} ex/s, "
+                 f"{_human(r['tokens_per_sec'])} tok/s" if rate == rate else "speed n/a (compile)")
         return (f"step {r['step']}/{self.total_steps} ({pct:.1f}%) | {metrics} | "
-                f"lr {r['learning_rate']:.3g} | {r['steps_per_sec']:.2f} steps/s, "
-                f"{_human(r['examples_per_sec'])} ex/s, {_human(r['tokens_per_sec'])} tok/s | "
-                f"ETA {format_duration(r['eta_sec'])}")
+                f"lr {r['learning_rate']:.3g} | {speed} | ETA {format_duration(r['eta_sec'])}")
 
     def close(self) -> None:
         if self._writer is not None:

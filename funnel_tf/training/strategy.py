@@ -88,10 +88,16 @@ def _tpu_strategy(tpu, zone, project):
             f"could not resolve TPU {name!r} (zone={zone!r}, project={project!r}): {e}. "
             f"On a TPU VM use --tpu=local; for a named TPU pass --tpu, --tpu_zone and "
             f"--gcp_project") from e
-    if name not in ("", "local"):
-        # Remote TPU (a TPU Node or a pod coordinator): attach this client to its cluster.
-        tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
+    try:
+        if name not in ("", "local"):
+            # Remote TPU (a TPU Node or a pod coordinator): attach this client to its cluster.
+            tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (tf.errors.OpError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise StrategyError(
+            f"TPU {name!r} could not be initialised ({first}). This needs a TPU VM (or a reachable "
+            f"TPU) and a TPU build of TensorFlow (tensorflow-tpu 2.19/2.20 with libtpu)") from e
     strategy = tf.distribute.TPUStrategy(resolver)
     logging.info("TPU %r: %d cores across %d host(s)", name, strategy.num_replicas_in_sync,
                  strategy.extended.num_hosts)

@@ -1,0 +1,214 @@
+"""The training loop: learning, distribution equivalence, exact resume, NaN policy, stop requests,
+XLA + mixed_bfloat16. Fast tests use the stand-in objective in toy.py; the real-Funnel ones are slow."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from funnel_tf.training import loop as loop_lib
+from funnel_tf.training.loop import LoopConfig, NonFiniteLossError, Trainer
+from funnel_tf.training.optimization import WarmupLinearDecay, make_optimizer
+from funnel_tf.training.progress import read_metrics
+from funnel_tf.training.strategy import make_strategy, set_precision
+
+from . import toy
+
+BATCH = 8
+
+
+def make_trainer(model_dir, strategy=None, steps=6, objective=None, data=None, lr=3e-2, **kw):
+    keras.utils.set_random_seed(1)  # same initial weights in every trainer
+    strategy = strategy or make_strategy("default")
+    kw.setdefault("steps_per_loop", 2)
+    kw.setdefault("log_every", 1)
+    kw.setdefault("save_every", 3)
+    cfg = LoopConfig(train_steps=steps, global_batch_size=BATCH, seq_len=toy.L,
+                     model_dir=str(model_dir), **kw)
+    schedule = WarmupLinearDecay(lr, 2, max(steps, 2))
+    return Trainer(strategy, objective or toy.ToyObjective(),
+                   lambda vs: make_optimizer(vs, schedule, weight_decay=0.01),
+                   toy.dataset_fn(BATCH, data), cfg)
+
+
+def losses(result):
+    return {int(r["step"]): r["loss"] for r in result.history}
+
+
+def test_loss_falls_and_outputs_are_written(tmp_path):
+    t = make_trainer(tmp_path, steps=40, steps_per_loop=10, log_every=10, save_every=20)
+    result = t.train()
+    assert result.step == 40 and result.start_step == 0
+    first, last = result.history[0], result.history[-1]
+    assert last["loss"] < 0.8 * first["loss"]
+    assert last["mlm_accuracy"] > first["mlm_accuracy"]
+    for key in ("steps_per_sec", "examples_per_sec", "tokens_per_sec", "eta_sec", "learning_rate"):
+        assert key in last
+    assert last["examples_per_sec"] == pytest.approx(last["steps_per_sec"] * BATCH)
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [10, 20, 30, 40]
+    assert os.listdir(tmp_path / "train")  # TensorBoard event file
+    assert result.checkpoint.endswith("ckpt-40")
+    assert sorted(os.listdir(tmp_path / "checkpoints"))[0].startswith("checkpoint")
+    assert int(t.optimizer.iterations.numpy()) == 40
+
+
+def test_chunks_stop_at_log_save_and_end(tmp_path):
+    t = make_trainer(tmp_path, steps=11, steps_per_loop=4, log_every=3, save_every=5)
+    steps, chunks = 0, []
+    while steps < 11:
+        chunks.append(t._chunk(steps))
+        steps += chunks[-1]
+    assert chunks == [3, 2, 1, 3, 1, 1]  # -> 3, 5, 6, 9, 10, 11
+
+
+def test_mirrored_two_replicas_match_one_device(tmp_path):
+    """Same global batch and seed: per-step losses agree to float32 round-off (rtol 1e-5), with
+    clipping active (clip_norm 0.05 < gradient norm), which per-replica clipping would break."""
+    common = dict(steps=6, steps_per_loop=1, save_every=0, clip_norm=0.05,
+                  objective=None)
+    single = make_trainer(tmp_path / "one", jit_compile=False,
+                          **{**common, "objective": toy.ToyObjective(dropout=0.0)}).train()
+    mirrored = make_trainer(tmp_path / "two", strategy=make_strategy(
+        "mirrored", devices=["/cpu:0", "/cpu:1"]), **{**common, "objective": toy.ToyObjective(
+            dropout=0.0)}).train()
+    a, b = losses(single), losses(mirrored)
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=1e-5)
+    np.testing.assert_allclose(single.history[-1]["mlm_accuracy"],
+                               mirrored.history[-1]["mlm_accuracy"])
+
+
+@pytest.mark.parametrize("kind", ["default", "mirrored"])
+def test_resume_matches_uninterrupted_run(tmp_path, kind):
+    """Stop at step 3 (a checkpoint), build everything again, continue to 6: the losses of steps 4-6
+    equal the uninterrupted run's (dropout on, so the RNG state must be restored too). The default
+    strategy restores the tf.data iterator; MirroredStrategy replays the input."""
+    def strategy():
+        return make_strategy(kind, devices=["/cpu:0", "/cpu:1"] if kind == "mirrored" else None)
+    full = make_trainer(tmp_path / "full", strategy(), steps=6).train()
+    part = make_trainer(tmp_path / "part", strategy(), steps=3).train()
+    assert part.step == 3
+    resumed = make_trainer(tmp_path / "part", strategy(), steps=6).train()
+    assert resumed.start_step == 3 and resumed.step == 6
+    a, b = losses(full), losses(resumed)
+    np.testing.assert_allclose([b[k] for k in (4, 5, 6)], [a[k] for k in (4, 5, 6)], rtol=1e-6)
+
+
+def test_nonfinite_stop_keeps_last_good_checkpoint(tmp_path):
+    data = toy.examples(nan_rows=[4 * BATCH + 1])  # the 5th batch has a NaN weight
+    t = make_trainer(tmp_path, steps=8, data=data, steps_per_loop=1, save_every=3)
+    with pytest.raises(NonFiniteLossError, match=r"before step 5.*ckpt-3"):
+        t.train()
+    assert all(np.isfinite(v.numpy()).all() for v in t.variables)  # the bad update was skipped
+    assert int(t.optimizer.iterations.numpy()) == 4
+    assert sorted(f for f in os.listdir(tmp_path / "checkpoints") if f.endswith(".index")) == \
+        ["ckpt-3.index"]
+
+
+def test_nonfinite_skip_counts_and_continues(tmp_path):
+    data = toy.examples(nan_rows=[4 * BATCH + 1])
+    result = make_trainer(tmp_path, steps=8, data=data, steps_per_loop=4, log_every=4,
+                          nonfinite="skip").train()
+    assert result.step == 8 and result.nonfinite_steps == 1
+    assert all(np.isfinite(r["loss"]) for r in result.history)
+    assert result.history[-1]["nonfinite_steps"] == 1
+
+
+def test_nonfinite_skip_gives_up_after_max(tmp_path):
+    data = toy.examples(nan_rows=range(0, 64, 8))  # every batch
+    with pytest.raises(NonFiniteLossError, match="max_nonfinite=2"):
+        make_trainer(tmp_path, steps=8, data=data, steps_per_loop=1, nonfinite="skip",
+                     max_nonfinite=2).train()
+
+
+def test_stop_request_saves_and_returns(tmp_path):
+    t = make_trainer(tmp_path, steps=10, steps_per_loop=2, log_every=2, save_every=0)
+    t.request_stop()  # what the SIGTERM handler does
+    result = t.train()
+    assert result.preempted and result.step == 2 and result.checkpoint.endswith("ckpt-2")
+    again = make_trainer(tmp_path, steps=10, steps_per_loop=2, log_every=2, save_every=0).train()
+    assert again.start_step == 2 and again.step == 10 and not again.preempted
+
+
+def test_xla_mixed_bfloat16_toy_step(tmp_path):
+    try:
+        set_precision("mixed_bfloat16")
+        t = make_trainer(tmp_path, steps=2, jit_compile=True)
+        result = t.train()
+    finally:
+        set_precision("float32")
+    assert all(v.dtype == "float32" for v in t.variables)
+    assert t.objective.model.funnel.layer_0.compute_dtype == "bfloat16"
+    assert np.isfinite(result.history[-1]["loss"])
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="nonfinite"):
+        LoopConfig(1, 8, 8, "/tmp/x", nonfinite="ignore").validate()
+    with pytest.raises(ValueError, match="not divisible"):
+        Trainer(make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]), toy.ToyObjective(),
+                lambda vs: make_optimizer(vs, 1e-3), toy.dataset_fn(3),
+                LoopConfig(train_steps=1, global_batch_size=3, seq_len=toy.L, model_dir="/tmp/x"))
+
+
+# ------------------------------------------------------------------------------ real Funnel
+def _funnel_features(n=32, seq=16, vocab=64, seed=0):
+    r = np.random.RandomState(seed)
+    ids = r.randint(5, vocab, (n, seq)).astype(np.int32)
+    ids[:, 0] = 1
+    p = 3
+    pos = np.stack([np.sort(r.choice(np.arange(1, seq - 1), p, replace=False)) for _ in range(n)])
+    orig = np.take_along_axis(ids, pos, 1)
+    masked = ids.copy()
+    np.put_along_axis(masked, pos, 4, 1)
+    types = np.zeros_like(ids)
+    types[:, 0] = 2
+    return dict(input_ids=masked, attention_mask=np.ones_like(ids), token_type_ids=types,
+                masked_positions=pos.astype(np.int32), masked_ids=orig,
+                masked_weights=np.ones((n, p), np.float32))
+
+
+def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **kw):
+    from funnel_tf.config import load_config
+    from funnel_tf.training.objectives import make_objective
+    keras.utils.set_random_seed(1)
+    cfg = load_config("tiny").replace(vocab_size=64, block_sizes=[1, 1], block_repeats=[1, 1],
+                                      num_decoder_layers=1, hidden_dropout=dropout,
+                                      attention_dropout=dropout)
+    data = _funnel_features()
+
+    def fn(ctx):
+        return tf.data.Dataset.from_tensor_slices(data).repeat().batch(
+            ctx.get_per_replica_batch_size(8), drop_remainder=True)
+    kw.setdefault("steps_per_loop", steps)
+    kw.setdefault("log_every", 1)
+    return Trainer(strategy, make_objective(objective_name, cfg),
+                   lambda vs: make_optimizer(vs, 1e-3), fn,
+                   LoopConfig(train_steps=steps, global_batch_size=8, seq_len=16,
+                              model_dir=str(tmp_path), save_every=0, **kw))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["mlm", "electra"])
+def test_funnel_step_compiles_with_xla_under_mixed_bfloat16(tmp_path, objective):
+    try:
+        set_precision("mixed_bfloat16")
+        t = _funnel_trainer(tmp_path, objective, make_strategy("default"), jit_compile=True)
+        result = t.train()
+    finally:
+        set_precision("float32")
+    assert result.step == 2 and np.isfinite(result.history[-1]["loss"])
+    assert all(v.dtype == "float32" for v in t.variables)
+
+
+@pytest.mark.slow
+def test_funnel_mirrored_matches_single_device(tmp_path):
+    """The real tiny Funnel MLM: 2 replicas vs 1 device, 4 steps, losses within rtol 1e-5."""
+    one = _funnel_trainer(tmp_path / "a", "mlm", make_strategy("default"), steps=4, dropout=0.0,
+                          steps_per_loop=1).train()
+    two = _funnel_trainer(tmp_path / "b", "mlm", make_strategy(
+        "mirrored", devices=["/cpu:0", "/cpu:1"]), steps=4, dropout=0.0, steps_per_loop=1).train()
+    a, b = losses(one), losses(two)
+    np.testing.assert_allclose([b[k] for k in sorted(a)], [a[k] for k in sorted(a)], rtol=1e-5)

@@ -1,0 +1,54 @@
+"""Strategy factory: kinds, descriptions, clear errors, precision policy."""
+
+import keras
+import pytest
+import tensorflow as tf
+
+from funnel_tf.training.strategy import (StrategyError, make_strategy, set_precision,
+                                         strategy_info)
+
+
+def test_default_and_cpu():
+    assert strategy_info(make_strategy("default")).kind == "default"
+    cpu = make_strategy("cpu")
+    info = strategy_info(cpu)
+    assert isinstance(cpu, tf.distribute.OneDeviceStrategy)
+    assert (info.kind, info.num_replicas, info.num_workers, info.is_chief) == ("one_device", 1, 1, True)
+    assert not info.supports_preemption_handler
+
+
+def test_mirrored_over_two_logical_cpus():
+    s = make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+    info = strategy_info(s)
+    assert (info.kind, info.num_replicas) == ("mirrored", 2)
+    assert "2 replica(s)" in info.describe()
+    # With no devices given, every logical CPU is used (conftest makes two).
+    assert make_strategy("mirrored").num_replicas_in_sync == len(tf.config.list_logical_devices("CPU"))
+
+
+def test_multi_worker_without_tf_config_is_single_worker(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    info = strategy_info(make_strategy("multi_worker"))
+    assert (info.kind, info.num_workers, info.is_chief) == ("multi_worker", 1, True)
+    assert info.supports_preemption_handler
+
+
+def test_bad_requests_fail_clearly():
+    with pytest.raises(StrategyError, match="unknown strategy 'gpu'"):
+        make_strategy("gpu")
+    with pytest.raises(StrategyError, match="--tpu='my-tpu' was given but the strategy is 'mirrored'"):
+        make_strategy("mirrored", tpu="my-tpu")
+    # No TPU on a CPU box: a StrategyError that says what is needed, not a raw op error.
+    with pytest.raises(StrategyError, match="TPU 'local' could not be initialised"):
+        make_strategy("tpu")
+
+
+def test_set_precision():
+    try:
+        set_precision("mixed_bfloat16")
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        with pytest.raises(ValueError, match="float16 is not supported"):
+            set_precision("mixed_float16")
+    finally:
+        set_precision("float32")
+    assert keras.config.dtype_policy().name == "float32"
