@@ -245,6 +245,7 @@ def export_saved_model(module: _Serving, export_dir: str, overwrite: bool = Fals
     parent = os.path.dirname(os.path.abspath(export_dir)) or "."
     tf.io.gfile.makedirs(parent)
     tmp = tempfile.mkdtemp(prefix=".export_", dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the export private to this user
     try:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.signature()})
         extra = os.path.join(tmp, "assets.extra")

@@ -1,0 +1,180 @@
+"""Finetune a Funnel-Transformer on GLUE, text classification, SQuAD or RACE.
+
+    python finetune.py --task=sst-2 --data_dir=glue_data --init_checkpoint=funnel-small \
+        --vocab_file=vocab.txt --model_dir=runs/sst2 --do_train --do_eval --do_predict \
+        --export_dir=exports/sst2
+
+Defaults per task come from the paper's recipes (funnel_tf/tasks/defaults.py); every flag left
+unset keeps the recipe's value. `--helpfull` explains every flag. The work itself is done by
+`funnel_tf.tasks.runner.run_finetuning`; this file only maps flags onto it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+
+# ----------------------------------------------------------------------------- task and data
+flags.DEFINE_string("task", None, "Task name: cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli, "
+                    "ax (predict-only, needs an MNLI-finetuned --init_checkpoint), imdb, ag_news, "
+                    "dbpedia, yelp2, yelp5, amazon2, amazon5, csv (any labelled CSV/TSV), "
+                    "squad_v1.1, squad_v2.0, race.")
+flags.DEFINE_string("data_dir", None, "Folder with the task's original files: the GLUE root (or "
+                    "the task folder), the text-classification dataset folder, the SQuAD folder "
+                    "({train,dev}-v1.1.json / -v2.0.json) or the RACE root.")
+flags.DEFINE_string("train_file", None, "Use this file (or RACE split folder) as the train split "
+                    "instead of the task's standard name (relative paths are under --data_dir).")
+flags.DEFINE_string("dev_file", None, "Same for the evaluation split.")
+flags.DEFINE_string("test_file", None, "Same for the prediction split.")
+flags.DEFINE_list("predict_splits", None, "Splits to predict with --do_predict (default: the "
+                  "task's test splits, e.g. test_matched,test_mismatched for MNLI; dev for SQuAD). "
+                  "Use 'dev' to write submission-format files for the dev set.")
+flags.DEFINE_bool("skip_malformed", False, "Skip (and count) malformed rows instead of stopping "
+                  "with an error naming the file and line.")
+flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0 = all).")
+flags.DEFINE_integer("max_eval_examples", 0, "Use only the first N examples of each eval / "
+                     "predict split (0 = all).")
+
+# ----------------------------------------------------------------------------- csv task
+flags.DEFINE_string("text_a_column", None, "csv task: column (index or header name) of the text.")
+flags.DEFINE_string("text_b_column", None, "csv task: column of the second text of a pair.")
+flags.DEFINE_string("label_column", None, "csv task: column of the label.")
+flags.DEFINE_string("id_column", None, "csv task: column of an example id (default: line number).")
+flags.DEFINE_list("label_names", None, "csv task: label values in id order (default: the sorted "
+                  "labels of the train file).")
+flags.DEFINE_bool("regression", False, "csv task: the label is a real number (1 output, MSE).")
+flags.DEFINE_bool("has_header", True, "csv task: the files start with a header line.")
+flags.DEFINE_string("delimiter", None, "csv task: field separator (default: tab for .tsv, comma "
+                    "otherwise).")
+flags.DEFINE_bool("clean_text", False, "csv task: apply the original's web-text cleaning "
+                  "(<br />, &quot;, ...).")
+
+# ----------------------------------------------------------------------------- model
+flags.DEFINE_string("init_checkpoint", None, "Pretrained (or finetuned) model: a funnel_tf "
+                    "directory (save_pretrained or a finetune model_dir), a HuggingFace directory "
+                    "(config.json + weights), an original-release directory (net_config.json + "
+                    "model.ckpt) or a TF training checkpoint of pretrain.py. Converted on the fly; "
+                    "a checkpoint that does not fit the config is refused with the tensors named.")
+flags.DEFINE_string("config", None, "Model config: a name from configs/ (tiny, small, ...) or a "
+                    "JSON path. Default: the init checkpoint's own config.")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocab.txt (default: the one next to "
+                    "--init_checkpoint).")
+
+# ----------------------------------------------------------------------------- what to do
+flags.DEFINE_string("model_dir", None, "Output folder: checkpoints, progress, eval results, the "
+                    "best model (best/), predictions. Re-running with the same folder resumes.")
+flags.DEFINE_bool("do_train", False, "Train on the train split.")
+flags.DEFINE_bool("do_eval", False, "Evaluate on the dev split(s): every epoch (or --eval_every "
+                  "steps) while training, keeping the best model by the task's main metric; "
+                  "without --do_train, evaluate the initial / best model once.")
+flags.DEFINE_bool("do_predict", False, "Write prediction files (GLUE submission TSVs, SQuAD "
+                  "predictions.json + null_odds.json, RACE answers) with the best model.")
+flags.DEFINE_string("predictions_dir", None, "Where --do_predict writes (default: "
+                    "<model_dir>/predictions).")
+flags.DEFINE_string("export_dir", None, "Write a SavedModel with in-graph tokenization here "
+                    "(raw text in, predictions out).")
+flags.DEFINE_bool("overwrite_export", False, "Replace an existing --export_dir.")
+
+# ----------------------------------------------------------------------------- hyper-parameters
+flags.DEFINE_integer("batch_size", None, "Global training batch size (default: the task's recipe).")
+flags.DEFINE_integer("eval_batch_size", None, "Global eval batch size (default: batch_size).")
+flags.DEFINE_float("learning_rate", None, "Peak learning rate (default: the task's recipe).")
+flags.DEFINE_float("epochs", None, "Training epochs (overrides the recipe's length).")
+flags.DEFINE_integer("train_steps", None, "Training steps (overrides the recipe's length).")
+flags.DEFINE_float("warmup_ratio", None, "Fraction of steps of linear warmup (default 0.1).")
+flags.DEFINE_integer("warmup_steps", None, "Warmup steps (overrides --warmup_ratio).")
+flags.DEFINE_float("layer_decay", None, "Layer-wise learning-rate decay (default: 0.75 SQuAD, "
+                   "1.0 otherwise).")
+flags.DEFINE_float("weight_decay", None, "AdamW decoupled weight decay (default 0.01).")
+flags.DEFINE_integer("max_seq_length", None, "Tokens per sequence (default: 128 GLUE, 512 "
+                     "IMDB/text classification/SQuAD/RACE).")
+flags.DEFINE_integer("doc_stride", None, "SQuAD: tokens between window starts (default 128).")
+flags.DEFINE_integer("max_query_length", None, "SQuAD: question tokens kept (default 64).")
+flags.DEFINE_integer("max_answer_length", None, "SQuAD: longest answer in tokens (default 64).")
+flags.DEFINE_integer("max_qa_length", None, "RACE: question+option tokens kept (default 128).")
+
+# ----------------------------------------------------------------------------- engine
+flags.DEFINE_enum("strategy", "default", ["default", "cpu", "one_device", "mirrored",
+                                          "multi_worker", "tpu"],
+                  "Distribution strategy (tpu needs --tpu or runs on the local TPU VM).")
+flags.DEFINE_string("tpu", None, "TPU name, grpc:// address, or 'local' on a TPU VM.")
+flags.DEFINE_string("tpu_zone", None, "GCP zone of a named TPU.")
+flags.DEFINE_string("gcp_project", None, "GCP project of a named TPU.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                  "Compute precision (logits and losses stay float32).")
+flags.DEFINE_integer("eval_every", 0, "Steps between evaluations (0 = once per epoch, -1 = only "
+                     "at the end).")
+flags.DEFINE_integer("save_every", 0, "Steps between training checkpoints (0 = at every "
+                     "evaluation).")
+flags.DEFINE_integer("steps_per_loop", 100, "Training steps per host call.")
+flags.DEFINE_integer("log_every", 100, "Steps between progress lines.")
+flags.DEFINE_integer("keep_checkpoints", 2, "Training checkpoints to keep.")
+flags.DEFINE_integer("seed", 0, "Seed of the data order (and dropout-free reproducibility).")
+flags.DEFINE_bool("jit_compile", True, "XLA-compile the train and predict steps.")
+flags.DEFINE_enum("nonfinite", "stop", ["stop", "skip"], "On a NaN/Inf loss: stop with the last "
+                  "good checkpoint intact, or skip the step and count it.")
+
+
+def _column(value):
+    """A column flag: an int index when it looks like one, else a header name."""
+    if value is None:
+        return None
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def args_from_flags(f=FLAGS):
+    from funnel_tf.tasks.runner import FinetuneArgs
+
+    hparams = {k: getattr(f, k) for k in (
+        "batch_size", "eval_batch_size", "learning_rate", "epochs", "train_steps", "warmup_ratio",
+        "warmup_steps", "layer_decay", "weight_decay", "max_seq_length", "doc_stride",
+        "max_query_length", "max_answer_length", "max_qa_length")}
+    run = {k: getattr(f, k) for k in (
+        "seed", "steps_per_loop", "log_every", "eval_every", "save_every", "jit_compile",
+        "skip_malformed", "nonfinite", "max_train_examples", "max_eval_examples")}
+    run["keep_checkpoints"] = f.keep_checkpoints
+    csv_options = None
+    if f.task and f.task.lower() == "csv":
+        csv_options = {"text_a_column": _column(f.text_a_column),
+                       "label_column": _column(f.label_column),
+                       "text_b_column": _column(f.text_b_column),
+                       "id_column": _column(f.id_column), "label_names": f.label_names,
+                       "regression": f.regression, "has_header": f.has_header,
+                       "delimiter": f.delimiter, "clean": f.clean_text}
+    files = {"train": f.train_file, "dev": f.dev_file, "test": f.test_file}
+    return FinetuneArgs(
+        task=f.task, model_dir=f.model_dir, data_dir=f.data_dir,
+        files={k: v for k, v in files.items() if v}, predict_splits=f.predict_splits,
+        init_checkpoint=f.init_checkpoint, config=f.config, vocab_file=f.vocab_file,
+        do_train=f.do_train, do_eval=f.do_eval, do_predict=f.do_predict,
+        predictions_dir=f.predictions_dir, export_dir=f.export_dir,
+        overwrite_export=f.overwrite_export, strategy=f.strategy, tpu=f.tpu,
+        tpu_zone=f.tpu_zone, gcp_project=f.gcp_project, precision=f.precision,
+        hparams=hparams, run=run, csv_options=csv_options)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from funnel_tf.tasks import TaskError
+    from funnel_tf.tasks.runner import run_finetuning
+    from funnel_tf.text.errors import DataFormatError
+
+    try:
+        summary = run_finetuning(args_from_flags())
+    except (TaskError, DataFormatError, FileNotFoundError, ValueError) as e:
+        # Errors users cause (files, flags, labels, checkpoints) end with a message, no traceback.
+        logging.error("%s", e)
+        print(f"finetune.py: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "hparams"}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["task", "model_dir"])
+    app.run(main)

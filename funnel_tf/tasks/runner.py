@@ -1,0 +1,655 @@
+"""A finetuning run: load and validate the task's data, build and initialise the model, train with
+the shared engine (training.loop.Trainer: strategy, jit-compiled custom loop, AdamW + warmup/decay
++ layer-wise LR decay, checkpoints, progress), evaluate every epoch or N steps keeping the best
+model by the task's main metric, predict, export.
+
+Files under `model_dir`:
+  checkpoints/            training checkpoints (exact resume; the engine's)
+  metrics.jsonl, train/   training progress (the engine's)
+  eval_results.jsonl      one record per evaluation: step, epoch, metrics
+  best/                   the best model so far (native save_pretrained format + task.json +
+                          vocab.txt), usable as --init_checkpoint and for export
+  best_result.json        step and metrics of best/
+  predictions/            prediction files (--do_predict)
+
+Only this module knows both the task and the engine; `finetune.py` maps flags onto it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from funnel_tf.config import FunnelConfig, load_config
+from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json)
+from funnel_tf.tasks.defaults import Hparams
+from funnel_tf.training import checkpointing
+from funnel_tf.training.loop import LoopConfig, Trainer
+from funnel_tf.training.optimization import WarmupLinearDecay, make_optimizer
+from funnel_tf.training.strategy import strategy_info
+
+BEST_DIR = "best"
+EVAL_RESULTS = "eval_results.jsonl"
+BEST_RESULT = "best_result.json"
+TASK_JSON = "task.json"
+VOCAB_NAMES = ("vocab.txt", "vocab.uncased.txt")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Engine and bookkeeping knobs of a finetuning run (finetune.py maps flags onto them)."""
+
+    model_dir: str
+    seed: int = 0
+    steps_per_loop: int = 100
+    log_every: int = 100
+    eval_every: int = 0            # steps between evaluations; 0 = once per epoch; <0 = at end only
+    save_every: int = 0            # steps between training checkpoints; 0 = at each evaluation
+    keep_checkpoints: int = 2
+    jit_compile: bool = True
+    skip_malformed: bool = False
+    nonfinite: str = "stop"
+    max_train_examples: int = 0    # >0: use only the first N training examples (quick runs)
+    max_eval_examples: int = 0     # >0: use only the first N examples of eval/predict splits
+
+
+# ---------------------------------------------------------------------------------- config, init
+def find_vocab(init_checkpoint: Optional[str]) -> Optional[str]:
+    """A vocab file next to a checkpoint (vocab.txt / vocab.uncased.txt), or None."""
+    if not init_checkpoint:
+        return None
+    base = init_checkpoint if tf.io.gfile.isdir(init_checkpoint) else os.path.dirname(
+        init_checkpoint)
+    for folder in (base, os.path.dirname(base.rstrip("/"))):
+        for name in VOCAB_NAMES:
+            path = os.path.join(folder, name)
+            if tf.io.gfile.exists(path):
+                return path
+    return None
+
+
+def resolve_config(config: Optional[str], init_checkpoint: Optional[str]) -> FunnelConfig:
+    """--config (a configs/ name or a path) wins; otherwise the init checkpoint's own config
+    (our format, HuggingFace, the original release, or a `config.json` next to a TF checkpoint)."""
+    if config:
+        return load_config(config)
+    if not init_checkpoint:
+        raise TaskError("give --config (e.g. --config=tiny) or an --init_checkpoint that carries "
+                        "its config")
+    from funnel_tf import checkpoints
+
+    path = init_checkpoint
+    fmt = None
+    if not _is_training_checkpoint(path):
+        try:
+            fmt = checkpoints.detect_format(path)
+        except checkpoints.CheckpointError:
+            fmt = None
+    if fmt == "hf":
+        from funnel_tf.checkpoints.hf import read_hf_config
+
+        return read_hf_config(path)[1]
+    if fmt == "original":
+        from funnel_tf.checkpoints.original import NET_CONFIG_NAME, read_original_config
+
+        folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+        return read_original_config(os.path.join(folder, NET_CONFIG_NAME))
+    base = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+    for folder in (base, os.path.join(base, BEST_DIR), os.path.dirname(base.rstrip("/"))):
+        candidate = os.path.join(folder, "config.json")
+        if tf.io.gfile.exists(candidate):
+            return FunnelConfig.from_json_file(candidate)
+    raise TaskError(f"{init_checkpoint}: no config found next to the checkpoint; pass --config")
+
+
+def initialize_model(model, task: Task, path: str) -> str:
+    """Load `path` into `model` (already built in the strategy scope); returns a description.
+
+    - one of our finetuning model_dirs (its best/ model) or any funnel_tf / HuggingFace / original
+      checkpoint directory: built by `funnel_tf.checkpoints.load_model`, then copied by name into
+      `model` (a decoder the task does not use and heads it lacks are skipped; head variables
+      the checkpoint lacks keep their fresh initialisation);
+    - a TF training checkpoint (e.g. a pretrain.py model_dir): its backbone, via the engine's
+      `warm_start`.
+    Any shape or name mismatch raises TaskError naming the tensors (nothing is half-loaded: the
+    copy validates every tensor before assigning any).
+    """
+    from funnel_tf import checkpoints
+    from funnel_tf.checkpoints.native import copy_weights
+
+    if tf.io.gfile.isdir(os.path.join(path, BEST_DIR)):
+        path = os.path.join(path, BEST_DIR)
+    fmt = None
+    if not _is_training_checkpoint(path):
+        try:
+            fmt = checkpoints.detect_format(path)
+        except checkpoints.CheckpointError as e:
+            raise TaskError(f"--init_checkpoint: {e}") from None
+    if fmt is not None:
+        try:
+            source = checkpoints.load_model(path)
+            report = copy_weights(source, model, allow_missing=[checkpoints.HEAD], source=path)
+        except (checkpoints.CheckpointError, ValueError) as e:
+            raise TaskError(f"--init_checkpoint {path} does not fit the {task.name} model built "
+                            f"from this config:\n{e}") from None
+        del source
+        return f"{fmt} checkpoint {path}: " + report.summary()
+    try:
+        return checkpointing.warm_start(task.backbone(model), path, {"model": model})
+    except (checkpointing.CheckpointError, ValueError, tf.errors.OpError) as e:
+        raise TaskError(f"--init_checkpoint {path} cannot initialise the {task.name} model (wrong "
+                        f"config, e.g. different sizes, or not a Funnel checkpoint):\n"
+                        f"{str(e)[:2000]}") from None
+
+
+def _is_training_checkpoint(path: str) -> bool:
+    """True for a TF2 object checkpoint (a prefix, its directory, or a run's model_dir with
+    checkpoints/), as our pretraining and finetuning runs write; False for everything else
+    (including the original release's TF1 checkpoints, whose names have no `.ATTRIBUTES`)."""
+    try:
+        prefix = checkpointing.resolve_checkpoint(path)
+        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (checkpointing.CheckpointError, tf.errors.OpError, ValueError):
+        return False
+    return any("/.ATTRIBUTES/" in k for k in keys)
+
+
+# ---------------------------------------------------------------------------------- prediction
+class Predictor:
+    """Runs `task.predict` over an EvalData under the strategy; returns numpy rows in dataset
+    order (padding rows included; tasks drop them by example_index)."""
+
+    def __init__(self, strategy: tf.distribute.Strategy, task: Task, model,
+                 jit_compile: bool = True):
+        self.strategy = strategy
+        kind = strategy_info(strategy).kind
+
+        def replica_fn(features):
+            out = dict(task.predict(model, features))
+            out["_row"] = features["_row"]
+            return out
+
+        if jit_compile and kind != "tpu":
+            replica_fn = tf.function(replica_fn, jit_compile=True)
+
+        @tf.function
+        def step(batch):
+            out = strategy.run(replica_fn, args=(batch,))
+            return {k: strategy.gather(v, axis=0) for k, v in out.items()}
+
+        self._step = step
+
+    def __call__(self, data: EvalData, global_batch: int) -> Dict[str, np.ndarray]:
+        ds = data.dataset.enumerate().map(lambda i, f: dict(f, _row=tf.cast(i, tf.int32)))
+        ds = ds.batch(global_batch, drop_remainder=True)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        dist = self.strategy.experimental_distribute_dataset(ds.with_options(options))
+        parts: Dict[str, List[np.ndarray]] = collections.defaultdict(list)
+        for batch in dist:
+            for k, v in self._step(batch).items():
+                parts[k].append(v.numpy())
+        if not parts:
+            raise RuntimeError("evaluation dataset produced no batch")
+        arrays = {k: np.concatenate(v, axis=0) for k, v in parts.items()}
+        order = np.argsort(arrays.pop("_row"), kind="stable")
+        out = {k: v[order] for k, v in arrays.items()}
+        n = len(order)
+        if n < data.num_rows:
+            raise RuntimeError(f"evaluation produced {n} rows for {data.num_rows} inputs")
+        return out
+
+
+class _EvaluatingTrainer(Trainer):
+    """The engine's Trainer, also stopping its host loop at evaluation marks.
+
+    The loop asks `_chunk(step)` for the size of its next host call right after finishing the
+    previous one (and after saving a checkpoint at that step), so this is where an evaluation at
+    `step` runs; marks are made checkpoint boundaries too. (A public "on boundary" hook in
+    training/loop.py would make this override unnecessary.)
+    """
+
+    def __init__(self, *args, eval_every: int = 0, on_eval: Optional[Callable[[int], None]] = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self._eval_every = int(eval_every)
+        self._on_eval = on_eval
+
+    def _chunk(self, step: int) -> int:
+        every = self._eval_every
+        if every > 0 and self._on_eval is not None and 0 < step < self.config.train_steps \
+                and step % every == 0:
+            self._on_eval(step)
+        n = super()._chunk(step)
+        if every > 0:
+            n = min(n, (step // every + 1) * every - step)
+        return max(1, n)
+
+
+# ---------------------------------------------------------------------------------- the run
+class FinetuneRunner:
+    """One finetuning run of `task` (see the module docstring for the files it writes)."""
+
+    def __init__(self, task: Task, hp: Hparams, config: FunnelConfig, tokenizer,
+                 strategy: tf.distribute.Strategy, run: RunConfig):
+        hp.validate()
+        if tokenizer.vocab_size != config.vocab_size:
+            raise TaskError(f"the vocab ({tokenizer.vocab_path}) has {tokenizer.vocab_size} "
+                            f"tokens but the model config has vocab_size {config.vocab_size}; "
+                            f"use the vocab the checkpoint was trained with (--vocab_file)")
+        config.check_seq_len(hp.max_seq_length)
+        self.task, self.hp, self.config, self.tokenizer = task, hp, config, tokenizer
+        self.strategy, self.run = strategy, run
+        self.info = strategy_info(strategy)
+        for name, batch in (("batch_size", hp.batch_size),
+                            ("eval batch size", hp.global_eval_batch_size)):
+            if batch % self.info.num_replicas:
+                raise TaskError(f"{name} {batch} is not divisible by the "
+                                f"{self.info.num_replicas} replicas")
+        self.examples: Dict[str, object] = {}
+        self.model = None
+        self._eval_data: Dict[str, EvalData] = {}
+        self._predictor: Optional[Predictor] = None
+        self.best: Optional[dict] = None
+        self.train_rows = 0
+
+    # ------------------------------------------------------------------ data
+    def load(self, data_dir: Optional[str], do_train: bool, do_eval: bool, do_predict: bool,
+             predict_splits: Optional[Sequence[str]] = None) -> Dict[str, object]:
+        """Check that every needed file exists (one error listing all missing ones), then parse
+        them all, before anything is built or written."""
+        task = self.task
+        splits: List[str] = []
+        if do_train:
+            if task.train_split is None:
+                raise TaskError(f"task {task.name} has no training split (it is predict-only: "
+                                f"pass --init_checkpoint of a finetuned model and --do_predict)")
+            splits.append(task.train_split)
+        if do_eval:
+            if not task.eval_splits:
+                raise TaskError(f"task {task.name} has no labelled evaluation split")
+            splits += list(task.eval_splits)
+        self.predict_splits = list(predict_splits or task.predict_splits) if do_predict else []
+        splits += [s for s in self.predict_splits if s not in splits]
+        task.check_files(data_dir, splits)
+        for split in splits:
+            t0 = time.time()
+            examples = task.load(data_dir, split, skip_malformed=self.run.skip_malformed)
+            limit = self.run.max_train_examples if split == task.train_split else \
+                self.run.max_eval_examples
+            if limit and limit < len(examples):
+                examples = _head(examples, limit)
+            self.examples[split] = examples
+            logging.info("%s %s: %d examples (%s) in %.1fs", task.name, split, len(examples),
+                         getattr(examples, "source", ""), time.time() - t0)
+        if do_train:
+            self.train_rows = task.num_train_rows(self.examples[task.train_split],
+                                                  self.tokenizer, self.hp)
+        return self.examples
+
+    # ------------------------------------------------------------------ model
+    def build(self):
+        """The task model, built inside the strategy scope."""
+        if self.model is None:
+            with self.strategy.scope():
+                self.model = self.task.build_model(self.config)
+        return self.model
+
+    def initialize(self, init_checkpoint: Optional[str]) -> str:
+        self.build()
+        if not init_checkpoint:
+            return "random initialisation"
+        with self.strategy.scope():
+            desc = initialize_model(self.model, self.task, init_checkpoint)
+        logging.info("initialised from %s", desc)
+        return desc
+
+    # ------------------------------------------------------------------ train
+    @property
+    def total_steps(self) -> int:
+        return self.hp.total_steps(self.train_rows)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.hp.steps_per_epoch(self.train_rows)
+
+    def _eval_every(self) -> int:
+        if self.run.eval_every < 0 or not self.task.eval_splits:
+            return 0
+        return self.run.eval_every or self.steps_per_epoch
+
+    def train(self, do_eval: bool = True) -> dict:
+        """Train for the recipe's steps, evaluating (when `do_eval`) at every mark and at the end,
+        keeping `best/`. Returns {"step", "history", "best", "evaluations"}."""
+        if self.task.train_split not in self.examples:
+            raise RuntimeError("call load(..., do_train=True) first")
+        self.build()
+        task, hp, run = self.task, self.hp, self.run
+        total = self.total_steps
+        warmup = hp.num_warmup_steps(total)
+        eval_every = self._eval_every() if do_eval else 0
+        save_every = run.save_every or eval_every or total
+        logging.info("%s: %d training rows, global batch %d, %d steps (%.2f epochs), warmup %d, "
+                     "lr %g, layer decay %g; evaluating every %s", task.name, self.train_rows,
+                     hp.batch_size, total, total * hp.batch_size / max(self.train_rows, 1),
+                     warmup, hp.learning_rate, hp.layer_decay,
+                     f"{eval_every} steps" if eval_every else "run (at the end)")
+        train_examples = self.examples[task.train_split]
+        seed = run.seed
+        tokenizer = self.tokenizer
+
+        def dataset_fn(ctx: tf.distribute.InputContext):
+            ds = task.train_dataset(train_examples, tokenizer, hp, seed)
+            if ctx.num_input_pipelines > 1:
+                # Same seed on every host -> same shuffled stream; each takes a disjoint slice.
+                ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+            return ds.batch(ctx.get_per_replica_batch_size(hp.batch_size),
+                            drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+        def optimizer_fn(variables):
+            schedule = WarmupLinearDecay(hp.learning_rate, warmup, total)
+            return make_optimizer(variables, schedule, weight_decay=hp.weight_decay,
+                                  layer_decay=hp.layer_decay)
+
+        objective = TaskObjective(task, self.config)
+        objective.model = self.model
+        loop = LoopConfig(train_steps=total, global_batch_size=hp.batch_size,
+                          seq_len=task.tokens_per_row(hp), model_dir=run.model_dir,
+                          steps_per_loop=run.steps_per_loop,
+                          log_every=min(run.log_every, total), save_every=save_every,
+                          keep_checkpoints=run.keep_checkpoints, jit_compile=run.jit_compile,
+                          nonfinite=run.nonfinite, seed=seed)
+        evaluations = []
+
+        def on_eval(step):
+            evaluations.append(self.evaluate_and_keep_best(step))
+
+        trainer = _EvaluatingTrainer(self.strategy, objective, optimizer_fn, dataset_fn, loop,
+                                     eval_every=eval_every, on_eval=on_eval if do_eval else None)
+        self._write_run_info()
+        result = trainer.train()
+        if do_eval and task.eval_splits:
+            evaluations.append(self.evaluate_and_keep_best(result.step))
+        return {"step": result.step, "history": result.history, "best": self.best,
+                "evaluations": [e for e in evaluations if e is not None],
+                "checkpoint": result.checkpoint, "preempted": result.preempted}
+
+    # ------------------------------------------------------------------ evaluate
+    def _data(self, split: str) -> EvalData:
+        if split not in self._eval_data:
+            self._eval_data[split] = self.task.eval_data(
+                self.examples[split], self.tokenizer, self.hp, self.hp.global_eval_batch_size)
+        return self._eval_data[split]
+
+    def _predict(self, split: str) -> Dict[str, np.ndarray]:
+        self.build()
+        if self._predictor is None:
+            self._predictor = Predictor(self.strategy, self.task, self.model, self.run.jit_compile)
+        return self._predictor(self._data(split), self.hp.global_eval_batch_size)
+
+    def evaluate(self) -> Dict[str, float]:
+        """Metrics of the current model on every eval split, merged (holds task.main_metric)."""
+        per_split = {}
+        for split in self.task.eval_splits:
+            per_split[split] = self.task.compute_metrics(split, self._data(split),
+                                                         self._predict(split), self.hp)
+        metrics = self.task.combine_metrics(per_split)
+        if self.task.main_metric not in metrics:
+            raise RuntimeError(f"{self.task.name}: metrics {sorted(metrics)} lack the main "
+                               f"metric {self.task.main_metric!r}")
+        return metrics
+
+    def _read_evaluated(self) -> Dict[int, dict]:
+        path = os.path.join(self.run.model_dir, EVAL_RESULTS)
+        if not tf.io.gfile.exists(path):
+            return {}
+        with tf.io.gfile.GFile(path) as f:
+            return {int(r["step"]): r for r in (json.loads(line) for line in f if line.strip())}
+
+    def evaluate_and_keep_best(self, step: int) -> Optional[dict]:
+        """Evaluate at `step` (once per step, also across restarts), log, append to
+        eval_results.jsonl and refresh best/ when the main metric improved."""
+        done = self._read_evaluated()
+        if self.best is None:
+            self.best = self._read_best()
+        if step in done:
+            return None
+        t0 = time.time()
+        metrics = self.evaluate()
+        main = float(metrics[self.task.main_metric])
+        record = {"step": int(step), "epoch": step * self.hp.batch_size / max(self.train_rows, 1),
+                  "eval_seconds": time.time() - t0, **{k: _jsonable(v) for k, v in metrics.items()}}
+        improved = self.best is None or main > float(self.best["value"])
+        logging.info("eval at step %d: %s = %.4f%s | %s", step, self.task.main_metric, main,
+                     " (best so far)" if improved else f" (best {self.best['value']:.4f} at step "
+                     f"{self.best['step']})", _fmt(metrics))
+        if self.info.is_chief:
+            path = os.path.join(self.run.model_dir, EVAL_RESULTS)
+            tf.io.gfile.makedirs(self.run.model_dir)
+            with tf.io.gfile.GFile(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if improved:
+            self.best = {"step": int(step), "metric": self.task.main_metric, "value": main,
+                         "metrics": record}
+            self.save_model(os.path.join(self.run.model_dir, BEST_DIR))
+            if self.info.is_chief:
+                atomic_write_json(os.path.join(self.run.model_dir, BEST_RESULT), self.best)
+        return record
+
+    def _read_best(self) -> Optional[dict]:
+        path = os.path.join(self.run.model_dir, BEST_RESULT)
+        if not tf.io.gfile.exists(path):
+            return None
+        with tf.io.gfile.GFile(path) as f:
+            return json.loads(f.read())
+
+    # ------------------------------------------------------------------ save / restore
+    def save_model(self, directory: str) -> Optional[str]:
+        """Write the model (native format), task.json and the vocab to `directory`, atomically
+        (a temp sibling renamed into place). Chief only."""
+        if not self.info.is_chief:
+            return None
+        from funnel_tf.checkpoints.native import save_pretrained
+
+        parent = os.path.dirname(os.path.abspath(directory))
+        tf.io.gfile.makedirs(parent)
+        tmp = tempfile.mkdtemp(prefix=".tmp_best_", dir=parent)
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make best/ private to this user
+        try:
+            save_pretrained(self.model, tmp)
+            atomic_write_json(os.path.join(tmp, TASK_JSON), self.run_info())
+            shutil.copyfile(self.tokenizer.vocab_path, os.path.join(tmp, "vocab.txt"))
+            if os.path.exists(directory):
+                old = directory + ".old"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+                os.replace(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    def restore_best(self) -> bool:
+        """Load best/ into the model if it exists (True), else keep the current weights."""
+        path = os.path.join(self.run.model_dir, BEST_DIR)
+        if not tf.io.gfile.isdir(path):
+            return False
+        from funnel_tf.checkpoints.native import load_native_weights
+
+        self.build()
+        load_native_weights(self.model, path)
+        logging.info("restored the best model from %s", path)
+        return True
+
+    # ------------------------------------------------------------------ predict / export
+    def predict(self, out_dir: str) -> Dict[str, List[str]]:
+        """Predict every predict split; all predictions are computed before any file is written.
+        Returns {split: [paths]} (labelled splits also get their metrics logged)."""
+        outputs = {split: self._predict(split) for split in self.predict_splits}
+        written = {}
+        for split, out in outputs.items():
+            data = self._data(split)
+            written[split] = self.task.write_predictions(split, data, out, self.hp, out_dir)
+            logging.info("%s %s predictions: %s", self.task.name, split, written[split])
+        return written
+
+    def export(self, export_dir: str, overwrite: bool = False) -> str:
+        from funnel_tf.export import export_saved_model
+
+        self.build()
+        module = self.task.serving_module(self.model, self.tokenizer, self.hp)
+        return export_saved_model(module, export_dir, overwrite=overwrite)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def run_info(self) -> dict:
+        return {**self.task.task_info(self.hp), "hparams": dataclasses.asdict(self.hp),
+                "vocab_file": self.tokenizer.vocab_path, "config": self.config.to_dict()}
+
+    def _write_run_info(self):
+        if self.info.is_chief:
+            atomic_write_json(os.path.join(self.run.model_dir, TASK_JSON), self.run_info())
+            self.config.save(os.path.join(self.run.model_dir, "config.json"))
+
+
+def _head(examples, n: int):
+    """The first n examples of any examples container (TextExamples, SquadData, RaceExamples)."""
+    from funnel_tf.text.classification import TextExamples
+    from funnel_tf.text.race import RaceExamples
+    from funnel_tf.text.squad import SquadData
+
+    if isinstance(examples, TextExamples):
+        return dataclasses.replace(
+            examples, text_a=examples.text_a[:n],
+            text_b=None if examples.text_b is None else examples.text_b[:n],
+            labels=examples.labels[:n], ids=examples.ids[:n])
+    if isinstance(examples, SquadData):
+        return dataclasses.replace(examples, examples=examples.examples[:n])
+    if isinstance(examples, RaceExamples):
+        return dataclasses.replace(examples, articles=examples.articles[:n], qa=examples.qa[:n],
+                                   labels=examples.labels[:n], levels=examples.levels[:n],
+                                   ids=examples.ids[:n])
+    raise TypeError(f"cannot take the head of {type(examples).__name__}")
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return v
+
+
+def _fmt(metrics: Dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in sorted(metrics.items()))
+
+
+# ---------------------------------------------------------------------------------- one call
+@dataclasses.dataclass
+class FinetuneArgs:
+    """Everything a finetuning run needs, as plain values (finetune.py's flags map 1:1)."""
+
+    task: str
+    model_dir: str
+    data_dir: Optional[str] = None
+    files: Dict[str, str] = dataclasses.field(default_factory=dict)   # split -> path overrides
+    predict_splits: Optional[List[str]] = None
+    init_checkpoint: Optional[str] = None
+    config: Optional[str] = None
+    vocab_file: Optional[str] = None
+    do_train: bool = True
+    do_eval: bool = True
+    do_predict: bool = False
+    predictions_dir: Optional[str] = None
+    export_dir: Optional[str] = None
+    overwrite_export: bool = False
+    strategy: str = "default"
+    tpu: Optional[str] = None
+    tpu_zone: Optional[str] = None
+    gcp_project: Optional[str] = None
+    precision: str = "float32"
+    hparams: Dict[str, object] = dataclasses.field(default_factory=dict)  # Hparams overrides
+    run: Dict[str, object] = dataclasses.field(default_factory=dict)      # RunConfig overrides
+    csv_options: Optional[Dict[str, object]] = None
+
+
+def run_finetuning(args: FinetuneArgs) -> dict:
+    """Validate everything, then train / evaluate / predict / export as asked.
+
+    Returns {"task", "hparams", "init", "train", "eval", "best", "predictions", "export"}.
+    Order matters for "nothing half-written": the task, the config, the vocab, every data file
+    and the init checkpoint are checked before the first file is written to model_dir.
+    """
+    from funnel_tf.tasks import get_task
+    from funnel_tf.text.wordpiece import WordpieceTokenizer
+    from funnel_tf.training.strategy import make_strategy, set_precision
+
+    if not (args.do_train or args.do_eval or args.do_predict or args.export_dir):
+        raise TaskError("nothing to do: set --do_train, --do_eval, --do_predict or --export_dir")
+    task = get_task(args.task, files=args.files, csv_options=args.csv_options)
+    hp = task.default_hparams().replace(**args.hparams)
+    if args.export_dir and tf.io.gfile.exists(args.export_dir) and not args.overwrite_export:
+        raise TaskError(f"--export_dir {args.export_dir} already exists (pass "
+                        f"--overwrite_export to replace it)")
+    if args.do_predict and args.do_train is False and args.do_eval is False \
+            and not args.init_checkpoint and not tf.io.gfile.isdir(
+                os.path.join(args.model_dir, BEST_DIR)):
+        raise TaskError("--do_predict without training needs --init_checkpoint (a finetuned "
+                        "model) or a model_dir holding best/")
+    config = resolve_config(args.config, args.init_checkpoint or (
+        args.model_dir if not args.do_train else None))
+    vocab = args.vocab_file or find_vocab(args.init_checkpoint) or find_vocab(
+        os.path.join(args.model_dir, BEST_DIR))
+    if not vocab:
+        raise TaskError("no vocabulary: pass --vocab_file (BERT uncased vocab.txt for the "
+                        "published checkpoints)")
+    if not tf.io.gfile.exists(vocab):
+        raise TaskError(f"--vocab_file {vocab} not found")
+    tokenizer = WordpieceTokenizer(vocab)
+    set_precision(args.precision)
+    strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
+                             project=args.gcp_project)
+    run = RunConfig(model_dir=args.model_dir, **args.run)
+    runner = FinetuneRunner(task, hp, config, tokenizer, strategy, run)
+    runner.load(args.data_dir, args.do_train, args.do_eval, args.do_predict, args.predict_splits)
+    summary = {"task": task.name, "hparams": dataclasses.asdict(hp), "model_dir": args.model_dir}
+    init = args.init_checkpoint
+    if not init and not args.do_train and tf.io.gfile.isdir(os.path.join(args.model_dir,
+                                                                           BEST_DIR)):
+        init = args.model_dir  # evaluate / predict / export the run's own best model
+    summary["init"] = runner.initialize(init)
+    if args.do_train:
+        result = runner.train(do_eval=args.do_eval)
+        summary["train"] = {"step": result["step"], "total_steps": runner.total_steps,
+                            "final": result["history"][-1] if result["history"] else None}
+        summary["evaluations"] = result["evaluations"]
+        if args.do_eval and runner.restore_best():
+            summary["best"] = runner.best
+        elif runner.info.is_chief:
+            runner.save_model(os.path.join(args.model_dir, BEST_DIR))  # the last model
+    elif args.do_eval:
+        metrics = runner.evaluate()
+        summary["eval"] = metrics
+        logging.info("eval: %s", _fmt(metrics))
+        if runner.info.is_chief:
+            atomic_write_json(os.path.join(args.model_dir, "eval_only_results.json"), metrics)
+    if args.do_predict:
+        out_dir = args.predictions_dir or os.path.join(args.model_dir, "predictions")
+        summary["predictions"] = runner.predict(out_dir)
+    if args.export_dir:
+        summary["export"] = runner.export(args.export_dir, overwrite=args.overwrite_export)
+        logging.info("exported the %s model with in-graph tokenization to %s", task.name,
+                     args.export_dir)
+    return summary
