@@ -108,13 +108,15 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
                   "Compute precision (logits and losses stay float32).")
 flags.DEFINE_integer("eval_every", 0, "Steps between evaluations (0 = once per epoch, -1 = only "
                      "at the end).")
-flags.DEFINE_integer("save_every", 0, "Steps between training checkpoints (0 = at every "
-                     "evaluation).")
+flags.DEFINE_integer("save_every", 0, "Steps between training checkpoints for resuming (0 = "
+                     "--eval_every, or about once per epoch).")
 flags.DEFINE_integer("steps_per_loop", 100, "Training steps per host call.")
 flags.DEFINE_integer("log_every", 100, "Steps between progress lines.")
 flags.DEFINE_integer("keep_checkpoints", 2, "Training checkpoints to keep.")
 flags.DEFINE_integer("seed", 0, "Seed of the data order (and dropout-free reproducibility).")
-flags.DEFINE_bool("jit_compile", True, "XLA-compile the train and predict steps.")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the train and "
+                  "predict steps. auto: on for TPU/GPU, off on CPU (where compiling costs more "
+                  "than it saves on short runs).")
 flags.DEFINE_enum("nonfinite", "stop", ["stop", "skip"], "On a NaN/Inf loss: stop with the last "
                   "good checkpoint intact, or skip the step and count it.")
 
@@ -134,8 +136,9 @@ def args_from_flags(f=FLAGS):
         "warmup_steps", "layer_decay", "weight_decay", "max_seq_length", "doc_stride",
         "max_query_length", "max_answer_length", "max_qa_length")}
     run = {k: getattr(f, k) for k in (
-        "seed", "steps_per_loop", "log_every", "eval_every", "save_every", "jit_compile",
+        "seed", "steps_per_loop", "log_every", "eval_every", "save_every",
         "skip_malformed", "nonfinite", "max_train_examples", "max_eval_examples")}
+    run["jit_compile"] = {"true": True, "false": False}.get(f.jit_compile)
     run["keep_checkpoints"] = f.keep_checkpoints
     csv_options = None
     if f.task and f.task.lower() == "csv":

@@ -69,7 +69,14 @@ class Task(abc.ABC):
     files: Dict[str, str] = {}
 
     def set_files(self, files: Optional[Mapping[str, str]]) -> "Task":
-        self.files = {k: v for k, v in dict(files or {}).items() if v}
+        """Set per-split overrides. The generic keys "dev" / "test" (--dev_file / --test_file)
+        name the task's first eval / predict split when it calls them otherwise (MNLI's
+        dev_matched); a second such split keeps its standard file."""
+        files = {k: v for k, v in dict(files or {}).items() if v}
+        for generic, splits in (("dev", self.eval_splits), ("test", self.predict_splits)):
+            if generic in files and splits and generic not in splits:
+                files[splits[0]] = files.pop(generic)
+        self.files = files
         return self
 
     def override_path(self, data_dir: Optional[str], split: str) -> Optional[str]:

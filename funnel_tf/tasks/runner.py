@@ -54,9 +54,11 @@ class RunConfig:
     steps_per_loop: int = 100
     log_every: int = 100
     eval_every: int = 0            # steps between evaluations; 0 = once per epoch; <0 = at end only
-    save_every: int = 0            # steps between training checkpoints; 0 = at each evaluation
+    save_every: int = 0            # steps between training checkpoints; 0 = eval_every, or
+                                   # about once per epoch
     keep_checkpoints: int = 2
-    jit_compile: bool = True
+    jit_compile: Optional[bool] = None   # None = auto: on for GPU/TPU (XLA compile time dominates
+                                         # short CPU runs), off on CPU
     skip_malformed: bool = False
     nonfinite: str = "stop"
     max_train_examples: int = 0    # >0: use only the first N training examples (quick runs)
@@ -145,11 +147,36 @@ def initialize_model(model, task: Task, path: str) -> str:
         del source
         return f"{fmt} checkpoint {path}: " + report.summary()
     try:
-        return checkpointing.warm_start(task.backbone(model), path, {"model": model})
+        return warm_start_backbone(task.backbone(model), path)
     except (checkpointing.CheckpointError, ValueError, tf.errors.OpError) as e:
         raise TaskError(f"--init_checkpoint {path} cannot initialise the {task.name} model (wrong "
                         f"config, e.g. different sizes, or not a Funnel checkpoint):\n"
                         f"{str(e)[:2000]}") from None
+
+
+def warm_start_backbone(backbone, path: str) -> str:
+    """Restore `backbone` from one of our TF training checkpoints (pretrain.py / finetune.py).
+
+    Those checkpoints hold each model's variables in an explicit table keyed by variable path
+    (`weights/<model>/<path>`; training/checkpointing.py), so the backbone is matched by path
+    under each model name the engine uses. The table's entries are only *edges* of the object
+    graph (a variable is stored once, often under the optimizer's path), so unlike
+    `checkpointing.warm_start` we do not pre-filter on the stored key names but let the restore
+    decide. Every backbone variable must be restored; a shape mismatch raises.
+    """
+    prefix = checkpointing.resolve_checkpoint(path)
+    table = checkpointing.model_weights(backbone)
+    tried = []
+    for name in ("model", "discriminator"):
+        status = tf.train.Checkpoint(weights={name: table}).read(prefix)
+        try:
+            status.expect_partial().assert_existing_objects_matched()
+        except AssertionError as e:
+            tried.append(f"{name}: {str(e)[:300]}")
+            continue
+        return f"backbone ({len(table)} tensors) from training checkpoint {prefix} [{name}]"
+    raise checkpointing.CheckpointError(f"{prefix}: no complete Funnel backbone with these "
+                                        f"variable paths; tried " + "; ".join(tried))
 
 
 def _is_training_checkpoint(path: str) -> bool:
@@ -212,28 +239,27 @@ class Predictor:
 
 
 class _EvaluatingTrainer(Trainer):
-    """The engine's Trainer, also stopping its host loop at evaluation marks.
+    """The engine's Trainer, also stopping its host loop at evaluation marks (sorted steps).
 
     The loop asks `_chunk(step)` for the size of its next host call right after finishing the
     previous one (and after saving a checkpoint at that step), so this is where an evaluation at
-    `step` runs; marks are made checkpoint boundaries too. (A public "on boundary" hook in
-    training/loop.py would make this override unnecessary.)
+    `step` runs. (A public "on boundary" hook in training/loop.py would make this override
+    unnecessary.)
     """
 
-    def __init__(self, *args, eval_every: int = 0, on_eval: Optional[Callable[[int], None]] = None,
-                 **kwargs):
+    def __init__(self, *args, eval_marks: Sequence[int] = (),
+                 on_eval: Optional[Callable[[int], None]] = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._eval_every = int(eval_every)
+        self._marks = sorted(set(int(m) for m in eval_marks))
         self._on_eval = on_eval
 
     def _chunk(self, step: int) -> int:
-        every = self._eval_every
-        if every > 0 and self._on_eval is not None and 0 < step < self.config.train_steps \
-                and step % every == 0:
+        if self._on_eval is not None and step in self._marks and step < self.config.train_steps:
             self._on_eval(step)
         n = super()._chunk(step)
-        if every > 0:
-            n = min(n, (step // every + 1) * every - step)
+        upcoming = [m for m in self._marks if m > step]
+        if upcoming:
+            n = min(n, upcoming[0] - step)
         return max(1, n)
 
 
@@ -263,6 +289,8 @@ class FinetuneRunner:
         self._predictor: Optional[Predictor] = None
         self.best: Optional[dict] = None
         self.train_rows = 0
+        self.jit_compile = run.jit_compile if run.jit_compile is not None else (
+            self.info.kind == "tpu" or bool(tf.config.list_physical_devices("GPU")))
 
     # ------------------------------------------------------------------ data
     def load(self, data_dir: Optional[str], do_train: bool, do_eval: bool, do_predict: bool,
@@ -324,10 +352,17 @@ class FinetuneRunner:
     def steps_per_epoch(self) -> int:
         return self.hp.steps_per_epoch(self.train_rows)
 
-    def _eval_every(self) -> int:
+    def eval_marks(self) -> List[int]:
+        """Steps to evaluate at before the end: every `eval_every` steps, or at each epoch
+        boundary (round(k * rows / batch)); the final step is always evaluated as well."""
+        total = self.total_steps
         if self.run.eval_every < 0 or not self.task.eval_splits:
-            return 0
-        return self.run.eval_every or self.steps_per_epoch
+            return []
+        if self.run.eval_every > 0:
+            return list(range(self.run.eval_every, total, self.run.eval_every))
+        per_epoch = self.train_rows / self.hp.batch_size
+        marks = {int(round(k * per_epoch)) for k in range(1, int(total / max(per_epoch, 1e-9)) + 1)}
+        return sorted(m for m in marks if 0 < m < total)
 
     def train(self, do_eval: bool = True) -> dict:
         """Train for the recipe's steps, evaluating (when `do_eval`) at every mark and at the end,
@@ -338,13 +373,14 @@ class FinetuneRunner:
         task, hp, run = self.task, self.hp, self.run
         total = self.total_steps
         warmup = hp.num_warmup_steps(total)
-        eval_every = self._eval_every() if do_eval else 0
-        save_every = run.save_every or eval_every or total
+        marks = self.eval_marks() if do_eval else []
+        save_every = run.save_every or (run.eval_every if run.eval_every > 0 else max(
+            1, int(round(self.train_rows / hp.batch_size))))
         logging.info("%s: %d training rows, global batch %d, %d steps (%.2f epochs), warmup %d, "
                      "lr %g, layer decay %g; evaluating every %s", task.name, self.train_rows,
                      hp.batch_size, total, total * hp.batch_size / max(self.train_rows, 1),
                      warmup, hp.learning_rate, hp.layer_decay,
-                     f"{eval_every} steps" if eval_every else "run (at the end)")
+                     f"at steps {marks} and at the end" if marks else "at the end")
         train_examples = self.examples[task.train_split]
         seed = run.seed
         tokenizer = self.tokenizer
@@ -368,7 +404,7 @@ class FinetuneRunner:
                           seq_len=task.tokens_per_row(hp), model_dir=run.model_dir,
                           steps_per_loop=run.steps_per_loop,
                           log_every=min(run.log_every, total), save_every=save_every,
-                          keep_checkpoints=run.keep_checkpoints, jit_compile=run.jit_compile,
+                          keep_checkpoints=run.keep_checkpoints, jit_compile=self.jit_compile,
                           nonfinite=run.nonfinite, seed=seed)
         evaluations = []
 
@@ -376,7 +412,7 @@ class FinetuneRunner:
             evaluations.append(self.evaluate_and_keep_best(step))
 
         trainer = _EvaluatingTrainer(self.strategy, objective, optimizer_fn, dataset_fn, loop,
-                                     eval_every=eval_every, on_eval=on_eval if do_eval else None)
+                                     eval_marks=marks, on_eval=on_eval if do_eval else None)
         self._write_run_info()
         result = trainer.train()
         if do_eval and task.eval_splits:
@@ -395,7 +431,7 @@ class FinetuneRunner:
     def _predict(self, split: str) -> Dict[str, np.ndarray]:
         self.build()
         if self._predictor is None:
-            self._predictor = Predictor(self.strategy, self.task, self.model, self.run.jit_compile)
+            self._predictor = Predictor(self.strategy, self.task, self.model, self.jit_compile)
         return self._predictor(self._data(split), self.hp.global_eval_batch_size)
 
     def evaluate(self) -> Dict[str, float]:
