@@ -82,7 +82,8 @@ def pre_attention_pooling(hidden, inputs: AttentionInputs, config):
 def post_attention_pooling(inputs: AttentionInputs, config) -> AttentionInputs:
     """After a pool_q_only layer, pool the key side so later layers are plain self-attention.
 
-    The key mask is min-pooled: a pooled slot is padding only if both members are.
+    The key mask is pooled by `config.mask_pooling` ("min": a pooled slot is attended only if both
+    members are, HF; "max": if either is, the original release).
     """
     if not config.pool_q_only:
         return inputs
