@@ -106,9 +106,10 @@ def test_loss_falls_on_real_text(tmp_path, shared_data, bert_vocab, objective):
     corpus = shared_data / "corpus" / "wikitext-2-raw" / "wiki.test.raw"
     if not corpus.exists():
         pytest.skip(f"{corpus} not found")
+    lr = "1e-3" if objective == "mlm" else "5e-4"
     run(f"--train_data={corpus}", f"--vocab={bert_vocab}", f"--model_dir={tmp_path}",
         "--config=tiny", f"--objective={objective}", "--seq_len=128", "--batch_size=16",
-        "--train_steps=300", "--learning_rate=1e-3", "--warmup_steps=30", "--steps_per_loop=50",
+        "--train_steps=300", f"--learning_rate={lr}", "--warmup_steps=30", "--steps_per_loop=50",
         "--log_every=50", "--save_every=0", timeout=1800)
     records = read_metrics(str(tmp_path))
     first, last = records[0], records[-1]
@@ -119,4 +120,5 @@ def test_loss_falls_on_real_text(tmp_path, shared_data, bert_vocab, objective):
     else:
         assert last["gen_loss"] < first["gen_loss"] - 2.0
         baseline = 1.0 - last["replaced_ratio"]  # accuracy of answering "original" everywhere
-        assert last["disc_accuracy"] > baseline, (last["disc_accuracy"], baseline)
+        # Measured: 0.844 vs 0.833 at step 300 (0.873 at step 150, before the generator improves).
+        assert last["disc_accuracy"] > baseline + 0.005, (last["disc_accuracy"], baseline)

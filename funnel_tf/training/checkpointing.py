@@ -66,7 +66,8 @@ class TrainingCheckpoint:
         self.step = step
         self.keep = keep
         self._items = dict(items)
-        self.directory = os.path.join(model_dir, "checkpoints") if is_chief else \
+        self.chief_directory = os.path.join(model_dir, "checkpoints")
+        self.directory = self.chief_directory if is_chief else \
             tempfile.mkdtemp(prefix="funnel_ckpt_worker_")
         self.data_iterator = data_iterator if data_iterator is not None and is_trackable(
             data_iterator) else None
@@ -95,8 +96,9 @@ class TrainingCheckpoint:
         return self.manager.latest_checkpoint
 
     def restore_latest(self) -> Optional[str]:
-        """Restore the newest checkpoint in the directory, if any; returns its path."""
-        path = self.manager.latest_checkpoint
+        """Restore the newest checkpoint of the chief's directory (every worker reads the same
+        one), if any; returns its path."""
+        path = tf.train.latest_checkpoint(self.chief_directory)
         if path is None:
             return None
         if self.data_iterator is not None and not any(

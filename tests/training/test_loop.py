@@ -67,30 +67,28 @@ def test_chunks_stop_at_log_save_and_end(tmp_path):
     assert chunks == [3, 2, 1, 3, 1, 1]  # -> 3, 5, 6, 9, 10, 11
 
 
-def test_mirrored_two_replicas_match_one_device(tmp_path):
+def test_mirrored_two_replicas_match_one_device(tmp_path, mirrored):
     """Same global batch and seed: per-step losses agree to float32 round-off (rtol 1e-5), with
     clipping active (clip_norm 0.05 < gradient norm), which per-replica clipping would break."""
     common = dict(steps=6, steps_per_loop=1, save_every=0, clip_norm=0.05,
                   objective=None)
     single = make_trainer(tmp_path / "one", jit_compile=False,
                           **{**common, "objective": toy.ToyObjective(dropout=0.0)}).train()
-    mirrored = make_trainer(tmp_path / "two", strategy=make_strategy(
-        "mirrored", devices=["/cpu:0", "/cpu:1"]), **{**common, "objective": toy.ToyObjective(
-            dropout=0.0)}).train()
-    a, b = losses(single), losses(mirrored)
+    two = make_trainer(tmp_path / "two", strategy=mirrored, **{
+        **common, "objective": toy.ToyObjective(dropout=0.0)}).train()
+    a, b = losses(single), losses(two)
     assert sorted(a) == sorted(b) == list(range(1, 7))
     np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=1e-5)
-    np.testing.assert_allclose(single.history[-1]["mlm_accuracy"],
-                               mirrored.history[-1]["mlm_accuracy"])
+    np.testing.assert_allclose(single.history[-1]["mlm_accuracy"], two.history[-1]["mlm_accuracy"])
 
 
 @pytest.mark.parametrize("kind", ["default", "mirrored"])
-def test_resume_matches_uninterrupted_run(tmp_path, kind):
+def test_resume_matches_uninterrupted_run(tmp_path, kind, mirrored):
     """Stop at step 3 (a checkpoint), build everything again, continue to 6: the losses of steps 4-6
     equal the uninterrupted run's (dropout on, so the RNG state must be restored too). The default
     strategy restores the tf.data iterator; MirroredStrategy replays the input."""
     def strategy():
-        return make_strategy(kind, devices=["/cpu:0", "/cpu:1"] if kind == "mirrored" else None)
+        return mirrored if kind == "mirrored" else make_strategy(kind)
     full = make_trainer(tmp_path / "full", strategy(), steps=6).train()
     part = make_trainer(tmp_path / "part", strategy(), steps=3).train()
     assert part.step == 3
@@ -148,11 +146,11 @@ def test_xla_mixed_bfloat16_toy_step(tmp_path):
     assert np.isfinite(result.history[-1]["loss"])
 
 
-def test_bad_config_values():
+def test_bad_config_values(mirrored):
     with pytest.raises(ValueError, match="nonfinite"):
         LoopConfig(1, 8, 8, "/tmp/x", nonfinite="ignore").validate()
     with pytest.raises(ValueError, match="not divisible"):
-        Trainer(make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]), toy.ToyObjective(),
+        Trainer(mirrored, toy.ToyObjective(),
                 lambda vs: make_optimizer(vs, 1e-3), toy.dataset_fn(3),
                 LoopConfig(train_steps=1, global_batch_size=3, seq_len=toy.L, model_dir="/tmp/x"))
 
@@ -208,12 +206,12 @@ def test_funnel_step_compiles_with_xla_under_mixed_bfloat16(tmp_path, objective)
 
 
 @pytest.mark.slow
-def test_funnel_mirrored_matches_single_device(tmp_path):
+def test_funnel_mirrored_matches_single_device(tmp_path, mirrored):
     """The real tiny Funnel MLM: 2 replicas vs 1 device, 4 steps, losses within rtol 1e-5."""
     one = _funnel_trainer(tmp_path / "a", "mlm", make_strategy("default"), steps=4, dropout=0.0,
                           steps_per_loop=1).train()
-    two = _funnel_trainer(tmp_path / "b", "mlm", make_strategy(
-        "mirrored", devices=["/cpu:0", "/cpu:1"]), steps=4, dropout=0.0, steps_per_loop=1).train()
+    two = _funnel_trainer(tmp_path / "b", "mlm", mirrored, steps=4, dropout=0.0,
+                          steps_per_loop=1).train()
     a, b = losses(one), losses(two)
     np.testing.assert_allclose([b[k] for k in sorted(a)], [a[k] for k in sorted(a)], rtol=1e-5)
 

@@ -92,9 +92,9 @@ def test_unknown_lr_scale_path_is_an_error():
         opt.build([a])
 
 
-def test_pre_reduced_gradients_are_not_summed_again():
+def test_pre_reduced_gradients_are_not_summed_again(mirrored):
     """Under MirroredStrategy a pre-reduced gradient must give the single-replica update."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored
 
     def run(pre_reduced):
         with strategy.scope():

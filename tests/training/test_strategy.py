@@ -17,9 +17,8 @@ def test_default_and_cpu():
     assert not info.supports_preemption_handler
 
 
-def test_mirrored_over_two_logical_cpus():
-    s = make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
-    info = strategy_info(s)
+def test_mirrored_over_two_logical_cpus(mirrored):
+    info = strategy_info(mirrored)
     assert (info.kind, info.num_replicas) == ("mirrored", 2)
     assert "2 replica(s)" in info.describe()
     # With no devices given, every logical CPU is used (conftest makes two).
