@@ -176,7 +176,8 @@ class ElectraObjective(Objective):
                "disc_loss": ("disc_loss", None),
                "gen_accuracy": ("gen_correct", "gen_count"),
                "disc_accuracy": ("disc_correct", "disc_count"),
-               "replaced_ratio": ("replaced", "disc_count")}
+               "replaced_ratio": ("replaced", "disc_count"),
+               "replaced_recall": ("replaced_detected", "replaced")}
 
     def __init__(self, config: FunnelConfig, disc_weight: float = 50.0,
                  generator_width: float = 0.25):
@@ -236,7 +237,9 @@ class ElectraObjective(Objective):
                       "gen_correct": gen_correct, "gen_count": gen_count,
                       "disc_correct": tf.reduce_sum(disc_correct * mask),
                       "disc_count": tf.reduce_sum(mask),
-                      "replaced": tf.reduce_sum(labels * mask)}
+                      "replaced": tf.reduce_sum(labels * mask),
+                      "replaced_detected": tf.reduce_sum(
+                          labels * tf.cast(disc_logits > 0, tf.float32) * mask)}
 
 
 OBJECTIVES = {"mlm": MaskedLMObjective, "electra": ElectraObjective}
