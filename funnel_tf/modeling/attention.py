@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.attention_inputs import AttentionInputs
+from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.initializers import dense_initializer, relative_bias_initializer
 
 INF = 1e6
@@ -46,8 +47,8 @@ class FunnelRelMultiheadAttention(keras.layers.Layer):
                                                   kernel_initializer=dense_initializer(config, n * h, d),
                                                   name="post_proj")
         self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
-        self.attention_dropout = keras.layers.Dropout(config.attention_dropout)
-        self.hidden_dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.attention_dropout = Dropout(config.attention_dropout)
+        self.hidden_dropout = Dropout(config.hidden_dropout)
 
     def build(self, input_shape=None):
         """Create every weight from the config alone (shapes never depend on the input)."""

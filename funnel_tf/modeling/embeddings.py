@@ -5,6 +5,7 @@ import keras
 import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
+from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.initializers import embedding_initializer
 
 
@@ -15,7 +16,7 @@ class FunnelEmbeddings(keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
-        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
 
     def build(self, input_shape=None):
         cfg = self.config

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.activations import get_activation
+from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.embeddings import FunnelEmbeddings
 from funnel_tf.modeling.initializers import dense_initializer
 from funnel_tf.modeling.model import FunnelBaseModel, FunnelModel
@@ -122,7 +123,7 @@ class FunnelClassificationHead(keras.layers.Layer):
         self.num_labels = num_labels
         d = config.d_model
         self.linear_hidden = _dense(config, d, d, "linear_hidden")
-        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.linear_out = _dense(config, num_labels, d, "linear_out")
 
     def build(self, input_shape=None):
@@ -205,7 +206,7 @@ class FunnelForTokenClassification(_Head):
         kwargs.setdefault("name", "funnel_for_token_classification")
         super().__init__(config, **kwargs)
         self.num_labels = num_labels
-        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.classifier = _dense(config, num_labels, config.d_model, "classifier")
         self.build()
 

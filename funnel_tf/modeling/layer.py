@@ -5,6 +5,7 @@ import keras
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.activations import get_activation
 from funnel_tf.modeling.attention import FunnelRelMultiheadAttention
+from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.initializers import dense_initializer
 
 
@@ -18,8 +19,8 @@ class FunnelPositionwiseFFN(keras.layers.Layer):
         self.linear_1 = keras.layers.Dense(i, kernel_initializer=dense_initializer(config, d, i), name="linear_1")
         self.linear_2 = keras.layers.Dense(d, kernel_initializer=dense_initializer(config, i, d), name="linear_2")
         self.activation = get_activation(config.hidden_act)
-        self.activation_dropout = keras.layers.Dropout(config.activation_dropout)
-        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.activation_dropout = Dropout(config.activation_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
 
     def build(self, input_shape=None):

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from funnel_tf.modeling.dropout import Dropout
+
 
 def block_positions(seq_len: int, num_blocks: int, separate_cls: bool, truncate_seq: bool) -> List[np.ndarray]:
     """Token positions (in original-token units) of each block's sequence: P_0 = 0..L-1, then strided.
@@ -71,8 +73,8 @@ class RelativePositionEncoding(keras.layers.Layer):
         self.separate_cls = separate_cls
         self.truncate_seq = truncate_seq
         self.rate = dropout
-        self.sin_dropout = keras.layers.Dropout(dropout, name="sin_dropout")
-        self.cos_dropout = keras.layers.Dropout(dropout, name="cos_dropout")
+        self.sin_dropout = Dropout(dropout, name="sin_dropout")
+        self.cos_dropout = Dropout(dropout, name="cos_dropout")
 
     def _table(self, distances, training):
         sin, cos = sinusoid(distances, self.d_model)
