@@ -302,7 +302,7 @@ class Trainer:
                 while step < cfg.train_steps:
                     n = self._chunk(step)
                     if handler is not None:
-                        handler.run(train_fn, args=(iterator, tf.constant(n, tf.int32)))
+                        handler.run(train_fn, iterator, tf.constant(n, tf.int32))
                     else:
                         train_fn(iterator, tf.constant(n, tf.int32))
                     step = int(self.step.numpy())  # waits for the device

@@ -248,3 +248,19 @@ def test_sigkill_then_restart_reaches_the_uninterrupted_loss(tmp_path, kind):
     assert sorted(resumed) == list(range(1, 25))
     np.testing.assert_allclose([resumed[s] for s in range(11, 25)],
                                [full[s] for s in range(11, 25)], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_multi_worker_strategy_with_preemption_handler_trains_and_resumes(tmp_path):
+    """MultiWorkerMirroredStrategy (one worker, no TF_CONFIG) goes through TF's
+    PreemptionCheckpointHandler path; a second process resumes from the first one's checkpoint."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env["PYTHONPATH"] = repo
+    for steps in ("6", "10"):
+        subprocess.run([sys.executable, "-m", "tests.training.resume_driver", str(tmp_path),
+                        steps, "3", "multi_worker"], cwd=repo, env=env, check=True,
+                       capture_output=True, timeout=900)
+    steps = [r["step"] for r in read_metrics(str(tmp_path))]
+    assert steps == list(range(1, 11))  # the second run started at 6, not 0
+    assert (tmp_path / "checkpoints" / "ckpt-10.index").exists()
