@@ -72,7 +72,7 @@ def find_vocab(init_checkpoint: Optional[str]) -> Optional[str]:
         return None
     base = init_checkpoint if tf.io.gfile.isdir(init_checkpoint) else os.path.dirname(
         init_checkpoint)
-    for folder in (base, os.path.dirname(base.rstrip("/"))):
+    for folder in (base, os.path.join(base, BEST_DIR), os.path.dirname(base.rstrip("/"))):
         for name in VOCAB_NAMES:
             path = os.path.join(folder, name)
             if tf.io.gfile.exists(path):
