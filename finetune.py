@@ -166,10 +166,13 @@ def main(argv):
     from funnel_tf.tasks import TaskError
     from funnel_tf.tasks.runner import run_finetuning
     from funnel_tf.text.errors import DataFormatError
+    from funnel_tf.training.checkpointing import CheckpointError as TrainingCheckpointError
+    from funnel_tf.training.loop import NonFiniteLossError
 
     try:
         summary = run_finetuning(args_from_flags())
-    except (TaskError, DataFormatError, FileNotFoundError, ValueError) as e:
+    except (TaskError, DataFormatError, FileNotFoundError, FileExistsError, ValueError,
+            TrainingCheckpointError, NonFiniteLossError) as e:
         # Errors users cause (files, flags, labels, checkpoints) end with a message, no traceback.
         logging.error("%s", e)
         print(f"finetune.py: error: {e}", file=sys.stderr)

@@ -184,3 +184,47 @@ def test_errors_before_anything_is_written(micro_config, tmp_path):
         run_finetuning(FinetuneArgs(model_dir=str(model_dir), files=files,
                                     init_checkpoint=str(tmp_path / "big"), **base))
     assert not model_dir.exists()
+
+
+@pytest.mark.slow  # XLA compiles four models: ~1 min on an idle 2-core CPU
+def test_task_steps_compile_with_xla_under_mixed_bfloat16(micro_config):
+    """Loss + gradients of every task family in one XLA cluster, bf16 compute, float32 losses."""
+    import keras
+
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        ids = tf.random.stateless_uniform([2, 16], [3, 4], 1, micro_config.vocab_size, tf.int32)
+        base = {"input_ids": ids, "attention_mask": tf.ones_like(ids),
+                "token_type_ids": tf.zeros_like(ids), "example_weight": tf.ones([2]),
+                "example_index": tf.constant([0, 1])}
+        cases = {
+            "sts-b": dict(base, label=tf.constant([1.0, 4.5])),
+            "qnli": dict(base, label=tf.constant([0, 1])),
+            "squad_v2.0": dict(base, p_mask=tf.concat([tf.zeros([2, 8], tf.int32),
+                                                        tf.ones([2, 8], tf.int32)], 1),
+                               start_positions=tf.constant([3, 0]),
+                               end_positions=tf.constant([5, 0]),
+                               is_impossible=tf.constant([0, 1])),
+            "race": {k: (tf.stack([v] * 4, 1) if k in ("input_ids", "attention_mask",
+                                                         "token_type_ids") else v)
+                     for k, v in dict(base, label=tf.constant([3, 1])).items()},
+        }
+        for name, features in cases.items():
+            task = get_task(name)
+            model = task.build_model(micro_config)
+
+            @tf.function(jit_compile=True)
+            def step(f):
+                with tf.GradientTape() as tape:
+                    loss, _ = task.per_example_loss(model, f, training=True)
+                    mean = tf.reduce_mean(loss)
+                grads = tape.gradient(mean, model.trainable_variables)
+                return loss, tf.linalg.global_norm(grads), task.predict(model, f)
+
+            loss, norm, outputs = step(features)
+            assert loss.dtype == tf.float32 and np.all(np.isfinite(loss.numpy())), name
+            assert np.isfinite(float(norm)) and float(norm) > 0, name
+            assert all(v.dtype in (tf.float32, tf.int32) for v in outputs.values()), name
+            assert model.funnel.embeddings.word_embeddings.dtype == tf.float32
+    finally:
+        keras.config.set_dtype_policy("float32")
