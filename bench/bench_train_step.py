@@ -111,8 +111,10 @@ def main():
         return
     results = []
     for L in [int(x) for x in args.seq_lens.split(",")]:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(L)] + [
-            a for a in sys.argv[1:] if not a.startswith("--out")]
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(L),
+               "--config", args.config, "--objective", args.objective, "--batch", str(args.batch),
+               "--steps", str(args.steps), "--repeats", str(args.repeats),
+               "--precision", args.precision] + (["--jit"] if args.jit else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:

@@ -14,6 +14,15 @@ Metric sums live in sync-on-read variables, read by the host at log boundaries.
 What is XLA-compiled: on the default / one-device strategy the whole replica step (including the
 optimizer update); under MirroredStrategy / MultiWorkerMirroredStrategy the forward + backward
 (cross-device collectives cannot sit inside an XLA cluster there); TPUStrategy compiles everything.
+
+Resume: checkpoints hold every model variable (including dropout seed states), the optimizer
+(slots + iteration count) and the step. The input position comes back in one of two ways:
+the tf.data iterator state itself (default strategy, when the pipeline can be serialised), or a
+replay that rebuilds the input and skips the consumed batches (distributed iterators cannot be
+checkpointed in TF 2.19-2.21). Either is exact only if the input pipeline is deterministic for its
+seed; "restart" skips nothing (cheap, for very long pod runs).
+Preemption: TPU and multi-worker runs use tf.distribute's PreemptionCheckpointHandler; the others
+catch SIGTERM, save at the next host-call boundary and return `preempted=True`.
 """
 
 from __future__ import annotations
