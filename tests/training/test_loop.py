@@ -134,10 +134,12 @@ def test_stop_request_saves_and_returns(tmp_path):
     assert again.start_step == 2 and again.step == 10 and not again.preempted
 
 
-def test_xla_mixed_bfloat16_toy_step(tmp_path):
+@pytest.mark.parametrize("kind", ["default", "cpu"])
+def test_xla_mixed_bfloat16_toy_step(tmp_path, kind):
+    """The whole replica step (including the guarded AdamW update) under jit_compile=True."""
     try:
         set_precision("mixed_bfloat16")
-        t = make_trainer(tmp_path, steps=2, jit_compile=True)
+        t = make_trainer(tmp_path, make_strategy(kind), steps=2, jit_compile=True)
         result = t.train()
     finally:
         set_precision("float32")
