@@ -20,11 +20,13 @@ def relative_shift(scores, context_len: int, shift: int):
     """Transformer-XL shift: out[..., i, j] = scores[..., i, j + shift * (Lq - i)].
 
     scores: [B, N, Lq, R] with R = shift * Lq + Lk -> [B, N, Lq, Lk]; reshapes and slices only.
+    tf.slice rather than strided indexing: its gradient is a Pad, where StridedSliceGrad costs ~35x
+    more in TF's CPU kernels (fwd+bwd on [8, 12, 128, 256]: 69 ms -> 2 ms) and ~2x under XLA.
     """
-    b, n, lq, r = scores.shape
-    x = tf.reshape(scores, [-1, n, r, lq])[:, :, shift:, :]
+    _, n, lq, r = scores.shape
+    x = tf.slice(tf.reshape(scores, [-1, n, r, lq]), [0, 0, shift, 0], [-1, -1, -1, -1])
     x = tf.reshape(x, [-1, n, lq, r - shift])
-    return x[..., :context_len]
+    return tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, context_len])
 
 
 class FunnelRelMultiheadAttention(keras.layers.Layer):

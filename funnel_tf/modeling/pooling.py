@@ -1,6 +1,7 @@
 """Sequence-length changes: strided pooling of hidden states and masks, stride slicing of attention
 structures, and the decoder's repeat-upsampling. All shapes are static; no gathers, only slices and
-reshapes, so XLA compiles them to copies.
+reshapes, so XLA compiles them to copies. Contiguous slices use tf.slice and pairs are split with
+unstack: their gradients (Pad, stack) are cheap, StridedSliceGrad is slow in TF's CPU kernels.
 """
 
 import tensorflow as tf
@@ -9,8 +10,8 @@ import tensorflow as tf
 def _prepare(x, separate_cls: bool, truncate_seq: bool):
     """Prepend CLS so it pools alone; with truncate_seq the last token is dropped. x: [B, T, ...]."""
     if separate_cls:
-        suffix = x[:, :-1] if truncate_seq else x
-        x = tf.concat([x[:, :1], suffix], axis=1)
+        suffix = _slice(x, 1, 0, x.shape[1] - 1, 1) if truncate_seq else x
+        x = tf.concat([_slice(x, 1, 0, 1, 1), suffix], axis=1)
     return x
 
 
@@ -20,23 +21,23 @@ def pool_tensor(x, mode: str, separate_cls: bool, truncate_seq: bool):
     x: [B, T] or [B, T, D]; mode: mean | max | min. Output length ceil(T'/2), T' after `_prepare`.
     With separate_cls the first output is CLS itself, then means of pairs (x1,x2), (x3,x4), ...
     """
+    if x.shape[1] is None:
+        raise ValueError("funnel_tf needs a static sequence length (got None); pad to a fixed length")
     x = _prepare(x, separate_cls, truncate_seq)
     t = x.shape[1]
-    if t is None:
-        raise ValueError("funnel_tf needs a static sequence length (got None); pad to a fixed length")
+    if mode not in ("mean", "max", "min"):
+        raise ValueError(f"unknown pooling mode {mode!r}; use mean, max or min")
     if t % 2:
         # Duplicate the last element: mean/max/min of (a, a) is a, which is ceil-mode pooling.
-        x = tf.concat([x, x[:, -1:]], axis=1)
+        x = tf.concat([x, _slice(x, 1, t - 1, t, 1)], axis=1)
     shape = [-1, (t + 1) // 2, 2] + list(x.shape[2:])
-    pairs = tf.reshape(x, shape)
+    first, second = tf.unstack(tf.reshape(x, shape), axis=2)
     if mode == "mean":
         # (a + b) / 2, the same float ops as avg-pooling.
-        return (pairs[:, :, 0] + pairs[:, :, 1]) / tf.constant(2, pairs.dtype)
+        return (first + second) / tf.constant(2, first.dtype)
     if mode == "max":
-        return tf.maximum(pairs[:, :, 0], pairs[:, :, 1])
-    if mode == "min":
-        return tf.minimum(pairs[:, :, 0], pairs[:, :, 1])
-    raise ValueError(f"unknown pooling mode {mode!r}; use mean, max or min")
+        return tf.maximum(first, second)
+    return tf.minimum(first, second)
 
 
 def stride_pool(x, axis: int, separate_cls: bool, truncate_seq: bool):
@@ -51,6 +52,12 @@ def stride_pool(x, axis: int, separate_cls: bool, truncate_seq: bool):
 
 
 def _slice(x, axis, start, stop, step):
+    """x[..., start:stop:step, ...] along `axis` (static bounds); tf.slice when contiguous."""
+    if step == 1:
+        begin = [0] * len(x.shape)
+        size = [-1] * len(x.shape)
+        begin[axis], size[axis] = start, stop - start
+        return tf.slice(x, begin, size)
     index = [slice(None)] * axis + [slice(start, stop, step)]
     return x[tuple(index)]
 
@@ -64,11 +71,12 @@ def upsample(x, stride: int, target_len: int, separate_cls: bool, truncate_seq: 
     if stride == 1:
         return x
     if separate_cls:
-        cls, x = x[:, :1], x[:, 1:]
+        length = x.shape[1]
+        cls, x = _slice(x, 1, 0, 1, 1), _slice(x, 1, 1, length, 1)
     out = tf.repeat(x, stride, axis=1)
     if separate_cls:
         if truncate_seq:
             out = tf.pad(out, [[0, 0], [0, stride - 1], [0, 0]])
-        out = out[:, : target_len - 1]
+        out = _slice(out, 1, 0, target_len - 1, 1)
         return tf.concat([cls, out], axis=1)
-    return out[:, :target_len]
+    return _slice(out, 1, 0, target_len, 1)
