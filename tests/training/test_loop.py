@@ -82,7 +82,7 @@ def test_mirrored_two_replicas_match_one_device(tmp_path, mirrored):
     np.testing.assert_allclose(single.history[-1]["mlm_accuracy"], two.history[-1]["mlm_accuracy"])
 
 
-@pytest.mark.parametrize("kind", ["default", "mirrored"])
+@pytest.mark.parametrize("kind", ["default", pytest.param("mirrored", marks=pytest.mark.slow)])
 def test_resume_matches_uninterrupted_run(tmp_path, kind, mirrored):
     """Stop at step 3 (a checkpoint), build everything again, continue to 6: the losses of steps 4-6
     equal the uninterrupted run's (dropout on, so the RNG state must be restored too). The default
