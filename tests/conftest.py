@@ -35,3 +35,10 @@ def bert_vocab(shared_data):
     if not path.exists():
         pytest.skip(f"BERT uncased vocab not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+    """One MirroredStrategy over the two logical CPUs for the whole session: separate strategy objects
+    in one process can reuse collective instance keys and abort each other's all-reduces."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -23,6 +23,9 @@ class FunnelDecoder(keras.layers.Layer):
         offset = config.num_hidden_layers
         self.layers_list = [FunnelLayer(config, 0, name=f"layer_{offset + j}")
                             for j in range(config.num_decoder_layers)]
+        # Also as plain attributes: Keras' tracked lists are invisible to tf.train.Checkpoint.
+        for layer in self.layers_list:
+            setattr(self, layer.name, layer)
 
     def build(self, input_shape=None):
         for layer in self.layers_list:

@@ -33,18 +33,26 @@ class FunnelEncoder(keras.layers.Layer):
                 config.d_model, kernel_initializer=dense_initializer(config, config.d_embed, config.d_model),
                 name="input_projection")
         self.position_encoding = make_position_encoding(config, config.num_blocks, "position_encoding")
-        self.blocks: List[List[FunnelLayer]] = []
-        k = 0
+        # A flat list grouped into blocks by the `blocks` property.
+        self.layers_list: List[FunnelLayer] = []
         for b, size in enumerate(config.block_sizes):
-            block = []
             for _ in range(size):
-                block.append(FunnelLayer(config, b, name=f"layer_{k}"))
-                k += 1
-            self.blocks.append(block)
+                self.layers_list.append(FunnelLayer(config, b, name=f"layer_{len(self.layers_list)}"))
+        # Also as plain attributes: Keras' tracked lists are invisible to tf.train.Checkpoint.
+        for layer in self.layers_list:
+            setattr(self, layer.name, layer)
+
+    @property
+    def blocks(self) -> List[List[FunnelLayer]]:
+        out, start = [], 0
+        for size in self.config.block_sizes:
+            out.append(self.layers_list[start:start + size])
+            start += size
+        return out
 
     @property
     def layers_flat(self) -> List[FunnelLayer]:
-        return [layer for block in self.blocks for layer in block]
+        return list(self.layers_list)
 
     def build(self, input_shape=None):
         if self.input_projection is not None:

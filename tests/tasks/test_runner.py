@@ -39,7 +39,7 @@ def _write_csv_task(folder, n_train=96, n_dev=24):
     return paths
 
 
-def test_predictor_under_mirrored_strategy_matches_one_device(micro_config, demo_tokenizer):
+def test_predictor_under_mirrored_strategy_matches_one_device(micro_config, demo_tokenizer, mirrored):
     task = get_task("sst-2")
     hp = Hparams(max_seq_length=16, batch_size=4)
     examples = _examples(10)
@@ -49,7 +49,6 @@ def test_predictor_under_mirrored_strategy_matches_one_device(micro_config, demo
     assert len(single["logits"]) == 12 and single["example_index"].tolist()[-2:] == [-1, -1]
     assert single["example_index"].tolist()[:10] == list(range(10))
 
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with mirrored.scope():
         model2 = task.build_model(micro_config)
     model2.set_weights(model.get_weights())
@@ -73,12 +72,11 @@ def test_eval_marks_follow_epochs_or_eval_every(micro_config, demo_tokenizer, tm
     assert runner.eval_marks() == []
 
 
-def test_vocab_and_replica_checks(micro_config, demo_tokenizer, tmp_path):
+def test_vocab_and_replica_checks(micro_config, demo_tokenizer, tmp_path, mirrored):
     task = get_task("sst-2")
     with pytest.raises(TaskError, match="vocab_size 30522"):
         FinetuneRunner(task, Hparams(max_seq_length=16), micro_config.replace(vocab_size=30522),
                        demo_tokenizer, tf.distribute.get_strategy(), RunConfig(str(tmp_path)))
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with pytest.raises(TaskError, match="not divisible"):
         FinetuneRunner(task, Hparams(batch_size=5, max_seq_length=16), micro_config,
                        demo_tokenizer, mirrored, RunConfig(str(tmp_path)))
