@@ -113,7 +113,8 @@ flags.DEFINE_integer("save_every", 0, "Steps between training checkpoints for re
 flags.DEFINE_integer("steps_per_loop", 100, "Training steps per host call.")
 flags.DEFINE_integer("log_every", 100, "Steps between progress lines.")
 flags.DEFINE_integer("keep_checkpoints", 2, "Training checkpoints to keep.")
-flags.DEFINE_integer("seed", 0, "Seed of the data order (and dropout-free reproducibility).")
+flags.DEFINE_integer("seed", 0, "Seed of the initialisation of new weights, dropout and the "
+                     "training data order.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the train and "
                   "predict steps. auto: on for TPU/GPU, off on CPU (where compiling costs more "
                   "than it saves on short runs).")

@@ -655,6 +655,9 @@ def run_finetuning(args: FinetuneArgs) -> dict:
         raise TaskError(f"--vocab_file {vocab} not found")
     tokenizer = WordpieceTokenizer(vocab)
     set_precision(args.precision)
+    import keras
+
+    keras.utils.set_random_seed(int(args.run.get("seed", 0)))  # head/model init, dropout
     strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
                              project=args.gcp_project)
     run = RunConfig(model_dir=args.model_dir, **args.run)
