@@ -1,8 +1,14 @@
 """Relative multi-head attention of Funnel-Transformer (Transformer-XL style, with segment bias).
 
-score = s(q + u)k  +  c * s(q + v) W_R p(i - j)  +  c * s(q + w) S[same_ij]  - 1e6 (1 - mask_j)
+score = s(q + u)k  +  c * [s(q + v) W_R p(i - j)  +  s(q + w) S[same_ij]]  - 1e6 (1 - mask_j)
 where c zeroes the CLS row/column. Kernels keep the heads split ([d_model, n_head, d_head]), the
-layout of the original checkpoints, so import is a copy and einsums need no reshapes.
+layout of the original checkpoints, so import is a copy.
+
+Layout: inside the layer q, k, v are head-major [N, B, L, H] and scores [N, B, Lq, Lk]. Every
+attention product is then a plain (batched) matmul: QK^T and AV batch over (N, B), and the position
+and segment terms fold the batch into rows ([N, B*Lq, H] x [N, H, R]), so neither direction of the
+backward pass transposes a score-sized tensor. Measured on the attention layer (fwd+bwd, 8x128,
+small): ~14% less CPU than the batch-major einsums under XLA, ~10% in TF kernels (fp32 and bf16).
 """
 
 import keras
@@ -16,17 +22,25 @@ from funnel_tf.modeling.initializers import dense_initializer, relative_bias_ini
 INF = 1e6
 
 
+def _static_or_dynamic(x):
+    """Shape entries as Python ints where static, scalar tensors where not (e.g. a None batch)."""
+    dynamic = tf.shape(x)
+    return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape)]
+
+
 def relative_shift(scores, context_len: int, shift: int):
     """Transformer-XL shift: out[..., i, j] = scores[..., i, j + shift * (Lq - i)].
 
-    scores: [B, N, Lq, R] with R = shift * Lq + Lk -> [B, N, Lq, Lk]; reshapes and slices only.
+    scores: [..., Lq, R] with R = shift * Lq + Lk -> [..., Lq, Lk]; reshapes and slices only.
     tf.slice rather than strided indexing: its gradient is a Pad, where StridedSliceGrad costs ~35x
     more in TF's CPU kernels (fwd+bwd on [8, 12, 128, 256]: 69 ms -> 2 ms) and ~2x under XLA.
     """
-    _, n, lq, r = scores.shape
-    x = tf.slice(tf.reshape(scores, [-1, n, r, lq]), [0, 0, shift, 0], [-1, -1, -1, -1])
-    x = tf.reshape(x, [-1, n, lq, r - shift])
-    return tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, context_len])
+    lead = _static_or_dynamic(scores)[:-2]
+    lq, r = scores.shape[-2], scores.shape[-1]
+    x = tf.slice(tf.reshape(scores, [-1, r, lq]), [0, shift, 0], [-1, -1, -1])
+    x = tf.reshape(x, [-1, lq, r - shift])
+    x = tf.slice(x, [0, 0, 0], [-1, -1, context_len])
+    return tf.reshape(x, lead + [lq, context_len])
 
 
 class FunnelRelMultiheadAttention(keras.layers.Layer):
@@ -67,57 +81,73 @@ class FunnelRelMultiheadAttention(keras.layers.Layer):
         self.post_proj.build((None, None, n, h))
         self.layer_norm.build((None, None, d))
 
-    def _positional_scores(self, position_embeds, q, context_len, cls_mask):
-        """Relative-position term [B, N, Lq, Lk]. q is already scaled: [B, Lq, N, H]."""
+    def _project_heads(self, x, dense, dtype):
+        """[B, L, D] -> head-major [N, B, L, H] with the EinsumDense layer's own kernel (and bias)."""
+        out = tf.einsum("bld,dnh->nblh", x, tf.cast(dense.kernel, dtype))
+        if dense.bias is not None:
+            out = out + tf.cast(dense.bias, dtype)[:, None, None]
+        return out
+
+    def _rows(self, t):
+        """[N, B, L, X] -> [N, B*L, X]: the batch folded into rows for a per-head matmul."""
+        n, _, _, x = t.shape
+        return tf.reshape(t, [n, -1, x])
+
+    def _positional_scores(self, position_embeds, q, context_len):
+        """Relative-position term [N, B, Lq, Lk] (CLS mask not applied). q: scaled, [N, B, Lq, H]."""
         cfg = self.config
         dtype = q.dtype
-        v = tf.cast(self.r_r_bias, dtype) * self.scale
+        lead = _static_or_dynamic(q)[:3]  # N, B, Lq
+        q_v = self._rows(q + (tf.cast(self.r_r_bias, dtype) * self.scale)[:, None, None])  # [N, B*Lq, H]
         w_r = tf.cast(self.r_kernel, dtype)
         if cfg.attention_type == "factorized":
             phi, pi, psi, omega = (tf.cast(t, dtype) for t in position_embeds)
-            q_r = tf.einsum("binh,dnh->bind", q + v, w_r)  # [B, Lq, N, D]
-            scores = (tf.einsum("bind,jd->bnij", q_r * phi[:, None], psi)
-                      + tf.einsum("bind,jd->bnij", q_r * pi[:, None], omega))
-        else:
-            shift = 2 if q.shape[1] != context_len else 1
-            r = tf.cast(position_embeds[self.block_index][shift - 1], dtype)  # [R, D]
-            r_head = tf.einsum("td,dnh->tnh", r, w_r)  # [R, N, H]
-            scores = tf.einsum("binh,tnh->bnit", q + v, r_head)  # [B, N, Lq, R]
-            scores = relative_shift(scores, context_len, shift)
-        if cls_mask is not None:
-            scores = scores * tf.cast(cls_mask, dtype)
-        return scores
+            q_r = tf.reshape(tf.einsum("nrh,dnh->nrd", q_v, w_r), lead + [cfg.d_model])  # [N, B, Lq, D]
+            return (tf.einsum("nbid,jd->nbij", q_r * phi, psi)
+                    + tf.einsum("nbid,jd->nbij", q_r * pi, omega))
+        shift = 2 if q.shape[2] != context_len else 1
+        r = tf.cast(position_embeds[self.block_index][shift - 1], dtype)  # [R, D]
+        r_head = tf.einsum("td,dnh->nth", r, w_r)  # [N, R, H]
+        scores = tf.matmul(q_v, r_head, transpose_b=True)  # [N, B*Lq, R]
+        scores = tf.reshape(scores, lead + [r.shape[0]])
+        return relative_shift(scores, context_len, shift)
 
-    def _token_type_scores(self, token_type_mat, q, cls_mask):
-        """Segment term [B, N, Lq, Lk]: bias for same vs different segment."""
+    def _token_type_scores(self, token_type_mat, q):
+        """Segment term [N, B, Lq, Lk] (CLS mask not applied): bias for same vs different segment."""
         dtype = q.dtype
-        s_bias = tf.cast(self.r_s_bias, dtype) * self.scale
-        tt_bias = tf.einsum("bind,snd->bnis", q + s_bias, tf.cast(self.seg_embed, dtype))  # [B, N, Lq, 2]
-        diff, same = tt_bias[..., 0:1], tt_bias[..., 1:2]
-        scores = tf.where(token_type_mat[:, None], same, diff)
-        if cls_mask is not None:
-            scores = scores * tf.cast(cls_mask, dtype)
-        return scores
+        lead = _static_or_dynamic(q)[:3]
+        q_s = self._rows(q + (tf.cast(self.r_s_bias, dtype) * self.scale)[:, None, None])
+        seg = tf.transpose(tf.cast(self.seg_embed, dtype), [1, 0, 2])  # [N, 2, H]
+        tt_bias = tf.reshape(tf.matmul(q_s, seg, transpose_b=True), lead + [2])  # [N, B, Lq, 2]
+        diff, same = tf.split(tt_bias, 2, axis=-1)
+        return tf.where(token_type_mat[None], same, diff)
 
     def call(self, query, key, value, attention_inputs: AttentionInputs, training=False,
              return_attention=False):
+        """query [B, Lq, D], key/value [B, Lk, D] -> [B, Lq, D] (and probs [B, N, Lq, Lk])."""
         position_embeds, token_type_mat, attention_mask, cls_mask = attention_inputs
         context_len = key.shape[1]
-        q = self.q_head(query) * self.scale  # [B, Lq, N, H]
-        k = self.k_head(key)  # [B, Lk, N, H]
-        v = self.v_head(value)  # [B, Lk, N, H]
-        dtype = q.dtype
-        content = tf.einsum("bind,bjnd->bnij", q + tf.cast(self.r_w_bias, dtype) * self.scale, k)
-        score = (content + self._positional_scores(position_embeds, q, context_len, cls_mask)
-                 + self._token_type_scores(token_type_mat, q, cls_mask))
+        dtype = self.compute_dtype
+        q = self._project_heads(query, self.q_head, dtype) * self.scale  # [N, B, Lq, H]
+        k = self._project_heads(key, self.k_head, dtype)  # [N, B, Lk, H]
+        v = self._project_heads(value, self.v_head, dtype)  # [N, B, Lk, H]
+        content = tf.matmul(q + (tf.cast(self.r_w_bias, dtype) * self.scale)[:, None, None], k,
+                            transpose_b=True)  # [N, B, Lq, Lk]
+        bias = (self._positional_scores(position_embeds, q, context_len)
+                + self._token_type_scores(token_type_mat, q))
+        if cls_mask is not None:
+            bias = bias * tf.cast(cls_mask, dtype)
         # Mask and softmax in float32 whatever the compute dtype (bf16 safe).
-        score = tf.cast(score, tf.float32) - INF * (1.0 - tf.cast(attention_mask, tf.float32)[:, None, None])
+        score = tf.cast(content + bias, tf.float32) - INF * (1.0 - tf.cast(attention_mask, tf.float32)[:, None])
         prob = tf.nn.softmax(score, axis=-1)
         prob = self.attention_dropout(tf.cast(prob, dtype), training=training)
-        attn_vec = tf.einsum("bnij,bjnd->bind", prob, v)  # [B, Lq, N, H]
-        out = self.hidden_dropout(self.post_proj(attn_vec), training=training)
-        out = self.layer_norm(query + out)
-        return (out, prob) if return_attention else out
+        attn_vec = tf.matmul(prob, v)  # [N, B, Lq, H]
+        out = tf.einsum("nbih,nhd->bid", attn_vec, tf.cast(self.post_proj.kernel, dtype))
+        out = out + tf.cast(self.post_proj.bias, dtype)
+        out = self.layer_norm(query + self.hidden_dropout(out, training=training))
+        if return_attention:
+            return out, tf.transpose(prob, [1, 0, 2, 3])  # [B, N, Lq, Lk] like HF
+        return out
 
     def get_config(self):
         config = super().get_config()
