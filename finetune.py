@@ -26,6 +26,9 @@ flags.DEFINE_string("task", None, "Task name: cola, sst-2, mrpc, sts-b, qqp, mnl
 flags.DEFINE_string("data_dir", None, "Folder with the task's original files: the GLUE root (or "
                     "the task folder), the text-classification dataset folder, the SQuAD folder "
                     "({train,dev}-v1.1.json / -v2.0.json) or the RACE root.")
+flags.DEFINE_string("tfds_data_dir", None, "GLUE tasks: read the splits from an already "
+                    "prepared TFDS glue/<task> under this folder instead of the TSVs (nothing "
+                    "is downloaded).")
 flags.DEFINE_string("train_file", None, "Use this file (or RACE split folder) as the train split "
                     "instead of the task's standard name (relative paths are under --data_dir).")
 flags.DEFINE_string("dev_file", None, "Same for the evaluation split.")
@@ -151,7 +154,7 @@ def args_from_flags(f=FLAGS):
                        "delimiter": f.delimiter, "clean": f.clean_text}
     files = {"train": f.train_file, "dev": f.dev_file, "test": f.test_file}
     return FinetuneArgs(
-        task=f.task, model_dir=f.model_dir, data_dir=f.data_dir,
+        task=f.task, model_dir=f.model_dir, data_dir=f.data_dir, tfds_data_dir=f.tfds_data_dir,
         files={k: v for k, v in files.items() if v}, predict_splits=f.predict_splits,
         init_checkpoint=f.init_checkpoint, config=f.config, vocab_file=f.vocab_file,
         do_train=f.do_train, do_eval=f.do_eval, do_predict=f.do_predict,

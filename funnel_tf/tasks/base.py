@@ -96,7 +96,7 @@ class Task(abc.ABC):
 
     def check_files(self, data_dir: str, splits: Sequence[str]) -> Dict[str, str]:
         """{split: path} for every split, or one TaskError listing every missing one."""
-        if not all(s in self.files for s in splits):
+        if self.needs_data_dir(splits):
             if not data_dir:
                 raise TaskError(f"task {self.name}: --data_dir is required")
             if not tf.io.gfile.exists(data_dir):
@@ -111,6 +111,9 @@ class Task(abc.ABC):
             raise TaskError(f"task {self.name}: missing task files under {data_dir}:\n"
                             + "\n".join(missing))
         return found
+
+    def needs_data_dir(self, splits: Sequence[str]) -> bool:
+        return not all(s in self.files for s in splits)
 
     @abc.abstractmethod
     def load(self, data_dir: str, split: str, skip_malformed: bool = False):

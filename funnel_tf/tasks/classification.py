@@ -179,13 +179,50 @@ class GlueTask(SequenceClassificationTask):
         else:
             self.main_metric = glue_metrics.main_metric(self.metric_key)
 
+    tfds_data_dir: Optional[str] = None
+
+    def use_tfds(self, tfds_data_dir: str) -> "GlueTask":
+        """Read splits from a prepared TFDS `glue/<config>` under `tfds_data_dir` (nothing is
+        downloaded) instead of the TSVs; --train_file etc. still win for their split."""
+        self.tfds_data_dir = tfds_data_dir
+        return self
+
+    def needs_data_dir(self, splits):
+        return self.tfds_data_dir is None and super().needs_data_dir(splits)
+
+    def _tfds_split(self, split: str) -> str:
+        import tensorflow_datasets as tfds
+
+        if split not in self.spec.tfds_splits:
+            raise KeyError(f"{self.name}: split {split!r} is not in TFDS glue/"
+                           f"{self.spec.tfds_config}")
+        name = f"glue/{self.spec.tfds_config}"
+        builder = tfds.builder(name, data_dir=self.tfds_data_dir)
+        if not builder.is_prepared():
+            raise FileNotFoundError(f"TFDS {name} is not prepared under {self.tfds_data_dir} "
+                                    f"(prepare it with `tfds build {name} "
+                                    f"--data_dir={self.tfds_data_dir}`)")
+        tfds_split = self.spec.tfds_splits[split]
+        if tfds_split not in builder.info.splits:
+            raise FileNotFoundError(f"TFDS {name} under {self.tfds_data_dir} has no split "
+                                    f"{tfds_split!r}")
+        return f"tfds:{name}:{tfds_split}@{self.tfds_data_dir}"
+
     def split_path(self, data_dir, split):
-        return self.override_path(data_dir, split) or text_glue.glue_file_path(
-            self.name, data_dir, split)
+        override = self.override_path(data_dir, split)
+        if override:
+            return override
+        if self.tfds_data_dir:
+            return self._tfds_split(split)
+        return text_glue.glue_file_path(self.name, data_dir, split)
 
     def load(self, data_dir, split, skip_malformed=False):
-        examples = text_glue.read_glue_tsv(self.name, self.split_path(data_dir, split), split,
-                                           skip_malformed=skip_malformed)
+        path = self.split_path(data_dir, split)
+        if path.startswith("tfds:"):
+            examples = text_glue.load_glue_tfds(self.name, split, self.tfds_data_dir)
+        else:
+            examples = text_glue.read_glue_tsv(self.name, path, split,
+                                               skip_malformed=skip_malformed)
         return self.check_examples(examples, split)
 
     def _metric_key(self, split: str) -> str:

@@ -362,7 +362,9 @@ class FinetuneRunner:
             return list(range(self.run.eval_every, total, self.run.eval_every))
         per_epoch = self.train_rows / self.hp.batch_size
         marks = {int(round(k * per_epoch)) for k in range(1, int(total / max(per_epoch, 1e-9)) + 1)}
-        return sorted(m for m in marks if 0 < m < total)
+        # The last epoch boundary may round to a step or two before the end, which is evaluated
+        # anyway: skip marks closer to the end than half an epoch.
+        return sorted(m for m in marks if 0 < m and total - m >= per_epoch / 2)
 
     def train(self, do_eval: bool = True) -> dict:
         """Train for the recipe's steps, evaluating (when `do_eval`) at every mark and at the end,
@@ -600,6 +602,7 @@ class FinetuneArgs:
     task: str
     model_dir: str
     data_dir: Optional[str] = None
+    tfds_data_dir: Optional[str] = None                               # GLUE from prepared TFDS
     files: Dict[str, str] = dataclasses.field(default_factory=dict)   # split -> path overrides
     predict_splits: Optional[List[str]] = None
     init_checkpoint: Optional[str] = None
@@ -635,6 +638,10 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     if not (args.do_train or args.do_eval or args.do_predict or args.export_dir):
         raise TaskError("nothing to do: set --do_train, --do_eval, --do_predict or --export_dir")
     task = get_task(args.task, files=args.files, csv_options=args.csv_options)
+    if args.tfds_data_dir:
+        if not hasattr(task, "use_tfds"):
+            raise TaskError(f"--tfds_data_dir is supported for the GLUE tasks, not {task.name}")
+        task.use_tfds(args.tfds_data_dir)
     hp = task.default_hparams().replace(**args.hparams)
     if args.export_dir and tf.io.gfile.exists(args.export_dir) and not args.overwrite_export:
         raise TaskError(f"--export_dir {args.export_dir} already exists (pass "

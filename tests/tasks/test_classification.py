@@ -169,3 +169,10 @@ def test_prediction_tsv_for_benchmarks(tmp_path):
     lines = open(path).read().splitlines()
     assert lines[0] == "id\tprediction\tp_neg\tp_pos"
     assert lines[1].startswith("100\tneg\t0.88") and lines[2].startswith("101\tpos\t0.11")
+
+
+def test_tfds_source_needs_a_prepared_dataset(tmp_path):
+    task = get_task("rte").use_tfds(str(tmp_path))
+    assert not task.needs_data_dir(["train"])
+    with pytest.raises(TaskError, match=r"(?s)glue/rte is not prepared.*tfds build glue/rte"):
+        task.check_files(None, ["train", "dev"])

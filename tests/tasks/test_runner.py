@@ -226,3 +226,30 @@ def test_task_steps_compile_with_xla_under_mixed_bfloat16(micro_config):
             assert model.funnel.embeddings.word_embeddings.dtype == tf.float32
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_initialize_from_huggingface_and_original_release(shared_data):
+    """HF directories and the original TF1 release are converted on the fly; the config comes
+    from the checkpoint when --config is not given."""
+    from funnel_tf import checkpoints
+    from funnel_tf.tasks.runner import resolve_config
+
+    hf_dir = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "hf",
+                          "head_seq_cls_L8")
+    config = resolve_config(None, hf_dir)
+    assert config.d_model == 32 and config.block_sizes == [1, 1, 1]
+    task = get_task("mnli")  # 3 labels, like the fixture's head: the head is loaded too
+    model = task.build_model(config)
+    assert "hf checkpoint" in initialize_model(model, task, hf_dir)
+    reference = checkpoints.load_model(hf_dir)
+    for a, b in zip(model.weights, reference.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+    original = str(shared_data / "original_tf1" / "B2-1-1_D2_sepcls_mean_electra")
+    config = resolve_config(None, original)
+    squad = get_task("squad_v1.1")  # the full model: encoder and decoder come from the release
+    model = squad.build_model(config)
+    assert "original checkpoint" in initialize_model(model, squad, original)
+    reference = checkpoints.load_model(original, model_class="full")
+    for a, b in zip(model.funnel.weights, reference.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
