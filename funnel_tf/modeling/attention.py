@@ -82,11 +82,27 @@ class FunnelRelMultiheadAttention(keras.layers.Layer):
         self.layer_norm.build((None, None, d))
 
     def _project_heads(self, x, dense, dtype):
-        """[B, L, D] -> head-major [N, B, L, H] with the EinsumDense layer's own kernel (and bias)."""
-        out = tf.einsum("bld,dnh->nblh", x, tf.cast(dense.kernel, dtype))
+        """[B, L, D] -> head-major [N, B, L, H] with the EinsumDense layer's own kernel (and bias).
+
+        A 2-D MatMul on [B*L, D] then one transpose: TF's CPU kernels run MatMul through oneDNN's
+        fast path, whereas Einsum pays its own transposes around a batched matmul.
+        """
+        n, h = self.config.n_head, self.config.d_head
+        _, length, d = x.shape
+        kernel = tf.reshape(tf.cast(dense.kernel, dtype), [d, n * h])
+        out = tf.matmul(tf.reshape(x, [-1, d]), kernel)  # [B*L, N*H]
         if dense.bias is not None:
-            out = out + tf.cast(dense.bias, dtype)[:, None, None]
-        return out
+            out = out + tf.reshape(tf.cast(dense.bias, dtype), [n * h])
+        return tf.transpose(tf.reshape(out, [-1, length, n, h]), [2, 0, 1, 3])
+
+    def _merge_heads(self, attn_vec, dtype):
+        """[N, B, Lq, H] -> post_proj -> [B, Lq, D] (transpose, then a 2-D MatMul)."""
+        n, _, lq, h = attn_vec.shape
+        d = self.config.d_model
+        x = tf.reshape(tf.transpose(attn_vec, [1, 2, 0, 3]), [-1, n * h])
+        out = tf.matmul(x, tf.reshape(tf.cast(self.post_proj.kernel, dtype), [n * h, d]))
+        out = out + tf.cast(self.post_proj.bias, dtype)
+        return tf.reshape(out, [-1, lq, d])
 
     def _rows(self, t):
         """[N, B, L, X] -> [N, B*L, X]: the batch folded into rows for a per-head matmul."""
@@ -142,8 +158,7 @@ class FunnelRelMultiheadAttention(keras.layers.Layer):
         prob = tf.nn.softmax(score, axis=-1)
         prob = self.attention_dropout(tf.cast(prob, dtype), training=training)
         attn_vec = tf.matmul(prob, v)  # [N, B, Lq, H]
-        out = tf.einsum("nbih,nhd->bid", attn_vec, tf.cast(self.post_proj.kernel, dtype))
-        out = out + tf.cast(self.post_proj.bias, dtype)
+        out = self._merge_heads(attn_vec, dtype)
         out = self.layer_norm(query + self.hidden_dropout(out, training=training))
         if return_attention:
             return out, tf.transpose(prob, [1, 0, 2, 3])  # [B, N, Lq, Lk] like HF
