@@ -203,3 +203,50 @@ def test_every_task_end_to_end_on_shared_data(task, tmp_path, shared_data, bert_
         lines = open(ax_dir / "predictions" / "AX.tsv").read().splitlines()
         assert len(lines) == 1105 and lines[1].split("\t")[1] in (
             "contradiction", "entailment", "neutral")
+
+
+# ------------------------------------------------------------------------------ the experiment
+SST2_FLAGS = ["--task=sst-2", "--do_train", "--do_eval", "--max_train_examples=20000",
+              "--batch_size=32", "--epochs=2", "--max_seq_length=64", "--learning_rate=5e-4",
+              "--seed=0", "--log_every=100", "--steps_per_loop=100"]
+
+
+@pytest.mark.slow
+def test_pretrained_tiny_beats_random_init_on_sst2_dev(tmp_path, shared_data, bert_vocab):
+    """A tiny funnel MLM-pretrained with pretrain.py on the shared corpus (WikiText-2 test +
+    Gutenberg, BERT uncased vocab, seq 128, batch 32, 3000 steps) vs. the same tiny funnel from
+    random initialisation, finetuned identically on 20k SST-2 train sentences for 2 epochs; the
+    best dev accuracy (872 sentences) is compared.
+
+    Measured (CPU, 2 cores; ~40 min pretraining + ~3 min per finetune), best dev accuracy:
+      seed 0: random 0.7959, pretrained 0.8062;  seed 1: 0.7924 vs 0.8096;
+      seed 2: 0.7878 vs 0.8039  (mean +1.45 points). After only 1500 pretraining steps the gain
+    is not reliable (seed 0: 0.7959 vs 0.7959), hence 3000.
+    Set FUNNEL_SST2_PRETRAINED=<pretrain model_dir> to reuse an earlier pretraining run.
+    """
+    pretrained = os.environ.get("FUNNEL_SST2_PRETRAINED")
+    if not pretrained:
+        corpus = shared_data / "corpus"
+        files = [corpus / "wikitext-2-raw" / "wiki.test.raw"] + [
+            p for p in sorted((corpus / "gutenberg").glob("*.txt"))
+            if p.name not in ("chesterton-ball.txt", "shakespeare-caesar.txt")]  # not UTF-8
+        pretrained = tmp_path / "pretrain"
+        proc = subprocess.run(
+            [sys.executable, os.path.join(REPO, "pretrain.py"),
+             "--train_data=" + ",".join(map(str, files)), f"--vocab={bert_vocab}",
+             f"--model_dir={pretrained}", "--config=tiny", "--objective=mlm", "--seq_len=128",
+             "--batch_size=32", "--train_steps=3000", "--learning_rate=1e-3",
+             "--warmup_steps=300", "--steps_per_loop=100", "--log_every=100",
+             "--save_every=1000"], cwd=REPO, env=ENV, capture_output=True, text=True,
+            timeout=3 * 3600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    glue = f"--data_dir={shared_data / 'glue'}"
+    results = {}
+    for name, init in (("random", ["--config=tiny"]), ("pretrained",
+                                                       [f"--init_checkpoint={pretrained}"])):
+        model_dir = tmp_path / name
+        finetune(*SST2_FLAGS, glue, f"--vocab_file={bert_vocab}", f"--model_dir={model_dir}",
+                 *init, timeout=3600)
+        results[name] = json.load(open(model_dir / "best_result.json"))["value"]
+    print(f"SST-2 dev accuracy: {results}")
+    assert results["pretrained"] > results["random"], results
