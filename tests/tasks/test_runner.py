@@ -15,7 +15,8 @@ from funnel_tf.tasks.runner import (FinetuneArgs, FinetuneRunner, Predictor, Run
                                     initialize_model, run_finetuning)
 from funnel_tf.text.classification import TextExamples
 
-from tests.tasks.conftest import DEMO_VOCAB
+DEMO_VOCAB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "data", "demo_vocab.txt")
 
 WORDS = "the river old stone bridge near village warm cold boat harbor lamp".split()
 
