@@ -19,10 +19,10 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 
 # ----------------------------------------------------------------------------- task and data
-flags.DEFINE_string("task", None, "Task name: cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli, "
-                    "ax (predict-only, needs an MNLI-finetuned --init_checkpoint), imdb, ag_news, "
-                    "dbpedia, yelp2, yelp5, amazon2, amazon5, csv (any labelled CSV/TSV), "
-                    "squad_v1.1, squad_v2.0, race.")
+flags.DEFINE_string("task", None, "Task name: cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, "
+                    "wnli, ax (predict-only, needs an MNLI-finetuned --init_checkpoint), imdb, "
+                    "ag_news, dbpedia, yelp2, yelp5, amazon2, amazon5, csv (any labelled "
+                    "CSV/TSV), squad_v1.1, squad_v2.0, race.")
 flags.DEFINE_string("data_dir", None, "Folder with the task's original files: the GLUE root (or "
                     "the task folder), the text-classification dataset folder, the SQuAD folder "
                     "({train,dev}-v1.1.json / -v2.0.json) or the RACE root.")

@@ -164,7 +164,8 @@ class QuestionAnsweringServing(_Serving):
         self.serve = tf.function(self._serve, input_signature=[spec, spec])
 
     def features(self, question, context):
-        """-> (model features incl. p_mask, paragraph byte starts/ends [N, seq_len] (-1 outside))."""
+        """-> (model features incl. p_mask, paragraph byte starts / ends [N, seq_len], -1
+        outside the paragraph)."""
         tok, seq_len = self.tokenizer, self.seq_len
         q = tf.cast(tok.tokenize(question)[:, :self.max_query_length], tf.int32)   # [N, (q)]
         ids, starts, ends = tok.tokenize_with_offsets(context)                     # [N, (t)]

@@ -64,8 +64,8 @@ class Task(abc.ABC):
         return f"{self.name} (main metric {self.main_metric})"
 
     # ------------------------------------------------------------------ data
-    # Per-split file overrides ({"train": path, ...}), e.g. from --train_file/--dev_file/--test_file;
-    # a relative path is taken relative to data_dir.
+    # Per-split file overrides ({"train": path, ...}), e.g. from --train_file / --dev_file /
+    # --test_file; a relative path is taken relative to data_dir.
     files: Dict[str, str] = {}
 
     def set_files(self, files: Optional[Mapping[str, str]]) -> "Task":
@@ -92,7 +92,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def split_path(self, data_dir: str, split: str) -> str:
-        """Path of `split`'s file/folder under `data_dir`; FileNotFoundError saying what was tried."""
+        """Path of `split`'s file/folder under `data_dir`; FileNotFoundError says what was
+        tried."""
 
     def check_files(self, data_dir: str, splits: Sequence[str]) -> Dict[str, str]:
         """{split: path} for every split, or one TaskError listing every missing one."""

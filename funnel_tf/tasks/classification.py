@@ -52,8 +52,8 @@ class SequenceClassificationTask(Task):
             bad = np.flatnonzero((examples.labels < 0) | (examples.labels >= self.num_outputs))
             if bad.size:
                 raise TaskError(f"{examples.source}: example {examples.ids[bad[0]]} of split "
-                                f"{split} has label id {examples.labels[bad[0]]} outside the task's "
-                                f"{self.num_outputs} labels {list(self.label_names)}")
+                                f"{split} has label id {examples.labels[bad[0]]} outside the "
+                                f"task's {self.num_outputs} labels {list(self.label_names)}")
         if (examples.text_b is not None) != self.is_pair:
             raise TaskError(f"{examples.source}: task {self.name} expects "
                             f"{'text pairs' if self.is_pair else 'single texts'}")

@@ -105,7 +105,8 @@ DEFAULTS = {
     "qnli": Hparams(batch_size=32, epochs=3.0, learning_rate=2e-5, source="pytorch/README"),
     "mnli": Hparams(batch_size=64, epochs=3.0, learning_rate=1e-5, source="pytorch/README"),
     "qqp": Hparams(batch_size=64, epochs=5.0, learning_rate=2e-5, source="pytorch/README"),
-    "ax": Hparams(batch_size=64, epochs=3.0, learning_rate=1e-5, source="predict-only (MNLI model)"),
+    "ax": Hparams(batch_size=64, epochs=3.0, learning_rate=1e-5,
+                  source="predict-only (MNLI model)"),
     # Text classification
     "imdb": Hparams(epochs=None, train_steps=4000, warmup_steps=400, **_WEB,
                     source="TF README (seq 512, 4000 steps, 400 warmup)"),

@@ -23,7 +23,8 @@ _LETTERS = "ABCD"
 
 
 class RaceTask(Task):
-    """RACE from the original download (`<data_dir>/[RACE/]{train,dev,test}/{middle,high}/*.txt`)."""
+    """RACE from the original download:
+    `<data_dir>/[RACE/]{train,dev,test}/{middle,high}/*.txt`."""
 
     name = "race"
     defaults_key = "race"

@@ -20,7 +20,8 @@ def test_every_registered_task_has_a_valid_recipe():
     ("qnli", 32, 2e-5, 3), ("mnli", 64, 1e-5, 3), ("qqp", 64, 2e-5, 5)])
 def test_glue_recipes_match_the_repo_table(key, batch, lr, epochs):
     hp = default_hparams(key)
-    assert (hp.batch_size, hp.learning_rate, hp.epochs, hp.max_seq_length) == (batch, lr, epochs, 128)
+    assert (hp.batch_size, hp.learning_rate, hp.epochs, hp.max_seq_length) == (
+        batch, lr, epochs, 128)
     assert hp.layer_decay == 1.0  # no layer-wise decay for GLUE in the repo scripts
 
 

@@ -40,7 +40,8 @@ def _write_csv_task(folder, n_train=96, n_dev=24):
     return paths
 
 
-def test_predictor_under_mirrored_strategy_matches_one_device(micro_config, demo_tokenizer, mirrored):
+def test_predictor_under_mirrored_strategy_matches_one_device(micro_config, demo_tokenizer,
+                                                              mirrored):
     task = get_task("sst-2")
     hp = Hparams(max_seq_length=16, batch_size=4)
     examples = _examples(10)

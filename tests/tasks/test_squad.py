@@ -101,8 +101,8 @@ def _gold_logits(task, data, tokenizer, hp):
             continue
         cls[f] = -5.0
         a0, a1 = ex.answer_span
-        toks = np.flatnonzero((feats["token_char_end"][f] > a0) & (feats["token_char_start"][f] < a1)
-                              & (feats["token_char_start"][f] >= 0))
+        starts, ends = feats["token_char_start"][f], feats["token_char_end"][f]
+        toks = np.flatnonzero((ends > a0) & (starts < a1) & (starts >= 0))
         start[f, toks[0]] = end[f, toks[-1]] = 10.0
     outputs = {"start_logits": start, "end_logits": end, "cls_logits": cls,
                "example_index": np.array([r["example_index"] for r in rows], np.int32)}
