@@ -205,7 +205,7 @@ def _rss_mb():
 
 def _matmul_peak(spec):
     """Best sustained FLOP/s of a square dense matmul per dtype, for TF (oneDNN) and PyTorch."""
-    n, reps, out = spec.get("n", 2048), spec.get("reps", 5), {}
+    n, reps, out = spec.get("n", 2048), spec.get("reps", 10), {}
     if spec["lib"] == "tf":
         import tensorflow as tf
         _set_tf_threads(tf, spec["threads"])
@@ -303,8 +303,12 @@ def _flops_for(cfg_dict, rec):
 
 
 def add_ratios_and_mfu(records, peak):
-    peers = {(r["model"], r["task"], r["shape"], r["precision"]): r for r in records
-             if r["impl"] == PEER_FOR_RATIO and "median_s" in r}
+    """MFU against the measured peak of the record's dtype; time ratios to each peer at equal
+    model/task/shape/precision (ratio_to_peer: HF PyTorch, ratio_to_hf_tf: HF's TF 4.x port)."""
+    def index(impl):
+        return {(r["model"], r["task"], r["shape"], r["precision"]): r for r in records
+                if r["impl"] == impl and "median_s" in r}
+    peers = {"ratio_to_peer": index(PEER_FOR_RATIO), "ratio_to_hf_tf": index("hf-tf")}
     for r in records:
         if "median_s" not in r:
             continue
@@ -312,26 +316,28 @@ def add_ratios_and_mfu(records, peak):
         if p:
             r["mfu"] = r["model_flops"] / r["median_s"] / p
             r["mfu_best"] = r["model_flops"] / r["min_s"] / p
-        peer = peers.get((r["model"], r["task"], r["shape"], r["precision"]))
-        if peer is not None and r is not peer:
-            r["ratio_to_peer"] = r["median_s"] / peer["median_s"]
-            r["ratio_to_peer_min"] = r["min_s"] / peer["min_s"]
+        for field, table in peers.items():
+            peer = table.get((r["model"], r["task"], r["shape"], r["precision"]))
+            if peer is not None and r is not peer and r["impl"].startswith("ours"):
+                r[field] = r["median_s"] / peer["median_s"]
+                r[field + "_min"] = r["min_s"] / peer["min_s"]
 
 
 def markdown_table(records):
     head = ("| model | task | B×L | impl | prec | median s | min s | CPU s | tokens/s | peak RSS MB | MFU | "
-            "ours/HF-torch (median, min) |\n|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            "ours/HF-torch (median, min) | ours/HF-TF |\n|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = [head]
     for r in records:
         if "median_s" not in r:
             rows.append(f"| {r['model']} | {r['task']} | {r['shape']} | {r['impl']} | {r['precision']} | "
-                        f"error: {r.get('error', '?')[:80]} | | | | | | |")
+                        f"error: {r.get('error', '?')[:80]} | | | | | | | |")
             continue
         ratio = f"{r['ratio_to_peer']:.2f}, {r['ratio_to_peer_min']:.2f}" if "ratio_to_peer" in r else ""
+        ratio_tf = f"{r['ratio_to_hf_tf']:.2f}" if "ratio_to_hf_tf" in r else ""
         mfu = f"{100 * r['mfu']:.0f}%" if "mfu" in r else ""
         rows.append(f"| {r['model']} | {r['task']} | {r['shape']} | {r['impl']} | {r['precision']} | "
                     f"{r['median_s']:.3f} | {r['min_s']:.3f} | {r['cpu_median_s']:.2f} | {r['tokens_per_s']:.0f} | "
-                    f"{r['peak_rss_mb']:.0f} | {mfu} | {ratio} |")
+                    f"{r['peak_rss_mb']:.0f} | {mfu} | {ratio} | {ratio_tf} |")
     return "\n".join(rows)
 
 
@@ -405,6 +411,8 @@ def main(argv=None):
             for b, l in parse_shapes(args.shapes):
                 for prec in args.precisions.split(","):
                     for impl in impls:
+                        if impl == "ours-hybrid" and task == "infer":
+                            continue  # no optimizer: identical to ours-function
                         plan.append(dict(impl=impl, model=model_name, config=cfg.to_dict(), base=base, task=task,
                                          batch=b, seq_len=l, shape=f"{b}x{l}", precision=prec,
                                          threads=args.threads, iters=args.iters, warmup=args.warmup))
