@@ -18,6 +18,7 @@ from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.attention_inputs import AttentionInputs
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.initializers import dense_initializer, relative_bias_initializer
+from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 INF = 1e6
 
@@ -43,8 +44,10 @@ def relative_shift(scores, context_len: int, shift: int):
     return tf.reshape(x, lead + [lq, context_len])
 
 
-class FunnelRelMultiheadAttention(keras.layers.Layer):
+class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
     """Post-LN relative attention; the residual is the (possibly pooled) query."""
+
+    config_args = ("block_index",)
 
     def __init__(self, config: FunnelConfig, block_index: int, **kwargs):
         super().__init__(**kwargs)
@@ -141,6 +144,7 @@ class FunnelRelMultiheadAttention(keras.layers.Layer):
     def call(self, query, key, value, attention_inputs: AttentionInputs, training=False,
              return_attention=False):
         """query [B, Lq, D], key/value [B, Lk, D] -> [B, Lq, D] (and probs [B, N, Lq, Lk])."""
+
         position_embeds, token_type_mat, attention_mask, cls_mask = attention_inputs
         context_len = key.shape[1]
         dtype = self.compute_dtype
@@ -163,14 +167,3 @@ class FunnelRelMultiheadAttention(keras.layers.Layer):
         if return_attention:
             return out, tf.transpose(prob, [1, 0, 2, 3])  # [B, N, Lq, Lk] like HF
         return out
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict(), block_index=self.block_index)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        cfg = FunnelConfig.from_dict(config.pop("config"))
-        return cls(cfg, **config)

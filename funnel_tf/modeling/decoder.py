@@ -8,9 +8,10 @@ from funnel_tf.modeling.attention_inputs import init_attention_inputs
 from funnel_tf.modeling.encoder import make_position_encoding
 from funnel_tf.modeling.layer import FunnelLayer
 from funnel_tf.modeling.pooling import upsample
+from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 
-class FunnelDecoder(keras.layers.Layer):
+class FunnelDecoder(FunnelConfigSerializable, keras.layers.Layer):
     """(final [B, L_last, D], first_block [B, L, D]) -> [B, L, D].
 
     Decoder layers are named layer_{n_encoder_layers + j}, continuing the encoder's numbering.
@@ -48,13 +49,3 @@ class FunnelDecoder(keras.layers.Layer):
         if output_hidden_states:
             out["hidden_states"] = tuple(all_hidden)
         return out
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict())
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(FunnelConfig.from_dict(config.pop("config")), **config)

@@ -7,9 +7,10 @@ import tensorflow as tf
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.initializers import embedding_initializer
+from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 
-class FunnelEmbeddings(keras.layers.Layer):
+class FunnelEmbeddings(FunnelConfigSerializable, keras.layers.Layer):
     """ids [B, L] -> [B, L, d_embed]. `word_embeddings` is the [V, E] table the MLM heads tie to."""
 
     def __init__(self, config: FunnelConfig, **kwargs):
@@ -29,13 +30,3 @@ class FunnelEmbeddings(keras.layers.Layer):
         # Gather first, then cast: never casts the whole [V, E] table under mixed precision.
         x = tf.cast(tf.gather(self.word_embeddings, input_ids), self.compute_dtype)  # [B, L, E]
         return self.dropout(self.layer_norm(x), training=training)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict())
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(FunnelConfig.from_dict(config.pop("config")), **config)

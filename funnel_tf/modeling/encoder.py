@@ -10,6 +10,7 @@ from funnel_tf.modeling.attention_inputs import (init_attention_inputs, post_att
 from funnel_tf.modeling.initializers import dense_initializer
 from funnel_tf.modeling.layer import FunnelLayer
 from funnel_tf.modeling.position import RelativePositionEncoding
+from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 
 def make_position_encoding(config: FunnelConfig, num_blocks: int, name: str):
@@ -17,7 +18,7 @@ def make_position_encoding(config: FunnelConfig, num_blocks: int, name: str):
                                     config.truncate_seq, dropout=config.hidden_dropout, name=name)
 
 
-class FunnelEncoder(keras.layers.Layer):
+class FunnelEncoder(FunnelConfigSerializable, keras.layers.Layer):
     """[B, L, E] embeddings -> [B, L_last, D]; also every layer output and the last block-0 output.
 
     Parameter layers are named layer_0 .. layer_{n-1} in block order (the original's numbering);
@@ -91,13 +92,3 @@ class FunnelEncoder(keras.layers.Layer):
         if output_hidden_states:
             out["hidden_states"] = tuple(all_hidden)
         return out
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict())
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(FunnelConfig.from_dict(config.pop("config")), **config)

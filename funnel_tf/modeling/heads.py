@@ -16,6 +16,7 @@ from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.embeddings import FunnelEmbeddings
 from funnel_tf.modeling.initializers import dense_initializer
 from funnel_tf.modeling.model import FunnelBaseModel, FunnelModel
+from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 
 def _dense(config, units, fan_in, name, **kwargs):
@@ -28,7 +29,7 @@ def gather_positions(hidden, positions):
     return tf.gather(hidden, tf.cast(positions, tf.int32), batch_dims=1)
 
 
-class _Head(keras.Model):
+class _Head(FunnelConfigSerializable, keras.Model):
     """Common plumbing: config serialisation and the backbone attribute `funnel`."""
 
     backbone_cls = FunnelModel
@@ -47,10 +48,6 @@ class _Head(keras.Model):
     def get_config(self):
         return {"config": self.config.to_dict(), "name": self.name, **self._extra_config()}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(FunnelConfig.from_dict(config.pop("config")), **config)
 
 
 class FunnelForMaskedLM(_Head):
@@ -114,8 +111,10 @@ class FunnelForPreTraining(_Head):
         return out
 
 
-class FunnelClassificationHead(keras.layers.Layer):
+class FunnelClassificationHead(FunnelConfigSerializable, keras.layers.Layer):
     """tanh(W h_cls + b) -> dropout -> linear to num_labels (HF's FunnelClassificationHead)."""
+
+    config_args = ("num_labels",)
 
     def __init__(self, config: FunnelConfig, num_labels: int, **kwargs):
         super().__init__(**kwargs)
@@ -133,16 +132,6 @@ class FunnelClassificationHead(keras.layers.Layer):
     def call(self, hidden, training=False):
         h = tf.tanh(self.linear_hidden(hidden))
         return self.linear_out(self.dropout(h, training=training))
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict(), num_labels=self.num_labels)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(FunnelConfig.from_dict(config.pop("config")), **config)
 
 
 class FunnelForSequenceClassification(_Head):

@@ -7,9 +7,10 @@ from funnel_tf.modeling.activations import get_activation
 from funnel_tf.modeling.attention import FunnelRelMultiheadAttention
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.initializers import dense_initializer
+from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 
-class FunnelPositionwiseFFN(keras.layers.Layer):
+class FunnelPositionwiseFFN(FunnelConfigSerializable, keras.layers.Layer):
     """LN(x + Dropout(W2 Dropout_act(act(W1 x + b1)) + b2))."""
 
     def __init__(self, config: FunnelConfig, **kwargs):
@@ -34,19 +35,11 @@ class FunnelPositionwiseFFN(keras.layers.Layer):
         h = self.dropout(self.linear_2(h), training=training)
         return self.layer_norm(hidden + h)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict())
-        return config
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(FunnelConfig.from_dict(config.pop("config")), **config)
-
-
-class FunnelLayer(keras.layers.Layer):
+class FunnelLayer(FunnelConfigSerializable, keras.layers.Layer):
     """Attention (query may be pooled, keys/values not) then FFN. `block_index` picks the position table."""
+
+    config_args = ("block_index",)
 
     def __init__(self, config: FunnelConfig, block_index: int, **kwargs):
         super().__init__(**kwargs)
@@ -66,13 +59,3 @@ class FunnelLayer(keras.layers.Layer):
             out, prob = out
             return self.ffn(out, training=training), prob
         return self.ffn(out, training=training)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(config=self.config.to_dict(), block_index=self.block_index)
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(FunnelConfig.from_dict(config.pop("config")), **config)
