@@ -54,6 +54,10 @@ flags.DEFINE_list("train_data", None, "Training data, comma-separated globs: TFR
                   "<model_dir>/data. Unset: the demo corpus data/demo_corpus.txt.")
 flags.DEFINE_enum("train_data_format", "auto", ["auto", "tfrecord", "text"],
                   "How to read --train_data; auto looks at file names and manifest.json.")
+flags.DEFINE_bool("skip_undecodable_lines", False, "Raw-text input: skip (and count) lines that are "
+                  "not valid UTF-8 instead of stopping with the file and line.")
+flags.DEFINE_string("fallback_encoding", None, "Raw-text input: decode non-UTF-8 lines with this "
+                    "encoding (e.g. latin-1) instead of failing or skipping.")
 flags.DEFINE_string("vocab", None, "WordPiece vocab.txt. Default: the manifest's vocab for "
                     "records, data/demo_vocab.txt for the demo. Its size overrides the config's "
                     "vocab_size.")
@@ -192,7 +196,8 @@ def main(argv):
         train_data, seq_len, batch, config, vocab=vocab, data_format=FLAGS.train_data_format,
         work_dir=model_dir, masking_strategy=FLAGS.masking, num_predict=FLAGS.num_predict,
         seed=FLAGS.seed, deterministic=FLAGS.deterministic_input,
-        can_write=info.is_chief and info.num_workers == 1)
+        can_write=info.is_chief and info.num_workers == 1,
+        skip_undecodable_lines=FLAGS.skip_undecodable_lines, fallback_encoding=FLAGS.fallback_encoding)
     if data.tokenizer.vocab_size != config.vocab_size:
         logging.info("vocab %s has %d tokens: vocab_size %d -> %d", data.tokenizer.vocab_path,
                      data.tokenizer.vocab_size, config.vocab_size, data.tokenizer.vocab_size)

@@ -60,7 +60,8 @@ def read_manifest(files: Sequence[str]) -> Optional[dict]:
 
 
 def records_from_text(text_files: Sequence[str], vocab_path: str, seq_len: int, output_dir: str,
-                      seed: int, num_shards: int = 4) -> List[str]:
+                      seed: int, num_shards: int = 4, skip_undecodable_lines: bool = False,
+                      fallback_encoding: Optional[str] = None) -> List[str]:
     """Write (or reuse, when the manifest says the same inputs/vocab/seq_len/seed) TFRecords for
     `text_files` in `output_dir`; returns the shard paths."""
     manifest_path = os.path.join(output_dir, pretraining.MANIFEST_NAME)
@@ -79,6 +80,8 @@ def records_from_text(text_files: Sequence[str], vocab_path: str, seq_len: int, 
                  output_dir)
     m = pretraining.create_pretraining_data(list(text_files), output_dir, vocab_path,
                                             seq_len=seq_len, num_shards=num_shards, seed=seed,
+                                            skip_undecodable_lines=skip_undecodable_lines,
+                                            fallback_encoding=fallback_encoding,
                                             progress=lambda msg: logging.info("%s", msg))
     if m["num_examples"] == 0:
         raise InputError(f"{text_files}: no complete {seq_len}-token example could be made")
@@ -118,7 +121,9 @@ def build_pretraining_input(train_data: Sequence[str], seq_len: int, global_batc
                             data_format: str = "auto", work_dir: Optional[str] = None,
                             masking_strategy: str = "single_token",
                             num_predict: Optional[int] = None, seed: int = 0,
-                            deterministic: bool = True, can_write: bool = True) -> PretrainingInput:
+                            deterministic: bool = True, can_write: bool = True,
+                            skip_undecodable_lines: bool = False,
+                            fallback_encoding: Optional[str] = None) -> PretrainingInput:
     """Resolve `train_data` (globs of TFRecords from `python -m funnel_tf.text
     create-pretraining-data`, or plain text converted once into `<work_dir>/data`) into a
     PretrainingInput, checking vocab, sequence length and pooling compatibility."""
@@ -150,7 +155,9 @@ def build_pretraining_input(train_data: Sequence[str], seq_len: int, global_batc
         if work_dir is None:
             raise InputError("raw-text input needs a work directory for its records")
         out = os.path.join(work_dir, "data", f"seq{seq_len}")
-        files = records_from_text(files, vocab, seq_len, out, seed)
+        files = records_from_text(files, vocab, seq_len, out, seed,
+                                  skip_undecodable_lines=skip_undecodable_lines,
+                                  fallback_encoding=fallback_encoding)
         manifest = read_manifest(files)
     tokenizer = WordpieceTokenizer(vocab)
     stride = config.upsample_stride if (config.separate_cls and config.truncate_seq) else 1
