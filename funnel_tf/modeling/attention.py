@@ -15,34 +15,13 @@ import keras
 import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
+from funnel_tf.modeling.attention_probs import (  # noqa: F401  (relative_shift re-exported)
+    _static_or_dynamic, attention_probs, relative_shift)
 from funnel_tf.modeling.attention_inputs import AttentionInputs
 from funnel_tf.modeling.dropout import Dropout
+from funnel_tf.modeling.fusion import dropout_add_norm
 from funnel_tf.modeling.initializers import dense_initializer, relative_bias_initializer
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
-
-INF = 1e6
-
-
-def _static_or_dynamic(x):
-    """Shape entries as Python ints where static, scalar tensors where not (e.g. a None batch)."""
-    dynamic = tf.shape(x)
-    return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape)]
-
-
-def relative_shift(scores, context_len: int, shift: int):
-    """Transformer-XL shift: out[..., i, j] = scores[..., i, j + shift * (Lq - i)].
-
-    scores: [..., Lq, R] with R = shift * Lq + Lk -> [..., Lq, Lk]; reshapes and slices only.
-    tf.slice rather than strided indexing: its gradient is a Pad, where StridedSliceGrad costs ~35x
-    more in TF's CPU kernels (fwd+bwd on [8, 12, 128, 256]: 69 ms -> 2 ms) and ~2x under XLA.
-    """
-    lead = _static_or_dynamic(scores)[:-2]
-    lq, r = scores.shape[-2], scores.shape[-1]
-    x = tf.slice(tf.reshape(scores, [-1, r, lq]), [0, shift, 0], [-1, -1, -1])
-    x = tf.reshape(x, [-1, lq, r - shift])
-    x = tf.slice(x, [0, 0, 0], [-1, -1, context_len])
-    return tf.reshape(x, lead + [lq, context_len])
-
 
 class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
     """Post-LN relative attention; the residual is the (possibly pooled) query."""
@@ -99,13 +78,12 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         return tf.transpose(tf.reshape(out, [-1, length, n, h]), [2, 0, 1, 3])
 
     def _merge_heads(self, attn_vec, dtype):
-        """[N, B, Lq, H] -> post_proj -> [B, Lq, D] (transpose, then a 2-D MatMul)."""
+        """[N, B, Lq, H] -> post_proj -> [B*Lq, D] (transpose, then a 2-D MatMul)."""
         n, _, lq, h = attn_vec.shape
         d = self.config.d_model
         x = tf.reshape(tf.transpose(attn_vec, [1, 2, 0, 3]), [-1, n * h])
         out = tf.matmul(x, tf.reshape(tf.cast(self.post_proj.kernel, dtype), [n * h, d]))
-        out = out + tf.cast(self.post_proj.bias, dtype)
-        return tf.reshape(out, [-1, lq, d])
+        return out + tf.cast(self.post_proj.bias, dtype)  # [B*Lq, D]
 
     def _rows(self, t):
         """[N, B, L, X] -> [N, B*L, X]: the batch folded into rows for a per-head matmul."""
@@ -113,7 +91,8 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         return tf.reshape(t, [n, -1, x])
 
     def _positional_scores(self, position_embeds, q, context_len):
-        """Relative-position term [N, B, Lq, Lk] (CLS mask not applied). q: scaled, [N, B, Lq, H]."""
+        """Relative-position term and its shift: ([N, B, Lq, Lk], 0) factorized, or the unshifted
+        ([N, B, Lq, R], shift) for relative_shift. CLS mask not applied. q: scaled, [N, B, Lq, H]."""
         cfg = self.config
         dtype = q.dtype
         lead = _static_or_dynamic(q)[:3]  # N, B, Lq
@@ -123,23 +102,21 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
             phi, pi, psi, omega = (tf.cast(t, dtype) for t in position_embeds)
             q_r = tf.reshape(tf.einsum("nrh,dnh->nrd", q_v, w_r), lead + [cfg.d_model])  # [N, B, Lq, D]
             return (tf.einsum("nbid,jd->nbij", q_r * phi, psi)
-                    + tf.einsum("nbid,jd->nbij", q_r * pi, omega))
+                    + tf.einsum("nbid,jd->nbij", q_r * pi, omega)), 0
         shift = 2 if q.shape[2] != context_len else 1
         r = tf.cast(position_embeds[self.block_index][shift - 1], dtype)  # [R, D]
         r_head = tf.einsum("td,dnh->nth", r, w_r)  # [N, R, H]
         scores = tf.matmul(q_v, r_head, transpose_b=True)  # [N, B*Lq, R]
-        scores = tf.reshape(scores, lead + [r.shape[0]])
-        return relative_shift(scores, context_len, shift)
+        return tf.reshape(scores, lead + [r.shape[0]]), shift  # shifted inside attention_probs
 
-    def _token_type_scores(self, token_type_mat, q):
-        """Segment term [N, B, Lq, Lk] (CLS mask not applied): bias for same vs different segment."""
+    def _token_type_scores(self, q):
+        """Segment bias per query [N, B, Lq, 2] (different, same segment); expanded to [N, B, Lq, Lk]
+        inside attention_probs."""
         dtype = q.dtype
         lead = _static_or_dynamic(q)[:3]
         q_s = self._rows(q + (tf.cast(self.r_s_bias, dtype) * self.scale)[:, None, None])
         seg = tf.transpose(tf.cast(self.seg_embed, dtype), [1, 0, 2])  # [N, 2, H]
-        tt_bias = tf.reshape(tf.matmul(q_s, seg, transpose_b=True), lead + [2])  # [N, B, Lq, 2]
-        diff, same = tf.split(tt_bias, 2, axis=-1)
-        return tf.where(token_type_mat[None], same, diff)
+        return tf.reshape(tf.matmul(q_s, seg, transpose_b=True), lead + [2])  # [N, B, Lq, 2]
 
     def call(self, query, key, value, attention_inputs: AttentionInputs, training=False,
              return_attention=False):
@@ -153,17 +130,18 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         v = self._project_heads(value, self.v_head, dtype)  # [N, B, Lk, H]
         content = tf.matmul(q + (tf.cast(self.r_w_bias, dtype) * self.scale)[:, None, None], k,
                             transpose_b=True)  # [N, B, Lq, Lk]
-        bias = (self._positional_scores(position_embeds, q, context_len)
-                + self._token_type_scores(token_type_mat, q))
-        if cls_mask is not None:
-            bias = bias * tf.cast(cls_mask, dtype)
-        # Mask and softmax in float32 whatever the compute dtype (bf16 safe).
-        score = tf.cast(content + bias, tf.float32) - INF * (1.0 - tf.cast(attention_mask, tf.float32)[:, None])
-        prob = tf.nn.softmax(score, axis=-1)
-        prob = self.attention_dropout(tf.cast(prob, dtype), training=training)
+        position, shift = self._positional_scores(position_embeds, q, context_len)
+        drop = self.attention_dropout
+        prob = attention_probs(content, position, self._token_type_scores(q), token_type_mat, attention_mask,
+                               cls_mask, drop.next_seed() if training and drop.rate > 0 else None,
+                               shift=shift, rate=drop.rate)  # [N, B, Lq, Lk]
         attn_vec = tf.matmul(prob, v)  # [N, B, Lq, H]
-        out = self._merge_heads(attn_vec, dtype)
-        out = self.layer_norm(query + self.hidden_dropout(out, training=training))
+        lq = query.shape[1]
+        out = dropout_add_norm(self._merge_heads(attn_vec, dtype), tf.reshape(query, [-1, query.shape[-1]]),
+                               self.layer_norm.gamma, self.layer_norm.beta,
+                               self.hidden_dropout.next_seed() if training and self.hidden_dropout.rate > 0
+                               else None, self.hidden_dropout.rate, self.layer_norm.epsilon)
+        out = tf.reshape(out, [-1, lq, query.shape[-1]])  # [B, Lq, D]
         if return_attention:
             return out, tf.transpose(prob, [1, 0, 2, 3])  # [B, N, Lq, Lk] like HF
         return out

@@ -35,10 +35,23 @@ class Dropout(keras.layers.Dropout):
             return inputs
         if self.noise_shape is not None:
             return super().call(inputs, training=training)
-        seed = self.seed_generator.next()  # [2], advances the generator state
+        return apply_dropout(inputs, self.next_seed(), self.rate)
+
+    def next_seed(self):
+        """The next [2] int32 stateless seed (advances the generator state)."""
+        seed = self.seed_generator.next()
         if seed.dtype != tf.int32:  # int64 state on some devices; stateless ops want int32 under XLA
             seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
-        keep = tf.random.stateless_uniform(tf.shape(inputs), seed, dtype=tf.float32,
-                                           alg=rng_algorithm()) >= self.rate
-        scale = tf.cast(1.0 / (1.0 - self.rate), inputs.dtype)
-        return tf.where(keep, inputs * scale, tf.zeros([], inputs.dtype))
+        return seed
+
+
+def dropout_keep_mask(shape, seed, rate: float):
+    """bool mask, True with probability 1 - rate; a float32 uniform so the rate is exact."""
+    return tf.random.stateless_uniform(shape, seed, dtype=tf.float32, alg=rng_algorithm()) >= rate
+
+
+def apply_dropout(inputs, seed, rate: float):
+    """Zero with probability `rate`, scale the rest by 1/(1-rate)."""
+    keep = dropout_keep_mask(tf.shape(inputs), seed, rate)
+    scale = tf.cast(1.0 / (1.0 - rate), inputs.dtype)
+    return tf.where(keep, inputs * scale, tf.zeros([], inputs.dtype))

@@ -1,11 +1,13 @@
 """One Funnel layer: relative attention followed by the position-wise FFN (both post-LN)."""
 
 import keras
+import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.activations import get_activation
 from funnel_tf.modeling.attention import FunnelRelMultiheadAttention
 from funnel_tf.modeling.dropout import Dropout
+from funnel_tf.modeling.fusion import bias_activation, dropout_add_norm
 from funnel_tf.modeling.initializers import dense_initializer
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
@@ -31,9 +33,19 @@ class FunnelPositionwiseFFN(FunnelConfigSerializable, keras.layers.Layer):
         self.layer_norm.build((None, None, d))
 
     def call(self, hidden, training=False):
-        h = self.activation_dropout(self.activation(self.linear_1(hidden)), training=training)
-        h = self.dropout(self.linear_2(h), training=training)
-        return self.layer_norm(hidden + h)
+        """hidden [B, L, D] -> [B, L, D]. 2-D matmuls on TF's kernels; bias+activation and
+        dropout+residual+LayerNorm each one fused kernel (modeling/fusion.py)."""
+        dtype = self.compute_dtype
+        _, length, d = hidden.shape
+        x = tf.reshape(hidden, [-1, d])  # [B*L, D]
+        h = tf.matmul(x, tf.cast(self.linear_1.kernel, dtype))  # [B*L, F]
+        h = bias_activation(h, tf.cast(self.linear_1.bias, dtype), self.config.hidden_act)
+        h = self.activation_dropout(h, training=training)
+        h = tf.matmul(h, tf.cast(self.linear_2.kernel, dtype)) + tf.cast(self.linear_2.bias, dtype)  # [B*L, D]
+        out = dropout_add_norm(h, x, self.layer_norm.gamma, self.layer_norm.beta,
+                               self.dropout.next_seed() if training and self.dropout.rate > 0 else None,
+                               self.dropout.rate, self.layer_norm.epsilon)
+        return tf.reshape(out, [-1, length, d])
 
 
 class FunnelLayer(FunnelConfigSerializable, keras.layers.Layer):
