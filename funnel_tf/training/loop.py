@@ -12,7 +12,7 @@ One training step, per replica:
 Metric sums live in sync-on-read variables, read by the host at log boundaries.
 
 What is XLA-compiled: on the default / one-device strategy the whole replica step (including the
-optimizer update); under MirroredStrategy / MultiWorkerMirroredStrategy the forward + backward
+optimizer update), or with jit_compile=False the optimizer update alone (`jit_update`); under MirroredStrategy / MultiWorkerMirroredStrategy the forward + backward
 (cross-device collectives cannot sit inside an XLA cluster there); TPUStrategy compiles everything.
 
 Resume: checkpoints hold every model variable (including dropout seed states), the optimizer
@@ -63,6 +63,8 @@ class LoopConfig:
     keep_checkpoints: int = 5
     clip_norm: float = 1.0          # global-norm clipping of the summed gradient (0 = off)
     jit_compile: bool = True
+    jit_update: bool = True         # without jit_compile: still XLA-compile the AdamW update
+                                    # (default/one-device strategies; one fused kernel per variable)
     nonfinite: str = "stop"         # "stop": raise, keep the last good checkpoint; "skip": skip+count
     max_nonfinite: int = 100        # with "skip": give up after this many skipped steps
     seed: int = 0                   # base seed of the objective's stateless RNG (ELECTRA sampling)
@@ -169,6 +171,11 @@ class Trainer:
 
         def apply(grads):
             optimizer.apply(grads, variables)
+
+        # The model on TF's kernels (the fastest bf16 path on CPU) but the update as XLA kernels:
+        # ~10 TF ops per variable become one fused loop (small, 2 cores: ~0.2 s -> 0.05 s a step).
+        if not cfg.jit_compile and cfg.jit_update and kind in ("default", "one_device"):
+            apply = tf.function(apply, jit_compile=True)
 
         def guarded_apply(grads, finite):
             # A cond whose branch calls merge_call must run in cross-replica context (as Keras'

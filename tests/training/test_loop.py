@@ -82,6 +82,18 @@ def test_mirrored_two_replicas_match_one_device(tmp_path, mirrored):
     np.testing.assert_allclose(single.history[-1]["mlm_accuracy"], two.history[-1]["mlm_accuracy"])
 
 
+def test_jit_update_gives_the_same_training_as_tf_kernels(tmp_path):
+    """jit_compile=False with the AdamW update XLA-compiled (jit_update) or not: same losses."""
+    common = dict(steps=6, steps_per_loop=2, save_every=0, jit_compile=False)
+    fused = make_trainer(tmp_path / "xla_update", jit_update=True, **common)
+    plain = make_trainer(tmp_path / "tf_update", jit_update=False, **common)
+    a, b = losses(fused.train()), losses(plain.train())
+    assert sorted(a) == list(range(1, 7))
+    np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-5)
+    for v, w in zip(fused.variables, plain.variables):
+        np.testing.assert_allclose(v.numpy(), w.numpy(), rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["default", pytest.param("mirrored", marks=pytest.mark.slow)])
 def test_resume_matches_uninterrupted_run(tmp_path, kind, mirrored):
     """Stop at step 3 (a checkpoint), build everything again, continue to 6: the losses of steps 4-6
