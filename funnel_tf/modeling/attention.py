@@ -78,12 +78,12 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         return tf.transpose(tf.reshape(out, [-1, length, n, h]), [2, 0, 1, 3])
 
     def _merge_heads(self, attn_vec, dtype):
-        """[N, B, Lq, H] -> post_proj -> [B*Lq, D] (transpose, then a 2-D MatMul)."""
+        """[N, B, Lq, H] -> post_proj kernel -> [B*Lq, D] (transpose, then a 2-D MatMul; the bias is
+        added in the fused residual + LayerNorm tail)."""
         n, _, lq, h = attn_vec.shape
         d = self.config.d_model
         x = tf.reshape(tf.transpose(attn_vec, [1, 2, 0, 3]), [-1, n * h])
-        out = tf.matmul(x, tf.reshape(tf.cast(self.post_proj.kernel, dtype), [n * h, d]))
-        return out + tf.cast(self.post_proj.bias, dtype)  # [B*Lq, D]
+        return tf.matmul(x, tf.reshape(tf.cast(self.post_proj.kernel, dtype), [n * h, d]))  # [B*Lq, D]
 
     def _rows(self, t):
         """[N, B, L, X] -> [N, B*L, X]: the batch folded into rows for a per-head matmul."""
@@ -140,7 +140,8 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         out = dropout_add_norm(self._merge_heads(attn_vec, dtype), tf.reshape(query, [-1, query.shape[-1]]),
                                self.layer_norm.gamma, self.layer_norm.beta,
                                self.hidden_dropout.next_seed() if training and self.hidden_dropout.rate > 0
-                               else None, self.hidden_dropout.rate, self.layer_norm.epsilon)
+                               else None, self.hidden_dropout.rate, self.layer_norm.epsilon,
+                               bias=self.post_proj.bias)
         out = tf.reshape(out, [-1, lq, query.shape[-1]])  # [B, Lq, D]
         if return_attention:
             return out, tf.transpose(prob, [1, 0, 2, 3])  # [B, N, Lq, Lk] like HF

@@ -80,21 +80,26 @@ def bias_activation(x, bias, activation_name: str):
     return fused(fn, ("bias_activation", activation_name))(x, bias)
 
 
-def dropout_add_norm(x, residual, gamma, beta, seed, rate: float, epsilon: float):
-    """LayerNorm(residual + dropout(x)) over the last axis, in float32, returned in x's dtype.
+def dropout_add_norm(x, residual, gamma, beta, seed, rate: float, epsilon: float, bias=None):
+    """LayerNorm(residual + dropout(x + bias)) over the last axis, in float32, returned in x's dtype.
 
-    The post-LN tail of every Funnel sub-layer. `seed` is the dropout's [2] int32 stateless seed,
-    or None for no dropout (inference, rate 0).
+    The post-LN tail of every Funnel sub-layer, with the output projection's bias folded in (its
+    gradient is then a reduction inside the fused backward). `seed` is the dropout's [2] int32
+    stateless seed, or None for no dropout (inference, rate 0).
     """
     import keras
 
     from funnel_tf.modeling.dropout import apply_dropout
 
-    def fn(x, residual, gamma, beta, *seed):
-        if seed:
-            x = apply_dropout(x, seed[0], rate)
+    def fn(x, residual, gamma, beta, *optional):
+        optional = list(optional)
+        if bias is not None:
+            x = x + tf.cast(optional.pop(0), x.dtype)
+        if seed is not None:
+            x = apply_dropout(x, optional.pop(0), rate)
         h = tf.cast(residual, tf.float32) + tf.cast(x, tf.float32)
         out = keras.ops.layer_normalization(h, gamma, beta, axis=-1, epsilon=epsilon)
         return tf.cast(out, x.dtype)
-    args = (x, residual, gamma, beta) + ((seed,) if seed is not None else ())
-    return fused(fn, ("dropout_add_norm", rate if seed is not None else 0.0, epsilon))(*args)
+    args = (x, residual, gamma, beta) + tuple(a for a in (bias, seed) if a is not None)
+    key = ("dropout_add_norm", rate if seed is not None else None, epsilon, bias is not None)
+    return fused(fn, key)(*args)

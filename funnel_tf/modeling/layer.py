@@ -41,10 +41,10 @@ class FunnelPositionwiseFFN(FunnelConfigSerializable, keras.layers.Layer):
         h = tf.matmul(x, tf.cast(self.linear_1.kernel, dtype))  # [B*L, F]
         h = bias_activation(h, tf.cast(self.linear_1.bias, dtype), self.config.hidden_act)
         h = self.activation_dropout(h, training=training)
-        h = tf.matmul(h, tf.cast(self.linear_2.kernel, dtype)) + tf.cast(self.linear_2.bias, dtype)  # [B*L, D]
+        h = tf.matmul(h, tf.cast(self.linear_2.kernel, dtype))  # [B*L, D], bias added in the fused tail
         out = dropout_add_norm(h, x, self.layer_norm.gamma, self.layer_norm.beta,
                                self.dropout.next_seed() if training and self.dropout.rate > 0 else None,
-                               self.dropout.rate, self.layer_norm.epsilon)
+                               self.dropout.rate, self.layer_norm.epsilon, bias=self.linear_2.bias)
         return tf.reshape(out, [-1, length, d])
 
 

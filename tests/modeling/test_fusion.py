@@ -46,11 +46,12 @@ def test_dropout_add_norm_matches_keras_layer_norm():
     ln.build((None, 12))
     ln.gamma.assign(gamma)
     ln.beta.assign(beta)
-    ours = _value_and_grads(tf.function(lambda x, r, g, b: dropout_add_norm(x, r, g, b, None, 0.1, 1e-9)),
-                            [x, res, gamma, beta], dy)
-    ref = _value_and_grads(lambda x, r, g, b: keras.ops.layer_normalization(x + r, g, b, epsilon=1e-9),
-                           [x, res, gamma, beta], dy)
-    np.testing.assert_allclose(ours[0].numpy(), ln(x + res).numpy(), atol=1e-5)
+    bias = tf.constant(rng.normal(size=[12]), tf.float32)
+    ours = _value_and_grads(tf.function(lambda x, r, g, b, c: dropout_add_norm(x, r, g, b, None, 0.1, 1e-9, c)),
+                            [x, res, gamma, beta, bias], dy)
+    ref = _value_and_grads(lambda x, r, g, b, c: keras.ops.layer_normalization(x + c + r, g, b, epsilon=1e-9),
+                           [x, res, gamma, beta, bias], dy)
+    np.testing.assert_allclose(ours[0].numpy(), ln(x + bias + res).numpy(), atol=1e-5)
     for a, r in zip(ours[1], ref[1]):
         np.testing.assert_allclose(a.numpy(), r.numpy(), atol=1e-4)
 
