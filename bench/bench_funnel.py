@@ -1,13 +1,14 @@
 """Side-by-side speed of funnel-tf and its peers: inference and a full train step (forward + backward +
 AdamW), per precision and execution mode, at the published small configs.
 
-    python bench/bench_funnel.py                       # the whole matrix (about an hour on 2 cores)
+    python bench/bench_funnel.py                       # the whole matrix (~70 min on 2 cores)
     python bench/bench_funnel.py --models small-base --tasks train --shapes 8x128
     python bench/bench_funnel.py --hf-tf-python /path/to/venv/bin/python   # + HF TF 4.x peer
 
 Implementations (--impls): ours-eager, ours-function (tf.function), ours-xla (jit_compile=True),
-ours-hybrid (model in tf.function on TF's oneDNN kernels, AdamW update jit-compiled: the fastest bf16
-path on CPU, where XLA's bf16 dots run at fp32 speed), hf-torch (HF PyTorch eager, bf16 = autocast), hf-tf (HF's TF 4.x port under XLA; needs an interpreter
+ours-hybrid (model in tf.function on TF's oneDNN kernels with its XLA-fused elementwise regions, AdamW
+update jit-compiled: what the engine runs with jit_compile=False, and the fastest bf16 path on CPU, where
+XLA's bf16 dots run at fp32 speed), hf-torch (HF PyTorch eager, bf16 = autocast), hf-tf (HF's TF 4.x port under XLA; needs an interpreter
 with transformers 4.x + tensorflow + tf-keras, given by --hf-tf-python).
 Every configuration runs in its own subprocess, so its peak RSS is its own and one run cannot warm or
 fragment another's allocator. The dense-matmul peak (per dtype, best of TF and PyTorch) is measured
