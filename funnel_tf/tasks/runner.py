@@ -155,28 +155,10 @@ def initialize_model(model, task: Task, path: str) -> str:
 
 
 def warm_start_backbone(backbone, path: str) -> str:
-    """Restore `backbone` from one of our TF training checkpoints (pretrain.py / finetune.py).
-
-    Those checkpoints hold each model's variables in an explicit table keyed by variable path
-    (`weights/<model>/<path>`; training/checkpointing.py), so the backbone is matched by path
-    under each model name the engine uses. The table's entries are only *edges* of the object
-    graph (a variable is stored once, often under the optimizer's path), so unlike
-    `checkpointing.warm_start` we do not pre-filter on the stored key names but let the restore
-    decide. Every backbone variable must be restored; a shape mismatch raises.
-    """
-    prefix = checkpointing.resolve_checkpoint(path)
-    table = checkpointing.model_weights(backbone)
-    tried = []
-    for name in ("model", "discriminator"):
-        status = tf.train.Checkpoint(weights={name: table}).read(prefix)
-        try:
-            status.expect_partial().assert_existing_objects_matched()
-        except AssertionError as e:
-            tried.append(f"{name}: {str(e)[:300]}")
-            continue
-        return f"backbone ({len(table)} tensors) from training checkpoint {prefix} [{name}]"
-    raise checkpointing.CheckpointError(f"{prefix}: no complete Funnel backbone with these "
-                                        f"variable paths; tried " + "; ".join(tried))
+    """Restore `backbone` from one of our TF training checkpoints (pretrain.py / finetune.py),
+    matched by variable path under each model name the engine uses; every backbone variable must
+    be restored, a shape mismatch raises (training/checkpointing.warm_start)."""
+    return checkpointing.warm_start(backbone, path)
 
 
 def _is_training_checkpoint(path: str) -> bool:

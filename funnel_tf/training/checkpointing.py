@@ -208,11 +208,11 @@ def warm_start(backbone: keras.Model, path: str,
         raise CheckpointError(f"{h5}: matches neither the backbone nor the head models:\n  "
                               + "\n  ".join(errors))
     prefix = resolve_checkpoint(path)
-    keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     tried = []
+    # No pre-filter on the stored key names: the `weights/<model>/...` table entries are only edges
+    # of the object graph, and a variable is stored once, often under the optimizer's path (every
+    # checkpoint pretrain.py writes). The restore itself decides what matched.
     for name in _WARM_START_MODELS:
-        if not any(k.startswith(f"weights/{name}/") for k in keys):
-            continue
         table = model_weights(backbone)
         status = tf.train.Checkpoint(weights={name: table}).read(prefix)
         try:
@@ -220,7 +220,7 @@ def warm_start(backbone: keras.Model, path: str,
         except AssertionError as e:
             tried.append(f"{name}: {str(e)[:300]}")
             continue
-        return f"backbone ({len(table)} tensors) from {prefix} [{name}]"
+        return f"backbone ({len(table)} tensors) from training checkpoint {prefix} [{name}]"
     raise CheckpointError(
         f"{prefix}: no complete Funnel backbone under any of {list(_WARM_START_MODELS)} "
         f"(a funnel-tf training checkpoint is expected here; convert other formats to "

@@ -121,6 +121,21 @@ def test_warm_start_electra_discriminator_from_an_mlm_training_checkpoint(tmp_pa
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_warm_start_from_a_checkpoint_that_also_holds_the_optimizer(tmp_path):
+    """What pretrain.py writes (model + optimizer + step): the backbone still warm-starts, although
+    the variables are stored once, under the optimizer's path rather than the model table's."""
+    mlm = FunnelForMaskedLM(tiny(), name="masked_lm")
+    _perturb(mlm.trainable_variables, 2)
+    opt = make_optimizer(mlm.trainable_variables, 1e-3)
+    opt.apply([tf.ones_like(v) * 0.01 for v in mlm.trainable_variables], mlm.trainable_variables)
+    TrainingCheckpoint(str(tmp_path), {"model": mlm, "optimizer": opt}, tf.Variable(9, dtype=tf.int64)).save()
+    fresh = FunnelForMaskedLM(tiny(), name="masked_lm")
+    msg = warm_start(fresh.funnel, str(tmp_path))
+    assert "[model]" in msg
+    for a, b in zip(mlm.funnel.trainable_variables, fresh.funnel.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_warm_start_from_weights_h5(tmp_path):
     src = toy.ToyMLM()
     _perturb(src.trainable_variables, 2)
