@@ -5,7 +5,7 @@ prob = dropout(softmax(content + c * (shift(position) + segment) - INF * (1 - ma
 Under `jit_compile` (and on TPU) this is plain TF and XLA fuses it with its autodiff gradient. On
 TF's own kernels (the fastest bf16 path on CPU) it is one XLA-compiled kernel forward and a
 hand-written backward: the softmax gradient and the segment-bias reductions in one XLA kernel, from
-the saved float32 probabilities, and the inverse of the relative shift on TF's pad kernel. XLA's
+the saved float32 probabilities and dropout mask (not drawn again), and the inverse of the relative shift on TF's pad kernel. XLA's
 autodiff of the same region recomputed the softmax into several fusions and lowered the shift's
 gradient to a slow pad (fwd+bwd at [12, 8, 128, 128] bf16: 16.5 -> ~6.5 ms).
 """
@@ -14,7 +14,7 @@ import functools
 
 import tensorflow as tf
 
-from funnel_tf.modeling.dropout import apply_dropout, dropout_keep_mask
+from funnel_tf.modeling.dropout import apply_mask, dropout_keep_mask
 from funnel_tf.modeling.fusion import in_xla_context
 
 INF = 1e6
@@ -64,13 +64,15 @@ def _softmax_input(content, position, tt_bias, token_type_mat, attention_mask, c
 
 
 def _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed, shift, rate):
-    """Plain TF: (probabilities after dropout in content's dtype, float32 softmax)."""
+    """Plain TF: (probabilities after dropout in content's dtype, float32 softmax, keep mask or None)."""
     p = tf.nn.softmax(_softmax_input(content, position, tt_bias, token_type_mat, attention_mask,
                                      cls_mask, shift), axis=-1)
     prob = tf.cast(p, content.dtype)
+    keep = None
     if seed is not None:
-        prob = apply_dropout(prob, seed, rate)
-    return prob, p
+        keep = dropout_keep_mask(prob.shape if prob.shape.is_fully_defined() else tf.shape(prob), seed, rate)
+        prob = apply_mask(prob, keep, rate)
+    return prob, p, keep
 
 
 @functools.lru_cache(maxsize=None)
@@ -86,15 +88,17 @@ def _kernels(shift: int, has_cls_mask: bool, has_seed: bool, rate: float):
     @tf.function(jit_compile=True, autograph=False)
     def forward(content, position, tt_bias, token_type_mat, attention_mask, *optional):
         cls_mask, seed = unpack(optional)
-        return _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed, shift, rate)
+        prob, p, keep = _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed,
+                               shift, rate)
+        return prob, p, (keep if keep is not None else tf.zeros([], tf.bool))
 
     @tf.function(jit_compile=True, autograph=False)
-    def backward(dy, p, token_type_mat, *optional):
-        """-> d content [N, B, Lq, Lk], d bias (before the shift, float32) and d tt_bias [N, B, Lq, 2]."""
-        cls_mask, seed = unpack(optional)
+    def backward(dy, p, keep, token_type_mat, cls_mask=None):
+        """-> d content [N, B, Lq, Lk], d bias (before the shift, float32) and d tt_bias [N, B, Lq, 2].
+        `keep`: the forward's dropout mask (a scalar placeholder without dropout)."""
         g = tf.cast(dy, tf.float32)
-        if seed is not None:
-            g = tf.where(dropout_keep_mask(tf.shape(g), seed, rate), g / (1.0 - rate), 0.0)
+        if has_seed:
+            g = tf.where(keep, g / (1.0 - rate), 0.0)
         d_score = p * (g - tf.reduce_sum(g * p, axis=-1, keepdims=True))
         d_bias = d_score * tf.cast(cls_mask, tf.float32) if cls_mask is not None else d_score
         d_same = tf.reduce_sum(tf.where(token_type_mat[None], d_bias, 0.0), axis=-1, keepdims=True)
@@ -119,14 +123,15 @@ def attention_probs(content, position, tt_bias, token_type_mat, attention_mask, 
                       rate)[0]
     forward, backward = _kernels(shift, cls_mask is not None, seed is not None, float(rate))
     optional = [a for a in (cls_mask, seed) if a is not None]
+    cls_args = [cls_mask] if cls_mask is not None else []
     num_positions = position.shape[-1]
 
     @tf.custom_gradient
     def call(content, position, tt_bias):
-        prob, p = forward(content, position, tt_bias, token_type_mat, attention_mask, *optional)
+        prob, p, keep = forward(content, position, tt_bias, token_type_mat, attention_mask, *optional)
 
         def grad(dy):
-            d_content, d_bias, d_tt = backward(dy, p, token_type_mat, *optional)
+            d_content, d_bias, d_tt = backward(dy, p, keep, token_type_mat, *cls_args)
             d_position = relative_unshift(d_bias, num_positions, shift) if shift else d_bias
             return d_content, tf.cast(d_position, position.dtype), tf.cast(d_tt, tt_bias.dtype)
         return prob, grad

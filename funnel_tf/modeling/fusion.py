@@ -85,21 +85,23 @@ def dropout_add_norm(x, residual, gamma, beta, seed, rate: float, epsilon: float
 
     The post-LN tail of every Funnel sub-layer, with the output projection's bias folded in (its
     gradient is then a reduction inside the fused backward). `seed` is the dropout's [2] int32
-    stateless seed, or None for no dropout (inference, rate 0).
+    stateless seed, or None for no dropout (inference, rate 0). The keep mask is drawn once, before
+    the fused kernel, so the backward reuses it instead of drawing it again.
     """
     import keras
 
-    from funnel_tf.modeling.dropout import apply_dropout
+    from funnel_tf.modeling.dropout import apply_mask, keep_mask
 
     def fn(x, residual, gamma, beta, *optional):
         optional = list(optional)
         if bias is not None:
             x = x + tf.cast(optional.pop(0), x.dtype)
         if seed is not None:
-            x = apply_dropout(x, optional.pop(0), rate)
+            x = apply_mask(x, optional.pop(0), rate)
         h = tf.cast(residual, tf.float32) + tf.cast(x, tf.float32)
         out = keras.ops.layer_normalization(h, gamma, beta, axis=-1, epsilon=epsilon)
         return tf.cast(out, x.dtype)
-    args = (x, residual, gamma, beta) + tuple(a for a in (bias, seed) if a is not None)
+    keep = keep_mask(x.shape, seed, rate) if seed is not None else None
+    args = (x, residual, gamma, beta) + tuple(a for a in (bias, keep) if a is not None)
     key = ("dropout_add_norm", rate if seed is not None else None, epsilon, bias is not None)
     return fused(fn, key)(*args)
