@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.dropout import Dropout
+from funnel_tf.modeling.fusion import norm_dropout
 from funnel_tf.modeling.initializers import embedding_initializer
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
@@ -27,6 +28,11 @@ class FunnelEmbeddings(FunnelConfigSerializable, keras.layers.Layer):
         self.layer_norm.build((None, None, cfg.embedding_size))
 
     def call(self, input_ids, training=False):
-        # Gather first, then cast: never casts the whole [V, E] table under mixed precision.
-        x = tf.cast(tf.gather(self.word_embeddings, input_ids), self.compute_dtype)  # [B, L, E]
-        return self.dropout(self.layer_norm(x), training=training)
+        x = tf.gather(self.word_embeddings, input_ids)  # [B, L, E], the table's dtype
+        drop = self.dropout
+        # Cast, LayerNorm and dropout in one fused kernel. Also keeps the cast after the gather: on
+        # TF's kernels Grappler moves a Cast that directly follows a Gather in front of it, which
+        # cast the whole [V, E] table every step under mixed precision.
+        return norm_dropout(x, self.layer_norm.gamma, self.layer_norm.beta,
+                            drop.next_seed() if training and drop.rate > 0 else None, drop.rate,
+                            self.layer_norm.epsilon, self.compute_dtype)

@@ -101,7 +101,24 @@ def dropout_add_norm(x, residual, gamma, beta, seed, rate: float, epsilon: float
         h = tf.cast(residual, tf.float32) + tf.cast(x, tf.float32)
         out = keras.ops.layer_normalization(h, gamma, beta, axis=-1, epsilon=epsilon)
         return tf.cast(out, x.dtype)
-    keep = keep_mask(x.shape, seed, rate) if seed is not None else None
+    keep = keep_mask(x, seed, rate) if seed is not None else None
     args = (x, residual, gamma, beta) + tuple(a for a in (bias, keep) if a is not None)
     key = ("dropout_add_norm", rate if seed is not None else None, epsilon, bias is not None)
+    return fused(fn, key)(*args)
+
+
+def norm_dropout(x, gamma, beta, seed, rate: float, epsilon: float, dtype):
+    """dropout(LayerNorm(x)) over the last axis, computed in float32, returned in `dtype`; `seed`
+    as in dropout_add_norm (None: no dropout). The embedding tail."""
+    import keras
+
+    from funnel_tf.modeling.dropout import apply_mask, keep_mask
+
+    def fn(x, gamma, beta, *keep):
+        out = keras.ops.layer_normalization(tf.cast(x, tf.float32), gamma, beta, axis=-1, epsilon=epsilon)
+        out = tf.cast(out, dtype)
+        return apply_mask(out, keep[0], rate) if keep else out
+    keep = keep_mask(x, seed, rate) if seed is not None else None
+    args = (x, gamma, beta) + ((keep,) if keep is not None else ())
+    key = ("norm_dropout", rate if seed is not None else None, epsilon, tf.as_dtype(dtype).name)
     return fused(fn, key)(*args)

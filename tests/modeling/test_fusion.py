@@ -154,3 +154,21 @@ def test_mixed_bfloat16_gradients_on_tf_kernels_close_to_float32():
         # Relative per variable, floored for gradients that are zero in exact arithmetic (e.g. the
         # key bias: softmax ignores a per-query constant) where bf16 leaves only round-off.
         assert np.abs(a - r).max() < 0.1 * max(np.abs(r).max(), 0.01 * top), v.path
+
+
+def test_training_with_an_unknown_batch_size_in_the_graph():
+    """Dropout masks for a [None, ...] graph input fall back to TF's kernels instead of failing."""
+    cfg = FunnelConfig(vocab_size=50, block_sizes=[1, 1], num_decoder_layers=1, d_model=16, n_head=2, d_head=8,
+                       d_inner=32)
+    model = FunnelModel(cfg)
+    spec = tf.TensorSpec([None, 8], tf.int32)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def f(ids, mask, types):
+        out = model({"input_ids": ids, "attention_mask": mask, "token_type_ids": types},
+                    training=True)["last_hidden_state"]
+        return out
+
+    ids = tf.ones([3, 8], tf.int32)
+    out = f(ids, ids, tf.zeros_like(ids)).numpy()
+    assert out.shape == (3, 8, 16) and np.isfinite(out).all()
