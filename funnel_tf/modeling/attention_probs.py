@@ -14,7 +14,7 @@ import functools
 
 import tensorflow as tf
 
-from funnel_tf.modeling.dropout import apply_mask, dropout_keep_mask
+from funnel_tf.modeling.dropout import apply_mask, keep_mask
 from funnel_tf.modeling.fusion import in_xla_context
 
 INF = 1e6
@@ -70,7 +70,7 @@ def _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask,
     prob = tf.cast(p, content.dtype)
     keep = None
     if seed is not None:
-        keep = dropout_keep_mask(prob.shape if prob.shape.is_fully_defined() else tf.shape(prob), seed, rate)
+        keep = keep_mask(prob, seed, rate)
         prob = apply_mask(prob, keep, rate)
     return prob, p, keep
 

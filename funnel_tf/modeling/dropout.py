@@ -7,10 +7,14 @@ a third of the small model's XLA train step. This layer keeps Keras' SeedGenerat
 (zero with probability `rate`, scale the rest by 1/(1-rate)) but names the algorithm.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
+
+from funnel_tf.modeling.fusion import in_xla_context
 
 
 def rng_algorithm() -> str:
@@ -49,23 +53,17 @@ MASK_BITS = 16  # random bits per keep/drop decision: two decisions from each 32
 
 
 def dropout_keep_mask(shape, seed, rate: float):
-    """bool mask, True with probability 1 - rate (rate rounded to a multiple of 2**-16, off by at
-    most 7.6e-6). Two decisions per 32 random bits: the random-bit generator is most of dropout's
-    cost, twice that of the float32 uniform this replaced."""
-    static = all(isinstance(d, int) for d in shape) if isinstance(shape, (list, tuple)) else False
-    n = int(np_prod(shape)) if static else tf.reduce_prod(shape)
+    """bool mask of `shape` (ints or a shape tensor), True with probability 1 - rate, the rate
+    rounded to a multiple of 2**-16 (off by at most 7.6e-6). Each 32 random bits give two
+    decisions: the random-bit generator is most of dropout's cost, and a float32 uniform per
+    element spent all 32 on one."""
+    static = isinstance(shape, (list, tuple))
+    n = math.prod(shape) if static else tf.reduce_prod(shape)
     bits = tf.random.stateless_uniform([(n + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32,
                                        alg=rng_algorithm())
     halves = tf.reshape(tf.bitcast(bits, tf.uint16), [-1])[:n]  # [2 * ceil(n/2)] -> [n]
     threshold = int(round(rate * (1 << MASK_BITS)))
     return tf.reshape(halves >= tf.constant(threshold, tf.uint16), shape)
-
-
-def np_prod(shape):
-    out = 1
-    for d in shape:
-        out *= d
-    return out
 
 
 _MASK_KERNELS = {}
@@ -77,8 +75,7 @@ def keep_mask(like, seed, rate: float):
     if not like.shape.is_fully_defined():
         return dropout_keep_mask(tf.shape(like), seed, rate)
     shape = tuple(int(d) for d in like.shape)
-    if control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()) or \
-            tf.config.list_logical_devices("TPU"):
+    if in_xla_context():
         return dropout_keep_mask(shape, seed, rate)
     key = (shape, rate)
     if key not in _MASK_KERNELS:
