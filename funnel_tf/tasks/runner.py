@@ -30,19 +30,18 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from funnel_tf.config import FunnelConfig, load_config
+from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json)
 from funnel_tf.tasks.defaults import Hparams
-from funnel_tf.training import checkpointing
+from funnel_tf.tasks.initialization import (  # noqa: F401  (re-exported for callers)
+    BEST_DIR, find_vocab, initialize_model, resolve_config)
 from funnel_tf.training.loop import LoopConfig, Trainer
 from funnel_tf.training.optimization import WarmupLinearDecay, make_optimizer
 from funnel_tf.training.strategy import strategy_info
 
-BEST_DIR = "best"
 EVAL_RESULTS = "eval_results.jsonl"
 BEST_RESULT = "best_result.json"
 TASK_JSON = "task.json"
-VOCAB_NAMES = ("vocab.txt", "vocab.uncased.txt")
 
 
 @dataclasses.dataclass
@@ -63,114 +62,6 @@ class RunConfig:
     nonfinite: str = "stop"
     max_train_examples: int = 0    # >0: use only the first N training examples (quick runs)
     max_eval_examples: int = 0     # >0: use only the first N examples of eval/predict splits
-
-
-# ---------------------------------------------------------------------------------- config, init
-def find_vocab(init_checkpoint: Optional[str]) -> Optional[str]:
-    """A vocab file next to a checkpoint (vocab.txt / vocab.uncased.txt), or None."""
-    if not init_checkpoint:
-        return None
-    base = init_checkpoint if tf.io.gfile.isdir(init_checkpoint) else os.path.dirname(
-        init_checkpoint)
-    for folder in (base, os.path.join(base, BEST_DIR), os.path.dirname(base.rstrip("/"))):
-        for name in VOCAB_NAMES:
-            path = os.path.join(folder, name)
-            if tf.io.gfile.exists(path):
-                return path
-    return None
-
-
-def resolve_config(config: Optional[str], init_checkpoint: Optional[str]) -> FunnelConfig:
-    """--config (a configs/ name or a path) wins; otherwise the init checkpoint's own config
-    (our format, HuggingFace, the original release, or a `config.json` next to a TF checkpoint)."""
-    if config:
-        return load_config(config)
-    if not init_checkpoint:
-        raise TaskError("give --config (e.g. --config=tiny) or an --init_checkpoint that carries "
-                        "its config")
-    from funnel_tf import checkpoints
-
-    path = init_checkpoint
-    fmt = None
-    if not _is_training_checkpoint(path):
-        try:
-            fmt = checkpoints.detect_format(path)
-        except checkpoints.CheckpointError:
-            fmt = None
-    if fmt == "hf":
-        from funnel_tf.checkpoints.hf import read_hf_config
-
-        return read_hf_config(path)[1]
-    if fmt == "original":
-        from funnel_tf.checkpoints.original import NET_CONFIG_NAME, read_original_config
-
-        folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
-        return read_original_config(os.path.join(folder, NET_CONFIG_NAME))
-    base = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
-    for folder in (base, os.path.join(base, BEST_DIR), os.path.dirname(base.rstrip("/"))):
-        candidate = os.path.join(folder, "config.json")
-        if tf.io.gfile.exists(candidate):
-            return FunnelConfig.from_json_file(candidate)
-    raise TaskError(f"{init_checkpoint}: no config found next to the checkpoint; pass --config")
-
-
-def initialize_model(model, task: Task, path: str) -> str:
-    """Load `path` into `model` (already built in the strategy scope); returns a description.
-
-    - one of our finetuning model_dirs (its best/ model) or any funnel_tf / HuggingFace / original
-      checkpoint directory: built by `funnel_tf.checkpoints.load_model`, then copied by name into
-      `model` (a decoder the task does not use and heads it lacks are skipped; head variables
-      the checkpoint lacks keep their fresh initialisation);
-    - a TF training checkpoint (e.g. a pretrain.py model_dir): its backbone, via the engine's
-      `warm_start`.
-    Any shape or name mismatch raises TaskError naming the tensors (nothing is half-loaded: the
-    copy validates every tensor before assigning any).
-    """
-    from funnel_tf import checkpoints
-    from funnel_tf.checkpoints.native import copy_weights
-
-    if tf.io.gfile.isdir(os.path.join(path, BEST_DIR)):
-        path = os.path.join(path, BEST_DIR)
-    fmt = None
-    if not _is_training_checkpoint(path):
-        try:
-            fmt = checkpoints.detect_format(path)
-        except checkpoints.CheckpointError as e:
-            raise TaskError(f"--init_checkpoint: {e}") from None
-    if fmt is not None:
-        try:
-            source = checkpoints.load_model(path)
-            report = copy_weights(source, model, allow_missing=[checkpoints.HEAD], source=path)
-        except (checkpoints.CheckpointError, ValueError) as e:
-            raise TaskError(f"--init_checkpoint {path} does not fit the {task.name} model built "
-                            f"from this config:\n{e}") from None
-        del source
-        return f"{fmt} checkpoint {path}: " + report.summary()
-    try:
-        return warm_start_backbone(task.backbone(model), path)
-    except (checkpointing.CheckpointError, ValueError, tf.errors.OpError) as e:
-        raise TaskError(f"--init_checkpoint {path} cannot initialise the {task.name} model (wrong "
-                        f"config, e.g. different sizes, or not a Funnel checkpoint):\n"
-                        f"{str(e)[:2000]}") from None
-
-
-def warm_start_backbone(backbone, path: str) -> str:
-    """Restore `backbone` from one of our TF training checkpoints (pretrain.py / finetune.py),
-    matched by variable path under each model name the engine uses; every backbone variable must
-    be restored, a shape mismatch raises (training/checkpointing.warm_start)."""
-    return checkpointing.warm_start(backbone, path)
-
-
-def _is_training_checkpoint(path: str) -> bool:
-    """True for a TF2 object checkpoint (a prefix, its directory, or a run's model_dir with
-    checkpoints/), as our pretraining and finetuning runs write; False for everything else
-    (including the original release's TF1 checkpoints, whose names have no `.ATTRIBUTES`)."""
-    try:
-        prefix = checkpointing.resolve_checkpoint(path)
-        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (checkpointing.CheckpointError, tf.errors.OpError, ValueError):
-        return False
-    return any("/.ATTRIBUTES/" in k for k in keys)
 
 
 # ---------------------------------------------------------------------------------- prediction

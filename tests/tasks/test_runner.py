@@ -1,6 +1,5 @@
-"""The finetuning run: distributed prediction, evaluation marks, model initialisation from every
-checkpoint kind, and a short in-process run (train, eval, best/, resume, predict) that checks the
-"nothing half-written" rule."""
+"""The finetuning run: distributed prediction, evaluation marks, and a short in-process run (train,
+eval, best/, resume, predict) that checks the "nothing half-written" rule."""
 
 import json
 import os
@@ -11,8 +10,7 @@ import tensorflow as tf
 
 from funnel_tf.tasks import TaskError, get_task
 from funnel_tf.tasks.defaults import Hparams
-from funnel_tf.tasks.runner import (FinetuneArgs, FinetuneRunner, Predictor, RunConfig,
-                                    initialize_model, run_finetuning)
+from funnel_tf.tasks.runner import FinetuneArgs, FinetuneRunner, Predictor, RunConfig, run_finetuning
 from funnel_tf.text.classification import TextExamples
 
 DEMO_VOCAB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -82,47 +80,6 @@ def test_vocab_and_replica_checks(micro_config, demo_tokenizer, tmp_path, mirror
     with pytest.raises(TaskError, match="not divisible"):
         FinetuneRunner(task, Hparams(batch_size=5, max_seq_length=16), micro_config,
                        demo_tokenizer, mirrored, RunConfig(str(tmp_path)))
-
-
-def test_initialize_from_native_and_wrong_shapes(micro_config, tmp_path):
-    from funnel_tf.checkpoints import save_pretrained
-    from funnel_tf.modeling.heads import FunnelForMaskedLM
-
-    source = FunnelForMaskedLM(micro_config)
-    save_pretrained(source, str(tmp_path / "mlm"))
-    task = get_task("cola")
-    model = task.build_model(micro_config)
-    desc = initialize_model(model, task, str(tmp_path / "mlm"))
-    assert "native" in desc
-    np.testing.assert_array_equal(model.funnel.embeddings.word_embeddings.numpy(),
-                                  source.funnel.embeddings.word_embeddings.numpy())
-    wrong = task.build_model(micro_config.replace(d_inner=48))
-    before = [w.copy() for w in wrong.get_weights()]
-    with pytest.raises(TaskError, match=r"(?s)does not fit.*shape mismatch"):
-        initialize_model(wrong, task, str(tmp_path / "mlm"))
-    for a, b in zip(before, wrong.get_weights()):  # nothing half-loaded
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(TaskError, match="not a checkpoint"):
-        initialize_model(model, task, str(tmp_path))
-
-
-def test_initialize_from_a_training_checkpoint(micro_config, tmp_path):
-    """A pretrain.py-style checkpoint (model + optimizer) warm-starts the backbone by path."""
-    from funnel_tf.training.checkpointing import TrainingCheckpoint
-    from funnel_tf.training.objectives import MaskedLMObjective
-    from funnel_tf.training.optimization import make_optimizer
-
-    objective = MaskedLMObjective(micro_config)
-    objective.build()
-    optimizer = make_optimizer(objective.trainable_variables, 1e-3)
-    step = tf.Variable(7, dtype=tf.int64)
-    TrainingCheckpoint(str(tmp_path), {"model": objective.model, "optimizer": optimizer},
-                       step).save()
-    task = get_task("race")
-    model = task.build_model(micro_config)
-    assert "training checkpoint" in initialize_model(model, task, str(tmp_path))
-    for a, b in zip(model.funnel.encoder.weights, objective.model.funnel.encoder.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_short_run_trains_keeps_best_resumes_and_predicts(micro_config, tmp_path):
@@ -228,30 +185,3 @@ def test_task_steps_compile_with_xla_under_mixed_bfloat16(micro_config):
             assert model.funnel.embeddings.word_embeddings.dtype == tf.float32
     finally:
         keras.config.set_dtype_policy("float32")
-
-
-def test_initialize_from_huggingface_and_original_release(shared_data):
-    """HF directories and the original TF1 release are converted on the fly; the config comes
-    from the checkpoint when --config is not given."""
-    from funnel_tf import checkpoints
-    from funnel_tf.tasks.runner import resolve_config
-
-    hf_dir = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "hf",
-                          "head_seq_cls_L8")
-    config = resolve_config(None, hf_dir)
-    assert config.d_model == 32 and config.block_sizes == [1, 1, 1]
-    task = get_task("mnli")  # 3 labels, like the fixture's head: the head is loaded too
-    model = task.build_model(config)
-    assert "hf checkpoint" in initialize_model(model, task, hf_dir)
-    reference = checkpoints.load_model(hf_dir)
-    for a, b in zip(model.weights, reference.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-
-    original = str(shared_data / "original_tf1" / "B2-1-1_D2_sepcls_mean_electra")
-    config = resolve_config(None, original)
-    squad = get_task("squad_v1.1")  # the full model: encoder and decoder come from the release
-    model = squad.build_model(config)
-    assert "original checkpoint" in initialize_model(model, squad, original)
-    reference = checkpoints.load_model(original, model_class="full")
-    for a, b in zip(model.funnel.weights, reference.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
