@@ -92,18 +92,20 @@ def dropout_add_norm(x, residual, gamma, beta, seed, rate: float, epsilon: float
 
     from funnel_tf.modeling.dropout import apply_mask, keep_mask
 
+    has_bias, has_dropout = bias is not None, seed is not None  # the cached fn keeps flags, not tensors
+
     def fn(x, residual, gamma, beta, *optional):
         optional = list(optional)
-        if bias is not None:
+        if has_bias:
             x = x + tf.cast(optional.pop(0), x.dtype)
-        if seed is not None:
+        if has_dropout:
             x = apply_mask(x, optional.pop(0), rate)
         h = tf.cast(residual, tf.float32) + tf.cast(x, tf.float32)
         out = keras.ops.layer_normalization(h, gamma, beta, axis=-1, epsilon=epsilon)
         return tf.cast(out, x.dtype)
-    keep = keep_mask(x, seed, rate) if seed is not None else None
+    keep = keep_mask(x, seed, rate) if has_dropout else None
     args = (x, residual, gamma, beta) + tuple(a for a in (bias, keep) if a is not None)
-    key = ("dropout_add_norm", rate if seed is not None else None, epsilon, bias is not None)
+    key = ("dropout_add_norm", rate if has_dropout else None, epsilon, has_bias)
     return fused(fn, key)(*args)
 
 
