@@ -6,9 +6,9 @@ AdamW), per precision and execution mode, at the published small configs.
     python bench/bench_funnel.py --hf-tf-python /path/to/venv/bin/python   # + HF TF 4.x peer
 
 Implementations (--impls): ours-eager, ours-function (tf.function), ours-xla (jit_compile=True),
-ours-hybrid (model in tf.function on TF's oneDNN kernels with its XLA-fused elementwise regions, AdamW
-update jit-compiled: what the engine runs with jit_compile=False, and the fastest bf16 path on CPU, where
-XLA's bf16 dots run at fp32 speed), hf-torch (HF PyTorch eager, bf16 = autocast), hf-tf (HF's TF 4.x port under XLA; needs an interpreter
+ours-hybrid (model in tf.function on TF's oneDNN kernels with its XLA-fused elementwise regions, the
+update as one XLA function with bf16 weight copies under mixed_bfloat16: what the engine runs with
+jit_compile=False, and the fastest bf16 path on CPU, where XLA's bf16 dots run at fp32 speed), hf-torch (HF PyTorch eager, bf16 = autocast), hf-tf (HF's TF 4.x port under XLA; needs an interpreter
 with transformers 4.x + tensorflow + tf-keras, given by --hf-tf-python).
 Every configuration runs in its own subprocess, so its peak RSS is its own and one run cannot warm or
 fragment another's allocator. The dense-matmul peak (per dtype, best of TF and PyTorch) is measured
@@ -85,9 +85,44 @@ def _set_tf_threads(tf, threads):
     tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
+def _train_step(model, mode):
+    """inputs -> loss of one full train step of `model` (mean-square loss on its last hidden state,
+    AdamW lr 1e-4, weight decay 0.01, as the peers). mode "hybrid" is the training engine's
+    jit_compile=False step: the model on TF's kernels and the update as one XLA function
+    (funnel_tf.training.update.FusedUpdate) with bf16 weight copies under mixed_bfloat16."""
+    import keras
+    import tensorflow as tf
+    from funnel_tf.training.update import FusedUpdate
+    from funnel_tf.training.weight_copies import maybe_weight_copies
+    opt = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=0.01)
+    variables = model.trainable_variables
+
+    def loss_fn(inp):
+        out = model(inp, training=True)["last_hidden_state"]
+        return tf.reduce_mean(tf.square(tf.cast(out, tf.float32)))
+
+    if mode != "hybrid":
+        def train(inp):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(inp)
+            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+        return train
+    opt.build(variables)  # slots exist before the compiled update is traced
+    update = FusedUpdate(opt, variables, clip_norm=0.0, weight_copies=maybe_weight_copies(
+        variables, model.dtype_policy.compute_dtype, enabled=True))
+
+    def hybrid(inp):
+        with tf.GradientTape() as tape:
+            with update.forward(tape):
+                loss = loss_fn(inp)
+        update(*update.gradients(tape, loss), loss)
+        return loss
+    return hybrid
+
+
 def _run_ours(spec):
     import keras
-    import numpy as np
     import tensorflow as tf
     _set_tf_threads(tf, spec["threads"])
     sys.path.insert(0, REPO)
@@ -109,19 +144,7 @@ def _run_ours(spec):
         f = wrap(infer)
         run = lambda: f(x).numpy()  # noqa: E731  (.numpy() waits for the result)
     else:
-        opt = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=0.01)
-        variables = model.trainable_variables
-        apply = lambda grads: opt.apply_gradients(zip(grads, variables))  # noqa: E731
-        if mode == "hybrid":
-            opt.build(variables)  # slots exist before the compiled update is traced
-            apply = tf.function(apply, jit_compile=True)
-
-        def train(inp):
-            with tf.GradientTape() as tape:
-                out = model(inp, training=True)["last_hidden_state"]
-                loss = tf.reduce_mean(tf.square(tf.cast(out, tf.float32)))
-            apply(tape.gradient(loss, variables))
-            return loss
+        train = _train_step(model, mode)
         f = wrap(train)
         run = lambda: f(x).numpy()  # noqa: E731
     rss_before = _rss_mb()

@@ -32,7 +32,7 @@ def build_step(cfg, batch, seq_len, task, mode, precision):
     import numpy as np
     import tensorflow as tf
 
-    from bench_funnel import _inputs_numpy
+    from bench_funnel import _inputs_numpy, _train_step
     from funnel_tf.modeling.model import FunnelBaseModel
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
     try:
@@ -45,20 +45,8 @@ def build_step(cfg, batch, seq_len, task, mode, precision):
     if task == "infer":
         f = tf.function(lambda: model(x, training=False)["last_hidden_state"], jit_compile=jit)
         return lambda: np.asarray(f())
-    opt = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=0.01)
-    variables = model.trainable_variables
-    apply = lambda grads: opt.apply_gradients(zip(grads, variables))  # noqa: E731
-    if mode == "hybrid":
-        opt.build(variables)
-        apply = tf.function(apply, jit_compile=True)
-
-    def train():
-        with tf.GradientTape() as tape:
-            out = model(x, training=True)["last_hidden_state"]
-            loss = tf.reduce_mean(tf.square(tf.cast(out, tf.float32)))
-        apply(tape.gradient(loss, variables))
-        return loss
-    f = tf.function(train, jit_compile=jit)
+    train = _train_step(model, mode)
+    f = tf.function(lambda: train(x), jit_compile=jit)
     return lambda: f().numpy()
 
 

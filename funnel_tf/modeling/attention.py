@@ -18,6 +18,7 @@ from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.attention_probs import (  # noqa: F401  (relative_shift re-exported)
     _static_or_dynamic, attention_probs, relative_shift)
 from funnel_tf.modeling.attention_inputs import AttentionInputs
+from funnel_tf.modeling.compute_weights import compute_weight
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.fusion import dropout_add_norm
 from funnel_tf.modeling.initializers import dense_initializer, relative_bias_initializer
@@ -71,7 +72,7 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         """
         n, h = self.config.n_head, self.config.d_head
         _, length, d = x.shape
-        kernel = tf.reshape(tf.cast(dense.kernel, dtype), [d, n * h])
+        kernel = tf.reshape(compute_weight(dense.kernel, dtype), [d, n * h])
         out = tf.matmul(tf.reshape(x, [-1, d]), kernel)  # [B*L, N*H]
         if dense.bias is not None:
             out = out + tf.reshape(tf.cast(dense.bias, dtype), [n * h])
@@ -83,7 +84,7 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         n, _, lq, h = attn_vec.shape
         d = self.config.d_model
         x = tf.reshape(tf.transpose(attn_vec, [1, 2, 0, 3]), [-1, n * h])
-        return tf.matmul(x, tf.reshape(tf.cast(self.post_proj.kernel, dtype), [n * h, d]))  # [B*Lq, D]
+        return tf.matmul(x, tf.reshape(compute_weight(self.post_proj.kernel, dtype), [n * h, d]))  # [B*Lq, D]
 
     def _rows(self, t):
         """[N, B, L, X] -> [N, B*L, X]: the batch folded into rows for a per-head matmul."""
@@ -97,7 +98,7 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         dtype = q.dtype
         lead = _static_or_dynamic(q)[:3]  # N, B, Lq
         q_v = self._rows(q + (tf.cast(self.r_r_bias, dtype) * self.scale)[:, None, None])  # [N, B*Lq, H]
-        w_r = tf.cast(self.r_kernel, dtype)
+        w_r = compute_weight(self.r_kernel, dtype)
         if cfg.attention_type == "factorized":
             phi, pi, psi, omega = (tf.cast(t, dtype) for t in position_embeds)
             q_r = tf.reshape(tf.einsum("nrh,dnh->nrd", q_v, w_r), lead + [cfg.d_model])  # [N, B, Lq, D]

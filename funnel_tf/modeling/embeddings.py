@@ -24,11 +24,14 @@ class FunnelEmbeddings(FunnelConfigSerializable, keras.layers.Layer):
         cfg = self.config
         self.word_embeddings = self.add_weight(
             name="word_embeddings", shape=(cfg.vocab_size, cfg.embedding_size),
-            initializer=embedding_initializer(cfg))
+            initializer=embedding_initializer(cfg),
+            # Read in float32 even under mixed precision: Keras' autocast would cast the whole
+            # [V, E] table before the gather; the fused tail below casts only the gathered rows.
+            autocast=False)
         self.layer_norm.build((None, None, cfg.embedding_size))
 
     def call(self, input_ids, training=False):
-        x = tf.gather(self.word_embeddings, input_ids)  # [B, L, E], the table's dtype
+        x = tf.gather(self.word_embeddings, input_ids)  # [B, L, E] float32
         drop = self.dropout
         # Cast, LayerNorm and dropout in one fused kernel. Also keeps the cast after the gather: on
         # TF's kernels Grappler moves a Cast that directly follows a Gather in front of it, which

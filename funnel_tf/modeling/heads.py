@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.activations import get_activation
+from funnel_tf.modeling.compute_weights import compute_weight
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.embeddings import FunnelEmbeddings
 from funnel_tf.modeling.initializers import dense_initializer
@@ -82,7 +83,7 @@ class FunnelForMaskedLM(_Head):
             h = gather_positions(h, masked_positions)  # [B, P, D]
         if self.transform is not None:
             h = self.transform_norm(self.transform_act(self.transform(h)))
-        table = tf.cast(self.funnel.embeddings.word_embeddings, h.dtype)
+        table = compute_weight(self.funnel.embeddings.word_embeddings, h.dtype)  # [V, E]
         logits = tf.einsum("bpd,vd->bpv", h, table)
         out["logits"] = tf.cast(logits, tf.float32) + self.lm_bias
         return out

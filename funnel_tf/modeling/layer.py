@@ -6,6 +6,7 @@ import tensorflow as tf
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.activations import get_activation
 from funnel_tf.modeling.attention import FunnelRelMultiheadAttention
+from funnel_tf.modeling.compute_weights import compute_weight
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.fusion import bias_activation, dropout_add_norm
 from funnel_tf.modeling.initializers import dense_initializer
@@ -38,10 +39,10 @@ class FunnelPositionwiseFFN(FunnelConfigSerializable, keras.layers.Layer):
         dtype = self.compute_dtype
         _, length, d = hidden.shape
         x = tf.reshape(hidden, [-1, d])  # [B*L, D]
-        h = tf.matmul(x, tf.cast(self.linear_1.kernel, dtype))  # [B*L, F]
+        h = tf.matmul(x, compute_weight(self.linear_1.kernel, dtype))  # [B*L, F]
         h = bias_activation(h, tf.cast(self.linear_1.bias, dtype), self.config.hidden_act)
         h = self.activation_dropout(h, training=training)
-        h = tf.matmul(h, tf.cast(self.linear_2.kernel, dtype))  # [B*L, D], bias added in the fused tail
+        h = tf.matmul(h, compute_weight(self.linear_2.kernel, dtype))  # [B*L, D], bias added in the fused tail
         out = dropout_add_norm(h, x, self.layer_norm.gamma, self.layer_norm.beta,
                                self.dropout.next_seed() if training and self.dropout.rate > 0 else None,
                                self.dropout.rate, self.layer_norm.epsilon, bias=self.linear_2.bias)

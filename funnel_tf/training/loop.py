@@ -12,8 +12,11 @@ One training step, per replica:
 Metric sums live in sync-on-read variables, read by the host at log boundaries.
 
 What is XLA-compiled: on the default / one-device strategy the whole replica step (including the
-optimizer update), or with jit_compile=False the optimizer update alone (`jit_update`); under MirroredStrategy / MultiWorkerMirroredStrategy the forward + backward
-(cross-device collectives cannot sit inside an XLA cluster there); TPUStrategy compiles everything.
+optimizer update), or with jit_compile=False the update alone (`jit_update`: clipping, finite check
+and AdamW in one function, and under mixed_bfloat16 the bf16 weight copies the forward reads, see
+update.py / weight_copies.py); under MirroredStrategy / MultiWorkerMirroredStrategy the forward +
+backward (cross-device collectives cannot sit inside an XLA cluster there); TPUStrategy compiles
+everything.
 
 Resume: checkpoints hold every model variable (including dropout seed states), the optimizer
 (slots + iteration count) and the step. The input position comes back in one of two ways:
@@ -40,6 +43,8 @@ from funnel_tf.training import checkpointing
 from funnel_tf.training.objectives import Objective
 from funnel_tf.training.progress import ProgressLogger, format_duration
 from funnel_tf.training.strategy import strategy_info
+from funnel_tf.training.update import FusedUpdate
+from funnel_tf.training.weight_copies import maybe_weight_copies
 
 NONFINITE_POLICIES = ("stop", "skip")
 DATA_RESUME_MODES = ("auto", "replay", "restart")
@@ -63,8 +68,10 @@ class LoopConfig:
     keep_checkpoints: int = 5
     clip_norm: float = 1.0          # global-norm clipping of the summed gradient (0 = off)
     jit_compile: bool = True
-    jit_update: bool = True         # without jit_compile: still XLA-compile the AdamW update
-                                    # (default/one-device strategies; one fused kernel per variable)
+    jit_update: bool = True         # without jit_compile: clipping + AdamW update as one XLA
+                                    # function (default/one-device strategies; training/update.py)
+    weight_copies: bool = True      # with that fused update under mixed_bfloat16: the forward reads
+                                    # bf16 weight copies the update rewrites (no per-step casts)
     nonfinite: str = "stop"         # "stop": raise, keep the last good checkpoint; "skip": skip+count
     max_nonfinite: int = 100        # with "skip": give up after this many skipped steps
     seed: int = 0                   # base seed of the objective's stateless RNG (ELECTRA sampling)
@@ -147,11 +154,24 @@ class Trainer:
             self.optimizer = optimizer_fn(self.variables)
             self.acc = _Accumulators(sorted({s for pair in objective.metrics.values()
                                              for s in pair if s}))
+            self._fused = None
+            if self._uses_fused_update():
+                copies = maybe_weight_copies(self.variables, _compute_dtype(objective),
+                                             config.weight_copies)
+                self._fused = FusedUpdate(self.optimizer, self.variables, config.clip_norm, copies)
         self._stop_requested = threading.Event()
         self._train_fn = None
 
     # ------------------------------------------------------------------ the step
+    def _uses_fused_update(self) -> bool:
+        """jit_compile off, jit_update on, one replica: the update is one XLA function."""
+        cfg = self.config
+        return (not cfg.jit_compile and cfg.jit_update
+                and self.info.kind in ("default", "one_device"))
+
     def _make_replica_step(self):
+        if self._fused is not None:
+            return self._make_fused_replica_step()
         objective, optimizer, cfg = self.objective, self.optimizer, self.config
         variables = self.variables
         kind = self.info.kind
@@ -172,11 +192,6 @@ class Trainer:
         def apply(grads):
             optimizer.apply(grads, variables)
 
-        # The model on TF's kernels (the fastest bf16 path on CPU) but the update as XLA kernels:
-        # ~10 TF ops per variable become one fused loop (small, 2 cores: ~0.2 s -> 0.05 s a step).
-        if not cfg.jit_compile and cfg.jit_update and kind in ("default", "one_device"):
-            apply = tf.function(apply, jit_compile=True)
-
         def guarded_apply(grads, finite):
             # A cond whose branch calls merge_call must run in cross-replica context (as Keras'
             # LossScaleOptimizer does); strategies without merge_call take the direct path.
@@ -192,11 +207,8 @@ class Trainer:
 
         def replica_step(features, step):
             ctx = tf.distribute.get_replica_context()
-            local = {k: tf.identity(v) for k, v in objective.local_normalizers(features).items()}
-            normalizers = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
-            seed = tf.stack([tf.cast(step % (2 ** 31 - 1), tf.int32) + cfg.seed,
-                             tf.cast(ctx.replica_id_in_sync_group, tf.int32)])
-            loss, stats, grads = forward_backward(features, normalizers, seed)
+            normalizers = self._global_normalizers(features)
+            loss, stats, grads = forward_backward(features, normalizers, self._seed(step))
             reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [loss] + list(grads))
             global_loss, grads = reduced[0], reduced[1:]
             if cfg.clip_norm > 0:
@@ -205,16 +217,45 @@ class Trainer:
                 norm = tf.linalg.global_norm(grads)
             finite = tf.logical_and(tf.math.is_finite(global_loss), tf.math.is_finite(norm))
             guarded_apply(grads, finite)
-            okf = tf.cast(finite, tf.float32)
-            for name, var in self.acc.sums.items():
-                value = tf.cast(stats[name], tf.float32)
-                var.assign_add(tf.where(finite, value, tf.zeros_like(value)))
-            self.acc.steps.assign_add(okf)
-            self.acc.nonfinite.assign_add(1.0 - okf)
+            self._accumulate(stats, finite)
 
         if cfg.jit_compile and kind in ("default", "one_device"):
             replica_step = tf.function(replica_step, jit_compile=True)
         return replica_step
+
+    def _make_fused_replica_step(self):
+        """Forward + backward on TF's kernels, then the whole update as one XLA function
+        (training/update.py); one replica, so there is nothing to all-reduce."""
+        objective, fused = self.objective, self._fused
+
+        def replica_step(features, step):
+            normalizers = self._global_normalizers(features)
+            with tf.GradientTape() as tape:
+                with fused.forward(tape):
+                    loss, stats = objective.loss_and_stats(features, normalizers, training=True,
+                                                           seed=self._seed(step))
+            direct, through_copy = fused.gradients(tape, loss)
+            _, finite = fused(direct, through_copy, loss)
+            self._accumulate(stats, finite)
+        return replica_step
+
+    def _global_normalizers(self, features):
+        ctx = tf.distribute.get_replica_context()
+        local = {k: tf.identity(v) for k, v in self.objective.local_normalizers(features).items()}
+        return ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
+
+    def _seed(self, step):
+        ctx = tf.distribute.get_replica_context()
+        return tf.stack([tf.cast(step % (2 ** 31 - 1), tf.int32) + self.config.seed,
+                         tf.cast(ctx.replica_id_in_sync_group, tf.int32)])
+
+    def _accumulate(self, stats, finite):
+        okf = tf.cast(finite, tf.float32)
+        for name, var in self.acc.sums.items():
+            value = tf.cast(stats[name], tf.float32)
+            var.assign_add(tf.where(finite, value, tf.zeros_like(value)))
+        self.acc.steps.assign_add(okf)
+        self.acc.nonfinite.assign_add(1.0 - okf)
 
     def _make_train_fn(self):
         replica_step = self._make_replica_step()
@@ -290,6 +331,8 @@ class Trainer:
         if restored is None and cfg.warm_start:
             logging.info("warm start: %s", checkpointing.warm_start(
                 self.objective.backbone, cfg.warm_start, self.objective.models))
+        if self._fused is not None and self._fused.weight_copies is not None:
+            self._fused.weight_copies.refresh()  # restored / warm-started / initial weights
         if iterator is None or not ckpt.saves_data:
             skip = start if (start and cfg.data_resume in ("auto", "replay")) else 0
             if skip:
@@ -377,6 +420,12 @@ class Trainer:
                 f"{total} steps skipped for non-finite loss/gradient (more than "
                 f"max_nonfinite={cfg.max_nonfinite}); stopping at step {step}. Last good "
                 f"checkpoint: {ckpt.latest}")
+
+
+def _compute_dtype(objective: Objective):
+    """The dtype the objective's models compute in (bfloat16 under mixed_bfloat16)."""
+    model = next(iter(objective.models.values()))
+    return model.dtype_policy.compute_dtype
 
 
 class _null_scope:

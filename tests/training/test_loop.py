@@ -110,9 +110,11 @@ def test_resume_matches_uninterrupted_run(tmp_path, kind, mirrored):
     np.testing.assert_allclose([b[k] for k in (4, 5, 6)], [a[k] for k in (4, 5, 6)], rtol=1e-6)
 
 
-def test_nonfinite_stop_keeps_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("jit_compile", [True, False])  # False: the fused XLA update's own check
+def test_nonfinite_stop_keeps_last_good_checkpoint(tmp_path, jit_compile):
     data = toy.examples(nan_rows=[4 * BATCH + 1])  # the 5th batch has a NaN weight
-    t = make_trainer(tmp_path, steps=8, data=data, steps_per_loop=1, save_every=3)
+    t = make_trainer(tmp_path, steps=8, data=data, steps_per_loop=1, save_every=3,
+                     jit_compile=jit_compile)
     with pytest.raises(NonFiniteLossError, match=r"before step 5.*ckpt-3"):
         t.train()
     assert all(np.isfinite(v.numpy()).all() for v in t.variables)  # the bad update was skipped
@@ -121,10 +123,11 @@ def test_nonfinite_stop_keeps_last_good_checkpoint(tmp_path):
         ["ckpt-3.index"]
 
 
-def test_nonfinite_skip_counts_and_continues(tmp_path):
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_nonfinite_skip_counts_and_continues(tmp_path, jit_compile):
     data = toy.examples(nan_rows=[4 * BATCH + 1])
     result = make_trainer(tmp_path, steps=8, data=data, steps_per_loop=4, log_every=4,
-                          nonfinite="skip").train()
+                          nonfinite="skip", jit_compile=jit_compile).train()
     assert result.step == 8 and result.nonfinite_steps == 1
     assert all(np.isfinite(r["loss"]) for r in result.history)
     assert result.history[-1]["nonfinite_steps"] == 1
@@ -200,10 +203,47 @@ def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **
             ctx.get_per_replica_batch_size(8), drop_remainder=True)
     kw.setdefault("steps_per_loop", steps)
     kw.setdefault("log_every", 1)
+    kw.setdefault("save_every", 0)
     return Trainer(strategy, make_objective(objective_name, cfg),
                    lambda vs: make_optimizer(vs, 1e-3), fn,
                    LoopConfig(train_steps=steps, global_batch_size=8, seq_len=16,
-                              model_dir=str(tmp_path), save_every=0, **kw))
+                              model_dir=str(tmp_path), **kw))
+
+
+@pytest.mark.parametrize("objective", ["mlm", pytest.param("electra", marks=pytest.mark.slow)])
+def test_weight_copies_train_exactly_like_casts_and_resume(tmp_path, objective, monkeypatch):
+    """mixed_bfloat16 on TF's kernels (fused update): the forward reading bf16 weight copies gives
+    the same losses and weights as casting every step (MLM: the tied embedding table is read both
+    ways), and a run resumed from its checkpoint refreshes the copies and continues identically."""
+    import funnel_tf.training.weight_copies as wc
+    monkeypatch.setattr(wc, "MIN_SIZE", 1 << 10)  # the tiny model's matrices get copies
+    common = dict(steps=4, steps_per_loop=1, jit_compile=False)
+    try:
+        set_precision("mixed_bfloat16")
+        with_copies = _funnel_trainer(tmp_path / "copies", objective, make_strategy("default"),
+                                      **common)
+        assert with_copies._fused.weight_copies is not None
+        a = with_copies.train()
+        casts = _funnel_trainer(tmp_path / "casts", objective, make_strategy("default"),
+                                weight_copies=False, **common)
+        assert casts._fused.weight_copies is None
+        b = casts.train()
+        part = _funnel_trainer(tmp_path / "part", objective, make_strategy("default"),
+                               **{**common, "steps": 2}, save_every=2).train()
+        resumed = _funnel_trainer(tmp_path / "part", objective, make_strategy("default"),
+                                  **common).train()
+    finally:
+        set_precision("float32")
+    copies = with_copies._fused.weight_copies
+    # MLM reads every copy; ELECTRA's head Dense layers read their kernels through Keras' autocast
+    assert len(copies.read_ids) == len(copies) if objective == "mlm" else copies.read_ids
+    np.testing.assert_allclose(list(losses(a).values()), list(losses(b).values()), rtol=1e-6)
+    for v, w in zip(with_copies.variables, casts.variables):
+        # ELECTRA's shared table sums its gradient parts in another order: round-off only
+        np.testing.assert_allclose(v.numpy(), w.numpy(), rtol=1e-5, atol=1e-8, err_msg=v.path)
+    assert part.step == 2 and resumed.start_step == 2
+    np.testing.assert_allclose([losses(resumed)[k] for k in (3, 4)], [losses(a)[k] for k in (3, 4)],
+                               rtol=1e-6)
 
 
 @pytest.mark.slow
