@@ -120,9 +120,10 @@ flags.DEFINE_integer("seed", 0, "Seed of the initialisation of new weights, drop
                      "training data order.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the whole train and predict steps. "
                   "auto: on for GPU/TPU; off on CPU, where the model runs on TF's kernels with its "
-                  "elementwise parts and the AdamW update still XLA-compiled: the fastest CPU path "
-                  "with mixed_bfloat16, within ~5% of whole-step XLA in float32, and it starts "
-                  "sooner (bench/README.md).")
+                  "elementwise parts XLA-fused and the update (clipping, AdamW and, with "
+                  "mixed_bfloat16, the bf16 weight copies the forward reads) one XLA function: "
+                  "the fastest CPU path with mixed_bfloat16, within ~5% of whole-step XLA in "
+                  "float32, and it starts sooner (bench/README.md).")
 flags.DEFINE_enum("nonfinite", "stop", ["stop", "skip"], "On a NaN/Inf loss: stop with the last "
                   "good checkpoint intact, or skip the step and count it.")
 

@@ -107,9 +107,10 @@ flags.DEFINE_float("generator_width", 0.25, "ELECTRA: generator width as a fract
                    "model's d_model, n_head and d_inner.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the whole train step. "
                   "auto: on for GPU/TPU; off on CPU, where the model runs on TF's kernels with its "
-                  "elementwise parts and the AdamW update still XLA-compiled: the fastest CPU path "
-                  "with mixed_bfloat16, within ~5% of whole-step XLA in float32, and it starts "
-                  "sooner (bench/README.md).")
+                  "elementwise parts XLA-fused and the update (clipping, AdamW and, with "
+                  "mixed_bfloat16, the bf16 weight copies the forward reads) one XLA function: "
+                  "the fastest CPU path with mixed_bfloat16, within ~5% of whole-step XLA in "
+                  "float32, and it starts sooner (bench/README.md).")
 flags.DEFINE_enum("nonfinite", "stop", ["stop", "skip"], "On a NaN/Inf loss or gradient: stop "
                   "with an error (the update is not applied; the last checkpoint stays good), or "
                   "skip that step and count it (giving up after --max_nonfinite).")
