@@ -3,6 +3,7 @@ reported) when the loss or the gradient is not finite, weight copies rewritten a
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from funnel_tf.training.optimization import make_optimizer
@@ -39,20 +40,38 @@ def test_fused_update_equals_clip_then_optimizer_on_tf_kernels():
     assert int(fused_opt.iterations.numpy()) == 3
 
 
-def test_nonfinite_loss_or_gradient_skips_the_step():
+@pytest.mark.parametrize("clip_norm", [1.0, 0.0])  # 0: the sum-based check, no norm
+def test_nonfinite_loss_or_gradient_skips_the_step(clip_norm):
     variables = _variables()
     before = [v.numpy().copy() for v in variables]
     opt = make_optimizer(variables, 1e-2)
-    update = FusedUpdate(opt, variables, clip_norm=1.0)
+    update = FusedUpdate(opt, variables, clip_norm=clip_norm)
     _, finite = update(_grads(), [None, None], tf.constant(np.nan, tf.float32))
     assert not bool(finite)
-    bad = _grads()
-    bad[1] = tf.tensor_scatter_nd_update(bad[1], [[3]], [np.inf])
-    _, finite = update(bad, [None, None], tf.constant(1.0))
+    for value in (np.inf, -np.inf, np.nan):
+        bad = _grads()
+        bad[1] = tf.tensor_scatter_nd_update(bad[1], [[3]], [value])
+        _, finite = update(bad, [None, None], tf.constant(1.0))
+        assert not bool(finite), value
+    # a non-finite bf16 gradient of a weight copy is caught too
+    copy_grad = tf.tensor_scatter_nd_update(tf.zeros([300, 256], tf.bfloat16), [[1, 2]],
+                                            tf.constant([np.nan], tf.bfloat16))
+    _, finite = update([None, _grads()[1]], [copy_grad, None], tf.constant(1.0))
     assert not bool(finite)
     for v, b in zip(variables, before):
         np.testing.assert_array_equal(v.numpy(), b)
     assert int(opt.iterations.numpy()) == 0
+
+
+def test_unclipped_update_returns_no_norm_and_applies():
+    variables, reference = _variables(), _variables()
+    update = FusedUpdate(make_optimizer(variables, 1e-2), variables, clip_norm=0.0)
+    ref_opt = make_optimizer(reference, 1e-2)
+    norm, finite = update(_grads(), [None, None], tf.constant(1.0))
+    ref_opt.apply(_grads(), reference)
+    assert norm is None and bool(finite)
+    for a, b in zip(variables, reference):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_gradients_through_copies_are_folded_in_and_copies_refreshed():
