@@ -345,6 +345,10 @@ def add_ratios_and_mfu(records, peak):
             if peer is not None and r is not peer and r["impl"].startswith("ours"):
                 r[field] = r["median_s"] / peer["median_s"]
                 r[field + "_min"] = r["min_s"] / peer["min_s"]
+                # with --rounds > 1: each round's ours/peer ratio (the two ran minutes apart, so
+                # a machine that slows down for a while skews a pooled ratio less this way)
+                pairs = zip(r.get("round_medians_s", []), peer.get("round_medians_s", []))
+                r[field + "_rounds"] = [a / b for a, b in pairs]
 
 
 def markdown_table(records):
@@ -424,7 +428,7 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     print(f"machine: {machine_info()}", flush=True)
     peak = measure_peak(args.threads, hf_torch="hf-torch" in impls)
-    print(f"matmul peak GFLOP/s: " + ", ".join(f"{k}={v / 1e9:.0f}" for k, v in peak["peak_flops_per_s"].items()
+    print("matmul peak GFLOP/s: " + ", ".join(f"{k}={v / 1e9:.0f}" for k, v in peak["peak_flops_per_s"].items()
                                                if v), flush=True)
 
     plan = []
@@ -452,6 +456,7 @@ def main(argv=None):
                 rec["error"] = res["error"]
                 print(f"[{rnd}] {key}: ERROR {res['error']}", flush=True)
                 continue
+            rec.setdefault("round_medians_s", []).append(statistics.median(res["times_s"]))
             rec.setdefault("times_s", []).extend(res.pop("times_s"))
             rec.setdefault("cpu_times_s", []).extend(res.pop("cpu_times_s"))
             rec.setdefault("rounds", []).append(res)
@@ -465,6 +470,13 @@ def main(argv=None):
     add_ratios_and_mfu(out, peak["peak_flops_per_s"])
     table = markdown_table(out)
     print(table)
+    if args.rounds > 1:
+        for r in out:
+            rounds = r.get("ratio_to_peer_rounds")
+            if rounds:
+                print(f"per-round ours/{PEER_FOR_RATIO} {r['model']} {r['task']} {r['shape']} {r['impl']} "
+                      f"{r['precision']}: " + ", ".join(f"{x:.2f}" for x in rounds)
+                      + f" (median {statistics.median(rounds):.2f})")
     os.makedirs(args.out, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     path = os.path.join(args.out, f"funnel_{stamp}{'_' + args.tag if args.tag else ''}.json")
