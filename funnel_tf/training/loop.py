@@ -12,9 +12,9 @@ One training step, per replica:
 Metric sums live in sync-on-read variables, read by the host at log boundaries.
 
 What is XLA-compiled: on the default / one-device strategy the whole replica step (including the
-optimizer update), or with jit_compile=False the update alone (`jit_update`: clipping, finite check
-and AdamW in one function, and under mixed_bfloat16 the bf16 weight copies the forward reads, see
-update.py / weight_copies.py); under MirroredStrategy / MultiWorkerMirroredStrategy the forward +
+optimizer update), or with jit_compile=False the update alone (`jit_update`: clipping and AdamW in
+one function behind a finite check on TF's kernels, and under mixed_bfloat16 the bf16 weight copies
+the forward reads, see update.py / weight_copies.py); under MirroredStrategy / MultiWorkerMirroredStrategy the forward +
 backward (cross-device collectives cannot sit inside an XLA cluster there); TPUStrategy compiles
 everything.
 

@@ -28,11 +28,12 @@ def _dense(g):
 
 
 class FusedUpdate:
-    """Gradients, clipping, finite check and optimizer step of one replica, XLA-compiled.
+    """Finite check (TF kernels), then clipping and optimizer step of one replica (one XLA
+    function), skipped when the loss or the gradient is not finite.
 
     optimizer:     a built Keras optimizer for `variables`.
-    clip_norm:     clip the gradient by its global norm to this (0 = off; the norm is still
-                   computed, for the finite check).
+    clip_norm:     clip the gradient by its global norm to this (0 = off: no norm is computed,
+                   the finite check is a plain gradient sum).
     weight_copies: optional WeightCopies: the forward reads them (`forward`), their gradients
                    are folded in and they are rewritten from the updated variables.
     """

@@ -27,7 +27,8 @@ MIN_SIZE = 1 << 16  # smaller weights (biases, LayerNorm, relative biases) are n
 class WeightCopies:
     """Low-precision copies of every trainable float32 variable of rank >= 2 and >= MIN_SIZE
     elements. Create them in the strategy scope after the model is built; they are not part of any
-    checkpoint (call `refresh` after restoring, the loop does before each chunk of steps)."""
+    checkpoint (call `refresh` after restoring or assigning the masters; the training loop does
+    once at the start of `train`, after restore / warm start)."""
 
     def __init__(self, variables: Sequence, dtype=tf.bfloat16):
         self.dtype = tf.as_dtype(dtype)
