@@ -14,6 +14,8 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from funnel_tf.errors import UserError
+
 # Activations the model supports; "gelu_new" is the tanh approximation that every release uses.
 SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu", "relu", "tanh", "swish", "silu")
 _HF_ATTRIBUTE_MAP = {"hidden_size": "d_model", "num_attention_heads": "n_head"}
@@ -27,7 +29,7 @@ _IGNORED_HF_KEYS = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration that cannot build a working model; the message says why."""
 
 

@@ -17,7 +17,21 @@ try:
 except RuntimeError:  # already initialised by an earlier import
     pass
 
+from funnel_tf import xla  # noqa: E402  (after the logical devices: the probe initialises TF)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    """`needs_host_xla` tests compare against an explicitly XLA-compiled function on the CPU: the
+    TPU build of TF has no XLA:CPU, so there they skip (the code under test falls back itself)."""
+    if xla.host_has_xla():
+        return
+    skip = pytest.mark.skip(reason="this TensorFlow build has no XLA:CPU backend (tensorflow-tpu); "
+                                   "the comparison needs jit_compile=True on the host")
+    for item in items:
+        if "needs_host_xla" in item.keywords:
+            item.add_marker(skip)
 SHARED_DATA = pathlib.Path(os.environ.get("FUNNEL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

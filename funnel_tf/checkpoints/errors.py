@@ -4,6 +4,8 @@ mis-shaped tensor named, so a load is either complete or refused (never silently
 import fnmatch
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from funnel_tf.errors import UserError
+
 # `allow_missing` keyword that matches every tensor of a task head (not of the backbone).
 HEAD = "head"
 _MAX_LISTED = 25  # per category; the count is always exact
@@ -19,7 +21,7 @@ def _listing(title: str, items: Sequence[str]) -> List[str]:
     return lines
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be loaded (or written) as asked; the message says which tensors and why.
 
     `missing`: tensors the model needs that the checkpoint lacks; `unexpected`: checkpoint tensors the

@@ -15,7 +15,7 @@ import functools
 import tensorflow as tf
 
 from funnel_tf.modeling.dropout import apply_mask, keep_mask
-from funnel_tf.modeling.fusion import in_xla_context
+from funnel_tf.modeling.fusion import plain_ops
 
 INF = 1e6
 
@@ -118,7 +118,7 @@ def attention_probs(content, position, tt_bias, token_type_mat, attention_mask, 
     attention_mask [B, Lk] (1 = attend); cls_mask [Lq, Lk] or None; seed: the dropout's [2] int32
     stateless seed, or None for no dropout.
     """
-    if in_xla_context():
+    if plain_ops():
         return _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed, shift,
                       rate)[0]
     forward, backward = _kernels(shift, cls_mask is not None, seed is not None, float(rate))

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
 
-from funnel_tf.modeling.fusion import in_xla_context
+from funnel_tf.modeling.fusion import plain_ops
 
 
 def rng_algorithm() -> str:
@@ -75,7 +75,7 @@ def keep_mask(like, seed, rate: float):
     if not like.shape.is_fully_defined():
         return dropout_keep_mask(tf.shape(like), seed, rate)
     shape = tuple(int(d) for d in like.shape)
-    if in_xla_context():
+    if plain_ops():
         return dropout_keep_mask(shape, seed, rate)
     key = (shape, rate)
     if key not in _MASK_KERNELS:

@@ -9,12 +9,15 @@ another that recomputes `fn` from the saved inputs (elementwise recompute is che
 the intermediates).
 
 Inside a graph that is already XLA-compiled (`jit_compile=True`, TPU), `fn` is called as is: XLA
-fuses it anyway and the custom gradient would only stop it from reusing forward values.
+fuses it anyway and the custom gradient would only stop it from reusing forward values. So it is
+where the host cannot XLA-compile (the TPU build of TF has no XLA:CPU; see funnel_tf/xla.py).
 """
 
 import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
+
+from funnel_tf import xla
 
 
 def in_xla_context() -> bool:
@@ -22,6 +25,12 @@ def in_xla_context() -> bool:
     if control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()):
         return True
     return bool(tf.config.list_logical_devices("TPU"))
+
+
+def plain_ops() -> bool:
+    """True where a fused region should run as plain TF: inside a graph XLA compiles anyway, or
+    on a host that cannot XLA-compile at all (the TPU build of TF: same math on TF's kernels)."""
+    return in_xla_context() or not xla.can_jit()
 
 
 def _differentiable(x) -> bool:
@@ -46,7 +55,7 @@ class _Fused:
 
     def __call__(self, *args):
         args = [tf.convert_to_tensor(a) for a in args]
-        if in_xla_context():
+        if plain_ops():
             return self.fn(*args)
 
         @tf.custom_gradient

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from funnel_tf import xla
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json)
 from funnel_tf.tasks.defaults import Hparams
@@ -79,7 +80,7 @@ class Predictor:
             out["_row"] = features["_row"]
             return out
 
-        if jit_compile and kind != "tpu":
+        if kind != "tpu" and xla.effective_jit_compile(jit_compile, "prediction"):
             replica_fn = tf.function(replica_fn, jit_compile=True)
 
         @tf.function

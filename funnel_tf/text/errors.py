@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+from funnel_tf.errors import UserError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(UserError, ValueError):
     """A malformed row or file; `path`, `line` (1-based) and `example_id` say where."""
 
     def __init__(self, message: str, path: Optional[str] = None, line: Optional[int] = None,

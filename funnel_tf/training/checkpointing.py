@@ -24,8 +24,10 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.trackable import base as trackable_base
 
+from funnel_tf.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used as asked; the message names the path and the problem."""
 
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from funnel_tf.config import FunnelConfig
+from funnel_tf.errors import UserError
 from funnel_tf.text import masking, pretraining
 from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256
 
@@ -23,7 +24,7 @@ DATA_FORMATS = ("auto", "tfrecord", "text")
 TEXT_SUFFIXES = (".txt", ".text", ".raw")
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """Training data that cannot be used as given; the message names the file and the fix."""
 
 

@@ -39,6 +39,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from funnel_tf import xla
+from funnel_tf.errors import UserError
 from funnel_tf.training import checkpointing
 from funnel_tf.training.objectives import Objective
 from funnel_tf.training.progress import ProgressLogger, format_duration
@@ -50,7 +52,7 @@ NONFINITE_POLICIES = ("stop", "skip")
 DATA_RESUME_MODES = ("auto", "replay", "restart")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Training hit a non-finite loss or gradient and the policy is "stop"."""
 
 
@@ -137,12 +139,16 @@ class Trainer:
     def __init__(self, strategy: tf.distribute.Strategy, objective: Objective,
                  optimizer_fn: Callable, dataset_fn: Callable, config: LoopConfig):
         config.validate()
+        info = strategy_info(strategy)
+        if config.jit_compile and info.kind != "tpu" and not xla.effective_jit_compile(
+                True, "the train step"):
+            config = dataclasses.replace(config, jit_compile=False)  # no XLA:CPU (TPU build)
         self.strategy = strategy
         self.objective = objective
         self.optimizer_fn = optimizer_fn
         self.dataset_fn = dataset_fn
         self.config = config
-        self.info = strategy_info(strategy)
+        self.info = info
         if config.global_batch_size % self.info.num_replicas:
             raise ValueError(f"global batch size {config.global_batch_size} is not divisible by "
                              f"the {self.info.num_replicas} replicas")

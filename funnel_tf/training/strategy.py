@@ -15,11 +15,13 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from funnel_tf.errors import UserError
+
 STRATEGY_KINDS = ("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-class StrategyError(ValueError):
+class StrategyError(UserError, ValueError):
     """A strategy request that cannot be satisfied on this machine; the message says why."""
 
 

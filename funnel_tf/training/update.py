@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
+from funnel_tf import xla
 from funnel_tf.training.weight_copies import WeightCopies
 
 
@@ -44,7 +45,7 @@ class FusedUpdate:
         self.variables = list(variables)
         self.clip_norm = float(clip_norm)
         self.weight_copies = weight_copies
-        self._update = tf.function(self._fused, jit_compile=True)
+        self._update = xla.function(self._fused)  # TF's kernels where the host has no XLA
 
     @contextlib.contextmanager
     def forward(self, tape: tf.GradientTape):

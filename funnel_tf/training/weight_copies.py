@@ -19,6 +19,7 @@ from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
+from funnel_tf import xla
 from funnel_tf.modeling.compute_weights import using_copies
 
 MIN_SIZE = 1 << 16  # smaller weights (biases, LayerNorm, relative biases) are not worth a copy
@@ -39,7 +40,7 @@ class WeightCopies:
                        for v in self.masters]
         self._copy_of = {id(m): c for m, c in zip(self.masters, self.copies)}
         self.read_ids: set = set()  # ids of masters whose copy the traced forward read
-        self._refresh_all = tf.function(lambda: self._assign(self.masters), jit_compile=True)
+        self._refresh_all = xla.function(lambda: self._assign(self.masters))
 
     def __len__(self):
         return len(self.copies)

@@ -1,0 +1,25 @@
+"""What every entry point shares: a user error is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from funnel_tf.errors import UserError, one_line
+
+USAGE_ERROR = 2
+
+
+def main_with_user_errors(prog: str):
+    """Decorator for an absl `main(argv)`: a `UserError` ends as `prog: error: <one line>` on
+    stderr and exit status 2, with no traceback."""
+    def wrap(main):
+        @functools.wraps(main)
+        def wrapped(*args, **kwargs):
+            try:
+                return main(*args, **kwargs)
+            except UserError as e:
+                print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+                return USAGE_ERROR
+        return wrapped
+    return wrap
