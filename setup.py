@@ -2,6 +2,11 @@
 
 from setuptools import find_packages, setup
 
+# The standard TensorFlow wheel. TF 2.19/2.20 are the last TPU builds; CI pins 2.21 through .ci/run.
+# tensorflow-text must match TF's minor version (2.21.0 fails on import; use 2.21.1).
+STANDARD_TF = ["tensorflow>=2.19,<2.22", "tensorflow-text>=2.19,<2.22,!=2.21.0"]
+TEST = ["pytest", "pytest-timeout"]
+
 setup(
     name="funnel-tf",
     version="0.1.0",
@@ -11,11 +16,10 @@ setup(
     packages=find_packages(include=["funnel_tf", "funnel_tf.*"]),
     py_modules=["pretrain", "finetune"],
     python_requires=">=3.10",
+    # TensorFlow itself comes from an extra: `[cpu]` (or `[test]`) brings the standard `tensorflow`
+    # wheel, `[tpu]` keeps the TPU build (`tensorflow-tpu`), which installs into the same
+    # `tensorflow/` folder and would be overwritten by it (README: "On a TPU VM").
     install_requires=[
-        # TF 2.19/2.20 are the last TPU builds; CPU CI pins 2.21 through .ci/run.
-        "tensorflow>=2.19,<2.22",
-        # tensorflow-text must match TF's minor version (2.21.0 fails on import; use 2.21.1).
-        "tensorflow-text>=2.19,<2.22,!=2.21.0",
         "tensorflow-datasets",
         "absl-py",
         "sentencepiece",
@@ -24,11 +28,16 @@ setup(
         "numpy",
     ],
     extras_require={
-        "test": ["pytest", "pytest-timeout"],
+        "cpu": STANDARD_TF,
+        "gpu": STANDARD_TF,
+        "test": STANDARD_TF + TEST,
+        # The TPU build (2.19/2.20 are the last); tensorflow-text goes in with --no-deps (its
+        # requirement on `tensorflow` would pull the standard wheel over it).
+        "tpu": ["tensorflow-tpu>=2.19,<2.21"],
+        "tpu-test": ["tensorflow-tpu>=2.19,<2.21"] + TEST,
         # Live cross-checks against HuggingFace (PyTorch) and the benchmarks' peer.
         # torch is pinned: an unpinned torch pulls a multi-GB CUDA build on a CPU-only machine.
         "reference": ["torch==2.13.0", "transformers>=4.57,<6"],
-        "tpu": [],  # TPUClusterResolver ships with TensorFlow; cloud-tpu-client is not needed.
     },
     entry_points={
         "console_scripts": [
