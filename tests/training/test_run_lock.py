@@ -1,0 +1,100 @@
+"""ModelDirLock: one run per model_dir (same process, other process, other host refused; a dead
+holder's lock taken over), on local paths and through tf.io.gfile (ram://)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+import tensorflow as tf
+
+from funnel_tf.errors import UserError, one_line
+from funnel_tf.training.run_lock import LOCK_NAME, ModelDirLock, ModelDirLockedError
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_second_holder_in_the_same_process_is_refused_with_pid_and_host(tmp_path):
+    d = str(tmp_path / "run")
+    with ModelDirLock(d) as lock:
+        assert lock.held and os.path.exists(os.path.join(d, LOCK_NAME))
+        with pytest.raises(ModelDirLockedError) as e:
+            ModelDirLock(d).acquire()
+        msg = one_line(e.value)
+        assert isinstance(e.value, UserError)
+        assert f"PID {os.getpid()}" in msg and socket.gethostname() in msg
+        assert os.path.join(d, LOCK_NAME) in msg and "--model_dir" in msg
+    assert not os.path.exists(os.path.join(d, LOCK_NAME))  # released
+    with ModelDirLock(d):  # and can be taken again
+        pass
+
+
+def test_second_process_is_refused(tmp_path):
+    d = str(tmp_path)
+    code = ("import sys\nfrom funnel_tf.training.run_lock import ModelDirLock, ModelDirLockedError\n"
+            "try:\n    ModelDirLock(sys.argv[1]).acquire()\n"
+            "except ModelDirLockedError as e:\n    print(e); sys.exit(3)\n")
+    with ModelDirLock(d):
+        out = subprocess.run([sys.executable, "-c", code, d], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert f"PID {os.getpid()}" in out.stdout
+
+
+def _write_lock(path, **record):
+    base = {"pid": 1, "host": socket.gethostname(), "token": uuid.uuid4().hex,
+            "started": "2026-01-01T00:00:00"}
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps({**base, **record}))
+
+
+def test_stale_lock_of_a_dead_process_on_this_host_is_taken_over(tmp_path):
+    _write_lock(str(tmp_path / LOCK_NAME), pid=_dead_pid())
+    with ModelDirLock(str(tmp_path)) as lock:
+        assert lock.held
+        with open(tmp_path / LOCK_NAME) as f:
+            assert json.load(f)["pid"] == os.getpid()
+    assert sorted(os.listdir(tmp_path)) == []  # no temp / stale files left behind
+
+
+def test_lock_from_another_host_is_refused_saying_how_to_remove_it(tmp_path):
+    _write_lock(str(tmp_path / LOCK_NAME), pid=_dead_pid(), host="tpu-vm-elsewhere")
+    with pytest.raises(ModelDirLockedError) as e:
+        ModelDirLock(str(tmp_path)).acquire()
+    msg = one_line(e.value)
+    assert "tpu-vm-elsewhere" in msg and f"delete {tmp_path / LOCK_NAME}" in msg
+
+
+def test_unreadable_lock_is_refused_not_overwritten(tmp_path):
+    (tmp_path / LOCK_NAME).write_text("")
+    with pytest.raises(ModelDirLockedError, match="unreadable"):
+        ModelDirLock(str(tmp_path)).acquire()
+    assert (tmp_path / LOCK_NAME).read_text() == ""
+
+
+def test_creates_model_dir_and_disabled_lock_does_nothing(tmp_path):
+    d = tmp_path / "a" / "b"
+    with ModelDirLock(str(d), enabled=False) as lock:
+        assert not lock.held
+    assert not d.exists()
+    with ModelDirLock(str(d)):
+        assert (d / LOCK_NAME).exists()
+
+
+def test_ram_filesystem_lock_refuse_release_and_take_over():
+    d = f"ram://lock_{uuid.uuid4().hex}/model"
+    with ModelDirLock(d) as lock:
+        assert lock.held and tf.io.gfile.exists(f"{d}/{LOCK_NAME}")
+        with pytest.raises(ModelDirLockedError, match=f"PID {os.getpid()}"):
+            ModelDirLock(d).acquire()
+    assert not tf.io.gfile.exists(f"{d}/{LOCK_NAME}")
+    _write_lock(f"{d}/{LOCK_NAME}", pid=_dead_pid())
+    with ModelDirLock(d) as lock:
+        assert lock.held
