@@ -2,6 +2,7 @@
 queries), a numpy reference of the score formula, dynamic batch, and the generic relative shift."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
@@ -66,6 +67,7 @@ def test_probabilities_match_numpy_reference_and_mask():
     assert np.abs(prob.numpy()[1, :, :, -3:]).max() < 1e-12  # padded keys get no weight
 
 
+@pytest.mark.needs_host_xla
 def test_pooled_query_shapes_and_xla():
     cfg = CFG
     layer, x, inputs, _, _ = _setup()

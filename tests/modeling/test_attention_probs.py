@@ -30,6 +30,7 @@ def _grads(f, x, dy):
 
 @pytest.mark.parametrize("shift,lq,with_cls,rate", [(1, 8, True, 0.0), (2, 4, True, 0.0), (0, 8, False, 0.0),
                                                     (1, 8, True, 0.3)])
+@pytest.mark.needs_host_xla
 def test_custom_gradient_matches_autodiff(shift, lq, with_cls, rate):
     x = _inputs(shift, lq=lq)
     cls = x["cls_mask"][:lq] if with_cls else None

@@ -76,12 +76,14 @@ def test_fused_gradient_is_the_recomputed_autodiff_and_non_float_args_get_none()
     np.testing.assert_allclose(tape.gradient(y, x).numpy(), 3 * np.cos([0.1, 0.7, 2.0]), rtol=1e-6)
 
 
+@pytest.mark.needs_host_xla
 def test_in_xla_context():
     assert not in_xla_context()
     assert tf.function(lambda: tf.constant(in_xla_context()), jit_compile=True)().numpy()
     assert not tf.function(lambda: tf.constant(in_xla_context()))().numpy()
 
 
+@pytest.mark.needs_host_xla
 def test_model_gradients_equal_on_tf_kernels_and_under_xla():
     """The whole tiny model, fp32, training mode without dropout: the fused regions and hand-written
     backward (TF kernels) give XLA autodiff's gradients."""

@@ -59,6 +59,7 @@ def test_padding_does_not_leak_into_real_tokens():
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.needs_host_xla
 def test_xla_matches_eager_and_train_step_compiles():
     model = FunnelModel(TINY)
     x = {k: tf.constant(v) for k, v in _inputs().items()}
@@ -82,6 +83,7 @@ def test_xla_matches_eager_and_train_step_compiles():
     assert not missing, f"no gradient for {missing}"
 
 
+@pytest.mark.needs_host_xla
 def test_mixed_bfloat16_close_to_float32():
     cfg = TINY.replace(d_model=32, n_head=4, d_head=8, d_inner=64, initializer_std=0.02)
     ref = FunnelModel(cfg)
