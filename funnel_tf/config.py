@@ -18,6 +18,8 @@ from funnel_tf.errors import UserError
 
 # Activations the model supports; "gelu_new" is the tanh approximation that every release uses.
 SUPPORTED_ACTIVATIONS = ("gelu_new", "gelu", "relu", "tanh", "swish", "silu")
+# Weight initialisation schemes (`init_scheme`): HF PyTorch's rule, or the original release's.
+INIT_SCHEMES = ("hf", "original")
 _HF_ATTRIBUTE_MAP = {"hidden_size": "d_model", "num_attention_heads": "n_head"}
 # Keys present in published configs that carry no meaning for the model (HF bookkeeping).
 _IGNORED_HF_KEYS = {
@@ -54,6 +56,11 @@ class FunnelConfig:
     activation_dropout: float = 0.0
     initializer_range: float = 0.1
     initializer_std: Optional[float] = None
+    # How a fresh model draws its weights (see funnel_tf/modeling/initializers.py): "hf" is HF
+    # PyTorch's rule (what HF builds before loading weights into it); "original" is the original
+    # release's pretraining initialisation, truncated normal with std initializer_std (0.02 when
+    # unset) for every weight matrix. It only matters where no checkpoint is loaded.
+    init_scheme: str = "hf"
     layer_norm_eps: float = 1e-9
     pooling_type: str = "mean"
     attention_type: str = "relative_shift"
@@ -82,6 +89,7 @@ class FunnelConfig:
             self.block_repeats = [1] * len(self.block_sizes)
         self.block_repeats = [int(r) for r in self.block_repeats]
         self.validate()
+        self.validate_init()
 
     # ------------------------------------------------------------------ derived
     @property
@@ -138,6 +146,18 @@ class FunnelConfig:
             fail(f"mask_pooling must be 'min' (HF) or 'max' (original release), got {self.mask_pooling!r}")
         if self.d_embed is not None and self.d_embed < 1:
             fail(f"d_embed must be positive or null, got {self.d_embed}")
+
+    def validate_init(self) -> None:
+        """The initialisation fields: a known scheme and a positive std (or none)."""
+        if self.init_scheme not in INIT_SCHEMES:
+            raise ConfigError(f"FunnelConfig: init_scheme must be one of {list(INIT_SCHEMES)} "
+                              f"('original' for pretraining from scratch), got {self.init_scheme!r}")
+        if self.initializer_std is not None and not self.initializer_std > 0:
+            raise ConfigError(f"FunnelConfig: initializer_std must be positive or null, "
+                              f"got {self.initializer_std}")
+        if not self.initializer_range > 0:
+            raise ConfigError(f"FunnelConfig: initializer_range must be positive, "
+                              f"got {self.initializer_range}")
 
     def pooled_lengths(self, seq_len: int) -> List[int]:
         """Sequence length seen by each block for an input of `seq_len` tokens."""
