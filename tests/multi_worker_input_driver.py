@@ -1,0 +1,80 @@
+"""Worker body for the real two-worker input-sharding test: builds the MultiWorkerMirroredStrategy
+from TF_CONFIG, lets it hand `PretrainingInput.dataset_fn` its real InputContext, and writes what
+this worker's pipeline reads in one epoch (as example keys) to OUT_DIR/worker<task_id>.json.
+
+    python -m tests.multi_worker_input_driver RECORDS_GLOB VOCAB OUT_DIR
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+SEQ_LEN, GLOBAL_BATCH = 64, 8
+
+
+def example_key(input_ids) -> str:
+    """One example's identity: its token ids (the records hold no duplicates; the test checks)."""
+    return ",".join(str(int(t)) for t in np.asarray(input_ids).reshape(-1))
+
+
+def unmasked_input(records: str, vocab: str):
+    """The pretraining input pretrain.py builds, with masking replaced by the identity so the
+    batches carry the records' own token ids (masking does not decide which examples are read)."""
+    from funnel_tf.config import load_config
+    from funnel_tf.training import inputs
+
+    data = inputs.build_pretraining_input([records], SEQ_LEN, GLOBAL_BATCH, load_config("tiny"),
+                                          vocab=vocab, can_write=False)
+    return dataclasses.replace(data, masker=lambda batch: batch, deterministic=True)
+
+
+def first_epoch(dataset: tf.data.Dataset, limit: int = 100_000) -> list:
+    """Example keys of a repeating, per-epoch-shuffled stream up to its first repeat (one epoch)."""
+    seen, order = set(), []
+    for batch in dataset:
+        for row in batch["input_ids"].numpy():
+            key = example_key(row)
+            if key in seen:
+                return order
+            seen.add(key)
+            order.append(key)
+            if len(order) > limit:
+                raise AssertionError(f"no repeat within {limit} examples")
+    return order
+
+
+def main(records: str, vocab: str, out_dir: str) -> None:
+    from funnel_tf.training.strategy import make_strategy, strategy_info
+
+    strategy = make_strategy("multi_worker")
+    info = strategy_info(strategy)
+    data = unmasked_input(records, vocab)
+    contexts = []
+
+    def dataset_fn(ctx):
+        contexts.append(ctx)
+        return data.dataset_fn(ctx)
+
+    distributed = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    first = strategy.experimental_local_results(next(distributed))[0]["input_ids"].numpy()
+    (ctx,) = contexts
+    epoch = first_epoch(data.dataset_fn(ctx))
+    out = dict(task_id=strategy.cluster_resolver.task_id, is_chief=info.is_chief,
+               num_workers=info.num_workers, num_replicas=info.num_replicas,
+               num_input_pipelines=ctx.num_input_pipelines,
+               input_pipeline_id=ctx.input_pipeline_id,
+               per_replica_batch=ctx.get_per_replica_batch_size(GLOBAL_BATCH),
+               first_batch=[example_key(r) for r in first], epoch=epoch)
+    with open(os.path.join(out_dir, f"worker{out['task_id']}.json"), "w") as f:
+        json.dump(out, f)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
