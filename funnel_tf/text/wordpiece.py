@@ -3,7 +3,9 @@
 The Funnel-Transformer checkpoints expect exactly the ids of BERT's uncased ``FullTokenizer``:
 clean text (drop control / format / unassigned chars, map whitespace to spaces), space out CJK
 ideographs, lowercase, NFD and strip accents (Mn), split punctuation, then greedy longest-match
-WordPiece with ``##`` and ``[UNK]`` for words over 200 characters or with no match.
+WordPiece with ``##`` and ``[UNK]`` for words over 100 characters (HuggingFace's
+``BertTokenizer`` / ``FunnelTokenizer`` limit; BERT's original ``FullTokenizer`` used 200, available
+as ``max_chars_per_word=BERT_MAX_CHARS_PER_WORD``) or with no match.
 
 tf-text's ``FastBertTokenizer`` / ``BertTokenizer`` are *not* exact here: their normaliser is ICU
 NFKC-casefold, so e.g. "…" becomes "...", "½" becomes "1⁄2", "ß" becomes "ss", and control
@@ -37,6 +39,11 @@ _SPECIAL_NAMES = {
     "sep": ("[SEP]", "<sep>"),
     "mask": ("[MASK]", "<mask>"),
 }
+
+# Longest word (in characters) WordPiece splits; longer words become [UNK]. HF's tokenizers use
+# 100 (the default here, for token-for-token parity); BERT's original FullTokenizer used 200.
+HF_MAX_CHARS_PER_WORD = 100
+BERT_MAX_CHARS_PER_WORD = 200
 
 # Character classes of BERT's BasicTokenizer, decided on the *input* character.
 _NORMAL, _DROP, _SPACE, _CJK = 0, 1, 2, 3
@@ -256,10 +263,12 @@ class WordpieceTokenizer(tf.Module):
     Special ids (``pad_id``, ``unk_id``, ``cls_id``, ``sep_id``, ``mask_id``) are looked up by
     name (``[PAD]`` or ``<pad>`` etc.). Special-token strings inside the text are *not* mapped to
     their ids: "[MASK]" in raw text tokenizes as "[", "mask", "]" (the safe choice for user text;
-    HuggingFace maps them to the special ids).
+    HuggingFace maps them to the special ids). Words over ``max_chars_per_word`` characters
+    (default 100, as HF) become ``[UNK]``.
     """
 
-    def __init__(self, vocab_path: str, lower_case: bool = True, max_chars_per_word: int = 200):
+    def __init__(self, vocab_path: str, lower_case: bool = True,
+                 max_chars_per_word: int = HF_MAX_CHARS_PER_WORD):
         super().__init__(name="wordpiece_tokenizer")
         self.vocab_path = str(vocab_path)
         self.lower_case = bool(lower_case)
@@ -366,5 +375,5 @@ def special_ids(tokenizer: WordpieceTokenizer) -> dict:
     return {k: getattr(tokenizer, f"{k}_id") for k in _SPECIAL_NAMES}
 
 
-__all__: Sequence[str] = ["WordpieceTokenizer", "BertNormalizer", "load_vocab", "file_sha256", "special_ids",
+__all__: Sequence[str] = ["HF_MAX_CHARS_PER_WORD", "BERT_MAX_CHARS_PER_WORD", "WordpieceTokenizer", "BertNormalizer", "load_vocab", "file_sha256", "special_ids",
                           "bert_char_tables"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf.text.wordpiece import WordpieceTokenizer, load_vocab, special_ids
+from funnel_tf.text.wordpiece import BERT_MAX_CHARS_PER_WORD, WordpieceTokenizer, load_vocab, special_ids
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def tok(bert_vocab):
     return WordpieceTokenizer(str(bert_vocab))
 
 
-def _hf_slow_tokenizer(vocab_path, max_chars=200):
+def _hf_slow_tokenizer(vocab_path, max_chars=100):
     """HuggingFace's pure-Python BERT tokenizer (v5: BertTokenizerLegacy; v4: BertTokenizer)."""
     try:
         import transformers  # noqa: F401
@@ -27,7 +27,7 @@ def _hf_slow_tokenizer(vocab_path, max_chars=200):
     except ImportError:
         from transformers import BertTokenizer as Slow
     hf = Slow(str(vocab_path), do_lower_case=True)
-    # HF's default word limit is 100 chars; BERT's original FullTokenizer (and ours) use 200.
+    # HF's default word limit is 100 chars (ours too); BERT's original FullTokenizer used 200.
     hf.wordpiece_tokenizer.max_input_chars_per_word = max_chars
     return hf
 
@@ -60,8 +60,15 @@ def test_bert_normalisation_edge_cases(tok):
 
 
 def test_over_long_words_become_unk(tok):
-    assert tok.encode("x" * 201) == [tok.unk_id]
-    assert tok.unk_id not in tok.encode("x" * 200)
+    # HF's limit by default: 100 characters (accented / multi-byte characters count once).
+    assert tok.max_chars_per_word == 100
+    assert tok.encode("x" * 101) == [tok.unk_id]
+    assert tok.unk_id not in tok.encode("x" * 100)
+    assert tok.encode("é" * 101) == [tok.unk_id] and tok.unk_id not in tok.encode("é" * 100)
+    # BERT's original 200 as an option.
+    bert = WordpieceTokenizer(tok.vocab_path, max_chars_per_word=BERT_MAX_CHARS_PER_WORD)
+    assert bert.encode("x" * 201) == [bert.unk_id]
+    assert bert.unk_id not in bert.encode("x" * 200)
     short = WordpieceTokenizer(tok.vocab_path, max_chars_per_word=5)
     assert short.encode("abcdef abcde") == [short.unk_id, short.token_to_id("abc"),
                                             short.token_to_id("##de")]
@@ -204,7 +211,7 @@ def test_parity_with_hf_sample(tok, bert_vocab, shared_data):
     _report("sample", texts, _compare(tok, hf, texts))
 
 
-def _hf_fast_tokenizer(vocab_path, max_chars=200):
+def _hf_fast_tokenizer(vocab_path, max_chars=100):
     try:
         from transformers import BertTokenizerFast
     except Exception as e:  # pragma: no cover - depends on the environment
@@ -226,7 +233,7 @@ def test_offsets_match_hf_fast_offset_mapping(tok, bert_vocab, shared_data):
     # (No word-final capital sigma here: HF's Rust normaliser lowercases it to σ, while BERT's Python
     # reference, and we, follow str.lower()'s Final_Sigma rule and give ς.)
     texts = glue_sentences(shared_data)[::40] + corpus_lines(shared_data)[::50] + [
-        "Ca\u0301fe\u0301 \u200bnaïve ΟΔΟΣΟ 中文 " + "y" * 230 + " end"]
+        "Ca\u0301fe\u0301 \u200bnaïve ΟΔΟΣΟ 中文 " + "y" * 230 + " " + "z" * 150 + " end"]
     ids, starts, ends = tok.tokenize_with_offsets(tf.constant(texts))
     enc = hf(texts, add_special_tokens=False, return_offsets_mapping=True)
     bad = []
