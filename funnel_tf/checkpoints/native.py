@@ -25,7 +25,9 @@ _BODY_ROOTS = ("embeddings/", "encoder/", "decoder/")
 
 
 def is_native_dir(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, MARKER_NAME))
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(os.path.join(path, MARKER_NAME))
 
 
 def _body(model):
@@ -58,21 +60,27 @@ def _crc(value) -> int:
 
 
 def _model_kwargs(model) -> dict:
+    """Constructor arguments besides the config (name, num_labels, ...); not Keras' trainable / dtype
+    policy, so a checkpoint loads under the reader's precision policy."""
     kwargs = dict(model.get_config())
-    kwargs.pop("config", None)
+    for key in ("config", "trainable", "dtype"):
+        kwargs.pop(key, None)
     return kwargs
 
 
 def save_pretrained(model, directory: str) -> Dict[str, str]:
-    """Write config.json, model.weights.h5 and funnel_tf.json into `directory` (created if needed)."""
+    """Write config.json, model.weights.h5 and funnel_tf.json into `directory` (created if needed;
+    any filesystem tf.io.gfile knows, e.g. gs://)."""
     import keras
+    import tensorflow as tf
 
     import funnel_tf
 
-    os.makedirs(directory, exist_ok=True)
+    tf.io.gfile.makedirs(directory)
     paths = {k: os.path.join(directory, n) for k, n in
              (("config", CONFIG_NAME), ("weights", WEIGHTS_NAME), ("marker", MARKER_NAME))}
-    model.config.save(paths["config"])
+    with tf.io.gfile.GFile(paths["config"], "w") as f:
+        f.write(model.config.to_json_string())
     model.save_weights(paths["weights"], overwrite=True)
     cls = type(model)
     marker = {
@@ -86,25 +94,47 @@ def save_pretrained(model, directory: str) -> Dict[str, str]:
         "variables": {name: {"shape": list(v.shape), "dtype": str(v.dtype), "crc32": _crc(v.numpy())}
                       for name, v in named_variables(model)},
     }
-    with open(paths["marker"], "w", encoding="utf-8") as f:
-        json.dump(marker, f, indent=1, sort_keys=True)
-        f.write("\n")
+    with tf.io.gfile.GFile(paths["marker"], "w") as f:
+        f.write(json.dumps(marker, indent=1, sort_keys=True) + "\n")
     return paths
 
 
+def _read_json(path: str) -> dict:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path) as f:
+        return json.loads(f.read())
+
+
 def read_marker(directory: str) -> dict:
+    import tensorflow as tf
+
     path = os.path.join(directory, MARKER_NAME)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         raise CheckpointError(f"not a funnel_tf checkpoint: no {MARKER_NAME}", source=directory)
     try:
-        with open(path, encoding="utf-8") as f:
-            marker = json.load(f)
+        marker = _read_json(path)
     except json.JSONDecodeError as e:
         raise CheckpointError(f"invalid JSON: {e}", source=path) from e
     if marker.get("format") != "funnel_tf" or int(marker.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"unsupported funnel_tf checkpoint format {marker.get('format')!r} "
                               f"version {marker.get('format_version')!r}", source=path)
     return marker
+
+
+def _read_config(directory: str) -> FunnelConfig:
+    """The config.json that save_pretrained wrote (our own format), from any filesystem."""
+    path = os.path.join(directory, CONFIG_NAME)
+    if os.path.exists(path):  # local: the config reader's own checks and messages
+        return FunnelConfig.from_json_file(path)
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return FunnelConfig.from_dict(_read_json(path))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: invalid JSON ({e})") from e
 
 
 def _stored_class(marker: dict, source: str):
@@ -124,9 +154,11 @@ def _stored_class(marker: dict, source: str):
 
 def load_native_weights(model, directory: str, marker: Optional[dict] = None) -> LoadReport:
     """Load `model.weights.h5` into an already built `model` of the stored class, verified by the manifest."""
+    import tensorflow as tf
+
     marker = marker or read_marker(directory)
     weights = os.path.join(directory, WEIGHTS_NAME)
-    if not os.path.exists(weights):
+    if not tf.io.gfile.exists(weights):
         raise CheckpointError(f"no {WEIGHTS_NAME}", source=directory)
     manifest = marker.get("variables", {})
     variables = named_variables(model)
@@ -180,7 +212,7 @@ def from_pretrained(directory: str, model_class: Optional[str] = None, allow_mis
     """
     marker = read_marker(directory)
     try:
-        config = FunnelConfig.from_json_file(os.path.join(directory, CONFIG_NAME))
+        config = _read_config(directory)
         if config_overrides:
             config = config.replace(**config_overrides)
     except ConfigError as e:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from funnel_tf.modeling.dropout import apply_mask, keep_mask
 from funnel_tf.modeling.fusion import plain_ops
+from funnel_tf.modeling.tracing import per_shape_function
 
 INF = 1e6
 
@@ -85,14 +86,14 @@ def _kernels(shift: int, has_cls_mask: bool, has_seed: bool, rate: float):
         seed = optional.pop(0) if has_seed else None
         return cls_mask, seed
 
-    @tf.function(jit_compile=True, autograph=False)
+    @per_shape_function(jit_compile=True, autograph=False)
     def forward(content, position, tt_bias, token_type_mat, attention_mask, *optional):
         cls_mask, seed = unpack(optional)
         prob, p, keep = _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed,
                                shift, rate)
         return prob, p, (keep if keep is not None else tf.zeros([], tf.bool))
 
-    @tf.function(jit_compile=True, autograph=False)
+    @per_shape_function(jit_compile=True, autograph=False)
     def backward(dy, p, keep, token_type_mat, cls_mask=None):
         """-> d content [N, B, Lq, Lk], d bias (before the shift, float32) and d tt_bias [N, B, Lq, 2].
         `keep`: the forward's dropout mask (a scalar placeholder without dropout)."""

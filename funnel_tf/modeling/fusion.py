@@ -14,6 +14,8 @@ where the host cannot XLA-compile (the TPU build of TF has no XLA:CPU; see funne
 """
 
 import tensorflow as tf
+
+from funnel_tf.modeling.tracing import per_shape_function
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
 
@@ -42,8 +44,8 @@ class _Fused:
 
     def __init__(self, fn):
         self.fn = fn
-        self.forward = tf.function(fn, jit_compile=True, autograph=False)
-        self.backward = tf.function(self._backward, jit_compile=True, autograph=False)
+        self.forward = per_shape_function(fn, jit_compile=True, autograph=False)
+        self.backward = per_shape_function(self._backward, jit_compile=True, autograph=False)
 
     def _backward(self, dy, *args):
         wrt = [a for a in args if _differentiable(a)]

@@ -17,6 +17,7 @@ from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.embeddings import FunnelEmbeddings
 from funnel_tf.modeling.initializers import dense_initializer
 from funnel_tf.modeling.model import FunnelBaseModel, FunnelModel
+from funnel_tf.modeling.pretrained import PretrainedMixin
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 
@@ -30,10 +31,16 @@ def gather_positions(hidden, positions):
     return tf.gather(hidden, tf.cast(positions, tf.int32), batch_dims=1)
 
 
-class _Head(FunnelConfigSerializable, keras.Model):
-    """Common plumbing: config serialisation and the backbone attribute `funnel`."""
+def _serializable(cls):
+    """Registers a class with Keras under "funnel_tf>ClassName" (`keras.saving.load_model` finds it)."""
+    return keras.saving.register_keras_serializable(package="funnel_tf")(cls)
+
+
+class _Head(PretrainedMixin, FunnelConfigSerializable, keras.Model):
+    """Common plumbing: config serialisation, from/save_pretrained and the backbone attribute `funnel`."""
 
     backbone_cls = FunnelModel
+    is_task_model = True
 
     def __init__(self, config: FunnelConfig, embeddings: Optional[FunnelEmbeddings] = None, **kwargs):
         super().__init__(**kwargs)
@@ -47,10 +54,12 @@ class _Head(FunnelConfigSerializable, keras.Model):
         return {}
 
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name, **self._extra_config()}
+        config = super().get_config()  # name, trainable, dtype policy, config
+        config.update(self._extra_config())
+        return config
 
 
-
+@_serializable
 class FunnelForMaskedLM(_Head):
     """logits = transform(h) E^T + b with E the (tied) input embedding table.
 
@@ -89,6 +98,7 @@ class FunnelForMaskedLM(_Head):
         return out
 
 
+@_serializable
 class FunnelForPreTraining(_Head):
     """ELECTRA discriminator: logits [B, L], positive = token was replaced (HF's label convention)."""
 
@@ -112,6 +122,7 @@ class FunnelForPreTraining(_Head):
         return out
 
 
+@_serializable
 class FunnelClassificationHead(FunnelConfigSerializable, keras.layers.Layer):
     """tanh(W h_cls + b) -> dropout -> linear to num_labels (HF's FunnelClassificationHead)."""
 
@@ -135,6 +146,7 @@ class FunnelClassificationHead(FunnelConfigSerializable, keras.layers.Layer):
         return self.linear_out(self.dropout(h, training=training))
 
 
+@_serializable
 class FunnelForSequenceClassification(_Head):
     """Classification (num_labels > 1) or regression (num_labels == 1) from the encoder's CLS state."""
 
@@ -160,6 +172,7 @@ class FunnelForSequenceClassification(_Head):
         return out
 
 
+@_serializable
 class FunnelForMultipleChoice(_Head):
     """Inputs [B, C, L] -> one score per choice from each choice's CLS state -> logits [B, C]."""
 
@@ -189,6 +202,7 @@ class FunnelForMultipleChoice(_Head):
         return {k: tf.reshape(v, [batch_size, num_choices, -1]) for k, v in single.items()}
 
 
+@_serializable
 class FunnelForTokenClassification(_Head):
     """Per-token logits [B, L, num_labels] from the decoder output."""
 
@@ -213,6 +227,7 @@ class FunnelForTokenClassification(_Head):
         return out
 
 
+@_serializable
 class FunnelForQuestionAnswering(_Head):
     """SQuAD v1.1-style span extraction: start_logits, end_logits [B, L] from the decoder output."""
 

@@ -14,6 +14,7 @@ from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.decoder import FunnelDecoder
 from funnel_tf.modeling.embeddings import FunnelEmbeddings
 from funnel_tf.modeling.encoder import FunnelEncoder
+from funnel_tf.modeling.pretrained import PretrainedMixin
 
 
 def standardize_inputs(inputs):
@@ -30,7 +31,8 @@ def standardize_inputs(inputs):
     return ids, mask, types
 
 
-class FunnelBaseModel(keras.Model):
+@keras.saving.register_keras_serializable(package="funnel_tf")
+class FunnelBaseModel(PretrainedMixin, keras.Model):
     """Encoder only: [B, L] ids -> last_hidden_state [B, L_last, D] (L_last = L / 2^(blocks-1) roughly).
 
     `embeddings` may be another model's FunnelEmbeddings layer to share the table and input LayerNorm
@@ -81,7 +83,9 @@ class FunnelBaseModel(keras.Model):
         return {"input_ids": ids, "attention_mask": tf.ones_like(ids), "token_type_ids": tf.zeros_like(ids)}
 
     def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name}
+        config = super().get_config()  # name, trainable, dtype policy
+        config["config"] = self.config.to_dict()
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -89,6 +93,7 @@ class FunnelBaseModel(keras.Model):
         return cls(FunnelConfig.from_dict(config.pop("config")), **config)
 
 
+@keras.saving.register_keras_serializable(package="funnel_tf")
 class FunnelModel(FunnelBaseModel):
     """Encoder + decoder: [B, L] ids -> last_hidden_state [B, L, D] at full token resolution."""
 

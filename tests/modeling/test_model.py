@@ -121,6 +121,37 @@ def test_get_config_round_trip():
     assert clone.config == model.config
 
 
+@pytest.mark.parametrize("kind", ["base", "full", "seq_cls"])
+def test_keras_file_round_trip(kind, tmp_path):
+    """model.save("x.keras") -> keras.saving.load_model gives the same class, config and outputs,
+    with no custom_objects: every class is registered as "funnel_tf>ClassName"."""
+    from funnel_tf.modeling.heads import FunnelForSequenceClassification
+
+    model = {"base": lambda: FunnelBaseModel(TINY), "full": lambda: FunnelModel(TINY),
+             "seq_cls": lambda: FunnelForSequenceClassification(TINY, num_labels=3)}[kind]()
+    x = _inputs()
+    want = model(x)
+    model.save(str(tmp_path / "m.keras"))
+    loaded = keras.saving.load_model(str(tmp_path / "m.keras"))
+    assert type(loaded) is type(model) and loaded.config == model.config
+    got = loaded(x)
+    key = "logits" if kind == "seq_cls" else "last_hidden_state"
+    np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), atol=1e-6)
+    assert keras.saving.get_registered_name(type(model)) == f"funnel_tf>{type(model).__name__}"
+    assert model.get_config()["trainable"] is True  # Keras' own keys come from super().get_config()
+
+
+def test_eager_calls_on_several_lengths_do_not_warn_about_retracing(caplog):
+    """The per-shape XLA kernels retrace on purpose; TF's retracing warning would only be noise."""
+    import logging
+
+    model = FunnelModel(TINY)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for length in range(8, 22):
+            model(_inputs(length=length))
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
 def test_variable_paths_name_parameter_layers():
     model = FunnelModel(TINY)
     paths = [v.path for v in model.weights]

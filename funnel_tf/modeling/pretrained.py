@@ -1,0 +1,54 @@
+"""`from_pretrained` / `save_pretrained` on every model class, HuggingFace style.
+
+The checkpoint code is imported inside the methods: `modeling/` knows nothing of files, and
+`funnel_tf.checkpoints.load_model` stays the one format-detecting loader (ours, HF, original).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from absl import logging
+
+
+class PretrainedMixin:
+    """Adds `Class.from_pretrained(path, **kwargs)` and `model.save_pretrained(directory)`."""
+
+    # Head classes start a new task head when the checkpoint has none (HF does the same, with a
+    # warning); backbones must load completely.
+    is_task_model = False
+
+    @classmethod
+    def from_pretrained(cls, path: str, *, allow_missing: Optional[Sequence[str]] = None,
+                        num_labels: Optional[int] = None, return_report: bool = False, **kwargs):
+        """This class with weights from `path`: a funnel_tf directory, a HuggingFace directory
+        (safetensors / .bin / tf_model.h5) or an original TF1 release.
+
+        A task model loaded from a checkpoint without its head gets a freshly initialised head and
+        a warning naming its tensors (pass `allow_missing=()` to make that an error). Other kwargs
+        go to `funnel_tf.checkpoints.load_model` (e.g. `hidden_dropout=0.0`, `truncate_seq`).
+        """
+        from funnel_tf.checkpoints import load_model
+        from funnel_tf.checkpoints.registry import CLASS_NAMES
+
+        if cls.__name__ not in CLASS_NAMES:
+            raise TypeError(f"{cls.__name__}.from_pretrained: only {list(CLASS_NAMES)} load checkpoints; "
+                            f"load the nearest of them and build {cls.__name__} from its layers")
+        if allow_missing is None:
+            allow_missing = ("head",) if cls.is_task_model else ()
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels
+        model, report = load_model(path, model_class=cls.__name__, allow_missing=allow_missing,
+                                   return_report=True, **kwargs)
+        if report.missing_allowed:
+            logging.warning("%s.from_pretrained(%s): %d tensors are not in the checkpoint and were newly "
+                            "initialised (train the model before using it): %s", cls.__name__, path,
+                            len(report.missing_allowed), ", ".join(report.missing_allowed))
+        return (model, report) if return_report else model
+
+    def save_pretrained(self, directory: str):
+        """Write config.json, model.weights.h5 and funnel_tf.json into `directory`; returns their paths.
+        `Class.from_pretrained(directory)` (or `funnel_tf.load_model`) reads it back."""
+        from funnel_tf.checkpoints import save_pretrained
+
+        return save_pretrained(self, directory)
