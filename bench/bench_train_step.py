@@ -3,6 +3,11 @@ AdamW, as `funnel_tf.training.loop.Trainer` runs it) for the small config at seq
 
     python bench/bench_train_step.py                         # small, MLM, batch 2, seq 128 + 512
     python bench/bench_train_step.py --objective electra --jit --batch 4 --steps 10
+    python bench/bench_train_step.py --python /venv-tpu/bin/python --rounds 3   # this TF vs another
+
+With `--python` (repeatable) every (interpreter, seq_len) runs in turn, `--rounds` times
+interleaved, and the table gets one row per interpreter (e.g. the standard build vs tensorflow-tpu,
+whose host step falls back to TF's kernels: no XLA:CPU) with the ratio to the first.
 
 Each (objective, seq_len) runs in its own subprocess, so the peak RSS it reports is its own.
 Reported per run: compile (first host call) time, median seconds per step over `--repeats` host
@@ -34,6 +39,7 @@ def _worker(args) -> dict:
     import tensorflow as tf
     from absl import logging
 
+    from funnel_tf import xla
     from funnel_tf.config import load_config
     from funnel_tf.text.masking import num_predictions_for
     from funnel_tf.training.loop import LoopConfig, Trainer
@@ -89,7 +95,8 @@ def _worker(args) -> dict:
             "compile_s": compile_s, "step_s": step_s, "step_s_min": min(times),
             "tokens_per_s": b * L / step_s, "examples_per_s": b / step_s,
             "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "baseline_rss_MB": rss0 / 1024, "tf": tf.__version__, "keras": keras.__version__}
+            "baseline_rss_MB": rss0 / 1024, "tf": tf.__version__, "keras": keras.__version__,
+            "host_xla": xla.host_has_xla()}
 
 
 def main():
@@ -104,22 +111,45 @@ def main():
     ap.add_argument("--jit", action="store_true", help="XLA-compile the step")
     ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help="also write the records to this JSON file")
+    ap.add_argument("--python", action="append", default=None,
+                    help="interpreter(s) to run the step in (default: this one); repeatable")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per interpreter")
     args = ap.parse_args()
     if args.worker is not None:
         args.seq_len = args.worker
         print("RESULT " + json.dumps(_worker(args)), flush=True)
         return
-    results = []
-    for L in [int(x) for x in args.seq_lens.split(",")]:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(L),
-               "--config", args.config, "--objective", args.objective, "--batch", str(args.batch),
-               "--steps", str(args.steps), "--repeats", str(args.repeats),
-               "--precision", args.precision] + (["--jit"] if args.jit else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not line:
-            sys.exit(f"seq {L} failed:\n{proc.stderr[-3000:]}")
-        results.append(json.loads(line[0][7:]))
+    pythons = args.python or [sys.executable]
+    runs = {}
+    for _ in range(args.rounds):
+        for py in pythons:
+            for L in [int(x) for x in args.seq_lens.split(",")]:
+                cmd = [py, os.path.abspath(__file__), "--worker", str(L),
+                       "--config", args.config, "--objective", args.objective,
+                       "--batch", str(args.batch), "--steps", str(args.steps),
+                       "--repeats", str(args.repeats), "--precision", args.precision
+                       ] + (["--jit"] if args.jit else [])
+                env = dict(os.environ, TPU_SKIP_MDS_QUERY=os.environ.get("TPU_SKIP_MDS_QUERY", "1"))
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+                if proc.returncode or not line:
+                    sys.exit(f"{py} seq {L} failed:\n{proc.stderr[-3000:]}")
+                record = dict(json.loads(line[0][7:]), python=py)
+                runs.setdefault((py, L), []).append(record)
+    # One record per (interpreter, seq_len): the round with the median step time.
+    results = [sorted(rs, key=lambda r: r["step_s"])[len(rs) // 2] for rs in runs.values()]
+    if len(pythons) > 1:
+        print(f"{'python':<40} {'TF':>8} {'seq':>5} {'s/step':>9} {'ratio':>6}  (median of "
+              f"{args.rounds} interleaved rounds)")
+        for r in results:
+            first = runs[(pythons[0], r["seq_len"])]
+            ref = sorted(first, key=lambda x: x["step_s"])[len(first) // 2]["step_s"]
+            print(f"{r['python']:<40} {r['tf']:>8} {r['seq_len']:>5} {r['step_s']:>9.3f} "
+                  f"{r['step_s'] / ref:>6.2f}")
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump([r for rs in runs.values() for r in rs], f, indent=2)
+        return
     print(f"{args.config} / {args.objective} / batch {args.batch} / {args.precision} / "
           f"jit_compile={args.jit} / TF {results[0]['tf']} (CPU, {os.cpu_count()} cores)")
     print(f"{'seq':>5} {'compile s':>10} {'s/step':>9} {'tokens/s':>10} {'ex/s':>8} "
