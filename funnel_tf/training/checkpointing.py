@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import tempfile
 import warnings
 from typing import Dict, Mapping, Optional
@@ -25,6 +26,7 @@ from absl import logging
 from tensorflow.python.trackable import base as trackable_base
 
 from funnel_tf.errors import UserError
+from funnel_tf.training import checkpoint_files
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -58,8 +60,28 @@ def model_weights(model: keras.Model) -> Dict[str, tf.Variable]:
     return out
 
 
+class CheckpointMismatchError(CheckpointError):
+    """The model_dir's checkpoint was written by another objective or model config."""
+
+
+class UnreadableCheckpointError(CheckpointError):
+    """Checkpoint files exist but none of them can be read (truncated, corrupt, incomplete)."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, no permission); the previous one is intact."""
+
+
 class TrainingCheckpoint:
-    """Save every N steps, keep K, restore the latest; the manager's `step_counter` is the step."""
+    """Save every N steps, keep K, restore the newest readable one; the manager's `step_counter`
+    is the step.
+
+    Restore finds checkpoints by listing files (the `checkpoint` state file may be stale or gone),
+    skips unreadable ones with a warning, and never starts from scratch silently: a directory with
+    checkpoint files of which none is readable, or one written by another objective / model
+    config, raises before anything in it changes. A failed save (e.g. disk full) removes its
+    partial files and raises CheckpointWriteError; older checkpoints stay as they were.
+    """
 
     def __init__(self, model_dir: str, items: Mapping[str, object], step: tf.Variable,
                  keep: int = 5, is_chief: bool = True, data_iterator=None):
@@ -73,6 +95,8 @@ class TrainingCheckpoint:
             tempfile.mkdtemp(prefix="funnel_ckpt_worker_")
         self.data_iterator = data_iterator if data_iterator is not None and is_trackable(
             data_iterator) else None
+        self.saved_step: Optional[int] = None  # step of the newest checkpoint on disk (restored
+                                               # or saved by this run)
         self._make()
 
     def _make(self):
@@ -85,6 +109,9 @@ class TrainingCheckpoint:
         if self.data_iterator is not None:
             items["data"] = self.data_iterator
         self.checkpoint = tf.train.Checkpoint(**items)
+        self._make_manager()
+
+    def _make_manager(self):
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                   max_to_keep=self.keep, step_counter=self.step,
                                                   checkpoint_name="ckpt")
@@ -98,64 +125,189 @@ class TrainingCheckpoint:
         return self.manager.latest_checkpoint
 
     def restore_latest(self) -> Optional[str]:
-        """Restore the newest checkpoint of the chief's directory (every worker reads the same
-        one), if any; returns its path."""
-        path = tf.train.latest_checkpoint(self.chief_directory)
-        if path is None:
+        """Restore the newest readable checkpoint of the chief's directory (every worker reads
+        the same one), if there is any checkpoint; returns its path.
+
+        Unreadable newer checkpoints are skipped with a warning. Raises UnreadableCheckpointError
+        when checkpoint files exist but none can be read, CheckpointMismatchError when the newest
+        readable one belongs to another objective or model config. Writes nothing unless a
+        checkpoint was restored (then a stale `checkpoint` state file is rewritten on the chief).
+        """
+        candidates = checkpoint_files.find_checkpoints(self.chief_directory)
+        if not candidates:
             return None
-        if self.data_iterator is not None and not any(
-                k.startswith("data/") for k in tf.train.load_checkpoint(path)
-                .get_variable_to_shape_map()):
+        skipped = []
+        for path in candidates:
+            reason = checkpoint_files.unreadable_reason(path)
+            if reason is None:
+                reason = self._restore(path)
+            if reason is None:
+                if skipped:
+                    logging.warning("resumed from %s, the newest readable checkpoint; skipped: %s",
+                                    path, "; ".join(skipped))
+                self._sync_state(path, candidates)
+                self.saved_step = int(self.step.numpy())
+                logging.info("restored %s (step %d)", path, self.saved_step)
+                return path
+            logging.warning("skipping checkpoint %s: %s", path, reason)
+            skipped.append(f"{os.path.basename(path)} ({reason})")
+        raise UnreadableCheckpointError(
+            f"{self.chief_directory}: holds checkpoint files but none can be read: "
+            f"{'; '.join(skipped)}. Restore them from a copy, or move them away (or use another "
+            f"--model_dir) to start from scratch")
+
+    def _restore(self, path: str) -> Optional[str]:
+        """Restore `path`; returns why it is unreadable, None on success; raises on a mismatch."""
+        self._check_same_models(path)
+        if self.data_iterator is not None and "data" not in checkpoint_files.top_level_names(path):
             logging.warning("%s holds no input-iterator state; the input will be replayed", path)
             self.data_iterator = None
             self._make()
-        status = self.checkpoint.restore(path)
         try:
+            status = self.checkpoint.restore(path)
             status.expect_partial().assert_existing_objects_matched()
         except AssertionError as e:
-            raise CheckpointError(
-                f"{path}: does not match this model/optimizer (different config or objective?): "
-                f"{str(e)[:500]}") from e
-        logging.info("restored %s (step %d)", path, int(self.step.numpy()))
-        return path
+            found = re.search(r"Found (\d+) Python objects", str(e))
+            count = f"{found.group(1)} of this run's variables" if found else "variables of this run"
+            raise CheckpointMismatchError(
+                f"{path}: was written by another objective or model config ({count} "
+                f"are not in it). Resume with the objective and config of that run, or use a new "
+                f"--model_dir") from e
+        except ValueError as e:  # shape mismatch
+            raise CheckpointMismatchError(
+                f"{path}: was written by another objective or model config "
+                f"({checkpoint_files.first_line(e)}). Resume with the objective and config of that "
+                f"run, or use a new --model_dir") from e
+        except Exception as e:  # noqa: BLE001 - sorted into corrupt files vs transient failures
+            if checkpoint_files.is_corruption(e):
+                return f"truncated or corrupt ({checkpoint_files.first_line(e)})"
+            if isinstance(e, tf.errors.OpError):
+                raise CheckpointError(
+                    f"{path}: could not be read ({checkpoint_files.first_line(e)}); nothing was "
+                    f"changed, retry when the storage is reachable") from e
+            raise
+        return None
+
+    def _check_same_models(self, path: str) -> None:
+        """Refuse a checkpoint whose models (by name) differ from this run's: another objective."""
+        ours = sorted(k for k, v in self._items.items() if isinstance(v, keras.Model))
+        try:
+            stored = checkpoint_files.top_level_names(path).get("weights")
+        except Exception:  # noqa: BLE001 - unreadable graphs are reported by the restore
+            return
+        if stored is not None and sorted(stored) != ours:
+            raise CheckpointMismatchError(
+                f"{path}: was written by another objective (its models: {', '.join(stored)}; this "
+                f"run's: {', '.join(ours)}). Resume with the objective of that run, or use a new "
+                f"--model_dir")
+
+    def _sync_state(self, restored: str, candidates) -> None:
+        """Point the `checkpoint` state file (what CheckpointManager and TF's preemption handler
+        read) at the restored checkpoint when it named another one or missed files (chief)."""
+        state = tf.train.get_checkpoint_state(self.chief_directory)
+        older = [p for p in reversed(candidates)
+                 if checkpoint_files.step_of(p) <= checkpoint_files.step_of(restored)
+                 and tf.io.gfile.exists(p + ".index")]
+        if state is not None and os.path.basename(state.model_checkpoint_path) == \
+                os.path.basename(restored) and [os.path.basename(p) for p in
+                                                state.all_model_checkpoint_paths] == \
+                [os.path.basename(p) for p in older]:
+            return
+        if not self.is_chief:
+            return
+        tf.compat.v1.train.update_checkpoint_state(
+            self.chief_directory, restored, all_model_checkpoint_paths=older[-self.keep:])
+        self._make_manager()
 
     def save(self) -> str:
         """Save at the current step. If tf.data cannot serialise the input iterator, drop it from
-        the checkpoint (with a warning) and save the rest; the caller learns it via `saves_data`."""
+        the checkpoint (with a warning) and save the rest; the caller learns it via `saves_data`.
+        A failed write (disk full, permissions) removes its partial files and raises
+        CheckpointWriteError naming the path; earlier checkpoints stay intact."""
+        step = int(self.step.numpy())
         try:
-            path = self.manager.save(checkpoint_number=int(self.step.numpy()))
-        except (tf.errors.UnimplementedError, tf.errors.FailedPreconditionError,
-                tf.errors.InvalidArgumentError) as e:
-            if self.data_iterator is None:
-                raise
-            logging.warning("the input pipeline cannot be checkpointed (%s); checkpoints will "
-                            "not include the data position and a resume will replay the input "
-                            "instead", str(e).splitlines()[0][:200])
-            self.data_iterator = None
-            self._make()
-            path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+            try:
+                path = self.manager.save(checkpoint_number=step)
+            except (tf.errors.UnimplementedError, tf.errors.FailedPreconditionError,
+                    tf.errors.InvalidArgumentError) as e:
+                if self.data_iterator is None:
+                    raise
+                logging.warning("the input pipeline cannot be checkpointed (%s); checkpoints "
+                                "will not include the data position and a resume will replay "
+                                "the input instead", checkpoint_files.first_line(e)[:200])
+                self.data_iterator = None
+                self._make()
+                self._cleanup(step)
+                path = self.manager.save(checkpoint_number=step)
+        except KeyboardInterrupt:  # a second Ctrl-C during the save: leave no partial files
+            self._cleanup(step)
+            raise
+        except (OSError, tf.errors.OpError) as e:
+            prefix = os.path.join(self.directory, f"ckpt-{step}")
+            self._cleanup(step)
+            what = "no space left on device" if checkpoint_files.is_out_of_space(e) else \
+                checkpoint_files.first_line(e)
+            previous = f"the previous checkpoint (step {self.saved_step}) is intact" \
+                if self.saved_step is not None else "no earlier checkpoint exists"
+            raise CheckpointWriteError(
+                f"{prefix}: cannot write the checkpoint: {what}; {previous}. Free space (or fix "
+                f"the permissions) and restart with the same --model_dir") from e
+        self.saved_step = step
         if self.is_chief:
             logging.info("saved checkpoint %s", path)
         return path
+
+    def _cleanup(self, step: int) -> None:
+        prefix = os.path.join(self.directory, f"ckpt-{step}")
+        removed = checkpoint_files.remove_partial_save(prefix)
+        if removed:
+            logging.warning("removed the partial checkpoint files %s", removed)
+        self._make_manager()  # forget the failed path (the state file names the earlier ones)
 
 
 def read_step(path: str) -> int:
     """The global step stored in a training checkpoint (prefix or directory)."""
     prefix = resolve_checkpoint(path)
-    reader = tf.train.load_checkpoint(prefix)
-    return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, IndexError) as e:
+        raise UnreadableCheckpointError(
+            f"{prefix}: checkpoint is truncated or unreadable "
+            f"({checkpoint_files.first_line(e)})") from e
+    except KeyError as e:
+        raise CheckpointError(f"{prefix}: not a funnel-tf training checkpoint (no step)") from e
 
 
 def resolve_checkpoint(path: str) -> str:
-    """A checkpoint prefix from a prefix or a directory (newest checkpoint in it)."""
+    """A checkpoint prefix from a prefix or a directory (its newest readable checkpoint, also
+    under `<path>/checkpoints`); CheckpointError when there is none or none is readable."""
     if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path) or tf.train.latest_checkpoint(
-            os.path.join(path, "checkpoints"))
-        if latest is None:
-            raise CheckpointError(f"{path}: directory holds no TF checkpoint")
-        return latest
+        for directory in (path, os.path.join(path, "checkpoints")):
+            candidates = [p for p in checkpoint_files.find_checkpoints(directory)] or \
+                checkpoint_files.find_checkpoints(directory, "model.ckpt")
+            if not candidates:
+                latest = tf.train.latest_checkpoint(directory)
+                candidates = [latest] if latest else []
+            if not candidates:
+                continue
+            reasons = []
+            for prefix in candidates:
+                reason = checkpoint_files.unreadable_reason(prefix)
+                if reason is None:
+                    if reasons:
+                        logging.warning("using %s; skipped unreadable: %s", prefix,
+                                        "; ".join(reasons))
+                    return prefix
+                reasons.append(f"{os.path.basename(prefix)} ({reason})")
+            raise UnreadableCheckpointError(
+                f"{directory}: no readable checkpoint: {'; '.join(reasons)}")
+        raise CheckpointError(f"{path}: directory holds no TF checkpoint")
     if not tf.io.gfile.exists(path + ".index"):
         raise CheckpointError(f"{path}: not a checkpoint (no {path}.index)")
+    reason = checkpoint_files.unreadable_reason(path)
+    if reason is not None:
+        raise UnreadableCheckpointError(f"{path}: checkpoint cannot be read: {reason}")
     return path
 
 

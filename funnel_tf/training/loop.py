@@ -25,7 +25,12 @@ replay that rebuilds the input and skips the consumed batches (distributed itera
 checkpointed in TF 2.19-2.21). Either is exact only if the input pipeline is deterministic for its
 seed; "restart" skips nothing (cheap, for very long pod runs).
 Preemption: TPU and multi-worker runs use tf.distribute's PreemptionCheckpointHandler; the others
-catch SIGTERM, save at the next host-call boundary and return `preempted=True`.
+catch SIGTERM, save at the next host-call boundary and return `preempted=True`. Ctrl-C (SIGINT) is
+a preemption too on single-host runs: the first one saves at the next host-call boundary (a host
+call runs up to steps_per_loop steps; Python cannot interrupt it sooner) and returns
+`preempted=True`, a second one aborts at once (KeyboardInterrupt; a save it cuts short is removed).
+Restores fall back past unreadable checkpoints and refuse another objective's or config's
+(checkpointing.TrainingCheckpoint); `Trainer.prepare()` does that before anything is written.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class LoopConfig:
                                     # replay; "replay": skip the consumed batches; "restart": from 0
     warm_start: Optional[str] = None  # converted checkpoint for the backbone (fresh runs only)
     handle_sigterm: bool = True     # save and return on SIGTERM (non-TPU, non-multi-worker)
+    handle_sigint: bool = True      # Ctrl-C: save and return (one host); a second Ctrl-C aborts
 
     def validate(self):
         if self.train_steps < 1 or self.global_batch_size < 1 or self.seq_len < 1:
@@ -166,7 +172,9 @@ class Trainer:
                                              config.weight_copies)
                 self._fused = FusedUpdate(self.optimizer, self.variables, config.clip_norm, copies)
         self._stop_requested = threading.Event()
+        self._stop_reason = "request"
         self._train_fn = None
+        self._prepared: Optional[_Prepared] = None
 
     # ------------------------------------------------------------------ the step
     def _uses_fused_update(self) -> bool:
@@ -299,19 +307,59 @@ class Trainer:
             out[name] = sums[num] / d if d else float("nan")
         return out, steps
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "request") -> None:
         """Ask the loop to save a checkpoint and return at the next host-call boundary (what the
-        SIGTERM handler does; thread-safe)."""
+        SIGTERM and first SIGINT handlers do; thread-safe)."""
+        self._stop_reason = reason
         self._stop_requested.set()
 
-    def _install_sigterm(self):
-        if not (self.config.handle_sigterm and threading.current_thread() is threading.main_thread()):
-            return None
+    def _install_signal_handlers(self, sigterm: bool) -> Dict[int, object]:
+        """SIGTERM (when `sigterm`) and SIGINT (single host) -> save and stop; a second SIGINT
+        raises KeyboardInterrupt at once. Returns the previous handlers, to put back."""
+        cfg = self.config
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        if sigterm and cfg.handle_sigterm:
+            def on_term(signum, frame):
+                logging.warning("SIGTERM received: will save a checkpoint at the next loop "
+                                "boundary")
+                self.request_stop("SIGTERM")
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_term)
+        # Multi-worker: every worker must take part in a save, so one worker's Ctrl-C cannot.
+        if cfg.handle_sigint and self.info.num_workers == 1:
+            def on_int(signum, frame):
+                if self._stop_requested.is_set() and self._stop_reason == "Ctrl-C":
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    raise KeyboardInterrupt("second Ctrl-C: aborted without saving")
+                logging.warning("Ctrl-C: will save a checkpoint at the next loop boundary and "
+                                "stop (press Ctrl-C again to abort at once without saving)")
+                self.request_stop("Ctrl-C")
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_int)
+        return previous
 
-        def handler(signum, frame):
-            logging.warning("SIGTERM received: will save a checkpoint at the next loop boundary")
-            self.request_stop()
-        return signal.signal(signal.SIGTERM, handler)
+    def prepare(self) -> Optional[str]:
+        """Open model_dir's checkpoints and restore the newest readable one (or warm-start a fresh
+        run); returns the restored path or None. Raises a UserError (CheckpointMismatchError,
+        UnreadableCheckpointError, a warm-start CheckpointError) before anything in model_dir is
+        written, so entry points call it before writing their own files; `train()` calls it when
+        they did not. Idempotent."""
+        if self._prepared is not None:
+            return self._prepared.restored
+        cfg, info = self.config, self.info
+        items = dict(self.objective.models, optimizer=self.optimizer)
+        iterator = None
+        if cfg.data_resume == "auto" and info.kind == "default":
+            iterator = self._distributed_iterator(0)  # plain tf.data iterator: checkpointable
+        ckpt = checkpointing.TrainingCheckpoint(cfg.model_dir, items, self.step,
+                                                keep=cfg.keep_checkpoints, is_chief=info.is_chief,
+                                                data_iterator=iterator)
+        restored = ckpt.restore_latest()
+        if restored is None and cfg.warm_start:
+            logging.info("warm start: %s", checkpointing.warm_start(
+                self.objective.backbone, cfg.warm_start, self.objective.models))
+        self._prepared = _Prepared(ckpt, iterator, restored)
+        return restored
 
     def train(self) -> TrainResult:
         cfg, info = self.config, self.info
@@ -319,24 +367,15 @@ class Trainer:
                      "(%.2fM parameters)", info.describe(), cfg.global_batch_size,
                      cfg.global_batch_size // info.num_replicas, len(self.variables),
                      sum(int(np.prod(v.shape)) for v in self.variables) / 1e6)
-        items = dict(self.objective.models, optimizer=self.optimizer)
-
-        iterator = None
-        if cfg.data_resume == "auto" and info.kind == "default":
-            iterator = self._distributed_iterator(0)  # plain tf.data iterator: checkpointable
-        ckpt = checkpointing.TrainingCheckpoint(cfg.model_dir, items, self.step,
-                                                keep=cfg.keep_checkpoints, is_chief=info.is_chief,
-                                                data_iterator=iterator)
+        self.prepare()
+        ckpt, iterator = self._prepared.checkpoint, self._prepared.iterator
         handler = None
         if info.supports_preemption_handler:
-            # Restores the newest checkpoint itself and saves on a preemption notice.
+            # Restores the manager's latest checkpoint again (the one prepare() restored: the
+            # state file points at it) and saves on a preemption notice.
             handler = tf.distribute.experimental.PreemptionCheckpointHandler(
                 self.strategy.cluster_resolver, ckpt.manager)
-        restored = ckpt.restore_latest()
         start = int(self.step.numpy())
-        if restored is None and cfg.warm_start:
-            logging.info("warm start: %s", checkpointing.warm_start(
-                self.objective.backbone, cfg.warm_start, self.objective.models))
         if self._fused is not None and self._fused.weight_copies is not None:
             self._fused.weight_copies.refresh()  # restored / warm-started / initial weights
         if iterator is None or not ckpt.saves_data:
@@ -355,7 +394,7 @@ class Trainer:
         train_fn = self._make_train_fn()
         progress = ProgressLogger(cfg.train_steps, cfg.global_batch_size, cfg.seq_len,
                                   cfg.model_dir, write=info.is_chief)
-        previous = self._install_sigterm() if handler is None else None
+        previous = self._install_signal_handlers(sigterm=handler is None)
         history, step, compiled = [], start, False
         nonfinite_total = 0
         self.acc.reset()
@@ -387,16 +426,17 @@ class Trainer:
                     if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.train_steps:
                         ckpt.save()
                     if self._stop_requested.is_set():
-                        if ckpt.latest is None or checkpointing.read_step(ckpt.latest) != step:
+                        if ckpt.saved_step != step:
                             ckpt.save()
-                        logging.warning("stopped at step %d on request (SIGTERM); restart with "
-                                        "the same --model_dir to resume", step)
+                        logging.warning("stopped at step %d on request (%s); restart with "
+                                        "the same --model_dir to resume", step,
+                                        self._stop_reason)
                         return TrainResult(step, history, ckpt.latest, preempted=True,
                                            nonfinite_steps=nonfinite_total, start_step=start)
         finally:
             progress.close()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, old in previous.items():
+                signal.signal(signum, old)
         took = progress.compile_seconds
         logging.info("done: step %d; checkpoint %s%s", step, ckpt.latest,
                      f" (first loop incl. compile {format_duration(took)})" if took else "")
@@ -426,6 +466,15 @@ class Trainer:
                 f"{total} steps skipped for non-finite loss/gradient (more than "
                 f"max_nonfinite={cfg.max_nonfinite}); stopping at step {step}. Last good "
                 f"checkpoint: {ckpt.latest}")
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """What `Trainer.prepare()` opened: the checkpoint, the (checkpointable) input iterator, and
+    the restored checkpoint's path (None: a fresh run)."""
+    checkpoint: checkpointing.TrainingCheckpoint
+    iterator: Optional[object]
+    restored: Optional[str]
 
 
 def _compute_dtype(objective: Objective):

@@ -1,6 +1,7 @@
 """Training checkpoints (every variable, optimizer slots, step, data position, fallbacks) and
 warm starts (training checkpoints and Keras *.weights.h5), with loud failures."""
 
+import errno
 import os
 
 import keras
@@ -9,9 +10,11 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf.config import load_config
+from funnel_tf.errors import one_line
 from funnel_tf.modeling.heads import FunnelForMaskedLM, FunnelForPreTraining
 from funnel_tf.training.checkpointing import (
-    CheckpointError, TrainingCheckpoint, model_weights, read_step, resolve_checkpoint, warm_start)
+    CheckpointError, CheckpointMismatchError, CheckpointWriteError, TrainingCheckpoint,
+    UnreadableCheckpointError, model_weights, read_step, resolve_checkpoint, warm_start)
 from funnel_tf.training.optimization import make_optimizer
 
 from . import toy
@@ -96,7 +99,7 @@ def test_restore_into_a_different_model_is_a_clear_error(tmp_path):
     step = tf.Variable(1, dtype=tf.int64)
     TrainingCheckpoint(str(tmp_path), {"model": FunnelForMaskedLM(tiny())}, step).save()
     other = FunnelForMaskedLM(tiny(block_sizes=[1, 1, 1], block_repeats=[1, 1, 1]))
-    with pytest.raises(CheckpointError, match="does not match this model"):
+    with pytest.raises(CheckpointMismatchError, match="another objective or model config"):
         TrainingCheckpoint(str(tmp_path), {"model": other}, step).restore_latest()
 
 
@@ -182,3 +185,164 @@ def test_warm_start_refuses_partial_or_foreign_checkpoints(tmp_path):
     toy.ToyMLM().save_weights(str(tmp_path / "toy.weights.h5"))
     with pytest.raises(CheckpointError, match="matches neither"):
         warm_start(small.funnel, str(tmp_path / "toy.weights.h5"), {"model": small})
+
+
+# ------------------------------------------------------------------ bad checkpoints, full disk
+def _toy_run(model_dir, steps=(100, 200), keep=5, dim=16):
+    """A toy model checkpointed at `steps`; returns (checkpoint, step variable, model)."""
+    m = toy.ToyMLM(dim=dim)
+    step = tf.Variable(0, dtype=tf.int64)
+    ck = TrainingCheckpoint(str(model_dir), {"model": m}, step, keep=keep)
+    for s in steps:
+        step.assign(s)
+        ck.save()
+    return ck, step, m
+
+
+def _fresh(model_dir, models=None, dim=16):
+    step = tf.Variable(0, dtype=tf.int64)
+    return TrainingCheckpoint(str(model_dir), models or {"model": toy.ToyMLM(dim=dim)}, step), step
+
+
+def _truncate(path, keep=0.5):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.truncate(int(size * keep))
+
+
+def _files(model_dir):
+    d = os.path.join(str(model_dir), "checkpoints")
+    return {f: os.stat(os.path.join(d, f)).st_mtime_ns for f in sorted(os.listdir(d))}
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    _toy_run(tmp_path)
+    data = tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-200.data-*"))[0]
+    _truncate(data)
+    ck, step = _fresh(tmp_path)
+    with caplog.at_level("WARNING"):
+        assert ck.restore_latest().endswith("ckpt-100")
+    assert int(step.numpy()) == 100 and ck.saved_step == 100
+    assert "ckpt-200" in caplog.text and "truncated" in caplog.text
+    # The manager now continues from ckpt-100; saving step 200 replaces the broken files.
+    assert ck.latest.endswith("ckpt-100")
+    step.assign(200)
+    ck.save()
+    ck2, step2 = _fresh(tmp_path)
+    assert ck2.restore_latest().endswith("ckpt-200") and int(step2.numpy()) == 200
+
+
+def test_corrupt_bytes_in_the_newest_checkpoint_fall_back_too(tmp_path):
+    _toy_run(tmp_path)
+    data = tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-200.data-*"))[0]
+    raw = bytearray(open(data, "rb").read())
+    raw[len(raw) // 3] ^= 0xFF  # same size, bad checksum: only the restore itself notices
+    open(data, "wb").write(bytes(raw))
+    ck, step = _fresh(tmp_path)
+    assert ck.restore_latest().endswith("ckpt-100") and int(step.numpy()) == 100
+
+
+@pytest.mark.parametrize("state_file", ["stale", "missing", "garbage"])
+def test_checkpoints_are_found_by_listing_files(tmp_path, state_file):
+    """ckpt-200 deleted (the state file still names it), or the state file gone / unparsable:
+    resume from ckpt-100, never from step 0."""
+    _toy_run(tmp_path)
+    d = tmp_path / "checkpoints"
+    for f in tf.io.gfile.glob(str(d / "ckpt-200.*")):
+        os.remove(f)
+    if state_file == "missing":
+        os.remove(d / "checkpoint")
+    elif state_file == "garbage":
+        (d / "checkpoint").write_text("{{{ not a checkpoint state")
+    ck, step = _fresh(tmp_path)
+    assert ck.restore_latest().endswith("ckpt-100") and int(step.numpy()) == 100
+    assert tf.train.latest_checkpoint(str(d)).endswith("ckpt-100")  # state file repaired
+
+
+def test_no_readable_checkpoint_is_an_error_naming_them_not_a_fresh_start(tmp_path):
+    _toy_run(tmp_path)
+    d = tmp_path / "checkpoints"
+    for f in tf.io.gfile.glob(str(d / "*.data-*")):
+        _truncate(f, 0.1)
+    before = _files(tmp_path)
+    ck, step = _fresh(tmp_path)
+    with pytest.raises(UnreadableCheckpointError) as e:
+        ck.restore_latest()
+    msg = one_line(e.value)
+    assert "ckpt-200" in msg and "ckpt-100" in msg and "truncated" in msg and str(d) in msg
+    assert _files(tmp_path) == before
+
+
+def test_state_file_naming_deleted_checkpoints_is_an_error(tmp_path):
+    _toy_run(tmp_path)
+    for f in tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-*")):
+        os.remove(f)
+    ck, _ = _fresh(tmp_path)
+    with pytest.raises(UnreadableCheckpointError, match="ckpt-200.*index file is missing"):
+        ck.restore_latest()
+
+
+def test_other_objective_is_refused_before_anything_changes(tmp_path):
+    _toy_run(tmp_path)
+    before = _files(tmp_path)
+    ck, _ = _fresh(tmp_path, models={"generator": toy.ToyMLM(), "discriminator": toy.ToyMLM()})
+    with pytest.raises(CheckpointMismatchError) as e:
+        ck.restore_latest()
+    msg = one_line(e.value)
+    assert "another objective" in msg and "generator" in msg and "ckpt-200" in msg
+    assert "\n" not in str(e.value)
+    assert _files(tmp_path) == before
+
+
+def test_other_model_config_is_refused_before_anything_changes(tmp_path):
+    _toy_run(tmp_path)
+    before = _files(tmp_path)
+    ck, _ = _fresh(tmp_path, dim=8)  # same variables, other shapes
+    with pytest.raises(CheckpointMismatchError, match=r"model config.*shape"):
+        ck.restore_latest()
+    assert _files(tmp_path) == before
+
+
+def _leftovers(model_dir):
+    return sorted(f for f in os.listdir(os.path.join(str(model_dir), "checkpoints"))
+                  if "ckpt-300" in f or "_temp" in f)
+
+
+@pytest.mark.parametrize("how", ["merge_enospc", "write_oserror"])
+def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch, how):
+    ck, step, m = _toy_run(tmp_path)
+    saved = [v.numpy().copy() for v in m.variables]
+    if how == "merge_enospc":
+        # The shards are written to ckpt-300_temp/, then the merge into ckpt-300 fails.
+        from tensorflow.python.checkpoint import functional_saver
+
+        def full(*a, **k):
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+        monkeypatch.setattr(functional_saver.gen_io_ops, "merge_v2_checkpoints", full)
+    else:
+        def full(self, *a, **k):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(tf.train.Checkpoint, "_write", full)
+    step.assign(300)
+    with pytest.raises(CheckpointWriteError) as e:
+        ck.save()
+    msg = one_line(e.value)
+    assert "ckpt-300" in msg and "no space left on device" in msg and "step 200" in msg
+    assert _leftovers(tmp_path) == []
+    monkeypatch.undo()
+    ck2, step2 = _fresh(tmp_path)
+    assert ck2.restore_latest().endswith("ckpt-200")
+    # The run can go on saving once there is space again.
+    step.assign(300)
+    assert ck.save().endswith("ckpt-300")
+
+
+def test_read_step_and_resolve_of_a_truncated_checkpoint_are_one_line_errors(tmp_path):
+    _toy_run(tmp_path, steps=(100,))
+    d = tmp_path / "checkpoints"
+    _truncate(tf.io.gfile.glob(str(d / "ckpt-100.data-*"))[0], 0.3)
+    for fn in (read_step, resolve_checkpoint):
+        with pytest.raises(UnreadableCheckpointError, match=r"ckpt-100.*truncated"):
+            fn(str(tmp_path))
+        with pytest.raises(UnreadableCheckpointError, match=r"ckpt-100.*truncated"):
+            fn(str(d / "ckpt-100"))
