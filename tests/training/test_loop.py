@@ -318,3 +318,53 @@ def test_multi_worker_strategy_with_preemption_handler_trains_and_resumes(tmp_pa
     steps = [r["step"] for r in read_metrics(str(tmp_path))]
     assert steps == list(range(1, 11))  # the second run started at 6, not 0
     assert (tmp_path / "checkpoints" / "ckpt-10.index").exists()
+
+
+class _SignalAt(Trainer):
+    """Sends itself `count` SIGINTs when the host loop reaches `at` (a host-call boundary)."""
+
+    def __init__(self, *args, at=2, count=1, **kw):
+        super().__init__(*args, **kw)
+        self._at, self._count = at, count
+
+    def _chunk(self, step):
+        if step == self._at:
+            for _ in range(self._count):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # let the handler run between the signals
+        return super()._chunk(step)
+
+
+def _signal_trainer(tmp_path, **kw):
+    t = make_trainer(tmp_path, steps=10, steps_per_loop=1, log_every=1, save_every=0,
+                     jit_compile=False, jit_update=False)
+    return _SignalAt(t.strategy, t.objective, t.optimizer_fn, t.dataset_fn, t.config, **kw)
+
+
+def test_ctrl_c_saves_and_stops_like_a_preemption(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    result = _signal_trainer(tmp_path, at=2).train()
+    assert result.preempted and result.step == 3 and result.checkpoint.endswith("ckpt-3")
+    assert signal.getsignal(signal.SIGINT) is before
+    again = make_trainer(tmp_path, steps=5, steps_per_loop=2, log_every=2, save_every=0,
+                         jit_compile=False, jit_update=False).train()
+    assert again.start_step == 3 and again.step == 5
+
+
+def test_second_ctrl_c_aborts_at_once_without_saving(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        _signal_trainer(tmp_path, at=2, count=2).train()
+    assert signal.getsignal(signal.SIGINT) is before
+    ckpt_dir = tmp_path / "checkpoints"
+    assert not (ckpt_dir.exists() and [f for f in os.listdir(ckpt_dir) if f.startswith("ckpt-")])
+
+
+def test_resume_past_a_truncated_newest_checkpoint(tmp_path):
+    fast = dict(save_every=3, jit_compile=False, jit_update=False)
+    make_trainer(tmp_path, steps=6, **fast).train()
+    data = tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-6.data-*"))[0]
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    result = make_trainer(tmp_path, steps=9, **fast).train()
+    assert result.start_step == 3 and result.step == 9 and result.checkpoint.endswith("ckpt-9")
