@@ -16,7 +16,7 @@ CLS_TYPE_ID = 2
 A_TYPE_ID = 0
 B_TYPE_ID = 1
 
-_TRUNCATIONS = ("longest_first", "keep_tail_a")
+_TRUNCATIONS = ("longest_first", "keep_tail_a", "hf_longest_first")
 
 
 def pair_lengths_longest_first(len_a: tf.Tensor, len_b: tf.Tensor, budget: int):
@@ -33,6 +33,24 @@ def pair_lengths_longest_first(len_a: tf.Tensor, len_b: tf.Tensor, budget: int):
     new_a = tf.minimum(len_a, tf.maximum(half_a, budget - len_b))
     new_a = tf.where(fits, len_a, new_a)
     new_b = tf.where(fits, len_b, budget - new_a)
+    return new_a, new_b
+
+
+def pair_lengths_hf(len_a: tf.Tensor, len_b: tf.Tensor, budget: int):
+    """Lengths HuggingFace's (Rust) tokenizers leave with ``truncation="longest_first"``: the
+    shorter segment (A on ties) keeps up to ``budget // 2`` tokens, the longer one the rest.
+
+    Differs from BERT's pop loop (``pair_lengths_longest_first``) by one token when the budget is
+    odd and both segments exceed half of it: HF gives the extra token to the longer segment.
+    """
+    len_a = tf.cast(len_a, tf.int64)
+    len_b = tf.cast(len_b, tf.int64)
+    budget = tf.constant(budget, tf.int64)
+    fits = len_a + len_b <= budget
+    a_shorter = len_a <= len_b
+    short_keep = tf.minimum(tf.minimum(len_a, len_b), budget // 2)
+    new_a = tf.where(fits, len_a, tf.where(a_shorter, short_keep, budget - short_keep))
+    new_b = tf.where(fits, len_b, tf.where(a_shorter, budget - short_keep, short_keep))
     return new_a, new_b
 
 
@@ -61,6 +79,7 @@ def truncate_segments(segment_a: tf.RaggedTensor, segment_b: Optional[tf.RaggedT
     ``longest_first``: BERT's pair rule, both segments cut at their end.
     ``keep_tail_a``: same lengths, but A keeps its *last* tokens (RACE's question+option segment);
     B is still cut at its end.
+    ``hf_longest_first``: HuggingFace tokenizers' pair rule (``pair_lengths_hf``), both cut at their end.
     """
     if truncation not in _TRUNCATIONS:
         raise ValueError(f"truncation must be one of {_TRUNCATIONS}, got {truncation!r}")
@@ -69,7 +88,8 @@ def truncate_segments(segment_a: tf.RaggedTensor, segment_b: Optional[tf.RaggedT
     if segment_b is None:
         new_a = tf.minimum(len_a, budget)
         return _keep(segment_a, new_a, tail_a), None
-    new_a, new_b = pair_lengths_longest_first(len_a, segment_b.row_lengths(), budget)
+    lengths = pair_lengths_hf if truncation == "hf_longest_first" else pair_lengths_longest_first
+    new_a, new_b = lengths(len_a, segment_b.row_lengths(), budget)
     return _keep(segment_a, new_a, tail_a), _keep(segment_b, new_b, from_tail=False)
 
 
@@ -114,5 +134,5 @@ def pack_inputs(segment_a: tf.RaggedTensor, segment_b: Optional[tf.RaggedTensor]
     }
 
 
-__all__ = ["pack_inputs", "truncate_segments", "pair_lengths_longest_first",
+__all__ = ["pack_inputs", "truncate_segments", "pair_lengths_longest_first", "pair_lengths_hf",
            "CLS_TYPE_ID", "A_TYPE_ID", "B_TYPE_ID"]
