@@ -35,6 +35,43 @@ class ConfigError(UserError, ValueError):
     """A configuration that cannot build a working model; the message says why."""
 
 
+def _type_ok(value: Any, kind: str) -> bool:
+    """Does a JSON-ish value fit a field annotated `kind` ("int", "Optional[List[int]]", ...)?"""
+    if kind.startswith("Optional["):
+        return value is None or _type_ok(value, kind[len("Optional["):-1])
+    if kind == "List[int]":
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, "int") for v in value)
+    if kind == "int":  # 768.0 is fine, 768.5, "768" and True are not
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    return True  # pragma: no cover  (a new annotation kind: add it above)
+
+
+_KIND_WORDS = {"int": "an integer", "float": "a finite number", "bool": "true or false",
+               "str": "a string", "List[int]": "a list of integers"}
+
+
+def _check_field_types(config: "FunnelConfig") -> None:
+    """ConfigError naming the first field whose value has the wrong type (e.g. d_model="big")."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind = str(f.type)
+        if not _type_ok(value, kind):
+            base = kind[len("Optional["):-1] if kind.startswith("Optional[") else kind
+            words = _KIND_WORDS.get(base, base) + (" or null" if base != kind else "")
+            raise ConfigError(f"FunnelConfig: {f.name} must be {words}, got {value!r} "
+                              f"({type(value).__name__})")
+        if kind in ("int", "Optional[int]") and isinstance(value, float):
+            setattr(config, f.name, int(value))
+
+
 @dataclasses.dataclass
 class FunnelConfig:
     """Hyper-parameters of a Funnel-Transformer (HF-compatible names)."""
@@ -84,6 +121,7 @@ class FunnelConfig:
     mask_pooling: str = "min"
 
     def __post_init__(self):
+        _check_field_types(self)
         self.block_sizes = [int(b) for b in self.block_sizes]
         if self.block_repeats is None:
             self.block_repeats = [1] * len(self.block_sizes)
@@ -288,21 +326,47 @@ class FunnelConfig:
 
     @classmethod
     def from_json_file(cls, path: str) -> "FunnelConfig":
-        """Read our JSON, an HF config.json, or an original net_config.json (detected by keys)."""
+        """Read our JSON, an HF config.json, or an original net_config.json (detected by keys).
+
+        Every problem is a ConfigError that starts with the file's path."""
         if not os.path.exists(path):
             raise ConfigError(f"config file not found: {path}")
+        if os.path.isdir(path):
+            raise ConfigError(f"{path}: is a directory, not a config JSON file")
         try:
             with open(path, encoding="utf-8") as f:
                 d = json.load(f)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}: invalid JSON ({e})") from e
-        if "block_size" in d:
-            return cls.from_original_dict(d)
-        return cls.from_hf_dict(d) if "transformers_version" in d or "architectures" in d \
-            else cls.from_dict(d)
+        except (UnicodeDecodeError, OSError) as e:
+            raise ConfigError(f"{path}: cannot read the config ({e})") from e
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: a config must be a JSON object of fields, got a "
+                              f"{type(d).__name__}")
+        try:
+            if "block_size" in d:
+                return cls.from_original_dict(d)
+            return cls.from_hf_dict(d) if "transformers_version" in d or "architectures" in d \
+                else cls.from_dict(d)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
+        except (KeyError, ValueError, TypeError) as e:  # an original net_config with bad fields
+            what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+            raise ConfigError(f"{path}: not a usable config ({what})") from e
 
     def replace(self, **overrides) -> "FunnelConfig":
-        return dataclasses.replace(self, **overrides)
+        """A copy with `overrides` applied (validated: unknown fields and wrong types are a
+        ConfigError naming the field)."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(k for k in overrides if _HF_ATTRIBUTE_MAP.get(k, k) not in fields)
+        if unknown:
+            import difflib
+            near = sorted({m for k in unknown for m in difflib.get_close_matches(k, fields, 3)})
+            raise ConfigError(f"FunnelConfig: unknown fields {unknown}"
+                              + (f" (did you mean {', '.join(near)}?)" if near else
+                                 f"; known fields: {', '.join(sorted(fields))}"))
+        return dataclasses.replace(self, **{_HF_ATTRIBUTE_MAP.get(k, k): v
+                                            for k, v in overrides.items()})
 
 
 def load_config(name_or_path: str, configs_dir: Optional[str] = None) -> FunnelConfig:

@@ -85,3 +85,38 @@ def test_bad_json_file_is_clear(tmp_path):
         FunnelConfig.from_json_file(str(p))
     with pytest.raises(ConfigError, match="not found"):
         FunnelConfig.from_json_file(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("d_model", "big", "d_model must be an integer, got 'big'"),
+    ("n_head", [4, 4], "n_head must be an integer, got \\[4, 4\\]"),
+    ("block_sizes", [2, "x"], "block_sizes must be a list of integers"),
+    ("hidden_dropout", "0.1", "hidden_dropout must be a finite number"),
+    ("separate_cls", "yes", "separate_cls must be true or false"),
+    ("d_embed", 1.5, "d_embed must be an integer or null"),
+])
+def test_wrong_types_in_a_config_file_name_field_and_file(tmp_path, field, value, words):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"d_model": 64, "n_head": 2, field: value}))
+    with pytest.raises(ConfigError, match=f"{path}: FunnelConfig: {words}"):
+        FunnelConfig.from_json_file(str(path))
+
+
+def test_non_object_and_broken_original_configs_name_the_file(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=f"{path}: a config must be a JSON object"):
+        load_config(str(path))
+    path = tmp_path / "net_config.json"
+    path.write_text(json.dumps({"block_size": "4_4", "d_model": "big"}))
+    with pytest.raises(ConfigError, match=f"{path}: not a usable config"):
+        load_config(str(path))
+
+
+def test_replace_rejects_unknown_fields_and_wrong_types():
+    cfg = FunnelConfig()
+    with pytest.raises(ConfigError, match=r"unknown fields \['d_modle'\] \(did you mean d_model"):
+        cfg.replace(d_modle=32)
+    with pytest.raises(ConfigError, match="d_inner must be an integer"):
+        cfg.replace(d_inner="wide")
+    assert cfg.replace(hidden_size=256).d_model == 256  # HF alias, as in config files

@@ -15,6 +15,8 @@ import os
 import sys
 from typing import List, Optional
 
+from funnel_tf.cli import main_with_user_errors
+
 _READ_HELP = {
     "doc_mode": "How documents are delimited: 'blank_line' (a blank line or the end of a file ends a "
                 "document) or 'file' (each file is one document). Every non-blank line is one sentence.",
@@ -64,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the vocab's sha256 and seq_len. Deterministic for a given --seed.")
     _add_reading_args(c)
     c.add_argument("--vocab", required=True, help="WordPiece vocab.txt (BERT uncased or from build-vocab).")
-    c.add_argument("--output_dir", required=True, help="Directory for the shards and manifest.json.")
+    c.add_argument("--output_dir", required=True,
+                   help="Directory for the shards and manifest.json; must be empty or new (old shards "
+                        "left there would be read with the new ones).")
+    c.add_argument("--overwrite", action="store_true",
+                   help="Replace the shards and manifest.json an earlier run of this tool wrote in "
+                        "--output_dir (other files there are left alone, and the reader refuses "
+                        "shards the manifest does not list).")
     c.add_argument("--seq_len", type=int, default=512, help="Tokens per example, specials included.")
     c.add_argument("--num_shards", type=int, default=8, help="Number of output TFRecord files.")
     c.add_argument("--seed", type=int, default=12345, help="Seed for file order, document shuffle, pairs.")
@@ -78,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@main_with_user_errors("python -m funnel_tf.text")
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -95,15 +104,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             seed=args.seed, doc_mode=args.doc_mode, lower_case=not args.cased,
             skip_undecodable_lines=args.skip_undecodable_lines, fallback_encoding=args.fallback_encoding,
             random_b_pool=args.random_b_pool, shuffle_buffer_tokens=args.shuffle_buffer_tokens,
-            max_examples=args.max_examples, prefix=args.prefix, progress_every_s=args.progress_every_s)
+            max_examples=args.max_examples, prefix=args.prefix, progress_every_s=args.progress_every_s,
+            overwrite=args.overwrite)
         report = {k: v for k, v in report.items() if k not in ("inputs", "files")}
     print(json.dumps(report, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

@@ -34,6 +34,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from funnel_tf.errors import UserError
+
 STRATEGIES = ("single_token", "word_span")
 _PREDICT_PER_512 = 85
 
@@ -56,6 +58,10 @@ def span_length_probs(min_words: int = 1, max_words: int = 5) -> np.ndarray:
     return p / p.sum()
 
 
+class MaskingError(UserError, ValueError):
+    """Masking settings that cannot work (strategy, number of targets, stride)."""
+
+
 class MlmMasker:
     """Callable for ``Dataset.map`` after batching: pretraining features -> MLM features."""
 
@@ -65,16 +71,19 @@ class MlmMasker:
                  random_token_rate: float = 0.1, min_span_words: int = 1, max_span_words: int = 5,
                  truncate_stride: int = 1):
         if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+            raise MaskingError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if strategy == "word_span" and word_starts is None:
-            raise ValueError("word_span masking needs word_starts (see word_start_table / from_tokenizer)")
+            raise MaskingError("word_span masking needs word_starts (see word_start_table / from_tokenizer)")
         if truncate_stride < 1 or truncate_stride >= seq_len:
-            raise ValueError(f"truncate_stride must be in [1, seq_len), got {truncate_stride}")
+            raise MaskingError(f"truncate_stride must be in [1, seq_len), got {truncate_stride}")
         if not 1 <= min_span_words <= max_span_words:
-            raise ValueError(f"need 1 <= min_span_words <= max_span_words, got {min_span_words}, {max_span_words}")
+            raise MaskingError(f"need 1 <= min_span_words <= max_span_words, got {min_span_words}, {max_span_words}")
         self.vocab_size = int(vocab_size)
         self.mask_id, self.cls_id, self.sep_id, self.pad_id = map(int, (mask_id, cls_id, sep_id, pad_id))
         self.seq_len = int(seq_len)
+        if num_predict is not None and not 0 <= int(num_predict) <= max(1, seq_len - 3):
+            raise MaskingError(f"num_predict must be between 1 and {max(1, seq_len - 3)} (seq_len "
+                               f"{seq_len} minus [CLS] and two [SEP]), got {num_predict}")
         self.num_predict = int(num_predict) if num_predict else num_predictions_for(seq_len)
         self.strategy = strategy
         self.truncate_stride = int(truncate_stride)

@@ -32,13 +32,27 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from funnel_tf.errors import UserError
+from funnel_tf.text.errors import DataFormatError
 from funnel_tf.text.packing import A_TYPE_ID, B_TYPE_ID, CLS_TYPE_ID
 from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256, special_ids
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = "funnel_tf.pretraining.v1"
 DOC_MODES = ("blank_line", "file")
+# Bytes read from the head of each input file to tell text from binary data.
+_SNIFF_BYTES = 1 << 16
+
+
+class PretrainingDataError(UserError, ValueError):
+    """Pretraining data or settings that cannot be used as given (empty corpus, an output folder
+    holding other files, shards no manifest lists); the message names the path and the fix."""
+
+
+class MissingInputError(UserError, FileNotFoundError):
+    """An input pattern that matches no file."""
 
 
 # ------------------------------------------------------------------------------ reading text
@@ -53,6 +67,8 @@ class ReadStats:
     skipped_undecodable_lines: int = 0
     fallback_decoded_lines: int = 0
     bytes_read: int = 0
+    truncated_lines: int = 0       # lines longer than one example (their tail is dropped)
+    truncated_tokens: int = 0
 
 
 def expand_inputs(patterns: Sequence[str]) -> List[str]:
@@ -62,13 +78,21 @@ def expand_inputs(patterns: Sequence[str]) -> List[str]:
         matched = sorted(tf.io.gfile.glob(pattern))
         matched = [m for m in matched if not tf.io.gfile.isdir(m)]
         if not matched:
-            raise FileNotFoundError(f"input pattern matched no files: {pattern}")
+            raise MissingInputError(f"input pattern matched no files: {pattern}")
         files.extend(matched)
     return sorted(set(files))
 
 
+def _binary_error(path: str, line_no: Optional[int] = None) -> DataFormatError:
+    return DataFormatError("holds NUL bytes: this looks like a binary file, not plain text (pass "
+                           "UTF-8 text files, one sentence per line; TFRecords go through "
+                           "--train_data_format=tfrecord)", path=path, line=line_no)
+
+
 def _decode_line(raw: bytes, path: str, line_no: int, stats: ReadStats,
                  skip_undecodable: bool, fallback_encoding: Optional[str]) -> Optional[str]:
+    if b"\x00" in raw:
+        raise _binary_error(path, line_no)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -78,9 +102,12 @@ def _decode_line(raw: bytes, path: str, line_no: int, stats: ReadStats,
         if skip_undecodable:
             stats.skipped_undecodable_lines += 1
             return None
-        raise ValueError(f"{path}:{line_no}: line is not valid UTF-8 ({e.reason} at byte {e.start}); "
-                         "pass skip_undecodable_lines=True (--skip_undecodable_lines) to skip and count "
-                         "such lines, or fallback_encoding='latin-1'") from None
+        raise DataFormatError(f"line is not valid UTF-8 ({e.reason} at byte {e.start}); pass "
+                              "skip_undecodable_lines=True (--skip_undecodable_lines) to skip and "
+                              "count such lines, or fallback_encoding='latin-1'",
+                              path=path, line=line_no) from None
+    except LookupError:
+        raise PretrainingDataError(f"unknown fallback encoding {fallback_encoding!r}") from None
 
 
 def iter_documents(files: Sequence[str], doc_mode: str = "blank_line", stats: Optional[ReadStats] = None,
@@ -92,7 +119,7 @@ def iter_documents(files: Sequence[str], doc_mode: str = "blank_line", stats: Op
     ``doc_mode="file"``: each file is one document; blank lines are ignored.
     """
     if doc_mode not in DOC_MODES:
-        raise ValueError(f"doc_mode must be one of {DOC_MODES}, got {doc_mode!r}")
+        raise PretrainingDataError(f"doc_mode must be one of {DOC_MODES}, got {doc_mode!r}")
     stats = stats if stats is not None else ReadStats()
     for path in files:
         stats.files += 1
@@ -114,6 +141,32 @@ def iter_documents(files: Sequence[str], doc_mode: str = "blank_line", stats: Op
         if doc:
             stats.documents += 1
             yield doc
+
+
+def check_text_inputs(files: Sequence[str], fallback_encoding: Optional[str] = None) -> None:
+    """Cheap checks before anything is written: every file's head is text (no NUL bytes) and the
+    corpus has at least one non-blank line. Raises DataFormatError / PretrainingDataError."""
+    if fallback_encoding:
+        try:
+            b"".decode(fallback_encoding)
+        except LookupError:
+            raise PretrainingDataError(f"unknown fallback encoding {fallback_encoding!r}") from None
+    has_text = False
+    for path in files:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+            if b"\x00" in head:
+                raise _binary_error(path)
+            has_text = has_text or bool(head.strip())
+            while not has_text:  # a file that starts with a lot of blank space
+                chunk = f.read(_SNIFF_BYTES)
+                if not chunk:
+                    break
+                has_text = bool(chunk.strip())
+    if not has_text:
+        raise PretrainingDataError(
+            f"the corpus is empty: {len(files)} file(s) ({', '.join(files[:3])}"
+            f"{', ...' if len(files) > 3 else ''}) hold no non-blank line")
 
 
 def iter_text_batches(files: Sequence[str], batch_lines: int = 4096, **read_kwargs) -> Iterator[List[str]]:
@@ -203,7 +256,7 @@ class ExampleMaker:
     def __init__(self, seq_len: int, cls_id: int, sep_id: int, pad_id: int, seed: int = 0,
                  random_b_pool: int = 20000, random_b_prob: float = 0.5):
         if seq_len < 5:
-            raise ValueError(f"seq_len must be >= 5, got {seq_len}")
+            raise PretrainingDataError(f"seq_len must be >= 5 ([CLS] A [SEP] B [SEP]), got {seq_len}")
         self.seq_len = seq_len
         self.budget = seq_len - 3  # tokens for A + B
         self.cls_id, self.sep_id, self.pad_id = cls_id, sep_id, pad_id
@@ -315,27 +368,124 @@ def _default_progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _remove_quietly(paths: Sequence[str], empty_dir: Optional[str] = None) -> None:
+    """Remove `paths` (and `empty_dir` if that leaves it empty), ignoring what is already gone."""
+    for p in paths:
+        try:
+            tf.io.gfile.remove(p)
+        except tf.errors.NotFoundError:
+            pass
+    if empty_dir and tf.io.gfile.isdir(empty_dir) and not tf.io.gfile.listdir(empty_dir):
+        tf.io.gfile.rmtree(empty_dir)
+
+
+def _own_outputs(output_dir: str, prefix: str) -> List[str]:
+    """Files in `output_dir` this tool wrote: the manifest, the shards it lists and any
+    `<prefix>-NNNNN-of-NNNNN.tfrecord` (a run that died before writing its manifest)."""
+    own = set(tf.io.gfile.glob(os.path.join(output_dir, f"{prefix}-?????-of-?????.tfrecord")))
+    manifest_path = os.path.join(output_dir, MANIFEST_NAME)
+    if tf.io.gfile.exists(manifest_path):
+        own.add(manifest_path)
+        try:
+            with tf.io.gfile.GFile(manifest_path) as f:
+                listed = json.load(f).get("files", [])
+            own.update(os.path.join(output_dir, e["path"]) for e in listed
+                       if isinstance(e, dict) and isinstance(e.get("path"), str)
+                       and "/" not in e["path"] and tf.io.gfile.exists(
+                           os.path.join(output_dir, e["path"])))
+        except (ValueError, AttributeError, tf.errors.OpError):
+            pass  # unreadable manifest: only the name patterns count as ours
+    return sorted(own)
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool, prefix: str = "pretrain") -> None:
+    """Refuse a non-empty `output_dir` (old shards would be read with the new ones), or with
+    `overwrite` remove this tool's own shards and manifest there (other files stay)."""
+    if not tf.io.gfile.exists(output_dir):
+        return
+    if not tf.io.gfile.isdir(output_dir):
+        raise PretrainingDataError(f"--output_dir {output_dir} exists and is not a directory")
+    entries = tf.io.gfile.listdir(output_dir)
+    if not entries:
+        return
+    if not overwrite:
+        raise PretrainingDataError(
+            f"--output_dir {output_dir} is not empty ({len(entries)} entries, e.g. "
+            f"{sorted(entries)[0]}); use an empty folder, or pass --overwrite to replace the "
+            f"shards and manifest a previous run of this tool wrote there")
+    for path in _own_outputs(output_dir, prefix):
+        tf.io.gfile.remove(path)
+
+
+def check_pretraining_settings(seq_len: int, num_shards: int, doc_mode: str = "blank_line",
+                               max_examples: Optional[int] = None) -> None:
+    """PretrainingDataError for settings that cannot make records (checked before writing)."""
+    if seq_len < 5:
+        raise PretrainingDataError(f"seq_len must be >= 5 ([CLS] A [SEP] B [SEP]), got {seq_len}")
+    if num_shards < 1:
+        raise PretrainingDataError(f"num_shards must be >= 1, got {num_shards}")
+    if doc_mode not in DOC_MODES:
+        raise PretrainingDataError(f"doc_mode must be one of {DOC_MODES}, got {doc_mode!r}")
+    if max_examples is not None and max_examples < 1:
+        raise PretrainingDataError(f"max_examples must be >= 1, got {max_examples}")
+
+
+def load_tokenizer(vocab_path: str, lower_case: bool = True) -> WordpieceTokenizer:
+    """The WordPiece tokenizer of `vocab_path`; a missing, empty or unusable vocab is a
+    PretrainingDataError naming the file."""
+    if not tf.io.gfile.exists(vocab_path):
+        raise PretrainingDataError(f"vocab file not found: {vocab_path}")
+    if tf.io.gfile.isdir(vocab_path):
+        raise PretrainingDataError(f"vocab {vocab_path} is a directory; pass its vocab.txt")
+    try:
+        return WordpieceTokenizer(vocab_path, lower_case=lower_case)
+    except UserError:
+        raise
+    except (ValueError, UnicodeDecodeError, tf.errors.OpError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not msg.startswith(str(vocab_path)):
+            msg = f"{vocab_path}: {msg}"
+        raise PretrainingDataError(f"unusable vocab: {msg} (a WordPiece vocab.txt has one token "
+                                   f"a line, with [PAD] [UNK] [CLS] [SEP] [MASK])") from None
+
+
+def input_fingerprints(files: Sequence[str]) -> List[dict]:
+    """[{path, size, mtime_ns}] of every input: records made from them are reused only while
+    these stay the same."""
+    out = []
+    for f in files:
+        st = tf.io.gfile.stat(f)
+        out.append({"path": f, "size": int(st.length), "mtime_ns": int(st.mtime_nsec)})
+    return out
+
+
 def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: str, seq_len: int = 512,
                             num_shards: int = 8, seed: int = 12345, doc_mode: str = "blank_line",
                             lower_case: bool = True, skip_undecodable_lines: bool = False,
                             fallback_encoding: Optional[str] = None, random_b_pool: int = 20000,
                             shuffle_buffer_tokens: int = 2_000_000, max_examples: Optional[int] = None,
                             prefix: str = "pretrain", progress: Optional[Callable[[str], None]] = _default_progress,
-                            progress_every_s: float = 10.0) -> dict:
+                            progress_every_s: float = 10.0, overwrite: bool = False) -> dict:
     """Writes sharded TFRecords + ``manifest.json`` into ``output_dir``; returns the manifest.
 
     Examples go to shards round-robin. ``inputs`` are globs; files are read in a seeded random
-    order. See the module docstring for the example layout.
+    order. See the module docstring for the example layout. Settings, vocab and inputs are
+    checked before anything is written; a non-empty ``output_dir`` is refused unless
+    ``overwrite`` (which removes only this tool's earlier shards and manifest). The manifest is
+    written last: shards without one are an unfinished run.
     """
+    check_pretraining_settings(seq_len, num_shards, doc_mode, max_examples)
     files = expand_inputs(inputs)
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    tokenizer = WordpieceTokenizer(vocab_path, lower_case=lower_case)
+    tokenizer = load_tokenizer(vocab_path, lower_case=lower_case)
+    check_text_inputs(files, fallback_encoding)
+    fingerprints = input_fingerprints(files)
+    prepare_output_dir(output_dir, overwrite, prefix)
     order = list(files)
     random.Random(seed).shuffle(order)
     stats = ReadStats()
     maker = ExampleMaker(seq_len, tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id, seed=seed + 1,
                          random_b_pool=random_b_pool)
+    created_dir = not tf.io.gfile.exists(output_dir)
     tf.io.gfile.makedirs(output_dir)
     paths = shard_paths(output_dir, num_shards, prefix)
     writers = [tf.io.TFRecordWriter(p) for p in paths]
@@ -347,12 +497,16 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
     docs = iter_documents(order, doc_mode, stats, skip_undecodable_lines, fallback_encoding)
     docs = shuffle_documents(iter_tokenized_documents(tokenizer, docs), random.Random(seed + 2),
                              shuffle_buffer_tokens)
+    failed = True
     try:
         done = False
         for doc in docs:
             for sent in doc:
                 stats.sentences += 1
                 stats.tokens += sent.size
+                if sent.size > maker.budget:
+                    stats.truncated_lines += 1
+                    stats.truncated_tokens += sent.size - maker.budget
                 for ex in maker.add_sentence(sent):
                     shard = n_examples % num_shards
                     writers[shard].write(serialize_example(ex))
@@ -372,9 +526,17 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
             if done:
                 break
         maker.finish()
+        failed = n_examples == 0
     finally:
         for w in writers:
             w.close()
+        if failed:  # an error or nothing usable: leave no partial shards to be read later
+            _remove_quietly(paths, output_dir if created_dir else None)
+    if n_examples == 0:
+        raise PretrainingDataError(
+            f"no complete {seq_len}-token example could be made from {len(files)} file(s) "
+            f"({stats.tokens} tokens in {stats.sentences} sentences; an example needs about "
+            f"{seq_len - 3} tokens): add text or lower the sequence length")
 
     manifest = {
         "format": FORMAT_VERSION,
@@ -395,12 +557,16 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
         "random_b_pool": random_b_pool,
         "shuffle_buffer_tokens": shuffle_buffer_tokens,
         "inputs": files,
+        "input_fingerprints": fingerprints,
         "input_files": stats.files,
         "input_lines": stats.lines,
         "documents": stats.documents,
         "sentences": stats.sentences,
         "tokens": stats.tokens,
         "dropped_tokens": maker.dropped_tokens,
+        "truncated_lines": stats.truncated_lines,
+        "truncated_tokens": stats.truncated_tokens,
+        "skip_undecodable_lines": bool(skip_undecodable_lines),
         "skipped_undecodable_lines": stats.skipped_undecodable_lines,
         "fallback_decoded_lines": stats.fallback_decoded_lines,
         "fallback_encoding": fallback_encoding,
@@ -408,6 +574,13 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
     }
     with tf.io.gfile.GFile(os.path.join(output_dir, MANIFEST_NAME), "w") as f:
         json.dump(manifest, f, indent=2)
+    if stats.truncated_lines:
+        note = (f"{stats.truncated_lines} line(s) were longer than one {seq_len}-token example and "
+                f"were truncated ({stats.truncated_tokens} tokens dropped); put one sentence per "
+                f"line so long text is split across examples")
+        logging.warning("create-pretraining-data: %s", note)
+        if progress:
+            progress(f"[create-pretraining-data] warning: {note}")
     if progress:
         progress(f"[create-pretraining-data] wrote {n_examples} examples ({maker.num_positive} positive, "
                  f"{maker.num_negative} random B) to {num_shards} shards in {output_dir} "
@@ -431,15 +604,48 @@ def parse_pretraining_batch(serialized: tf.Tensor, seq_len: int, pad_id: int = 0
     }
 
 
-def _check_manifest(files: Sequence[str], seq_len: int) -> None:
-    for d in sorted({os.path.dirname(f) for f in files}):
+def read_manifest_file(path: str) -> dict:
+    """A manifest.json as a dict; an unreadable one is a PretrainingDataError naming it."""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            m = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PretrainingDataError(f"{path}: unreadable manifest ({e}); rewrite the records with "
+                                   f"`python -m funnel_tf.text create-pretraining-data`") from None
+    if not isinstance(m, dict) or not isinstance(m.get("files", []), list):
+        raise PretrainingDataError(f"{path}: not a pretraining manifest (expected an object with "
+                                   f"a 'files' list)")
+    return m
+
+
+def check_files_against_manifests(files: Sequence[str], seq_len: Optional[int] = None) -> None:
+    """Every record file must be listed by the manifest.json of its folder (when there is one),
+    and that manifest's seq_len must be ``seq_len``: old shards left beside new ones, or records
+    of another length, are refused instead of being read silently."""
+    by_dir: dict = collections.defaultdict(list)
+    for f in files:
+        by_dir[os.path.dirname(f)].append(f)
+    for d, in_dir in sorted(by_dir.items()):
         path = os.path.join(d, MANIFEST_NAME)
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as f:
-                m = json.load(f)
-            if m.get("seq_len") != seq_len:
-                raise ValueError(f"{path}: records were written with seq_len={m.get('seq_len')}, "
-                                 f"but the reader was asked for seq_len={seq_len}")
+        if not tf.io.gfile.exists(path):
+            continue
+        m = read_manifest_file(path)
+        listed = {e.get("path") for e in m.get("files", []) if isinstance(e, dict)}
+        stray = sorted(os.path.basename(f) for f in in_dir
+                       if os.path.basename(f) not in listed and os.path.basename(f) != MANIFEST_NAME)
+        if stray:
+            raise PretrainingDataError(
+                f"{d}: {len(stray)} file(s) are not listed in its {MANIFEST_NAME} (e.g. "
+                f"{', '.join(stray[:3])}): shards left from another run? Remove them, or pass "
+                f"only the listed shards")
+        if seq_len is not None and m.get("seq_len") != seq_len:
+            raise PretrainingDataError(
+                f"{path}: records were written with seq_len={m.get('seq_len')}, but the reader "
+                f"was asked for seq_len={seq_len}")
+
+
+def _check_manifest(files: Sequence[str], seq_len: int) -> None:
+    check_files_against_manifests(files, seq_len)
 
 
 def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
@@ -460,7 +666,7 @@ def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
     patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
     files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
     if not files:
-        raise FileNotFoundError(f"no pretraining files match {file_pattern!r}")
+        raise MissingInputError(f"no pretraining files match {file_pattern!r}")
     _check_manifest(files, seq_len)
     per_batch = batch_size
     ds = tf.data.Dataset.from_tensor_slices(files)
@@ -493,4 +699,6 @@ def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
 
 __all__ = ["create_pretraining_data", "make_pretraining_dataset", "parse_pretraining_batch",
            "iter_documents", "iter_text_batches", "expand_inputs", "ExampleMaker", "ReadStats",
-           "MANIFEST_NAME"]
+           "MANIFEST_NAME", "PretrainingDataError", "MissingInputError", "check_text_inputs",
+           "check_files_against_manifests", "prepare_output_dir", "load_tokenizer",
+           "input_fingerprints", "check_pretraining_settings"]

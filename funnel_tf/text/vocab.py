@@ -23,10 +23,15 @@ from typing import Callable, List, Optional, Sequence
 import tensorflow as tf
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
-from funnel_tf.text.pretraining import ReadStats, expand_inputs, iter_text_batches
+from funnel_tf.errors import UserError
+from funnel_tf.text.pretraining import ReadStats, check_text_inputs, expand_inputs, iter_text_batches
 from funnel_tf.text.wordpiece import BertNormalizer
 
 SPECIAL_LAYOUTS = ("bert", "compact")
+
+
+class VocabError(UserError, ValueError):
+    """Vocab-learning settings or a corpus that cannot give a vocab; the message says why."""
 
 
 def reserved_tokens(layout: str = "bert") -> List[str]:
@@ -35,7 +40,7 @@ def reserved_tokens(layout: str = "bert") -> List[str]:
         return ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     if layout == "compact":
         return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    raise ValueError(f"special layout must be one of {SPECIAL_LAYOUTS}, got {layout!r}")
+    raise VocabError(f"special layout must be one of {SPECIAL_LAYOUTS}, got {layout!r}")
 
 
 def count_words(inputs: Sequence[str], lower_case: bool = True, doc_mode: str = "blank_line",
@@ -70,7 +75,8 @@ def learn_vocab(word_counts, vocab_size: int, layout: str = "bert", max_unique_c
     """
     reserved = reserved_tokens(layout)
     if vocab_size <= len(reserved):
-        raise ValueError(f"vocab_size={vocab_size} leaves no room after {len(reserved)} reserved tokens")
+        raise VocabError(f"vocab_size={vocab_size} leaves no room after {len(reserved)} reserved "
+                         f"tokens of the {layout!r} layout; use a larger --vocab_size")
     vocab = learner.learn(list(word_counts.items()), vocab_size, reserved, lower_thresh=lower_thresh,
                           num_iterations=num_iterations, max_token_length=max_token_length,
                           max_unique_chars=max_unique_chars, include_joiner_token=True, joiner="##")
@@ -86,13 +92,20 @@ def build_vocab(inputs: Sequence[str], output_path: str, vocab_size: int = 8000,
                 lower_thresh: int = 2, progress: Optional[Callable[[str], None]] = None) -> dict:
     """Corpus globs -> ``vocab.txt`` at ``output_path``; returns a small report dict."""
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if vocab_size <= len(reserved_tokens(layout)):  # settings first: fail before reading a corpus
+        learn_vocab({}, vocab_size, layout)
+    if max_lines is not None and max_lines < 1:
+        raise VocabError(f"max_lines must be >= 1, got {max_lines}")
+    if tf.io.gfile.isdir(output_path):
+        raise VocabError(f"--output {output_path} is a directory; pass the path of a vocab.txt")
+    check_text_inputs(expand_inputs(inputs), fallback_encoding)
     t0 = time.time()
     stats = ReadStats()
     counts = count_words(inputs, lower_case=lower_case, doc_mode=doc_mode, stats=stats,
                          skip_undecodable_lines=skip_undecodable_lines,
                          fallback_encoding=fallback_encoding, max_lines=max_lines)
     if not counts:
-        raise ValueError(f"no words found in {list(inputs)}")
+        raise VocabError(f"no words found in {list(inputs)}")
     progress(f"[build-vocab] {sum(counts.values())} words ({len(counts)} distinct) from {stats.lines} lines "
              f"in {stats.files} files; learning {vocab_size} pieces")
     vocab = learn_vocab(counts, vocab_size, layout, lower_thresh=lower_thresh)
@@ -114,4 +127,5 @@ def build_vocab(inputs: Sequence[str], output_path: str, vocab_size: int = 8000,
     return report
 
 
-__all__ = ["build_vocab", "learn_vocab", "count_words", "reserved_tokens", "SPECIAL_LAYOUTS"]
+__all__ = ["build_vocab", "learn_vocab", "count_words", "reserved_tokens", "SPECIAL_LAYOUTS",
+           "VocabError"]

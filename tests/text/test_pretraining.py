@@ -93,7 +93,7 @@ def test_a_and_b_are_runs_of_the_token_stream(tmp_path, demo_tok):
 def test_deterministic_for_a_seed(tmp_path):
     def run(name, seed):
         create_pretraining_data([str(DEMO_CORPUS)], str(tmp_path / name), str(DEMO_VOCAB), seq_len=SEQ,
-                                num_shards=2, seed=seed, progress=None)
+                                num_shards=2, seed=seed, progress=None, overwrite=True)
         return [p.read_bytes() for p in sorted((tmp_path / name).glob("*.tfrecord"))]
     assert run("a", 11) == run("b", 11)
     assert run("a", 11) != run("c", 12)
@@ -180,3 +180,93 @@ def test_cli_create_pretraining_data_and_build_vocab(tmp_path, capsys):
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "rec" / MANIFEST_NAME).read_text())
     assert report["num_examples"] == 10 and report["seq_len"] == 32 and '"num_examples": 10' in printed
+
+
+# ----------------------------------------------------------------- bad input, old outputs
+def _cli(argv, capsys):
+    code = cli_main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_cli_refuses_non_empty_output_dir_and_overwrite_replaces_only_its_own_shards(tmp_path, capsys):
+    out = tmp_path / "rec"
+    common = ["create-pretraining-data", "--input", str(DEMO_CORPUS), "--vocab", str(DEMO_VOCAB),
+              "--output_dir", str(out), "--seq_len", "32", "--max_examples", "8",
+              "--progress_every_s", "1000"]
+    assert cli_main(common + ["--num_shards", "4"]) == 0
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    code, err = _cli(common + ["--num_shards", "2"], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("python -m funnel_tf.text: error: --output_dir") and "--overwrite" in err[0]
+    assert len(list(out.glob("*.tfrecord"))) == 4  # refused: nothing changed
+    assert cli_main(common + ["--num_shards", "2", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        MANIFEST_NAME, "notes.txt", "pretrain-00000-of-00002.tfrecord", "pretrain-00001-of-00002.tfrecord"]
+
+
+def test_reader_refuses_shards_the_manifest_does_not_list(tmp_path):
+    out = tmp_path / "rec"
+    create_pretraining_data([str(DEMO_CORPUS)], str(out), str(DEMO_VOCAB), seq_len=SEQ, num_shards=2,
+                            seed=1, max_examples=6, progress=None)
+    stray = out / "old-00000-of-00001.tfrecord"
+    stray.write_bytes((out / "pretrain-00000-of-00002.tfrecord").read_bytes())
+    from funnel_tf.text.pretraining import PretrainingDataError
+    with pytest.raises(PretrainingDataError, match=r"1 file\(s\) are not listed in its manifest.json "
+                                                   r"\(e\.g\. old-00000-of-00001\.tfrecord\)"):
+        make_pretraining_dataset(str(out / "*.tfrecord"), SEQ, 2)
+    make_pretraining_dataset(str(out / "pretrain-*.tfrecord"), SEQ, 2)  # the listed ones are fine
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "the corpus is empty"),
+    (b"\n\n   \n\t\n", "the corpus is empty"),
+    (b"\x7fELF\x02\x01\x01\x00\x00\x00binary", "looks like a binary file"),
+])
+def test_cli_empty_or_binary_corpus_is_one_line_and_writes_nothing(tmp_path, capsys, content, words):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(content)
+    out = tmp_path / "rec"
+    code, err = _cli(["create-pretraining-data", "--input", str(corpus), "--vocab", str(DEMO_VOCAB),
+                      "--output_dir", str(out)], capsys)
+    assert code == 2 and len(err) == 1 and words in err[0], err
+    assert not out.exists()
+    code, err = _cli(["build-vocab", "--input", str(corpus), "--output", str(tmp_path / "v.txt")], capsys)
+    assert code == 2 and len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "v.txt").exists()
+
+
+@pytest.mark.parametrize("vocab_text, words", [
+    (None, "vocab file not found"),
+    ("", "empty vocab file"),
+    ("hello\nworld\n", "needed for"),
+])
+def test_cli_bad_vocab_is_one_line(tmp_path, capsys, vocab_text, words):
+    vocab = tmp_path / "vocab.txt"
+    if vocab_text is not None:
+        vocab.write_text(vocab_text)
+    code, err = _cli(["create-pretraining-data", "--input", str(DEMO_CORPUS), "--vocab", str(vocab),
+                      "--output_dir", str(tmp_path / "rec")], capsys)
+    assert code == 2 and len(err) == 1 and words in err[0] and str(vocab) in err[0], err
+    assert not (tmp_path / "rec").exists()
+
+
+def test_too_short_corpus_leaves_no_shards(tmp_path):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("one short line.\nand another.\n")
+    from funnel_tf.text.pretraining import PretrainingDataError
+    with pytest.raises(PretrainingDataError, match="no complete 48-token example"):
+        create_pretraining_data([str(corpus)], str(tmp_path / "rec"), str(DEMO_VOCAB), seq_len=SEQ,
+                                progress=None)
+    assert not (tmp_path / "rec").exists()
+
+
+def test_long_lines_are_counted_and_reported(tmp_path):
+    corpus = tmp_path / "long.txt"
+    long_line = " ".join(["the river was warm"] * 500)  # ~2000 tokens on one line
+    corpus.write_text(DEMO_CORPUS.read_text() + "\n" + long_line + "\n\n" + long_line + "\n")
+    messages = []
+    m = create_pretraining_data([str(corpus)], str(tmp_path / "rec"), str(DEMO_VOCAB), seq_len=SEQ,
+                                num_shards=1, progress=messages.append, progress_every_s=1e9)
+    assert m["truncated_lines"] == 2 and m["truncated_tokens"] > 3000
+    assert any("warning: 2 line(s) were longer than one 48-token example" in s for s in messages)
