@@ -45,6 +45,19 @@ class CheckpointError(UserError, ValueError):
         super().__init__("\n".join(lines))
 
 
+class CheckpointReadError(CheckpointError):
+    """A weight or checkpoint file that cannot be read at all: truncated, corrupt, or not the
+    format its name says (the message names the file; no traceback)."""
+
+
+def read_error(source: str, error: BaseException, what: str = "file") -> CheckpointReadError:
+    """The CheckpointReadError for `error` raised while reading `source` (first line of its text)."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    detail = f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+    return CheckpointReadError(f"cannot read this {what}: it is truncated, corrupt or not a {what} "
+                               f"({detail}); download or convert it again", source=source)
+
+
 def matches_any(name: str, patterns: Iterable[str]) -> bool:
     """fnmatch-style match of a tensor name against any pattern (e.g. "classifier.*")."""
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)

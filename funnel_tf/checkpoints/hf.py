@@ -15,7 +15,7 @@ import numpy as np
 
 from funnel_tf.checkpoints import hf_names
 from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
-from funnel_tf.checkpoints.errors import CheckpointError
+from funnel_tf.checkpoints.errors import CheckpointError, read_error
 from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, head_kwargs, resolve_class_name
 from funnel_tf.config import ConfigError, FunnelConfig
 
@@ -68,20 +68,27 @@ def _read_safetensors_raw(path: str) -> Dict[str, np.ndarray]:
 
     dtypes = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
               "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in dtypes:
-            raise CheckpointError(f"tensor {name}: unsupported dtype {info['dtype']}", source=path)
-        a, b = info["data_offsets"]
-        arr = np.frombuffer(data[a:b], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
-        out[name] = arr.astype(np.float32) if info["dtype"] == "BF16" else arr.copy()
-    return out
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+            data = f.read()
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            if info["dtype"] not in dtypes:
+                raise CheckpointError(f"tensor {name}: unsupported dtype {info['dtype']}", source=path)
+            a, b = info["data_offsets"]
+            if b > len(data):
+                raise ValueError(f"tensor {name} ends at byte {b} of a {len(data)}-byte data section")
+            arr = np.frombuffer(data[a:b], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
+            out[name] = arr.astype(np.float32) if info["dtype"] == "BF16" else arr.copy()
+        return out
+    except CheckpointError:
+        raise
+    except Exception as e:  # struct/JSON/reshape errors of a truncated or corrupt file
+        raise read_error(path, e, "safetensors file") from e
 
 
 def read_safetensors(path: str) -> Dict[str, np.ndarray]:
@@ -92,7 +99,7 @@ def read_safetensors(path: str) -> Dict[str, np.ndarray]:
     except TypeError:  # "data type 'bfloat16' not understood" unless ml_dtypes registered it
         return _read_safetensors_raw(path)
     except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"cannot read safetensors file: {e}", source=path) from e
+        raise read_error(path, e, "safetensors file") from e
     return {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v for k, v in arrays.items()}
 
 
@@ -103,7 +110,12 @@ def read_torch_bin(path: str) -> Dict[str, np.ndarray]:
         raise CheckpointError("reading pytorch_model.bin needs torch, which is not installed: `pip install torch` "
                               "(CPU build is enough), or convert the checkpoint to model.safetensors",
                               source=path) from e
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # zip/pickle/EOF errors of a truncated or corrupt file
+        raise read_error(path, e, "PyTorch weights file") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"not a state dict (holds a {type(state).__name__})", source=path)
     out = {}
     for k, v in state.items():
         v = v.detach()
@@ -113,9 +125,12 @@ def read_torch_bin(path: str) -> Dict[str, np.ndarray]:
 
 def _read_index(path: str, reader) -> Dict[str, np.ndarray]:
     """A sharded checkpoint: `weight_map` name -> shard file, all shards in the same directory."""
-    with open(path, encoding="utf-8") as f:
-        index = json.load(f)
-    weight_map = index.get("weight_map")
+    try:
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise read_error(path, e, "sharded checkpoint index") from e
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise CheckpointError("sharded checkpoint index has no weight_map", source=path)
     out = {}
@@ -165,17 +180,20 @@ def read_tf_h5(path: str) -> Dict[str, np.ndarray]:
         return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
     entries: List[Tuple[str, np.ndarray]] = []
-    with h5py.File(path, "r") as f:
-        if "layer_names" in f.attrs:
-            for lname in f.attrs["layer_names"]:
-                group = f[decode(lname)]
-                for wname in group.attrs.get("weight_names", []):
-                    entries.append((decode(wname), np.asarray(group[decode(wname)])))
-        else:
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    entries.append((name, np.asarray(obj)))
-            f.visititems(visit)
+    try:
+        with h5py.File(path, "r") as f:
+            if "layer_names" in f.attrs:
+                for lname in f.attrs["layer_names"]:
+                    group = f[decode(lname)]
+                    for wname in group.attrs.get("weight_names", []):
+                        entries.append((decode(wname), np.asarray(group[decode(wname)])))
+            else:
+                def visit(name, obj):
+                    if isinstance(obj, h5py.Dataset):
+                        entries.append((name, np.asarray(obj)))
+                f.visititems(visit)
+    except (OSError, KeyError, ValueError, RuntimeError) as e:  # h5py: truncated/corrupt file
+        raise read_error(path, e, "HDF5 weights file") from e
     out = {}
     for name, arr in entries:
         pt_name, pt_arr = tf_name_to_hf(name, arr)

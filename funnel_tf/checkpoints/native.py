@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
-from funnel_tf.checkpoints.errors import CheckpointError
+from funnel_tf.checkpoints.errors import CheckpointError, read_error
 from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, model_classes, resolve_class_name
 from funnel_tf.config import ConfigError, FunnelConfig
 
@@ -114,8 +114,10 @@ def read_marker(directory: str) -> dict:
         raise CheckpointError(f"not a funnel_tf checkpoint: no {MARKER_NAME}", source=directory)
     try:
         marker = _read_json(path)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"invalid JSON: {e}", source=path) from e
+    except ValueError as e:  # JSONDecodeError, or UnicodeDecodeError of a binary/corrupt file
+        raise CheckpointError(f"invalid JSON: {str(e)[:200]}", source=path) from e
+    if not isinstance(marker, dict):
+        raise CheckpointError("invalid marker: not a JSON object", source=path)
     if marker.get("format") != "funnel_tf" or int(marker.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"unsupported funnel_tf checkpoint format {marker.get('format')!r} "
                               f"version {marker.get('format_version')!r}", source=path)
@@ -175,6 +177,8 @@ def load_native_weights(model, directory: str, marker: Optional[dict] = None) ->
     except ValueError as e:
         raise CheckpointError(f"Keras could not load the weights into {type(model).__name__}: {e}",
                               source=weights) from e
+    except (OSError, KeyError, RuntimeError) as e:  # h5py: "truncated file: eof = ..." etc.
+        raise read_error(weights, e, "HDF5 weights file") from e
     wrong = sorted(n for n, v in variables if _crc(v.numpy()) != manifest[n]["crc32"])
     if wrong:
         raise CheckpointError(f"{len(wrong)} variables do not hold the saved values after loading (file "

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
-from funnel_tf.checkpoints.errors import CheckpointError
+from funnel_tf.checkpoints.errors import CheckpointError, read_error
 from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, resolve_class_name
 from funnel_tf.config import ConfigError, FunnelConfig
 
@@ -101,8 +101,9 @@ class CheckpointArrays(collections.abc.Mapping):
 
         try:
             self._reader = tf.train.load_checkpoint(prefix)
-        except Exception as e:  # tf raises NotFoundError / DataLossError
-            raise CheckpointError(f"cannot open TF checkpoint: {e}", source=prefix) from e
+        except Exception as e:  # tf raises NotFoundError / DataLossError / OpError
+            raise read_error(prefix, e, "TF checkpoint") from e
+        self._prefix = prefix
         names = self._reader.get_variable_to_shape_map()
         self.skipped = sorted(n for n in names if _NOT_MODEL.search(n))
         self._names = sorted(n for n in names if not _NOT_MODEL.search(n))
@@ -114,7 +115,10 @@ class CheckpointArrays(collections.abc.Mapping):
     def __getitem__(self, name):
         if name not in self._name_set:
             raise KeyError(name)
-        return self._reader.get_tensor(name)
+        try:
+            return self._reader.get_tensor(name)
+        except Exception as e:  # IndexError "Read less bytes than requested", DataLossError, ...
+            raise read_error(self._prefix, e, "TF checkpoint") from e
 
     def __iter__(self):
         return iter(self._names)

@@ -328,6 +328,19 @@ def _h5_file(path: str) -> Optional[str]:
     return None
 
 
+def _check_h5_opens(path: str) -> None:
+    """CheckpointReadError (one line, the file named) if h5py cannot open `path`: a truncated
+    download is caught here, before it looks like a model mismatch."""
+    import h5py
+
+    from funnel_tf.checkpoints.errors import read_error
+    try:
+        if os.path.exists(path):
+            h5py.File(path, "r").close()
+    except (OSError, ValueError) as e:
+        raise read_error(path, e, "HDF5 weights file") from e
+
+
 def _load_weights_strictly(model: keras.Model, path: str) -> None:
     """`model.load_weights(path)`, but Keras' "skipping ... will retain their freshly-initialized
     weights" warnings (a partial load) become an error."""
@@ -352,6 +365,7 @@ def warm_start(backbone: keras.Model, path: str,
     """
     h5 = _h5_file(path)
     if h5 is not None:
+        _check_h5_opens(h5)
         errors = []
         for name, target in [("backbone", backbone)] + list((models or {}).items()):
             try:
@@ -368,7 +382,12 @@ def warm_start(backbone: keras.Model, path: str,
     # checkpoint pretrain.py writes). The restore itself decides what matched.
     for name in _WARM_START_MODELS:
         table = model_weights(backbone)
-        status = tf.train.Checkpoint(weights={name: table}).read(prefix)
+        try:
+            status = tf.train.Checkpoint(weights={name: table}).read(prefix)
+        except (tf.errors.OpError, IndexError) as e:
+            raise UnreadableCheckpointError(
+                f"{prefix}: checkpoint is truncated or unreadable "
+                f"({checkpoint_files.first_line(e)})") from e
         try:
             status.expect_partial().assert_existing_objects_matched()
         except AssertionError as e:

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf.config import load_config
-from funnel_tf.errors import one_line
+from funnel_tf.errors import UserError, one_line
 from funnel_tf.modeling.heads import FunnelForMaskedLM, FunnelForPreTraining
 from funnel_tf.training.checkpointing import (
     CheckpointError, CheckpointMismatchError, CheckpointWriteError, TrainingCheckpoint,
@@ -346,3 +346,20 @@ def test_read_step_and_resolve_of_a_truncated_checkpoint_are_one_line_errors(tmp
             fn(str(tmp_path))
         with pytest.raises(UnreadableCheckpointError, match=r"ckpt-100.*truncated"):
             fn(str(d / "ckpt-100"))
+
+
+def test_warm_start_from_truncated_files_names_the_file(tmp_path):
+    src = toy.ToyMLM()
+    h5 = str(tmp_path / "b.weights.h5")
+    src.funnel.save_weights(h5)
+    _truncate(h5, 0.6)
+    with pytest.raises(UserError, match=r"b\.weights\.h5.*truncated") as e:
+        warm_start(toy.ToyMLM().funnel, h5)
+    assert "\n" not in str(e.value)
+    _toy_run(tmp_path / "run", steps=(100,))
+    data = tf.io.gfile.glob(str(tmp_path / "run" / "checkpoints" / "ckpt-100.data-*"))[0]
+    raw = bytearray(open(data, "rb").read())
+    raw[len(raw) // 3] ^= 0xFF  # passes the size check; the read itself fails
+    open(data, "wb").write(bytes(raw))
+    with pytest.raises(UnreadableCheckpointError, match=r"ckpt-100.*truncated or unreadable"):
+        warm_start(toy.ToyMLM().funnel, str(tmp_path / "run"))
