@@ -11,8 +11,11 @@ from funnel_tf.config import ConfigError, FunnelConfig, load_config
 from funnel_tf.modeling.heads import FunnelForMaskedLM
 from funnel_tf.modeling.model import FunnelModel
 
-PUBLISHED = ["small", "small-base", "medium", "medium-base", "intermediate", "intermediate-base",
-             "large", "large-base", "xlarge", "xlarge-base"]
+# The published sizes as pretrained (with the decoder). The encoder-only "-base" configs are not an
+# MLM pretraining setup: without decoder layers the MLM input is upsampled + first-block output, two
+# LayerNorm'd copies of the [MASK] embedding that the tied output layer scores at ~2 d init_std^2 /
+# init_std (~27 for d 768), so their first loss is 11-16 (HF's rule: ~675).
+PUBLISHED = ["small", "medium", "intermediate", "large", "xlarge"]
 
 
 def _weights(model):
@@ -23,14 +26,20 @@ def _tiny(**overrides):
     return load_config("tiny").replace(initializer_std=None, **overrides)
 
 
+MASK_ID = 103  # BERT uncased [MASK]
+
+
 def first_mlm_loss(config, batch=2, seq_len=32, predict=5, seed=0):
-    """The loss of one float32 forward of a fresh MLM model on random tokens (what step 1 sees)."""
+    """The loss of one float32 forward of a fresh MLM model (what step 1 sees): random tokens,
+    `predict` of them per row replaced by [MASK] and predicted."""
     keras.utils.set_random_seed(seed)
     model = FunnelForMaskedLM(config)
     rng = np.random.default_rng(seed)
     ids = rng.integers(1000, config.vocab_size, (batch, seq_len)).astype("int32")
-    positions = np.tile(np.arange(1, 1 + predict), (batch, 1)).astype("int32")
-    labels = rng.integers(1000, config.vocab_size, (batch, predict))
+    positions = np.stack([np.sort(rng.choice(np.arange(1, seq_len), predict, replace=False))
+                          for _ in range(batch)]).astype("int32")
+    labels = np.take_along_axis(ids, positions, axis=1)
+    np.put_along_axis(ids, positions, MASK_ID, axis=1)
     out = model({"input_ids": ids, "attention_mask": np.ones_like(ids),
                  "token_type_ids": np.zeros_like(ids)}, masked_positions=positions)
     return float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
