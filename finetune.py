@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
+
+from funnel_tf.cli import main_with_user_errors
 
 FLAGS = flags.FLAGS
 
@@ -167,24 +169,28 @@ def args_from_flags(f=FLAGS):
         hparams=hparams, run=run, csv_options=csv_options)
 
 
+EX_TEMPFAIL = 75  # preempted or interrupted: rerun with the same flags to resume (as pretrain.py)
+
+
+@main_with_user_errors("finetune.py")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from funnel_tf.tasks import TaskError
     from funnel_tf.tasks.runner import run_finetuning
-    from funnel_tf.text.errors import DataFormatError
-    from funnel_tf.training.checkpointing import CheckpointError as TrainingCheckpointError
-    from funnel_tf.training.loop import NonFiniteLossError
 
     try:
         summary = run_finetuning(args_from_flags())
-    except (TaskError, DataFormatError, FileNotFoundError, FileExistsError, ValueError,
-            TrainingCheckpointError, NonFiniteLossError) as e:
-        # Errors users cause (files, flags, labels, checkpoints) end with a message, no traceback.
-        logging.error("%s", e)
-        print(f"finetune.py: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM outside the training loop
+        print(f"finetune.py: interrupted ({e or 'Ctrl-C'}) before the run finished; rerun with "
+              f"the same flags to resume from the last checkpoint", file=sys.stderr)
+        return EX_TEMPFAIL
     print(json.dumps({k: v for k, v in summary.items() if k != "hparams"}, indent=1, default=str))
+    if summary.get("preempted"):
+        train = summary.get("train", {})
+        print(f"finetune.py: preempted at step {train.get('step')} of {train.get('total_steps')} "
+              f"(checkpoint saved; nothing predicted or exported); rerun with the same flags to "
+              f"resume", file=sys.stderr)
+        return EX_TEMPFAIL
     return 0
 
 

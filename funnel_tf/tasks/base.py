@@ -24,13 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
-from funnel_tf.errors import UserError
 from funnel_tf.tasks.defaults import Hparams, default_hparams
+from funnel_tf.tasks.errors import TaskError  # noqa: F401  (re-exported: tasks raise it)
 from funnel_tf.training.objectives import Objective
-
-
-class TaskError(UserError, ValueError):
-    """A task request that cannot run (missing files, bad labels, wrong split); says why."""
 
 
 @dataclasses.dataclass

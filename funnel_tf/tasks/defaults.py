@@ -16,6 +16,8 @@ import dataclasses
 import math
 from typing import Optional
 
+from funnel_tf.tasks.errors import TaskError
+
 
 @dataclasses.dataclass(frozen=True)
 class Hparams:
@@ -55,22 +57,39 @@ class Hparams:
         return out
 
     def validate(self) -> None:
+        """TaskError naming the first field out of range (each field is a finetune.py flag)."""
+        def bad(name, want):
+            raise TaskError(f"--{name} must be {want}, got {getattr(self, name)}")
+
+        def finite(x):
+            return x is not None and math.isfinite(x)
+
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+            bad("batch_size", ">= 1")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            bad("eval_batch_size", ">= 1")
+        if not (finite(self.learning_rate) and self.learning_rate > 0):
+            bad("learning_rate", "a finite number > 0")
         if (self.epochs is None) == (self.train_steps is None):
-            raise ValueError("set exactly one of epochs / train_steps")
-        if self.epochs is not None and self.epochs <= 0:
-            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+            raise TaskError("set exactly one of --epochs / --train_steps")
+        if self.epochs is not None and not (finite(self.epochs) and self.epochs > 0):
+            bad("epochs", "a finite number > 0")
         if self.train_steps is not None and self.train_steps < 1:
-            raise ValueError(f"train_steps must be >= 1, got {self.train_steps}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+            bad("train_steps", ">= 1")
+        if not (finite(self.warmup_ratio) and 0.0 <= self.warmup_ratio < 1.0):
+            bad("warmup_ratio", "in [0, 1)")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            bad("warmup_steps", ">= 0")
+        if not (finite(self.layer_decay) and 0.0 < self.layer_decay <= 1.0):
+            bad("layer_decay", "in (0, 1]")
+        if not (finite(self.weight_decay) and self.weight_decay >= 0):
+            bad("weight_decay", "a finite number >= 0")
         if self.max_seq_length < 8:
-            raise ValueError(f"max_seq_length must be >= 8, got {self.max_seq_length}")
+            bad("max_seq_length", ">= 8")
+        for name in ("doc_stride", "max_query_length", "max_answer_length", "n_best",
+                     "max_qa_length"):
+            if getattr(self, name) < 1:
+                bad(name, ">= 1")
 
     @property
     def global_eval_batch_size(self) -> int:

@@ -4,10 +4,13 @@ the original release, or a TF training checkpoint such as a pretrain.py model_di
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Optional
 
 import tensorflow as tf
+
+from funnel_tf import storage
 
 from funnel_tf.config import FunnelConfig, load_config
 from funnel_tf.tasks.base import Task, TaskError
@@ -47,7 +50,7 @@ def resolve_config(config: Optional[str], init_checkpoint: Optional[str]) -> Fun
     fmt = None
     if not _is_training_checkpoint(path):
         try:
-            fmt = checkpoints.detect_format(path)
+            fmt = _detect_format(path)
         except checkpoints.CheckpointError:
             fmt = None
     if fmt == "hf":
@@ -61,7 +64,7 @@ def resolve_config(config: Optional[str], init_checkpoint: Optional[str]) -> Fun
         return read_original_config(os.path.join(folder, NET_CONFIG_NAME))
     candidate = _next_to(path, ["config.json"])
     if candidate:
-        return FunnelConfig.from_json_file(candidate)
+        return read_config_file(candidate)
     raise TaskError(f"{init_checkpoint}: no config found next to the checkpoint; pass --config")
 
 
@@ -85,12 +88,12 @@ def initialize_model(model, task: Task, path: str) -> str:
     fmt = None
     if not _is_training_checkpoint(path):
         try:
-            fmt = checkpoints.detect_format(path)
+            fmt = _detect_format(path)
         except checkpoints.CheckpointError as e:
             raise TaskError(f"--init_checkpoint: {e}") from None
     if fmt is not None:
         try:
-            source = checkpoints.load_model(path)
+            source = checkpoints.load_model(path, format=fmt)
             report = copy_weights(source, model, allow_missing=[checkpoints.HEAD], source=path)
         except (checkpoints.CheckpointError, ValueError) as e:
             raise TaskError(f"--init_checkpoint {path} does not fit the {task.name} model built "
@@ -103,6 +106,34 @@ def initialize_model(model, task: Task, path: str) -> str:
         raise TaskError(f"--init_checkpoint {path} cannot initialise the {task.name} model (wrong "
                         f"config, e.g. different sizes, or not a Funnel checkpoint):\n"
                         f"{str(e)[:2000]}") from None
+
+
+def _detect_format(path: str) -> str:
+    """The checkpoint format of `path`; our own format is recognised on any filesystem (a
+    finetuning run's best/ on gs://), the others by `checkpoints.detect_format`."""
+    from funnel_tf import checkpoints
+    from funnel_tf.checkpoints import native
+
+    if native.is_native_dir(path):
+        return "native"
+    return checkpoints.detect_format(path)
+
+
+def read_config_file(path: str) -> FunnelConfig:
+    """`FunnelConfig.from_json_file` for local paths; other filesystems (gs://) are read through
+    tf.io.gfile and parsed by the same rules (original net_config, HF config, or ours)."""
+    if storage.is_local(path):
+        return FunnelConfig.from_json_file(path)
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            d = json.loads(f.read())
+    except (json.JSONDecodeError, tf.errors.OpError) as e:
+        raise TaskError(f"cannot read the model config {path}: {str(e).splitlines()[0]}") from None
+    if "block_size" in d:
+        return FunnelConfig.from_original_dict(d)
+    if "transformers_version" in d or "architectures" in d:
+        return FunnelConfig.from_hf_dict(d)
+    return FunnelConfig.from_dict(d)
 
 
 def _is_training_checkpoint(path: str) -> bool:

@@ -11,6 +11,11 @@ Files under `model_dir`:
                           vocab.txt), usable as --init_checkpoint and for export
   best_result.json        step and metrics of best/
   predictions/            prediction files (--do_predict)
+  RUN_LOCK                held while a run uses the folder (training/run_lock.py)
+
+Every path may be on any filesystem tf.io.gfile knows (gs:// on pods). A run that is preempted
+(SIGTERM, Ctrl-C) saves a checkpoint and returns `preempted=True` without the final evaluation,
+predictions or export; rerunning it resumes and does them.
 
 Only this module knows both the task and the engine; `finetune.py` maps flags onto it.
 """
@@ -18,11 +23,12 @@ Only this module knows both the task and the engine; `finetune.py` maps flags on
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
+import signal
+import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -30,13 +36,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from funnel_tf import xla
+from funnel_tf import storage, xla
 from funnel_tf.config import FunnelConfig
-from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json)
+from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json,
+                                  atomic_write_text)
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.tasks.initialization import (  # noqa: F401  (re-exported for callers)
     BEST_DIR, find_vocab, initialize_model, resolve_config)
-from funnel_tf.training.loop import LoopConfig, Trainer
+from funnel_tf.training.loop import NONFINITE_POLICIES, LoopConfig, Trainer
 from funnel_tf.training.optimization import WarmupLinearDecay, make_optimizer
 from funnel_tf.training.strategy import strategy_info
 
@@ -63,6 +70,21 @@ class RunConfig:
     nonfinite: str = "stop"
     max_train_examples: int = 0    # >0: use only the first N training examples (quick runs)
     max_eval_examples: int = 0     # >0: use only the first N examples of eval/predict splits
+
+    def validate(self) -> None:
+        """TaskError naming the first knob out of range (each is a finetune.py flag)."""
+        if not self.model_dir:
+            raise TaskError("--model_dir is required (the run's output folder)")
+        for name, low in (("steps_per_loop", 1), ("log_every", 1), ("keep_checkpoints", 1),
+                          ("save_every", 0), ("max_train_examples", 0),
+                          ("max_eval_examples", 0)):
+            if getattr(self, name) < low:
+                raise TaskError(f"--{name} must be >= {low}, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2 ** 31 - 1:
+            raise TaskError(f"--seed must be in [0, 2**31 - 1), got {self.seed}")
+        if self.nonfinite not in NONFINITE_POLICIES:
+            raise TaskError(f"--nonfinite must be one of {list(NONFINITE_POLICIES)}, "
+                            f"got {self.nonfinite!r}")
 
 
 # ---------------------------------------------------------------------------------- prediction
@@ -117,8 +139,10 @@ class _EvaluatingTrainer(Trainer):
 
     The loop asks `_chunk(step)` for the size of its next host call right after finishing the
     previous one (and after saving a checkpoint at that step), so this is where an evaluation at
-    `step` runs. (A public "on boundary" hook in training/loop.py would make this override
-    unnecessary.)
+    `step` runs. Once a stop is requested (SIGTERM, Ctrl-C) it asks for 0 steps, so the loop
+    saves and returns at `step` instead of training on through a whole host call (and an
+    evaluation not yet started is left to the resumed run). (A public "on boundary" hook in
+    training/loop.py would make this override unnecessary.)
     """
 
     def __init__(self, *args, eval_marks: Sequence[int] = (),
@@ -127,9 +151,16 @@ class _EvaluatingTrainer(Trainer):
         self._marks = sorted(set(int(m) for m in eval_marks))
         self._on_eval = on_eval
 
+    def _stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
     def _chunk(self, step: int) -> int:
+        if self._stopping():
+            return 0
         if self._on_eval is not None and step in self._marks and step < self.config.train_steps:
             self._on_eval(step)
+            if self._stopping():
+                return 0
         n = super()._chunk(step)
         upcoming = [m for m in self._marks if m > step]
         if upcoming:
@@ -144,6 +175,7 @@ class FinetuneRunner:
     def __init__(self, task: Task, hp: Hparams, config: FunnelConfig, tokenizer,
                  strategy: tf.distribute.Strategy, run: RunConfig):
         hp.validate()
+        run.validate()
         if tokenizer.vocab_size != config.vocab_size:
             raise TaskError(f"the vocab ({tokenizer.vocab_path}) has {tokenizer.vocab_size} "
                             f"tokens but the model config has vocab_size {config.vocab_size}; "
@@ -163,6 +195,9 @@ class FinetuneRunner:
         self._predictor: Optional[Predictor] = None
         self.best: Optional[dict] = None
         self.train_rows = 0
+        self.predict_splits: List[str] = []
+        self._trainer: Optional[_EvaluatingTrainer] = None
+        self._evaluations: List[dict] = []
         self.jit_compile = run.jit_compile if run.jit_compile is not None else (
             self.info.kind == "tpu" or bool(tf.config.list_physical_devices("GPU")))
 
@@ -170,7 +205,9 @@ class FinetuneRunner:
     def load(self, data_dir: Optional[str], do_train: bool, do_eval: bool, do_predict: bool,
              predict_splits: Optional[Sequence[str]] = None) -> Dict[str, object]:
         """Check that every needed file exists (one error listing all missing ones), then parse
-        them all, before anything is built or written."""
+        them all and check that each split can run (a train split of at least one global batch,
+        evaluation and prediction splits of at least one example, features that can be built),
+        before anything is built or written."""
         task = self.task
         splits: List[str] = []
         if do_train:
@@ -195,10 +232,49 @@ class FinetuneRunner:
             self.examples[split] = examples
             logging.info("%s %s: %d examples (%s) in %.1fs", task.name, split, len(examples),
                          getattr(examples, "source", ""), time.time() - t0)
+        eval_splits = [s for s in splits if s != task.train_split or s in self.predict_splits]
+        for split in eval_splits:
+            if len(self.examples[split]) == 0:
+                kind = "evaluation" if split in task.eval_splits else "prediction"
+                raise TaskError(f"task {task.name}: no {kind} rows in "
+                                f"{self._where(split, self.run.max_eval_examples)}; the {split} "
+                                f"split needs at least one example")
         if do_train:
             self.train_rows = task.num_train_rows(self.examples[task.train_split],
                                                   self.tokenizer, self.hp)
+            self._check_train_rows()
+        for split in eval_splits:
+            self._data(split)  # builds its features now: their errors come before any write
         return self.examples
+
+    def _where(self, split: str, limit: int) -> str:
+        """The split's file, and why it may hold fewer rows than the file (for messages)."""
+        examples = self.examples[split]
+        notes = []
+        skipped = int(getattr(examples, "num_skipped", 0) or 0)
+        if skipped:
+            notes.append(f"{skipped} malformed rows skipped")
+        if limit:
+            notes.append(f"limited to {limit} by --max_"
+                         f"{'train' if split == self.task.train_split else 'eval'}_examples")
+        where = getattr(examples, "source", "") or f"the {split} split"
+        return where + (f" ({', '.join(notes)})" if notes else "")
+
+    def _check_train_rows(self) -> None:
+        """TaskError unless the train split fills at least one global batch (batches drop their
+        remainder; fewer rows would repeat examples inside every batch)."""
+        rows, batch, replicas = self.train_rows, self.hp.batch_size, self.info.num_replicas
+        where = self._where(self.task.train_split, self.run.max_train_examples)
+        if rows == 0:
+            raise TaskError(f"task {self.task.name}: no training rows in {where}; training needs "
+                            f"at least one global batch ({batch} rows, --batch_size)")
+        if rows < batch:
+            fit = rows - rows % replicas
+            fix = (f"lower --batch_size to at most {fit}" + (
+                f" (a multiple of the {replicas} replicas)" if replicas > 1 else "")
+                + " or give more training data") if fit else "give more training data"
+            raise TaskError(f"task {self.task.name}: {rows} training rows in {where}, fewer than "
+                            f"one global batch of {batch} (--batch_size); {fix}")
 
     # ------------------------------------------------------------------ model
     def build(self):
@@ -235,14 +311,17 @@ class FinetuneRunner:
         if self.run.eval_every > 0:
             return list(range(self.run.eval_every, total, self.run.eval_every))
         per_epoch = self.train_rows / self.hp.batch_size
-        marks = {int(round(k * per_epoch)) for k in range(1, int(total / max(per_epoch, 1e-9)) + 1)}
+        if per_epoch <= 0:
+            return []
+        epochs = min(int(total / per_epoch), total)  # at most one mark per step
+        marks = {int(round(k * per_epoch)) for k in range(1, epochs + 1)}
         # The last epoch boundary may round to a step or two before the end, which is evaluated
         # anyway: skip marks closer to the end than half an epoch.
         return sorted(m for m in marks if 0 < m and total - m >= per_epoch / 2)
 
-    def train(self, do_eval: bool = True) -> dict:
-        """Train for the recipe's steps, evaluating (when `do_eval`) at every mark and at the end,
-        keeping `best/`. Returns {"step", "history", "best", "evaluations"}."""
+    def prepare_training(self, do_eval: bool = True) -> "_EvaluatingTrainer":
+        """Build the engine's trainer (model, optimizer, input pipeline): every check it makes
+        comes before anything is written. `train()` then runs it."""
         if self.task.train_split not in self.examples:
             raise RuntimeError("call load(..., do_train=True) first")
         self.build()
@@ -282,19 +361,35 @@ class FinetuneRunner:
                           log_every=min(run.log_every, total), save_every=save_every,
                           keep_checkpoints=run.keep_checkpoints, jit_compile=self.jit_compile,
                           nonfinite=run.nonfinite, seed=seed)
-        evaluations = []
+        self._evaluations = []
 
         def on_eval(step):
-            evaluations.append(self.evaluate_and_keep_best(step))
+            self._evaluations.append(self.evaluate_and_keep_best(step))
 
-        trainer = _EvaluatingTrainer(self.strategy, objective, optimizer_fn, dataset_fn, loop,
-                                     eval_marks=marks, on_eval=on_eval if do_eval else None)
+        self._do_eval = do_eval
+        self._trainer = _EvaluatingTrainer(self.strategy, objective, optimizer_fn, dataset_fn,
+                                           loop, eval_marks=marks,
+                                           on_eval=on_eval if do_eval else None)
+        return self._trainer
+
+    def train(self, do_eval: bool = True) -> dict:
+        """Train for the recipe's steps, evaluating (when `do_eval`) at every mark and at the end,
+        keeping `best/`. Returns {"step", "history", "best", "evaluations", "checkpoint",
+        "preempted"}; a preempted run (SIGTERM, Ctrl-C) returns at once after its checkpoint,
+        without the final evaluation. Uses the trainer of `prepare_training` when it was
+        called (its `do_eval` then wins)."""
+        if self._trainer is None:
+            self.prepare_training(do_eval)
+        trainer, do_eval = self._trainer, self._do_eval
+        prepare = getattr(trainer, "prepare", None)
+        if prepare is not None:
+            prepare()  # restores the newest checkpoint; refuses a mismatched one, writes nothing
         self._write_run_info()
         result = trainer.train()
-        if do_eval and task.eval_splits:
-            evaluations.append(self.evaluate_and_keep_best(result.step))
+        if do_eval and self.task.eval_splits and not result.preempted:
+            self._evaluations.append(self.evaluate_and_keep_best(result.step))
         return {"step": result.step, "history": result.history, "best": self.best,
-                "evaluations": [e for e in evaluations if e is not None],
+                "evaluations": [e for e in self._evaluations if e is not None],
                 "checkpoint": result.checkpoint, "preempted": result.preempted}
 
     # ------------------------------------------------------------------ evaluate
@@ -374,30 +469,23 @@ class FinetuneRunner:
             return None
         from funnel_tf.checkpoints.native import save_pretrained
 
-        parent = os.path.dirname(os.path.abspath(directory))
-        tf.io.gfile.makedirs(parent)
-        tmp = tempfile.mkdtemp(prefix=".tmp_best_", dir=parent)
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make best/ private to this user
+        storage.recover_dir(directory)
+        tmp = storage.make_temp_dir_beside(directory, ".tmp_best_")
         try:
             save_pretrained(self.model, tmp)
             atomic_write_json(os.path.join(tmp, TASK_JSON), self.run_info())
-            shutil.copyfile(self.tokenizer.vocab_path, os.path.join(tmp, "vocab.txt"))
-            if os.path.exists(directory):
-                old = directory + ".old"
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(directory, old)
-                os.replace(tmp, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
+            tf.io.gfile.copy(self.tokenizer.vocab_path, os.path.join(tmp, "vocab.txt"),
+                             overwrite=True)
+            storage.replace_dir(tmp, directory)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            storage.remove_tree(tmp)
             raise
         return directory
 
     def restore_best(self) -> bool:
         """Load best/ into the model if it exists (True), else keep the current weights."""
         path = os.path.join(self.run.model_dir, BEST_DIR)
+        storage.recover_dir(path)
         if not tf.io.gfile.isdir(path):
             return False
         from funnel_tf.checkpoints.native import load_native_weights
@@ -434,7 +522,8 @@ class FinetuneRunner:
     def _write_run_info(self):
         if self.info.is_chief:
             atomic_write_json(os.path.join(self.run.model_dir, TASK_JSON), self.run_info())
-            self.config.save(os.path.join(self.run.model_dir, "config.json"))
+            atomic_write_text(os.path.join(self.run.model_dir, "config.json"),
+                              self.config.to_json_string())
 
 
 def _head(examples, n: int):
@@ -501,25 +590,37 @@ class FinetuneArgs:
 def run_finetuning(args: FinetuneArgs) -> dict:
     """Validate everything, then train / evaluate / predict / export as asked.
 
-    Returns {"task", "hparams", "init", "train", "eval", "best", "predictions", "export"}.
-    Order matters for "nothing half-written": the task, the config, the vocab, every data file
-    and the init checkpoint are checked before the first file is written to model_dir.
+    Returns {"task", "hparams", "init", "train", "eval", "best", "predictions", "export",
+    "preempted"}. Order matters for "nothing half-written": the task, the flags, the config, the
+    vocab, where outputs go, every data file, the init checkpoint and the trainer are checked
+    before model_dir is locked (`ModelDirLock`, held for the whole run) and the first file is
+    written. A preempted run (SIGTERM, Ctrl-C during training) returns with "preempted": True
+    after saving its checkpoint, without predicting or exporting; SIGTERM outside the training
+    loop raises `RunInterrupted` (a KeyboardInterrupt), which cleans up what was being written.
     """
     from funnel_tf.tasks import get_task
+    from funnel_tf.tasks.outputs import check_output_dirs
     from funnel_tf.text.wordpiece import WordpieceTokenizer
+    from funnel_tf.training.run_lock import ModelDirLock
     from funnel_tf.training.strategy import make_strategy, set_precision
 
     if not (args.do_train or args.do_eval or args.do_predict or args.export_dir):
         raise TaskError("nothing to do: set --do_train, --do_eval, --do_predict or --export_dir")
+    run = RunConfig(model_dir=args.model_dir, **args.run)
+    run.validate()
     task = get_task(args.task, files=args.files, csv_options=args.csv_options)
     if args.tfds_data_dir:
         if not hasattr(task, "use_tfds"):
             raise TaskError(f"--tfds_data_dir is supported for the GLUE tasks, not {task.name}")
         task.use_tfds(args.tfds_data_dir)
     hp = task.default_hparams().replace(**args.hparams)
-    if args.export_dir and tf.io.gfile.exists(args.export_dir) and not args.overwrite_export:
-        raise TaskError(f"--export_dir {args.export_dir} already exists (pass "
-                        f"--overwrite_export to replace it)")
+    check_output_dirs(args.model_dir, args.export_dir, args.predictions_dir,
+                      args.overwrite_export, inputs=[
+                          ("--data_dir", args.data_dir), ("--tfds_data_dir", args.tfds_data_dir),
+                          ("--init_checkpoint", args.init_checkpoint),
+                          ("--config", args.config if args.config and tf.io.gfile.exists(
+                              args.config) else None), ("--vocab_file", args.vocab_file)]
+                      + [(f"--{split}_file", path) for split, path in args.files.items()])
     if args.do_predict and args.do_train is False and args.do_eval is False \
             and not args.init_checkpoint and not tf.io.gfile.isdir(
                 os.path.join(args.model_dir, BEST_DIR)):
@@ -538,23 +639,39 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     set_precision(args.precision)
     import keras
 
-    keras.utils.set_random_seed(int(args.run.get("seed", 0)))  # head/model init, dropout
+    keras.utils.set_random_seed(run.seed)  # head/model init, dropout
     strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
                              project=args.gcp_project)
-    run = RunConfig(model_dir=args.model_dir, **args.run)
     runner = FinetuneRunner(task, hp, config, tokenizer, strategy, run)
     runner.load(args.data_dir, args.do_train, args.do_eval, args.do_predict, args.predict_splits)
-    summary = {"task": task.name, "hparams": dataclasses.asdict(hp), "model_dir": args.model_dir}
+    summary = {"task": task.name, "hparams": dataclasses.asdict(hp), "model_dir": args.model_dir,
+               "preempted": False}
     init = args.init_checkpoint
     if not init and not args.do_train and tf.io.gfile.isdir(os.path.join(args.model_dir,
                                                                            BEST_DIR)):
         init = args.model_dir  # evaluate / predict / export the run's own best model
     summary["init"] = runner.initialize(init)
     if args.do_train:
-        result = runner.train(do_eval=args.do_eval)
+        runner.prepare_training(do_eval=args.do_eval)
+    with ModelDirLock(args.model_dir, enabled=runner.info.is_chief), sigterm_interrupts():
+        return _run(runner, args, summary)
+
+
+def _run(runner: FinetuneRunner, args: FinetuneArgs, summary: dict) -> dict:
+    """The writing half of `run_finetuning`, under the model_dir lock."""
+    task = runner.task
+    if args.do_train:
+        result = runner.train()
         summary["train"] = {"step": result["step"], "total_steps": runner.total_steps,
                             "final": result["history"][-1] if result["history"] else None}
         summary["evaluations"] = result["evaluations"]
+        if result["preempted"]:
+            summary["preempted"] = True
+            logging.warning("preempted at step %d of %d: checkpoint %s saved; not evaluated at "
+                            "the end, nothing predicted or exported. Rerun with the same flags "
+                            "to resume and finish.", result["step"], runner.total_steps,
+                            result["checkpoint"])
+            return summary
         if args.do_eval and runner.restore_best():
             summary["best"] = runner.best
         elif runner.info.is_chief:
@@ -573,3 +690,26 @@ def run_finetuning(args: FinetuneArgs) -> dict:
         logging.info("exported the %s model with in-graph tokenization to %s", task.name,
                      args.export_dir)
     return summary
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGTERM outside the training loop (which handles it itself): stop like Ctrl-C, so what
+    was being written is cleaned up and the model_dir lock is released."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While active (main thread only), SIGTERM raises RunInterrupted instead of killing the
+    process at once; the training loop installs its own handler while it runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise RunInterrupted("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
