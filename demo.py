@@ -3,8 +3,9 @@
     python demo.py                    # outputs under a fresh temp folder (printed at the end)
     python demo.py --out_dir=demo_out --pretrain_steps=300
 
-1. pretrain.py's embedded demo: a tiny funnel (MLM) on the shipped corpus data/demo_corpus.txt
-   with its vocab data/demo_vocab.txt.
+1. pretrain.py's embedded demo (`run_pretraining` with its demo defaults, in this process): a
+   tiny funnel (MLM) on the shipped corpus data/demo_corpus.txt with its vocab
+   data/demo_vocab.txt.
 2. A small sentence-polarity task generated here from templates (our own text: "the evening was
    not warm and ..."; label = polarity of the adjective, flipped by "not"), written as TSVs and
    read through the generic `csv` task.
@@ -18,15 +19,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 
 from absl import app, flags, logging
 
-REPO = os.path.dirname(os.path.abspath(__file__))
-DEMO_VOCAB = os.path.join(REPO, "data", "demo_vocab.txt")
+from funnel_tf.cli import main_with_user_errors
+from funnel_tf.training.pretraining_defaults import DEMO_VOCAB
 
 flags.DEFINE_string("out_dir", None, "Folder for every output (default: a new temp folder).")
 flags.DEFINE_integer("pretrain_steps", 300, "Pretraining steps (pretrain.py's demo default).")
@@ -76,20 +75,26 @@ def write_task(folder: str, num_train: int, seed: int) -> dict:
 
 
 def pretrain(model_dir: str, steps: int) -> float:
-    """pretrain.py's demo (tiny MLM on the shipped corpus), as a user would run it."""
+    """pretrain.py's demo (tiny MLM on the shipped corpus): `run_pretraining` with the demo
+    defaults, its progress log kept quiet as when pretrain.py ran in a subprocess here."""
+    from funnel_tf.training.pretraining_run import (PretrainArgs, format_summary,
+                                                    run_pretraining)
+
     t0 = time.time()
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "pretrain.py"),
-                           f"--model_dir={model_dir}", f"--train_steps={steps}",
-                           f"--save_every={steps}"],
-                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"pretrain.py failed:\n{proc.stderr[-3000:]}")
-    tail = [line for line in proc.stdout.splitlines() if line.startswith(("loss", "finished"))]
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)
+    try:
+        result = run_pretraining(PretrainArgs(model_dir=model_dir, train_steps=steps,
+                                              save_every=steps))
+    finally:
+        logging.set_verbosity(verbosity)
+    tail = [line for line in format_summary(result).splitlines()
+            if line.startswith(("loss", "finished"))]
     print("  " + "\n  ".join(tail))
     return time.time() - t0
 
 
+@main_with_user_errors("demo.py")
 def main(argv):
     del argv
     import tensorflow as tf

@@ -12,24 +12,11 @@ Restarting with the same --model_dir resumes from its newest checkpoint.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-import tempfile
+from absl import app, flags
 
-from absl import app, flags, logging
-
-REPO = os.path.dirname(os.path.abspath(__file__))
-DEMO_CORPUS = os.path.join(REPO, "data", "demo_corpus.txt")
-DEMO_VOCAB = os.path.join(REPO, "data", "demo_vocab.txt")
-
-# Settings for flags left unset: the embedded demo (no --train_data) and a real run.
-DEMO = dict(config="tiny", objective="mlm", seq_len=64, batch_size=16, train_steps=300,
-            learning_rate=1e-3, warmup_steps=30, steps_per_loop=25, log_every=25, save_every=100,
-            strategy="default")
-RUN = dict(config="small", objective="mlm", seq_len=512, batch_size=256, train_steps=1_000_000,
-           learning_rate=1e-4, warmup_steps=10_000, steps_per_loop=200, log_every=200,
-           save_every=5_000, strategy="default")
+from funnel_tf.cli import main_with_user_errors
+from funnel_tf.training.pretraining_defaults import DEMO_DEFAULTS as DEMO
+from funnel_tf.training.pretraining_defaults import RUN_DEFAULTS as RUN
 
 
 def _both(name):
@@ -126,139 +113,38 @@ flags.DEFINE_bool("deterministic_input", True, "Mask batches sequentially so the
 flags.DEFINE_integer("seed", 0, "Seed for initialisation, data order, masking and sampling.")
 
 
-def _setting(name):
-    value = getattr(FLAGS, name)
-    if value is not None:
-        return value
-    return (DEMO if FLAGS.train_data is None else RUN)[name]
+def args_from_flags():
+    """PretrainArgs from the parsed flags (unset flags stay None: the library fills the demo /
+    run defaults)."""
+    from funnel_tf.training.pretraining_run import PretrainArgs
+
+    f = FLAGS
+    return PretrainArgs(
+        train_data=f.train_data, model_dir=f.model_dir, config=f.config,
+        config_override=list(f.config_override), objective=f.objective,
+        train_data_format=f.train_data_format, skip_undecodable_lines=f.skip_undecodable_lines,
+        fallback_encoding=f.fallback_encoding, vocab=f.vocab, train_steps=f.train_steps,
+        batch_size=f.batch_size, seq_len=f.seq_len, learning_rate=f.learning_rate,
+        warmup_steps=f.warmup_steps, weight_decay=f.weight_decay, clip_norm=f.clip_norm,
+        tpu=f.tpu, tpu_zone=f.tpu_zone, gcp_project=f.gcp_project, strategy=f.strategy,
+        precision=f.precision, steps_per_loop=f.steps_per_loop, log_every=f.log_every,
+        save_every=f.save_every, keep_checkpoints=f.keep_checkpoints,
+        init_checkpoint=f.init_checkpoint, masking=f.masking, num_predict=f.num_predict,
+        disc_weight=f.disc_weight, generator_width=f.generator_width,
+        jit_compile=f.jit_compile, nonfinite=f.nonfinite, max_nonfinite=f.max_nonfinite,
+        data_resume=f.data_resume, deterministic_input=f.deterministic_input, seed=f.seed,
+        flags_text=f.flags_into_string())
 
 
-def _parse_overrides(items):
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise app.UsageError(f"--config_override {item!r}: expected key=value")
-        key, raw = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw  # bare strings: pooling_type=max
-    return out
-
-
-def _check_same_config(model_dir, config):
-    """A resumed run must use the model it checkpointed."""
-    import tensorflow as tf
-    path = os.path.join(model_dir, "config.json")
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            saved = json.load(f)
-        if saved != json.loads(config.to_json_string()):
-            diff = sorted(k for k in set(saved) | set(config.to_dict())
-                          if saved.get(k) != json.loads(config.to_json_string()).get(k))
-            raise app.UsageError(f"{path} was written with a different model config (fields "
-                                 f"{diff}); use a new --model_dir or the same config")
-
-
+@main_with_user_errors("pretrain.py")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import keras
-    import tensorflow as tf
+    from funnel_tf.training.pretraining_run import format_summary, run_pretraining
 
-    from funnel_tf.config import load_config
-    from funnel_tf.training import inputs, loop, objectives, optimization, strategy as strat
-
-    demo = FLAGS.train_data is None
-    model_dir = FLAGS.model_dir
-    if model_dir is None:
-        if not demo:
-            raise app.UsageError("--model_dir is required with --train_data")
-        model_dir = tempfile.mkdtemp(prefix="funnel_pretrain_demo_")
-    kind = FLAGS.strategy or ("tpu" if FLAGS.tpu else _setting("strategy"))
-    strategy = strat.make_strategy(kind, tpu=FLAGS.tpu, zone=FLAGS.tpu_zone,
-                                   project=FLAGS.gcp_project)
-    info = strat.strategy_info(strategy)
-    precision = FLAGS.precision
-    if precision == "auto":
-        precision = "mixed_bfloat16" if info.kind == "tpu" else "float32"
-    strat.set_precision(precision)
-    jit = {"true": True, "false": False}.get(FLAGS.jit_compile)
-    if jit is None:
-        jit = bool(tf.config.list_physical_devices("GPU")) or info.kind == "tpu"
-    keras.utils.set_random_seed(FLAGS.seed)
-
-    config = load_config(_setting("config"))
-    overrides = _parse_overrides(FLAGS.config_override)
-    if overrides:
-        config = config.replace(**overrides)
-    seq_len, batch = _setting("seq_len"), _setting("batch_size")
-    train_data = [DEMO_CORPUS] if demo else FLAGS.train_data
-    vocab = FLAGS.vocab or (DEMO_VOCAB if demo else None)
-    data = inputs.build_pretraining_input(
-        train_data, seq_len, batch, config, vocab=vocab, data_format=FLAGS.train_data_format,
-        work_dir=model_dir, masking_strategy=FLAGS.masking, num_predict=FLAGS.num_predict,
-        seed=FLAGS.seed, deterministic=FLAGS.deterministic_input,
-        can_write=info.is_chief and info.num_workers == 1,
-        skip_undecodable_lines=FLAGS.skip_undecodable_lines, fallback_encoding=FLAGS.fallback_encoding)
-    if data.tokenizer.vocab_size != config.vocab_size:
-        logging.info("vocab %s has %d tokens: vocab_size %d -> %d", data.tokenizer.vocab_path,
-                     data.tokenizer.vocab_size, config.vocab_size, data.tokenizer.vocab_size)
-        config = config.replace(vocab_size=data.tokenizer.vocab_size)
-    _check_same_config(model_dir, config)
-    if info.is_chief:
-        tf.io.gfile.makedirs(model_dir)
-        with tf.io.gfile.GFile(os.path.join(model_dir, "config.json"), "w") as f:
-            f.write(config.to_json_string())
-        with tf.io.gfile.GFile(os.path.join(model_dir, "pretrain_flags.txt"), "w") as f:
-            f.write(FLAGS.flags_into_string())
-
-    objective_name = _setting("objective")
-    extra = dict(disc_weight=FLAGS.disc_weight, generator_width=FLAGS.generator_width) \
-        if objective_name == "electra" else {}
-    objective = objectives.make_objective(objective_name, config, **extra)
-    train_steps = _setting("train_steps")
-    schedule = optimization.WarmupLinearDecay(_setting("learning_rate"),
-                                              min(_setting("warmup_steps"), train_steps),
-                                              train_steps)
-
-    def optimizer_fn(variables):
-        return optimization.make_optimizer(variables, schedule, weight_decay=FLAGS.weight_decay)
-
-    loop_config = loop.LoopConfig(
-        train_steps=train_steps, global_batch_size=batch, seq_len=seq_len, model_dir=model_dir,
-        steps_per_loop=_setting("steps_per_loop"), log_every=_setting("log_every"),
-        save_every=_setting("save_every"), keep_checkpoints=FLAGS.keep_checkpoints,
-        clip_norm=FLAGS.clip_norm, jit_compile=jit, nonfinite=FLAGS.nonfinite,
-        max_nonfinite=FLAGS.max_nonfinite, seed=FLAGS.seed, data_resume=FLAGS.data_resume,
-        warm_start=FLAGS.init_checkpoint)
-    logging.info("%s pretraining of %s (%s) on %s: %d steps x %d sequences x %d tokens, lr %g, "
-                 "%s, jit_compile=%s, data %s%s", objective_name, _setting("config"),
-                 f"d_model {config.d_model}, blocks {config.block_sizes}", info.describe(),
-                 train_steps, batch, seq_len, _setting("learning_rate"), precision, jit,
-                 f"{len(data.files)} record file(s)",
-                 f" ({data.num_examples} examples)" if data.num_examples else "")
-    if objective_name == "electra" and info.is_chief:
-        with tf.io.gfile.GFile(os.path.join(model_dir, "generator_config.json"), "w") as f:
-            f.write(objective.gen_config.to_json_string())
-    trainer = loop.Trainer(strategy, objective, optimizer_fn, data.dataset_fn, loop_config)
-    result = trainer.train()
-
-    last = result.history[-1] if result.history else {}
-    summary = ", ".join(f"{k} {last[k]:.4f}" for k in objective.metrics if k in last)
-    print(f"\n{'stopped (preempted)' if result.preempted else 'finished'} at step {result.step}"
-          f"{': ' + summary if summary else ''}")
-    if len(result.history) > 1:
-        first = result.history[0]
-        print(f"loss {first['loss']:.4f} at step {first['step']} -> {last['loss']:.4f} at step "
-              f"{last['step']}")
-    print(f"outputs in {model_dir}:\n"
-          f"  checkpoints   {os.path.join(model_dir, 'checkpoints')} (newest: {result.checkpoint})\n"
-          f"  TensorBoard   tensorboard --logdir {os.path.join(model_dir, 'train')}\n"
-          f"  metrics       {os.path.join(model_dir, 'metrics.jsonl')}\n"
-          f"  model config  {os.path.join(model_dir, 'config.json')}")
-    if result.preempted:
-        sys.exit(75)  # EX_TEMPFAIL: restart with the same --model_dir to resume
+    result = run_pretraining(args_from_flags())
+    print(format_summary(result))
+    return result.exit_code  # 75 (EX_TEMPFAIL) when preempted: rerun with the same --model_dir
 
 
 if __name__ == "__main__":

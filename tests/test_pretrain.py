@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,37 @@ def test_bad_flags_fail_clearly(tmp_path):
     assert proc.returncode != 0 and "no files match" in proc.stderr
     proc = run("--train_data=x.txt", check=False)
     assert proc.returncode != 0 and "--model_dir is required" in proc.stderr
+
+
+def error_lines(stderr):
+    """stderr without the TF runtime's own start-up lines (C++ logging before absl takes over)."""
+    return [ln for ln in stderr.splitlines()
+            if ln.strip() and not re.match(r"^([IWE]\d{4} |WARNING: All log messages before absl)", ln)]
+
+
+def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path):
+    """Each case once failed with a traceback (or 439 lines of checkpoint warnings) after writing
+    config.json, data/ and pretrain_flags.txt into model_dir, so a corrected rerun was refused."""
+    import tensorflow as tf
+
+    from funnel_tf.config import load_config
+    from funnel_tf.training import checkpointing, objectives
+
+    objective = objectives.make_objective(
+        "mlm", load_config("tiny").replace(vocab_size=919, d_inner=64))
+    objective.build()
+    init = str(tmp_path / "init" / "ckpt-1")
+    tf.train.Checkpoint(weights={"model": checkpointing.model_weights(objective.backbone)}).write(init)
+    # (More cases, in process: tests/training/test_pretraining_run.py.)
+    cases = [(["--batch_size=0"], "--batch_size=0: must be an integer >= 1"),
+             ([f"--init_checkpoint={init}"], "of 163 backbone tensors have another shape")]
+    for i, (flags, words) in enumerate(cases):
+        model_dir = tmp_path / f"run{i}"
+        proc = run(f"--model_dir={model_dir}", "--train_steps=2", *flags, check=False, timeout=300)
+        lines = error_lines(proc.stderr)
+        assert proc.returncode == 2 and len(lines) == 1, (flags, proc.stderr[-2000:])
+        assert lines[0].startswith("pretrain.py: error: ") and words in lines[0], lines
+        assert not model_dir.exists(), flags
 
 
 @pytest.mark.slow

@@ -1,0 +1,17 @@
+"""Settings a pretraining run takes for what it is not told: the embedded demo (no train_data)
+and a real run. Kept free of TensorFlow so `pretrain.py --help` can show them at once."""
+
+from __future__ import annotations
+
+import os
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO_CORPUS = os.path.join(_REPO, "data", "demo_corpus.txt")
+DEMO_VOCAB = os.path.join(_REPO, "data", "demo_vocab.txt")
+
+DEMO_DEFAULTS = dict(config="tiny", objective="mlm", seq_len=64, batch_size=16, train_steps=300,
+                     learning_rate=1e-3, warmup_steps=30, steps_per_loop=25, log_every=25,
+                     save_every=100, strategy="default")
+RUN_DEFAULTS = dict(config="small", objective="mlm", seq_len=512, batch_size=256,
+                    train_steps=1_000_000, learning_rate=1e-4, warmup_steps=10_000,
+                    steps_per_loop=200, log_every=200, save_every=5_000, strategy="default")

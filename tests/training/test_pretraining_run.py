@@ -1,0 +1,172 @@
+"""run_pretraining: every user error is a UserError raised before model_dir is touched; raw-text
+records are rebuilt when their inputs change; the init checkpoint is checked up front; the run holds
+the model_dir lock. (Training itself is covered by tests/test_pretrain.py and tests/training/.)"""
+
+import json
+import os
+import pathlib
+
+import pytest
+import tensorflow as tf
+
+from funnel_tf.config import load_config
+from funnel_tf.errors import UserError, one_line
+from funnel_tf.training import checkpointing, inputs, objectives
+from funnel_tf.training.pretraining_run import (PretrainArgs, check_init_checkpoint,
+                                                run_pretraining)
+from funnel_tf.training.run_lock import ModelDirLock, ModelDirLockedError
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DEMO_CORPUS = REPO / "data" / "demo_corpus.txt"
+DEMO_VOCAB = str(REPO / "data" / "demo_vocab.txt")
+
+
+def _text(tmp_path, name, content: bytes):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def _case(tmp_path, case):
+    """PretrainArgs for one bad-input case (small settings, so nothing here trains)."""
+    base = dict(model_dir=str(tmp_path / "run"), train_steps=2)
+    text = dict(base, vocab=DEMO_VOCAB, config="tiny", seq_len=32, batch_size=4)
+    if case == "batch_size_0":
+        return PretrainArgs(batch_size=0, **base), "--batch_size=0: must be an integer >= 1"
+    if case == "seq_len_too_short":
+        return PretrainArgs(seq_len=4, **base), "sequence length 4 is too short for 3 blocks"
+    if case == "override_wrong_type":
+        return (PretrainArgs(config_override=["d_model=big"], **base),
+                "--config_override: FunnelConfig: d_model must be an integer, got 'big'")
+    if case == "override_unknown":
+        return (PretrainArgs(config_override=["d_modle=32"], **base),
+                "unknown fields ['d_modle'] (did you mean d_model?)")
+    if case == "override_no_value":
+        return PretrainArgs(config_override=["d_model"], **base), "expected key=value"
+    if case == "config_file_wrong_type":
+        cfg = json.loads((REPO / "configs" / "tiny.json").read_text())
+        cfg["n_head"] = [2, 2]
+        path = _text(tmp_path, "cfg.json", json.dumps(cfg).encode())
+        return PretrainArgs(config=path, **base), f"{path}: FunnelConfig: n_head must be an integer"
+    if case == "vocab_missing":
+        return PretrainArgs(vocab=str(tmp_path / "nope.txt"), **base), "vocab file not found"
+    if case == "vocab_empty":
+        return PretrainArgs(vocab=_text(tmp_path, "v.txt", b""), **base), "empty vocab file"
+    if case == "vocab_without_specials":
+        return (PretrainArgs(vocab=_text(tmp_path, "v.txt", b"a\nb\n"), **base),
+                "vocab has none of ('[PAD]', '<pad>')")
+    if case == "empty_corpus":
+        return (PretrainArgs(train_data=[_text(tmp_path, "c.txt", b"\n \n")], **text),
+                "the corpus is empty")
+    if case == "binary_corpus":
+        return (PretrainArgs(train_data=[_text(tmp_path, "c.txt", b"PK\x03\x04\x00\x00zip")], **text),
+                "looks like a binary file")
+    if case == "text_as_records":
+        return (PretrainArgs(train_data=[str(DEMO_CORPUS)], train_data_format="tfrecord", **text),
+                "not a pretraining TFRecord of seq_len 32")
+    if case == "num_predict_too_large":
+        return PretrainArgs(num_predict=500, **base), "num_predict must be between 1 and 61"
+    if case == "learning_rate_nan":
+        return PretrainArgs(learning_rate=float("nan"), **base), "--learning_rate=nan"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", [
+    "batch_size_0", "seq_len_too_short", "override_wrong_type", "override_unknown",
+    "override_no_value", "config_file_wrong_type", "vocab_missing", "vocab_empty",
+    "vocab_without_specials", "empty_corpus", "binary_corpus", "text_as_records",
+    "num_predict_too_large", "learning_rate_nan"])
+def test_user_errors_are_raised_before_model_dir_is_created(tmp_path, case):
+    args, words = _case(tmp_path, case)
+    with pytest.raises(UserError) as info:
+        run_pretraining(args)
+    assert words in one_line(info.value), one_line(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_run_leaves_an_existing_model_dir_as_it_was(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("keep")
+    with pytest.raises(UserError, match="batch_size"):
+        run_pretraining(PretrainArgs(model_dir=str(run), batch_size=0))
+    assert sorted(os.listdir(run)) == ["notes.txt"]
+
+
+def test_corpus_too_short_for_an_example_removes_the_model_dir_it_made(tmp_path):
+    corpus = _text(tmp_path, "c.txt", b"one short line.\nand another one.\n")
+    with pytest.raises(UserError, match="no complete 32-token example"):
+        run_pretraining(PretrainArgs(train_data=[corpus], model_dir=str(tmp_path / "run"),
+                                     vocab=DEMO_VOCAB, config="tiny", seq_len=32, batch_size=4))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_locked_model_dir_is_refused_before_anything_is_written(tmp_path):
+    run = tmp_path / "run"
+    with ModelDirLock(str(run)):
+        with pytest.raises(ModelDirLockedError, match="is in use by another run"):
+            run_pretraining(PretrainArgs(model_dir=str(run), train_steps=2))
+        assert sorted(os.listdir(run)) == ["RUN_LOCK"]
+
+
+# ----------------------------------------------------------------------- init checkpoint
+def _training_style_checkpoint(tmp_path, config):
+    """A checkpoint laid out like the engine's (weights/model/<variable path>), without training."""
+    objective = objectives.make_objective("mlm", config)
+    objective.build()
+    prefix = str(tmp_path / "init" / "ckpt-1")
+    tf.train.Checkpoint(weights={"model": checkpointing.model_weights(objective.backbone)}).write(prefix)
+    return prefix
+
+
+def test_init_checkpoint_of_another_size_is_one_line_naming_the_tensors(tmp_path):
+    tiny = load_config("tiny").replace(vocab_size=919)
+    prefix = _training_style_checkpoint(tmp_path, tiny.replace(d_inner=64))
+    assert "backbone" in check_init_checkpoint(_training_style_checkpoint(
+        tmp_path / "same", tiny), "mlm", tiny)
+    with pytest.raises(checkpointing.CheckpointError) as info:
+        check_init_checkpoint(prefix, "mlm", tiny)
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < 700, msg
+    assert "of 163 backbone tensors have another shape" in msg
+    assert "ffn/linear_1/kernel [64, 64] vs [64, 256]" in msg
+    # Through run_pretraining: the same error, before model_dir exists.
+    with pytest.raises(checkpointing.CheckpointError, match="does not fit this model"):
+        run_pretraining(PretrainArgs(model_dir=str(tmp_path / "run"), init_checkpoint=prefix,
+                                     train_steps=2))
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_init_checkpoint_is_refused_up_front(tmp_path):
+    with pytest.raises(checkpointing.CheckpointError, match="not found"):
+        run_pretraining(PretrainArgs(model_dir=str(tmp_path / "run"),
+                                     init_checkpoint=str(tmp_path / "nope")))
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------- raw-text records
+def _records(tmp_path, corpus):
+    cfg = load_config("tiny").replace(vocab_size=919)
+    data = inputs.build_pretraining_input([corpus], 32, 4, cfg, vocab=DEMO_VOCAB,
+                                          data_format="text", work_dir=str(tmp_path / "work"))
+    return data, inputs.read_manifest(data.files)
+
+
+def test_records_follow_the_corpus_after_an_empty_first_try(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("")
+    with pytest.raises(UserError, match="the corpus is empty"):
+        _records(tmp_path, str(corpus))
+    assert not (tmp_path / "work").exists()
+
+    corpus.write_bytes(DEMO_CORPUS.read_bytes())  # fixed: records are made
+    _, first = _records(tmp_path, str(corpus))
+    assert first["num_examples"] > 0
+    _, again = _records(tmp_path, str(corpus))     # unchanged: reused, not rewritten
+    assert again["seconds"] == first["seconds"] and again["input_fingerprints"] == first["input_fingerprints"]
+
+    half = DEMO_CORPUS.read_text().split("\n\n")
+    corpus.write_text("\n\n".join(half[: len(half) // 2]))  # edited: rebuilt from the new text
+    data, changed = _records(tmp_path, str(corpus))
+    assert 0 < changed["num_examples"] < first["num_examples"]
+    assert sorted(os.path.basename(f) for f in data.files) == [e["path"] for e in changed["files"]]
