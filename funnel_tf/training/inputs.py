@@ -187,6 +187,10 @@ def plan_pretraining_input(train_data: Sequence[str], seq_len: int, config: Funn
     config.check_seq_len(seq_len)
     files = expand(train_data)
     fmt = detect_format(files) if data_format == "auto" else data_format
+    if fmt == "tfrecord":  # a glob like records/* also matches the manifest: metadata, not data
+        files = [f for f in files if os.path.basename(f) != pretraining.MANIFEST_NAME]
+        if not files:
+            raise InputError(f"--train_data {list(train_data)} matches only {pretraining.MANIFEST_NAME}")
     manifest = read_manifest(files) if fmt == "tfrecord" else None
     if vocab is None:
         if manifest is None or not manifest.get("vocab_path"):
@@ -204,7 +208,8 @@ def plan_pretraining_input(train_data: Sequence[str], seq_len: int, config: Funn
             if manifest.get("seq_len") not in (None, seq_len):
                 raise InputError(f"records in {os.path.dirname(files[0])} have seq_len "
                                  f"{manifest['seq_len']}, but --seq_len is {seq_len}")
-        _check_first_record(files[0], seq_len)
+        for f in files[:: max(1, len(files) // 8)][:8]:  # a few shards, spread over the list
+            _check_first_record(f, seq_len)
     else:
         pretraining.check_text_inputs(files, fallback_encoding)
     stride = config.upsample_stride if (config.separate_cls and config.truncate_seq) else 1

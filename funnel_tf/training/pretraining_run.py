@@ -125,6 +125,8 @@ def check_args(a: PretrainArgs) -> None:
 
     if not a.demo and not a.model_dir:
         raise PretrainArgsError("--model_dir is required with --train_data")
+    if a.model_dir and tf.io.gfile.exists(a.model_dir) and not tf.io.gfile.isdir(a.model_dir):
+        raise PretrainArgsError(f"--model_dir {a.model_dir} exists and is not a directory")
     for name, minimum in (("train_steps", 1), ("batch_size", 1), ("seq_len", 1),
                           ("steps_per_loop", 1), ("log_every", 1), ("save_every", 0),
                           ("warmup_steps", 0), ("keep_checkpoints", 1), ("max_nonfinite", 0)):
@@ -258,13 +260,47 @@ def _compare_training_checkpoint(prefix: str, backbone) -> Tuple[str, List[str],
 
 
 def _h5_weights(path: str) -> Optional[str]:
+    """The Keras weights file `path` names (itself, or the one *.weights.h5 in a folder)."""
     if path.endswith(".weights.h5"):
         return path
     if tf.io.gfile.isdir(path):
         found = sorted(tf.io.gfile.glob(os.path.join(path, "*.weights.h5")))
-        if found:
-            return path  # warm_start picks (or refuses several of) them
+        if len(found) == 1:
+            return found[0]
     return None
+
+
+def _h5_shape_mismatch(h5_path: str, candidates) -> Optional[str]:
+    """Compare the tensor shapes stored in a Keras weights file with each candidate model's and
+    describe the closest: '24 of 163 tensors differ (file: [64, 64] x12, ...; model: ...)'."""
+    import collections
+
+    try:
+        import h5py
+
+        shapes: collections.Counter = collections.Counter()
+        with h5py.File(h5_path, "r") as f:
+            f.visititems(lambda _, obj: shapes.update([tuple(obj.shape)])
+                         if isinstance(obj, h5py.Dataset) else None)
+    except (ImportError, OSError, ValueError):
+        return None
+    best = None
+    for model in candidates:
+        want = collections.Counter(tuple(v.shape) for v in model.weights)
+        only_file, only_model = shapes - want, want - shapes
+        n = sum(only_model.values())
+        if best is None or n < best[0]:
+            best = (n, sum(want.values()), only_file, only_model)
+    if best is None or best[0] == 0:
+        return None
+
+    def fmt(counter):
+        items = sorted(counter.items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{list(k)} x{v}" for k, v in items[:3]) + (", ..." if len(items) > 3 else "")
+
+    n, total, only_file, only_model = best
+    return (f"{n} of the model's {total} tensors have no same-shaped tensor in the file (file "
+            f"has {fmt(only_file) or 'none left'}; model needs {fmt(only_model)})")
 
 
 def check_init_checkpoint(path: str, objective_name: str, config: FunnelConfig,
@@ -278,14 +314,17 @@ def check_init_checkpoint(path: str, objective_name: str, config: FunnelConfig,
     with tf.device("/cpu:0"):
         probe.build()
     fix = "pass the --config / --config_override the checkpoint was trained with"
-    if _h5_weights(path) is not None:
+    h5 = _h5_weights(path)
+    if h5 is not None or path.endswith(".h5"):
         try:
             return checkpointing.warm_start(probe.backbone, path, probe.models)
         except UserError as e:
-            first = str(e).strip().splitlines()
-            detail = "; ".join(ln.strip() for ln in first[1:3]) if len(first) > 1 else first[0]
+            detail = h5 and _h5_shape_mismatch(h5, [probe.backbone, *probe.models.values()])
+            if not detail:
+                lines = [ln.strip(" :;") for ln in str(e).strip().splitlines() if ln.strip(" :;")]
+                detail = "; ".join(lines[1:3] if len(lines) > 1 else lines)[:400]
             raise checkpointing.CheckpointError(
-                f"--init_checkpoint {path} does not fit this model ({detail[:400]}); {fix}") from None
+                f"--init_checkpoint {path} does not fit this model: {detail}; {fix}") from None
     prefix = checkpointing.resolve_checkpoint(path)
     name, missing, mismatched, n = _compare_training_checkpoint(prefix, probe.backbone)
     if not missing and not mismatched:
@@ -375,8 +414,6 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
         jit_compile=jit, nonfinite=a.nonfinite, max_nonfinite=a.max_nonfinite, seed=a.seed,
         data_resume=a.data_resume, warm_start=a.init_checkpoint)
     loop_config.validate()
-    for note in notes:
-        logging.info("%s", note)
 
     # Everything is checked: from here on the run writes, holding the model_dir for its life.
     lock = ModelDirLock(model_dir, enabled=info.is_chief)
@@ -392,6 +429,8 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
             trainer = loop.Trainer(strategy, objective, optimizer_fn, data.dataset_fn,
                                    loop_config)
             trainer.prepare()  # restore or warm-start: a checkpoint that does not fit fails here
+            for note in notes:
+                logging.info("%s", note)
             if info.is_chief:
                 _write_text(os.path.join(model_dir, "config.json"), config.to_json_string())
                 _write_text(os.path.join(model_dir, ARGS_FILE), json.dumps(

@@ -170,3 +170,32 @@ def test_records_follow_the_corpus_after_an_empty_first_try(tmp_path):
     data, changed = _records(tmp_path, str(corpus))
     assert 0 < changed["num_examples"] < first["num_examples"]
     assert sorted(os.path.basename(f) for f in data.files) == [e["path"] for e in changed["files"]]
+
+
+def test_init_weights_file_of_another_size_is_one_line_with_the_shapes(tmp_path):
+    from funnel_tf.checkpoints.native import save_pretrained
+
+    tiny = load_config("tiny").replace(vocab_size=919)
+    other = objectives.make_objective("mlm", tiny.replace(d_inner=64))
+    other.build()
+    save_pretrained(other.backbone, str(tmp_path / "native"))
+    with pytest.raises(checkpointing.CheckpointError) as info:
+        check_init_checkpoint(str(tmp_path / "native"), "mlm", tiny)
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < 700, msg
+    assert "24 of the model's" in msg and "[64, 64] x" in msg and "[64, 256] x" in msg, msg
+
+
+def test_a_records_glob_may_match_the_manifest_and_a_stray_shard_is_refused(tmp_path):
+    from funnel_tf.text.pretraining import create_pretraining_data
+
+    out = tmp_path / "rec"
+    create_pretraining_data([str(DEMO_CORPUS)], str(out), DEMO_VOCAB, seq_len=32, num_shards=2,
+                            max_examples=8, progress=None)
+    cfg = load_config("tiny").replace(vocab_size=919)
+    data = inputs.build_pretraining_input([str(out / "*")], 32, 4, cfg)  # vocab from the manifest
+    assert sorted(os.path.basename(f) for f in data.files) == [
+        "pretrain-00000-of-00002.tfrecord", "pretrain-00001-of-00002.tfrecord"]
+    (out / "pretrain-00000-of-00009.tfrecord").write_bytes(b"")  # left by an older run
+    with pytest.raises(UserError, match=r"1 file\(s\) are not listed in its manifest.json"):
+        inputs.build_pretraining_input([str(out / "*.tfrecord")], 32, 4, cfg)
