@@ -72,7 +72,7 @@ def unreadable_reason(prefix: str) -> Optional[str]:
     if missing:
         return f"{len(missing)} of its {total} .data-* shard(s) are missing"
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        reader = open_reader(prefix)
         shapes = reader.get_variable_to_shape_map()
         dtypes = reader.get_variable_to_dtype_map()
     except (tf.errors.OpError, IndexError, ValueError) as e:
@@ -89,11 +89,17 @@ def unreadable_reason(prefix: str) -> Optional[str]:
 def top_level_names(prefix: str) -> Dict[str, List[str]]:
     """{child of the checkpoint root: names of its children} from the stored object graph, e.g.
     {"weights": ["masked_lm"], "optimizer": [...], "step": []}."""
-    reader = tf.train.load_checkpoint(prefix)
+    reader = open_reader(prefix)
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(reader.get_tensor(_GRAPH_KEY))
     return {c.local_name: sorted(g.local_name for g in graph.nodes[c.node_id].children)
             for c in graph.nodes[0].children}
+
+
+def open_reader(prefix: str):
+    """TF's checkpoint reader for `prefix` (not `tf.train.load_checkpoint`, which takes a prefix
+    for a directory on filesystems such as ram:// where `ckpt-1` looks like one)."""
+    return tf.compat.v1.train.NewCheckpointReader(prefix)
 
 
 def first_line(error: BaseException) -> str:

@@ -23,6 +23,7 @@ from typing import Dict, Mapping, Optional
 import keras
 import tensorflow as tf
 from absl import logging
+from tensorflow.python.checkpoint import checkpoint_management
 from tensorflow.python.trackable import base as trackable_base
 
 from funnel_tf.errors import UserError
@@ -215,8 +216,10 @@ class TrainingCheckpoint:
             return
         if not self.is_chief:
             return
-        tf.compat.v1.train.update_checkpoint_state(
-            self.chief_directory, restored, all_model_checkpoint_paths=older[-self.keep:])
+        # What CheckpointManager itself writes (relative names), without v1's deprecation notice.
+        checkpoint_management.update_checkpoint_state_internal(
+            self.chief_directory, restored, all_model_checkpoint_paths=older[-self.keep:],
+            save_relative_paths=True)
         self._make_manager()
 
     def save(self) -> str:
@@ -269,7 +272,7 @@ def read_step(path: str) -> int:
     """The global step stored in a training checkpoint (prefix or directory)."""
     prefix = resolve_checkpoint(path)
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        reader = checkpoint_files.open_reader(prefix)
         return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.OpError, IndexError) as e:
         raise UnreadableCheckpointError(

@@ -363,3 +363,21 @@ def test_warm_start_from_truncated_files_names_the_file(tmp_path):
     open(data, "wb").write(bytes(raw))
     with pytest.raises(UnreadableCheckpointError, match=r"ckpt-100.*truncated or unreadable"):
         warm_start(toy.ToyMLM().funnel, str(tmp_path / "run"))
+
+
+def test_fallback_and_listing_work_through_tf_io_gfile(tmp_path):
+    """ram:// stands in for gs://: a truncated newest checkpoint and a missing state file."""
+    import uuid
+    d = f"ram://ckpt_{uuid.uuid4().hex}"
+    _toy_run(d)
+    data = tf.io.gfile.glob(f"{d}/checkpoints/ckpt-200.data-*")[0]
+    with tf.io.gfile.GFile(data, "rb") as f:
+        raw = f.read()
+    tf.io.gfile.remove(data)  # ram:// appends on "wb"
+    with tf.io.gfile.GFile(data, "wb") as f:
+        f.write(raw[: len(raw) // 2])
+    tf.io.gfile.remove(f"{d}/checkpoints/checkpoint")
+    ck, step = _fresh(d)
+    assert ck.restore_latest().endswith("ckpt-100") and int(step.numpy()) == 100
+    step.assign(300)
+    assert ck.save().endswith("ckpt-300")
