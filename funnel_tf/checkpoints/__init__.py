@@ -44,8 +44,9 @@ def load_model(path: str, model_class: Optional[str] = None, allow_missing: Sequ
                format: Optional[str] = None, return_report: bool = False, **kwargs):
     """Build and load a model from any supported checkpoint.
 
-    model_class: registry alias ("base", "full", "mlm", "electra", "seq_cls", "multiple_choice",
-    "token_cls", "qa") or class name; default: the class the checkpoint holds. allow_missing:
+    model_class: the class (FunnelForSequenceClassification), its name, or a registry alias ("base",
+    "full", "mlm", "electra", "seq_cls", "multiple_choice", "token_cls", "qa"); default: the class
+    the checkpoint holds (`Class.from_pretrained(path)` is the same with model_class=Class). allow_missing:
     fnmatch patterns (in the checkpoint's naming) or "head" for tensors that may keep their initial
     values. kwargs go to the format's loader (num_labels, net_config, truncate_seq, config overrides).
     """
@@ -67,10 +68,9 @@ def save_pretrained(model, directory: str):
     return save(model, directory)
 
 
-def from_pretrained(directory: str, **kwargs):
-    from funnel_tf.checkpoints.native import from_pretrained as load
-
-    return load(directory, **kwargs)
+def from_pretrained(path: str, **kwargs):
+    """Same as `load_model`: any format (ours, an HF folder, an original release), detected."""
+    return load_model(path, **kwargs)
 
 
 def export_hf(model, out_dir: str, allow_mask_pooling_change: bool = False):

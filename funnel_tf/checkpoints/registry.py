@@ -3,7 +3,9 @@
 The classes are imported on first use, so listing names (e.g. `convert --help`) does not load TensorFlow.
 """
 
-from typing import Any, Dict
+from typing import Any, Dict, Union
+
+from funnel_tf.errors import UserError
 
 CLASS_NAMES = ("FunnelBaseModel", "FunnelModel", "FunnelForMaskedLM", "FunnelForPreTraining",
                "FunnelForSequenceClassification", "FunnelForMultipleChoice", "FunnelForTokenClassification",
@@ -35,11 +37,19 @@ def model_classes() -> Dict[str, type]:
             for name in CLASS_NAMES}
 
 
-def resolve_class_name(name: str) -> str:
-    """An alias ("mlm") or class name ("FunnelForMaskedLM") -> the class name; ValueError if unknown."""
-    key = ALIASES.get(name, name)
+class UnknownModelClassError(UserError, ValueError):
+    """A model class that is neither one of ours nor an alias of one."""
+
+
+def resolve_class_name(name: Union[str, type]) -> str:
+    """An alias ("mlm"), class name ("FunnelForMaskedLM") or the class itself -> the class name;
+    UnknownModelClassError (a ValueError) if unknown."""
+    if isinstance(name, type):
+        name = name.__name__
+    key = ALIASES.get(name, name) if isinstance(name, str) else name
     if key not in CLASS_NAMES:
-        raise ValueError(f"unknown model class {name!r}; use one of {sorted(ALIASES)} or {list(CLASS_NAMES)}")
+        raise UnknownModelClassError(f"unknown model class {name!r}; use one of {sorted(ALIASES)} or "
+                                     f"{list(CLASS_NAMES)}")
     return key
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from absl import logging
-
 
 class PretrainedMixin:
     """Adds `Class.from_pretrained(path, **kwargs)` and `model.save_pretrained(directory)`."""
@@ -24,8 +22,8 @@ class PretrainedMixin:
         """This class with weights from `path`: a funnel_tf directory, a HuggingFace directory
         (safetensors / .bin / tf_model.h5) or an original TF1 release.
 
-        A task model loaded from a checkpoint without its head gets a freshly initialised head and
-        a warning naming its tensors (pass `allow_missing=()` to make that an error). Other kwargs
+        A task model loaded from a checkpoint without its head gets a freshly initialised head (the
+        loader logs a warning naming its tensors; pass `allow_missing=()` to make that an error). Other kwargs
         go to `funnel_tf.checkpoints.load_model` (e.g. `hidden_dropout=0.0`, `truncate_seq`).
         """
         from funnel_tf.checkpoints import load_model
@@ -40,10 +38,6 @@ class PretrainedMixin:
             kwargs["num_labels"] = num_labels
         model, report = load_model(path, model_class=cls.__name__, allow_missing=allow_missing,
                                    return_report=True, **kwargs)
-        if report.missing_allowed:
-            logging.warning("%s.from_pretrained(%s): %d tensors are not in the checkpoint and were newly "
-                            "initialised (train the model before using it): %s", cls.__name__, path,
-                            len(report.missing_allowed), ", ".join(report.missing_allowed))
         return (model, report) if return_report else model
 
     def save_pretrained(self, directory: str):
