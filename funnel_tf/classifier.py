@@ -1,0 +1,186 @@
+"""FunnelTextClassifier: a Keras task with the tokenizer built in, raw strings in, logits out.
+
+The keras-hub split: FunnelTokenizer (preprocessor) + FunnelForSequenceClassification (backbone
+FunnelBaseModel + HF's classification head). Usual Keras workflow:
+
+    clf = FunnelTextClassifier.from_pretrained("path/to/hf-funnel-small", num_classes=2)
+    clf.fit(tf.data.Dataset.from_tensor_slices((texts, labels)).batch(16), epochs=1)
+    clf.predict(["a great film", "dull"])          # logits [2, 2]
+    clf.save_pretrained("my_clf")                  # FunnelTextClassifier.from_pretrained("my_clf")
+    clf.export("my_clf_savedmodel")                # text-in SavedModel, as finetune.py --export_dir
+
+Pairs: pass `(texts, pair_texts)` wherever texts go. Pre-tokenized input dicts are accepted too.
+Pairs are truncated with BERT's rule, as finetune.py and the exported graph do, so `predict` and
+the export always agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from funnel_tf.errors import UserError
+from funnel_tf.modeling.heads import FunnelForSequenceClassification
+from funnel_tf.tokenizer import DEFAULT_SEQUENCE_LENGTH, FunnelTokenizer
+
+CLASSIFIER_CONFIG_NAME = "text_classifier.json"
+# The pair rule finetune.py's readers and funnel_tf.export's serving graph use.
+_TRUNCATION = "longest_first"
+
+
+class ClassifierError(UserError, ValueError):
+    """A classifier that cannot be built, fed or saved as asked; says what to do."""
+
+
+def _is_features(x) -> bool:
+    return isinstance(x, dict) and "input_ids" in x
+
+
+@keras.saving.register_keras_serializable(package="funnel_tf")
+class FunnelTextClassifier(keras.Model):
+    """Raw strings [N] (or pairs) -> logits [N, num_classes] (float32; [N, 1] scores for regression)."""
+
+    def __init__(self, model: FunnelForSequenceClassification, tokenizer: FunnelTokenizer,
+                 label_names: Optional[Sequence[str]] = None, pair: bool = False, **kwargs):
+        kwargs.setdefault("name", "funnel_text_classifier")
+        super().__init__(**kwargs)
+        if not isinstance(model, FunnelForSequenceClassification):
+            raise ClassifierError(f"model must be a FunnelForSequenceClassification, got {type(model).__name__}")
+        if tokenizer.vocab_size != model.config.vocab_size:
+            raise ClassifierError(f"the vocab ({tokenizer.vocab_path}) has {tokenizer.vocab_size} tokens but the "
+                                  f"model has vocab_size {model.config.vocab_size}; use the checkpoint's own vocab")
+        min_len = model.config.min_seq_len()
+        if tokenizer.sequence_length < min_len:
+            raise ClassifierError(f"sequence_length={tokenizer.sequence_length} is shorter than this model "
+                                  f"can pool ({min_len} at least)")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.num_classes = int(model.num_labels)
+        if label_names is not None and len(label_names) != self.num_classes:
+            raise ClassifierError(f"{len(label_names)} label_names for {self.num_classes} classes")
+        self.label_names = None if label_names is None else [str(n) for n in label_names]
+        self.pair = bool(pair)
+        self.built = True  # every weight exists (Keras must not trace call() on symbolic strings)
+
+    # ---------------------------------------------------------------------------- construction
+    @classmethod
+    def from_pretrained(cls, path: str, num_classes: Optional[int] = None,
+                        sequence_length: Optional[int] = None, label_names: Optional[Sequence[str]] = None,
+                        pair: Optional[bool] = None, vocab: Optional[str] = None, **kwargs):
+        """A classifier from any checkpoint (ours, HF folder, original release) and its vocab.
+
+        num_classes: the head's outputs (default: the checkpoint's head, else its config, else 2;
+        1 = regression); a checkpoint without this head gets a new one (with a warning).
+        vocab: the vocab file when the folder has none. kwargs: config overrides (e.g. hidden_dropout).
+        """
+        saved = _read_classifier_config(path)
+        if num_classes is None and label_names is not None:
+            num_classes = len(label_names)
+        if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
+            raise ClassifierError(f"num_classes must be a positive int, got {num_classes!r}")
+        tokenizer = FunnelTokenizer.from_pretrained(
+            vocab or path, sequence_length=sequence_length or saved.get("sequence_length", DEFAULT_SEQUENCE_LENGTH),
+            truncation=_TRUNCATION)
+        model = FunnelForSequenceClassification.from_pretrained(path, num_labels=num_classes, **kwargs)
+        if label_names is None and saved.get("label_names") and len(saved["label_names"]) == model.num_labels:
+            label_names = saved["label_names"]
+        return cls(model, tokenizer, label_names=label_names,
+                   pair=saved.get("pair", False) if pair is None else pair)
+
+    # ------------------------------------------------------------------------------- forward
+    def preprocess(self, x):
+        """texts [N], (texts, pair_texts) or a features dict -> the model's input dict."""
+        if _is_features(x):
+            return x
+        if isinstance(x, (tuple, list)) and len(x) == 2 and not isinstance(x[0], (str, bytes)) \
+                and not (isinstance(x, list) and all(isinstance(t, (str, bytes)) for t in x)):
+            return self.tokenizer(x[0], x[1])
+        return self.tokenizer(x)
+
+    def call(self, inputs, training=False):
+        return self.model(self.preprocess(inputs), training=training)["logits"]  # [N, C]
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """Keras' compile with this task's defaults: AdamW(2e-5), cross-entropy on logits (MSE for
+        one output), accuracy. jit_compile is off: the tokenizer's string ops do not run under XLA."""
+        if optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(2e-5, weight_decay=0.01)
+        regression = self.num_classes == 1
+        if loss == "auto":
+            loss = keras.losses.MeanSquaredError() if regression else \
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if metrics == "auto":
+            metrics = [] if regression else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        kwargs.setdefault("jit_compile", False)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def predict(self, x, batch_size=32, verbose=0, **kwargs):
+        """Logits [N, C] (numpy) for raw strings: a list, `(texts, pair_texts)`, or a tf.data.Dataset
+        of string batches. Quiet unless `verbose` (Keras' progress bar) is set."""
+        if isinstance(x, str):
+            raise ClassifierError("predict takes a list of texts; wrap the one string: predict([text])")
+        if isinstance(x, (list, tuple)) and len(x) == 0:
+            return tf.zeros([0, self.num_classes]).numpy()
+        if isinstance(x, (list, tuple)) and all(isinstance(t, (str, bytes)) for t in x):
+            x = tf.data.Dataset.from_tensor_slices(tf.constant(list(x))).batch(batch_size)
+            batch_size = None
+        elif isinstance(x, tuple) and len(x) == 2 and not _is_features(x[0]):  # (texts, pair_texts)
+            pairs = tf.data.Dataset.from_tensor_slices((tf.constant(list(x[0])), tf.constant(list(x[1]))))
+            x = pairs.batch(batch_size).map(lambda a, b: ((a, b),))  # a 1-tuple: Keras' x, no y
+            batch_size = None
+        return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
+
+    # --------------------------------------------------------------------------------- saving
+    def get_config(self):
+        raise NotImplementedError("FunnelTextClassifier is saved with save_pretrained(dir) (weights + vocab, "
+                                  "FunnelTextClassifier.from_pretrained(dir) reads it) or export(dir) "
+                                  "(text-in SavedModel); save the bare model with clf.model.save('x.keras')")
+
+    def save(self, filepath, *args, **kwargs):
+        """Refused (nothing written): use save_pretrained(dir) or export(dir); see get_config."""
+        try:
+            self.get_config()
+        except NotImplementedError as e:
+            raise ClassifierError(str(e)) from None
+
+    def save_pretrained(self, directory: str) -> str:
+        """Weights (our format), vocab.txt + tokenizer_config.json and text_classifier.json."""
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        with tf.io.gfile.GFile(os.path.join(directory, CLASSIFIER_CONFIG_NAME), "w") as f:
+            f.write(json.dumps({"sequence_length": self.tokenizer.sequence_length, "label_names": self.label_names,
+                                "pair": self.pair, "num_classes": self.num_classes}, indent=2) + "\n")
+        return directory
+
+    def export(self, export_dir: str, overwrite: bool = False, pair: Optional[bool] = None) -> str:
+        """The text-in SavedModel finetune.py --export_dir writes (funnel_tf.export): serving_default
+        takes `text` (or `text_a`, `text_b` for pairs); load it with `funnel_tf.serving.load`."""
+        from funnel_tf.export import ClassifierServing, export_saved_model
+
+        regression = self.num_classes == 1
+        names = None if regression else (self.label_names or [str(i) for i in range(self.num_classes)])
+        module = ClassifierServing(self.model, self.tokenizer.wordpiece, self.tokenizer.sequence_length,
+                                   pair=self.pair if pair is None else pair, label_names=names)
+        return export_saved_model(module, export_dir, overwrite=overwrite)
+
+
+def _read_classifier_config(path: str) -> dict:
+    """text_classifier.json of a folder FunnelTextClassifier.save_pretrained wrote ({} otherwise)."""
+    config_path = os.path.join(path, CLASSIFIER_CONFIG_NAME)
+    if not tf.io.gfile.exists(config_path):
+        return {}
+    try:
+        with tf.io.gfile.GFile(config_path) as f:
+            config = json.loads(f.read())
+    except json.JSONDecodeError as e:
+        raise ClassifierError(f"{config_path}: invalid JSON ({e}); fix or delete it") from None
+    if not isinstance(config, dict):
+        raise ClassifierError(f"{config_path}: expected a JSON object")
+    return config
+
+
+__all__ = ["FunnelTextClassifier", "ClassifierError"]
