@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from funnel_tf import storage
+from funnel_tf.errors import UserError
 from funnel_tf.text.packing import pack_inputs
 
 _LETTERS = ("A", "B", "C", "D")
@@ -233,20 +233,40 @@ def _place(values: tf.RaggedTensor, offset: tf.Tensor, seq_len: int) -> tf.Tenso
 
 
 # ---------------------------------------------------------------------------------- writing
+class ExportError(UserError, FileExistsError):
+    """An export_dir that cannot be written as asked (exists, or is not a SavedModel to replace)."""
+
+
+def is_saved_model_dir(path: str) -> bool:
+    """True for a folder holding a SavedModel (saved_model.pb or saved_model.pbtxt)."""
+    return tf.io.gfile.isdir(path) and any(
+        tf.io.gfile.exists(os.path.join(path, name))
+        for name in ("saved_model.pb", "saved_model.pbtxt"))
+
+
+def check_export_dir(export_dir: str, overwrite: bool = False) -> None:
+    """Refuse an export_dir that exists, unless `overwrite` and it is a SavedModel: overwriting
+    never deletes anything else (a model_dir, a data folder, a typo'd parent folder)."""
+    if not tf.io.gfile.exists(export_dir):
+        return
+    if not overwrite:
+        raise ExportError(f"--export_dir {export_dir} already exists; remove it, choose another "
+                          f"folder, or pass --overwrite_export to replace the SavedModel in it")
+    if not is_saved_model_dir(export_dir):
+        raise ExportError(f"--export_dir {export_dir} exists and is not a SavedModel (no "
+                          f"saved_model.pb): --overwrite_export only replaces an earlier export; "
+                          f"choose another folder")
+
+
 def export_saved_model(module: _Serving, export_dir: str, overwrite: bool = False) -> str:
     """Save `module` as a SavedModel with a `serving_default` signature; returns export_dir.
 
     Written to a temporary sibling directory first and renamed at the end, so an interrupted
-    export never leaves a half-written SavedModel at `export_dir`.
+    export never leaves a half-written SavedModel at `export_dir`. Works on any filesystem
+    tf.io.gfile knows (gs://, ram://). `overwrite` replaces an existing SavedModel only.
     """
-    if tf.io.gfile.exists(export_dir):
-        if not overwrite:
-            raise FileExistsError(f"export_dir {export_dir} already exists; remove it or choose "
-                                  f"another (--export_dir)")
-    parent = os.path.dirname(os.path.abspath(export_dir)) or "."
-    tf.io.gfile.makedirs(parent)
-    tmp = tempfile.mkdtemp(prefix=".export_", dir=parent)
-    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the export private to this user
+    check_export_dir(export_dir, overwrite)
+    tmp = storage.make_temp_dir_beside(export_dir, ".export_")
     try:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.signature()})
         extra = os.path.join(tmp, "assets.extra")
@@ -256,11 +276,10 @@ def export_saved_model(module: _Serving, export_dir: str, overwrite: bool = Fals
         from funnel_tf.serving import write_readme  # README.txt: how to load this (tensorflow_text first)
 
         write_readme(tmp, module.info)
-        if tf.io.gfile.exists(export_dir):
-            shutil.rmtree(export_dir)
-        os.replace(tmp, export_dir)
+        check_export_dir(export_dir, overwrite)  # still true after the (long) save
+        storage.replace_dir(tmp, export_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        storage.remove_tree(tmp)
         raise
     return export_dir
 
