@@ -13,7 +13,11 @@ setup(
     description="Funnel-Transformer (Dai et al. 2020) in TF2/Keras 3 for TPU/GPU/CPU training",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["funnel_tf", "funnel_tf.*"]),
+    # The repo's configs/ and data/ (demo corpus + vocab) ship inside the package as
+    # funnel_tf/configs and funnel_tf/demo_data; funnel_tf.resources finds them in both layouts.
+    packages=find_packages(include=["funnel_tf", "funnel_tf.*"]) + ["funnel_tf.configs", "funnel_tf.demo_data"],
+    package_dir={"funnel_tf.configs": "configs", "funnel_tf.demo_data": "data"},
+    package_data={"funnel_tf.configs": ["*.json"], "funnel_tf.demo_data": ["*.txt"]},
     py_modules=["pretrain", "finetune"],
     python_requires=">=3.10",
     # TensorFlow itself comes from an extra: `[cpu]` (or `[test]`) brings the standard `tensorflow`
@@ -41,7 +45,10 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "funnel-convert=funnel_tf.convert:run",
+            "funnel-pretrain=funnel_tf.entry_points:pretrain",
+            "funnel-finetune=funnel_tf.entry_points:finetune",
+            "funnel-convert=funnel_tf.entry_points:convert",
+            "funnel-text=funnel_tf.entry_points:text",
         ],
     },
 )

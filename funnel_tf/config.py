@@ -373,8 +373,10 @@ def load_config(name_or_path: str, configs_dir: Optional[str] = None) -> FunnelC
     """A config by short name from `configs/` (e.g. "small", "tiny") or by path."""
     if os.path.exists(name_or_path):
         return FunnelConfig.from_json_file(name_or_path)
-    configs_dir = configs_dir or os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    if configs_dir is None:  # the checkout's configs/, or the wheel's package data
+        from funnel_tf.resources import configs_dir as shipped_configs_dir
+
+        configs_dir = shipped_configs_dir()
     path = os.path.join(configs_dir, f"{name_or_path}.json")
     if not os.path.exists(path):
         known = sorted(p[:-5] for p in os.listdir(configs_dir) if p.endswith(".json")) \
