@@ -86,12 +86,27 @@ def unreadable_reason(prefix: str) -> Optional[str]:
     return None
 
 
+def table_sizes(prefix: str, table: str = "weights") -> Dict[str, int]:
+    """{model name: number of entries} of the checkpoint's `table` (TrainingCheckpoint's
+    {"weights": {model: {variable path: variable}}}); {} when it has no such table."""
+    graph = _object_graph(prefix)
+    for c in graph.nodes[0].children:
+        if c.local_name == table:
+            return {m.local_name: len(graph.nodes[m.node_id].children)
+                    for m in graph.nodes[c.node_id].children}
+    return {}
+
+
+def _object_graph(prefix: str):
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(open_reader(prefix).get_tensor(_GRAPH_KEY))
+    return graph
+
+
 def top_level_names(prefix: str) -> Dict[str, List[str]]:
     """{child of the checkpoint root: names of its children} from the stored object graph, e.g.
     {"weights": ["masked_lm"], "optimizer": [...], "step": []}."""
-    reader = open_reader(prefix)
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor(_GRAPH_KEY))
+    graph = _object_graph(prefix)
     return {c.local_name: sorted(g.local_name for g in graph.nodes[c.node_id].children)
             for c in graph.nodes[0].children}
 
@@ -130,12 +145,15 @@ def is_out_of_space(error: BaseException) -> bool:
     return "no space left" in text or "quota exceeded" in text or "disk quota" in text
 
 
-def remove_partial_save(prefix: str) -> List[str]:
-    """Delete what a failed save of `prefix` left: `<prefix>_temp*` folders and the prefix's own
-    .index / .data-* files. Returns the removed paths (best effort; errors are ignored)."""
+def remove_partial_save(prefix: str, temp_only: bool = False) -> List[str]:
+    """Delete what a failed save of `prefix` left: `<prefix>_temp*` folders and (unless
+    `temp_only`) the prefix's own .index / .data-* files. Returns the removed paths (best effort;
+    errors are ignored)."""
     removed = []
-    for path in tf.io.gfile.glob(prefix + "_temp*") + tf.io.gfile.glob(prefix + ".index") + \
-            tf.io.gfile.glob(prefix + ".data-*"):
+    paths = tf.io.gfile.glob(prefix + "_temp*")
+    if not temp_only:
+        paths += tf.io.gfile.glob(prefix + ".index") + tf.io.gfile.glob(prefix + ".data-*")
+    for path in paths:
         try:
             if tf.io.gfile.isdir(path):
                 tf.io.gfile.rmtree(path)

@@ -190,17 +190,28 @@ class TrainingCheckpoint:
         return None
 
     def _check_same_models(self, path: str) -> None:
-        """Refuse a checkpoint whose models (by name) differ from this run's: another objective."""
-        ours = sorted(k for k, v in self._items.items() if isinstance(v, keras.Model))
+        """Refuse a checkpoint whose models (by name) differ from this run's (another objective)
+        or hold another number of weight tensors (another config: a restore would only check
+        that ours are present, so a deeper model's checkpoint would load partially)."""
+        ours = {k: len(model_weights(v)) for k, v in self._items.items()
+                if isinstance(v, keras.Model)}
         try:
-            stored = checkpoint_files.top_level_names(path).get("weights")
+            stored = checkpoint_files.table_sizes(path)
         except Exception:  # noqa: BLE001 - unreadable graphs are reported by the restore
             return
-        if stored is not None and sorted(stored) != ours:
+        if not stored:
+            return  # not written by TrainingCheckpoint: the restore's own matching decides
+        if sorted(stored) != sorted(ours):
             raise CheckpointMismatchError(
-                f"{path}: was written by another objective (its models: {', '.join(stored)}; this "
-                f"run's: {', '.join(ours)}). Resume with the objective of that run, or use a new "
-                f"--model_dir")
+                f"{path}: was written by another objective (its models: "
+                f"{', '.join(sorted(stored))}; this run's: {', '.join(sorted(ours))}). Resume "
+                f"with the objective of that run, or use a new --model_dir")
+        for name in sorted(ours):
+            if stored[name] != ours[name]:
+                raise CheckpointMismatchError(
+                    f"{path}: was written by another model config ({name} has {stored[name]} "
+                    f"weight tensors there, {ours[name]} in this run). Resume with the config of "
+                    f"that run, or use a new --model_dir")
 
     def _sync_state(self, restored: str, candidates) -> None:
         """Point the `checkpoint` state file (what CheckpointManager and TF's preemption handler
@@ -243,7 +254,9 @@ class TrainingCheckpoint:
                 self._cleanup(step)
                 path = self.manager.save(checkpoint_number=step)
         except KeyboardInterrupt:  # a second Ctrl-C during the save: leave no partial files
-            self._cleanup(step)
+            # (it lands between TF ops: a checkpoint whose merge finished is complete; keep it)
+            prefix = os.path.join(self.directory, f"ckpt-{step}")
+            self._cleanup(step, keep_complete=checkpoint_files.unreadable_reason(prefix) is None)
             raise
         except (OSError, tf.errors.OpError) as e:
             prefix = os.path.join(self.directory, f"ckpt-{step}")
@@ -260,9 +273,9 @@ class TrainingCheckpoint:
             logging.info("saved checkpoint %s", path)
         return path
 
-    def _cleanup(self, step: int) -> None:
+    def _cleanup(self, step: int, keep_complete: bool = False) -> None:
         prefix = os.path.join(self.directory, f"ckpt-{step}")
-        removed = checkpoint_files.remove_partial_save(prefix)
+        removed = checkpoint_files.remove_partial_save(prefix, temp_only=keep_complete)
         if removed:
             logging.warning("removed the partial checkpoint files %s", removed)
         self._make_manager()  # forget the failed path (the state file names the earlier ones)

@@ -99,7 +99,7 @@ def test_restore_into_a_different_model_is_a_clear_error(tmp_path):
     step = tf.Variable(1, dtype=tf.int64)
     TrainingCheckpoint(str(tmp_path), {"model": FunnelForMaskedLM(tiny())}, step).save()
     other = FunnelForMaskedLM(tiny(block_sizes=[1, 1, 1], block_repeats=[1, 1, 1]))
-    with pytest.raises(CheckpointMismatchError, match="another objective or model config"):
+    with pytest.raises(CheckpointMismatchError, match="another (objective or )?model config"):
         TrainingCheckpoint(str(tmp_path), {"model": other}, step).restore_latest()
 
 
@@ -381,3 +381,31 @@ def test_fallback_and_listing_work_through_tf_io_gfile(tmp_path):
     assert ck.restore_latest().endswith("ckpt-100") and int(step.numpy()) == 100
     step.assign(300)
     assert ck.save().endswith("ckpt-300")
+
+
+def test_deeper_model_checkpoint_is_refused_not_partially_restored(tmp_path):
+    """Every variable of the 1-decoder-layer model exists in the 2-layer model's checkpoint, so
+    TF's own matching passes (a silent partial restore); the weight-table sizes differ."""
+    step = tf.Variable(5, dtype=tf.int64)
+    TrainingCheckpoint(str(tmp_path), {"model": FunnelForMaskedLM(tiny(num_decoder_layers=2))},
+                       step).save()
+    before = _files(tmp_path)
+    ck = TrainingCheckpoint(str(tmp_path), {"model": FunnelForMaskedLM(tiny())},
+                            tf.Variable(0, dtype=tf.int64))
+    with pytest.raises(CheckpointMismatchError, match=r"another model config \(model has \d+ "):
+        ck.restore_latest()
+    assert _files(tmp_path) == before
+
+
+def test_interrupted_save_leaves_no_partial_files(tmp_path, monkeypatch):
+    """A second Ctrl-C while a checkpoint is being written: the partial ckpt-300 goes away."""
+    ck, step, _ = _toy_run(tmp_path)
+    from tensorflow.python.checkpoint import functional_saver
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(functional_saver.gen_io_ops, "merge_v2_checkpoints", interrupted)
+    step.assign(300)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save()
+    assert _leftovers(tmp_path) == []
