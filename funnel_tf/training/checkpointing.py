@@ -4,7 +4,9 @@
 the optimizer (slots and iteration count), the global step and, when tf.data can save it, the input
 iterator (so a resumed run sees exactly the batches it would have seen). Only the chief writes to
 `<model_dir>/checkpoints`; other workers of a multi-worker job save to a scratch directory because
-every worker must take part in a distributed save.
+every worker must take part in a distributed save. Restores skip unreadable checkpoints (newest
+readable wins, found by listing files) and refuse another objective's or config's before anything
+changes; failed saves leave no partial files (checkpoint_files.py has the file-level checks).
 
 `warm_start` loads a Funnel backbone from a converted checkpoint (Keras `*.weights.h5`, a
 `save_pretrained` directory, or a TF object checkpoint such as one of our own training runs) and

@@ -368,3 +368,12 @@ def test_resume_past_a_truncated_newest_checkpoint(tmp_path):
         f.truncate(os.path.getsize(data) // 2)
     result = make_trainer(tmp_path, steps=9, **fast).train()
     assert result.start_step == 3 and result.step == 9 and result.checkpoint.endswith("ckpt-9")
+
+
+def test_prepare_writes_nothing_and_train_continues_from_it(tmp_path):
+    t = make_trainer(tmp_path / "run", steps=2, jit_compile=False, jit_update=False)
+    assert t.prepare() is None and not (tmp_path / "run").exists()
+    assert t.train().step == 2
+    again = make_trainer(tmp_path / "run", steps=4, jit_compile=False, jit_update=False)
+    assert again.prepare().endswith("ckpt-2") and again.prepare().endswith("ckpt-2")
+    assert again.train().start_step == 2
