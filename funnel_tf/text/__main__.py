@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Learn a WordPiece vocab.txt from plain text with tensorflow-text's vocab "
                                    "learner, splitting words exactly as funnel-tf's BERT tokenizer does.")
     _add_reading_args(v)
-    v.add_argument("--output", required=True, help="Path of the vocab.txt to write (one token per line).")
+    v.add_argument("--output", required=True, help="Path of the vocab.txt to write (one token per line); "
+                                                   "must not exist unless --overwrite.")
+    v.add_argument("--overwrite", action="store_true", help="Replace an existing --output file.")
     v.add_argument("--vocab_size", type=int, default=8000,
                    help="Target vocab size including reserved tokens (the learner lands up to 5%% below it; on a "
                         "tiny corpus its threshold search can end above it).")
@@ -96,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                              lower_case=not args.cased, doc_mode=args.doc_mode,
                              skip_undecodable_lines=args.skip_undecodable_lines,
                              fallback_encoding=args.fallback_encoding, max_lines=args.max_lines,
-                             lower_thresh=args.min_count)
+                             lower_thresh=args.min_count, overwrite=args.overwrite)
     else:
         from funnel_tf.text.pretraining import create_pretraining_data
         report = create_pretraining_data(

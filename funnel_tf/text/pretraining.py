@@ -21,6 +21,7 @@ shuffles, repeats, batches with ``drop_remainder=True`` and optionally applies a
 
 from __future__ import annotations
 
+import codecs
 import collections
 import dataclasses
 import json
@@ -148,7 +149,7 @@ def check_text_inputs(files: Sequence[str], fallback_encoding: Optional[str] = N
     corpus has at least one non-blank line. Raises DataFormatError / PretrainingDataError."""
     if fallback_encoding:
         try:
-            b"".decode(fallback_encoding)
+            codecs.lookup(fallback_encoding)
         except LookupError:
             raise PretrainingDataError(f"unknown fallback encoding {fallback_encoding!r}") from None
     has_text = False

@@ -89,8 +89,12 @@ def learn_vocab(word_counts, vocab_size: int, layout: str = "bert", max_unique_c
 def build_vocab(inputs: Sequence[str], output_path: str, vocab_size: int = 8000, layout: str = "bert",
                 lower_case: bool = True, doc_mode: str = "blank_line", skip_undecodable_lines: bool = False,
                 fallback_encoding: Optional[str] = None, max_lines: Optional[int] = None,
-                lower_thresh: int = 2, progress: Optional[Callable[[str], None]] = None) -> dict:
-    """Corpus globs -> ``vocab.txt`` at ``output_path``; returns a small report dict."""
+                lower_thresh: int = 2, progress: Optional[Callable[[str], None]] = None,
+                overwrite: bool = False) -> dict:
+    """Corpus globs -> ``vocab.txt`` at ``output_path``; returns a small report dict.
+
+    An existing ``output_path`` is refused unless ``overwrite`` (records and models made with the
+    old vocab would silently stop matching it); the file is written whole or not at all."""
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if vocab_size <= len(reserved_tokens(layout)):  # settings first: fail before reading a corpus
         learn_vocab({}, vocab_size, layout)
@@ -98,6 +102,9 @@ def build_vocab(inputs: Sequence[str], output_path: str, vocab_size: int = 8000,
         raise VocabError(f"max_lines must be >= 1, got {max_lines}")
     if tf.io.gfile.isdir(output_path):
         raise VocabError(f"--output {output_path} is a directory; pass the path of a vocab.txt")
+    if tf.io.gfile.exists(output_path) and not overwrite:
+        raise VocabError(f"--output {output_path} already exists; pass --overwrite to replace it "
+                         f"(records and models made with it will no longer match)")
     check_text_inputs(expand_inputs(inputs), fallback_encoding)
     t0 = time.time()
     stats = ReadStats()
@@ -112,8 +119,10 @@ def build_vocab(inputs: Sequence[str], output_path: str, vocab_size: int = 8000,
     out_dir = os.path.dirname(output_path)
     if out_dir:
         tf.io.gfile.makedirs(out_dir)
-    with tf.io.gfile.GFile(output_path, "w") as f:
+    partial = f"{output_path}.partial"
+    with tf.io.gfile.GFile(partial, "w") as f:
         f.write("".join(t + "\n" for t in vocab))
+    tf.io.gfile.rename(partial, output_path, overwrite=True)
     report = {"vocab_size": len(vocab), "words": sum(counts.values()), "distinct_words": len(counts),
               "lines": stats.lines, "files": stats.files,
               "skipped_undecodable_lines": stats.skipped_undecodable_lines,

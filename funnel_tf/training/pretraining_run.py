@@ -378,7 +378,18 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     extra = _objective_kwargs(a)
     objective = objectives.make_objective(a.objective, config, **extra)
 
-    strategy = strat.make_strategy(a.strategy, tpu=a.tpu, zone=a.tpu_zone, project=a.gcp_project)
+    try:
+        strategy = strat.make_strategy(a.strategy, tpu=a.tpu, zone=a.tpu_zone,
+                                       project=a.gcp_project)
+    except UserError:
+        raise
+    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as e:
+        if a.strategy not in ("tpu", "multi_worker"):
+            raise  # one host, no cluster to reach: a bug, keep its traceback
+        where = f"TPU {a.tpu!r}" if a.tpu else "the TPU / cluster (TF_CONFIG)"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PretrainArgsError(f"--strategy={a.strategy}: cannot reach {where}: {first[:300]} "
+                                f"(check --tpu, --tpu_zone, --gcp_project or TF_CONFIG)") from None
     info = strat.strategy_info(strategy)
     if a.batch_size % info.num_replicas:
         raise PretrainArgsError(f"--batch_size={a.batch_size} (global) is not divisible by the "

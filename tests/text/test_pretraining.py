@@ -270,3 +270,22 @@ def test_long_lines_are_counted_and_reported(tmp_path):
                                 num_shards=1, progress=messages.append, progress_every_s=1e9)
     assert m["truncated_lines"] == 2 and m["truncated_tokens"] > 3000
     assert any("warning: 2 line(s) were longer than one 48-token example" in s for s in messages)
+
+
+def test_cli_build_vocab_refuses_to_replace_a_vocab_unless_overwrite(tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nold\n")
+    argv = ["build-vocab", "--input", str(DEMO_CORPUS), "--output", str(vocab), "--vocab_size", "600",
+            "--special_layout", "compact"]
+    code, err = _cli(argv, capsys)
+    assert code == 2 and len(err) == 1 and "already exists; pass --overwrite" in err[0], err
+    assert vocab.read_text().endswith("old\n")
+    assert cli_main(argv + ["--overwrite"]) == 0
+    assert WordpieceTokenizer(str(vocab)).vocab_size > 100 and not (tmp_path / "vocab.txt.partial").exists()
+
+
+def test_cli_unknown_fallback_encoding_is_one_line(tmp_path, capsys):
+    code, err = _cli(["create-pretraining-data", "--input", str(DEMO_CORPUS), "--vocab", str(DEMO_VOCAB),
+                      "--output_dir", str(tmp_path / "rec"), "--fallback_encoding", "nope"], capsys)
+    assert code == 2 and len(err) == 1 and "unknown fallback encoding 'nope'" in err[0], err
+    assert not (tmp_path / "rec").exists()

@@ -66,6 +66,9 @@ def _case(tmp_path, case):
                 "not a pretraining TFRecord of seq_len 32")
     if case == "num_predict_too_large":
         return PretrainArgs(num_predict=500, **base), "num_predict must be between 1 and 61"
+    if case == "unknown_fallback_encoding":
+        return (PretrainArgs(train_data=[str(DEMO_CORPUS)], fallback_encoding="nope", **text),
+                "unknown fallback encoding 'nope'")
     if case == "learning_rate_nan":
         return PretrainArgs(learning_rate=float("nan"), **base), "--learning_rate=nan"
     raise AssertionError(case)
@@ -75,7 +78,7 @@ def _case(tmp_path, case):
     "batch_size_0", "seq_len_too_short", "override_wrong_type", "override_unknown",
     "override_no_value", "config_file_wrong_type", "vocab_missing", "vocab_empty",
     "vocab_without_specials", "empty_corpus", "binary_corpus", "text_as_records",
-    "num_predict_too_large", "learning_rate_nan"])
+    "num_predict_too_large", "learning_rate_nan", "unknown_fallback_encoding"])
 def test_user_errors_are_raised_before_model_dir_is_created(tmp_path, case):
     args, words = _case(tmp_path, case)
     with pytest.raises(UserError) as info:
