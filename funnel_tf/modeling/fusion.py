@@ -14,12 +14,11 @@ where the host cannot XLA-compile (the TPU build of TF has no XLA:CPU; see funne
 """
 
 import tensorflow as tf
-
-from funnel_tf.modeling.tracing import per_shape_function
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
 
 from funnel_tf import xla
+from funnel_tf.modeling.tracing import per_shape_function
 
 
 def in_xla_context() -> bool:
