@@ -100,14 +100,20 @@ class ModelDirLock:
             raise ModelDirLockedError(
                 f"{self.model_dir}: cannot create the model directory to lock it: "
                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-        for _ in range(5):
-            if self._try_create(record):
-                self._token = token
-                return self
-            holder = self._read()
-            if holder is None:  # removed (released) between our create and the read: retry
-                continue
-            self._refuse_or_take_over(holder)
+        try:
+            for _ in range(5):
+                if self._try_create(record):
+                    self._token = token
+                    return self
+                holder = self._read()
+                if holder is None:  # removed (released) between our create and the read: retry
+                    continue
+                self._refuse_or_take_over(holder)
+        except (OSError, tf.errors.OpError) as e:  # read-only folder, no permission, lock is a dir
+            raise ModelDirLockedError(
+                f"{self.model_dir}: cannot create the run lock {self.path}: "
+                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; check that the "
+                f"folder is writable, or use another --model_dir") from e
         raise ModelDirLockedError(
             f"{self.model_dir}: could not take the run lock {self.path} (it keeps changing: "
             f"another run is starting on this model_dir); use another --model_dir or retry")

@@ -98,3 +98,17 @@ def test_ram_filesystem_lock_refuse_release_and_take_over():
     _write_lock(f"{d}/{LOCK_NAME}", pid=_dead_pid())
     with ModelDirLock(d) as lock:
         assert lock.held
+
+
+def test_unwritable_model_dir_is_a_user_error(tmp_path, monkeypatch):
+    def denied(self, data):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+    monkeypatch.setattr(ModelDirLock, "_create_local", denied)
+    with pytest.raises(ModelDirLockedError, match="cannot create the run lock.*Permission denied"):
+        ModelDirLock(str(tmp_path)).acquire()
+
+
+def test_lock_path_taken_by_a_folder_is_a_user_error(tmp_path):
+    (tmp_path / LOCK_NAME).mkdir()
+    with pytest.raises(ModelDirLockedError, match="RUN_LOCK"):
+        ModelDirLock(str(tmp_path)).acquire()
