@@ -25,7 +25,6 @@ import time
 import uuid
 from typing import Optional
 
-import tensorflow as tf
 from absl import logging
 
 from funnel_tf.errors import UserError
@@ -43,6 +42,60 @@ def _is_local(path: str) -> bool:
 
 def _local(path: str) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
+
+
+class _NotFound(Exception):
+    """The lock file does not exist (either filesystem)."""
+
+
+def _gfile():
+    import tensorflow as tf  # only for non-local paths: a local lock stays cheap to take
+
+    return tf
+
+
+def _io_errors() -> tuple:
+    """Exceptions of a failed file operation (OSError, and TF's OpError once TF is loaded)."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    return (OSError, tf.errors.OpError) if tf is not None and hasattr(tf, "errors") else (OSError,)
+
+
+def _makedirs(path: str) -> None:
+    if _is_local(path):
+        os.makedirs(_local(path), exist_ok=True)
+    else:
+        _gfile().io.gfile.makedirs(path)
+
+
+def _read_text(path: str) -> str:
+    if _is_local(path):
+        try:
+            with open(_local(path)) as f:
+                return f.read()
+        except FileNotFoundError:
+            raise _NotFound(path) from None
+    tf = _gfile()
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return f.read()
+    except tf.errors.NotFoundError:
+        raise _NotFound(path) from None
+
+
+def _remove(path: str) -> None:
+    if _is_local(path):
+        try:
+            os.remove(_local(path))
+        except FileNotFoundError:
+            pass
+        return
+    tf = _gfile()
+    try:
+        tf.io.gfile.remove(path)
+    except tf.errors.NotFoundError:
+        pass
 
 
 def _pid_alive(pid: int) -> bool:
@@ -95,8 +148,8 @@ class ModelDirLock:
                   "pid_start": _pid_start(os.getpid()),
                   "started": datetime.datetime.now().isoformat(timespec="seconds")}
         try:
-            tf.io.gfile.makedirs(self.model_dir)
-        except (OSError, tf.errors.OpError) as e:
+            _makedirs(self.model_dir)
+        except _io_errors() as e:
             raise ModelDirLockedError(
                 f"{self.model_dir}: cannot create the model directory to lock it: "
                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
@@ -109,7 +162,7 @@ class ModelDirLock:
                 if holder is None:  # removed (released) between our create and the read: retry
                     continue
                 self._refuse_or_take_over(holder)
-        except (OSError, tf.errors.OpError) as e:  # read-only folder, no permission, lock is a dir
+        except _io_errors() as e:  # read-only folder, no permission, lock is a dir
             raise ModelDirLockedError(
                 f"{self.model_dir}: cannot create the run lock {self.path}: "
                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; check that the "
@@ -126,7 +179,7 @@ class ModelDirLock:
             holder = self._read()
             if holder is not None and holder.get("token") == self._token:
                 self._remove()
-        except (OSError, tf.errors.OpError) as e:  # never mask the run's own outcome
+        except _io_errors() as e:  # never mask the run's own outcome
             logging.warning("could not remove the run lock %s: %s", self.path, e)
         finally:
             self._token = None
@@ -144,6 +197,7 @@ class ModelDirLock:
         data = json.dumps(record)
         if _is_local(self.path):
             return self._create_local(data)
+        tf = _gfile()
         if tf.io.gfile.exists(self.path):
             return False
         with tf.io.gfile.GFile(self.path, "w") as f:
@@ -177,9 +231,8 @@ class ModelDirLock:
         """The holder's record; None if there is no lock; {} if it cannot be parsed."""
         for attempt in range(3):
             try:
-                with tf.io.gfile.GFile(self.path, "r") as f:
-                    text = f.read()
-            except tf.errors.NotFoundError:
+                text = _read_text(self.path)
+            except _NotFound:
                 return None
             try:
                 record = json.loads(text)
@@ -191,10 +244,7 @@ class ModelDirLock:
         return {}
 
     def _remove(self) -> None:
-        try:
-            tf.io.gfile.remove(self.path)
-        except tf.errors.NotFoundError:
-            pass
+        _remove(self.path)
 
     # ------------------------------------------------------------------ policy
     def _refuse_or_take_over(self, holder: dict) -> None:
