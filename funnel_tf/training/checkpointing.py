@@ -138,6 +138,7 @@ class TrainingCheckpoint:
         """
         candidates = checkpoint_files.find_checkpoints(self.chief_directory)
         if not candidates:
+            self._refuse_foreign_checkpoints()
             return None
         skipped = []
         for path in candidates:
@@ -158,6 +159,24 @@ class TrainingCheckpoint:
             f"{self.chief_directory}: holds checkpoint files but none can be read: "
             f"{'; '.join(skipped)}. Restore them from a copy, or move them away (or use another "
             f"--model_dir) to start from scratch")
+
+    def _refuse_foreign_checkpoints(self) -> None:
+        """No ckpt-<step> here: refuse rather than start from scratch when model_dir is itself a
+        checkpoints folder (--model_dir=RUN/checkpoints) or its checkpoints/ holds other files."""
+        own = checkpoint_files.find_checkpoints(self.model_dir)
+        if own or tf.io.gfile.exists(os.path.join(self.model_dir, "checkpoint")):
+            names = ", ".join(os.path.basename(p) for p in own[:3]) or "a `checkpoint` file"
+            raise CheckpointError(
+                f"{self.model_dir}: holds training checkpoints itself ({names}), but a run keeps "
+                f"them in {self.chief_directory}: to resume that run pass its parent folder "
+                f"(--model_dir={os.path.dirname(self.model_dir.rstrip('/'))}); to start a new run "
+                f"use an empty folder")
+        foreign = tf.io.gfile.glob(os.path.join(self.chief_directory, "*.index"))
+        if foreign:
+            raise CheckpointError(
+                f"{self.chief_directory}: holds checkpoints not written by a training run "
+                f"({', '.join(sorted(os.path.basename(p) for p in foreign)[:3])}); move them away "
+                f"or use another --model_dir (to initialise from them, pass --init_checkpoint)")
 
     def _restore(self, path: str) -> Optional[str]:
         """Restore `path`; returns why it is unreadable, None on success; raises on a mismatch."""
@@ -230,9 +249,17 @@ class TrainingCheckpoint:
         if not self.is_chief:
             return
         # What CheckpointManager itself writes (relative names), without v1's deprecation notice.
-        checkpoint_management.update_checkpoint_state_internal(
-            self.chief_directory, restored, all_model_checkpoint_paths=older[-self.keep:],
-            save_relative_paths=True)
+        try:
+            checkpoint_management.update_checkpoint_state_internal(
+                self.chief_directory, restored, all_model_checkpoint_paths=older[-self.keep:],
+                save_relative_paths=True)
+        except (OSError, tf.errors.OpError) as e:
+            what = "no space left on device" if checkpoint_files.is_out_of_space(e) else \
+                checkpoint_files.first_line(e)
+            raise CheckpointWriteError(
+                f"{os.path.join(self.chief_directory, 'checkpoint')}: cannot update the "
+                f"checkpoint state file: {what}. Free space (or fix the permissions) and restart "
+                f"with the same --model_dir") from e
         self._make_manager()
 
     def save(self) -> str:

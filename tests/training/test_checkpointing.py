@@ -409,3 +409,20 @@ def test_interrupted_save_leaves_no_partial_files(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         ck.save()
     assert _leftovers(tmp_path) == []
+
+
+def test_model_dir_that_is_a_checkpoints_folder_is_refused(tmp_path):
+    """--model_dir=RUN/checkpoints would otherwise start from scratch in RUN/checkpoints/checkpoints."""
+    _toy_run(tmp_path / "run")
+    ck, _ = _fresh(tmp_path / "run" / "checkpoints")
+    with pytest.raises(CheckpointError, match=r"holds training checkpoints itself \(ckpt-200.*"
+                                              r"--model_dir=.*run\)"):
+        ck.restore_latest()
+    assert not (tmp_path / "run" / "checkpoints" / "checkpoints").exists()
+
+
+def test_foreign_checkpoint_files_are_refused(tmp_path):
+    ck = tf.train.Checkpoint(v=tf.Variable(1.0))
+    ck.write(str(tmp_path / "checkpoints" / "model.ckpt-5"))
+    with pytest.raises(CheckpointError, match=r"not written by a training run \(model.ckpt-5.index"):
+        _fresh(tmp_path)[0].restore_latest()
