@@ -463,6 +463,11 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     except UserError:
         if owned and not wrote_config and tf.io.gfile.exists(model_dir):
             tf.io.gfile.rmtree(model_dir)  # a failed first run leaves no half-made model_dir
+        elif info.is_chief:  # an existing model_dir keeps what it had, without empty new folders
+            for d in (os.path.join(model_dir, "data", f"seq{a.seq_len}"),
+                      os.path.join(model_dir, "data")):
+                if tf.io.gfile.isdir(d) and not tf.io.gfile.listdir(d):
+                    tf.io.gfile.rmtree(d)
         raise
     return PretrainResult(model_dir=model_dir, step=int(result.step),
                           preempted=bool(result.preempted), checkpoint=result.checkpoint,

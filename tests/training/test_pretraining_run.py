@@ -104,6 +104,16 @@ def test_corpus_too_short_for_an_example_removes_the_model_dir_it_made(tmp_path)
     assert not (tmp_path / "run").exists()
 
 
+def test_too_short_corpus_leaves_an_existing_model_dir_as_it_was(tmp_path):
+    corpus = _text(tmp_path, "c.txt", b"one short line.\nand another one.\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(UserError, match="no complete 32-token example"):
+        run_pretraining(PretrainArgs(train_data=[corpus], model_dir=str(run), vocab=DEMO_VOCAB,
+                                     config="tiny", seq_len=32, batch_size=4))
+    assert os.listdir(run) == []
+
+
 def test_a_locked_model_dir_is_refused_before_anything_is_written(tmp_path):
     run = tmp_path / "run"
     with ModelDirLock(str(run)):
