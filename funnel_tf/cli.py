@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 
@@ -23,3 +24,11 @@ def main_with_user_errors(prog: str):
                 return USAGE_ERROR
         return wrapped
     return wrap
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line too (`prog: error: <message> (see --help)`,
+    exit status 2) instead of the usage block followed by the message."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")

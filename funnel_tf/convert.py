@@ -15,7 +15,7 @@ import sys
 from typing import List, Optional
 
 from funnel_tf.checkpoints.registry import ALIASES, CLASS_NAMES
-from funnel_tf.cli import main_with_user_errors
+from funnel_tf.cli import ArgumentParser, main_with_user_errors
 from funnel_tf.errors import UserError
 
 # What a model folder holds (ours, HF's, the original release's, finetune.py's best/): only a folder
@@ -66,7 +66,7 @@ def _clear_folder(folder: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m funnel_tf.convert", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"

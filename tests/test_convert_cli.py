@@ -82,3 +82,11 @@ def test_destination_that_is_a_file_is_refused(tmp_path, src, capsys):
     code, err = _convert(capsys, src, str(dst))
     assert code == 2 and len(err) == 1 and "is not a directory" in err[0], err
     assert dst.read_text() == "a file"
+
+
+def test_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        convert.main(["a", "b"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "python -m funnel_tf.convert: error: the following arguments are required: --to (see --help)"]

@@ -15,7 +15,7 @@ import os
 import sys
 from typing import List, Optional
 
-from funnel_tf.cli import main_with_user_errors
+from funnel_tf.cli import ArgumentParser, main_with_user_errors
 
 _READ_HELP = {
     "doc_mode": "How documents are delimited: 'blank_line' (a blank line or the end of a file ends a "
@@ -38,7 +38,7 @@ def _add_reading_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m funnel_tf.text",
         description="Text data tools for funnel-tf: learn a WordPiece vocab, write pretraining TFRecords.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -197,6 +197,9 @@ def plan_pretraining_input(train_data: Sequence[str], seq_len: int, config: Funn
             raise InputError("no --vocab given and no manifest.json with a vocab_path beside "
                              f"{files[0]}")
         vocab = manifest["vocab_path"]
+        if not tf.io.gfile.exists(vocab):
+            raise InputError(f"the vocab the records were made with, {vocab} (from the manifest "
+                             f"beside {files[0]}), is not found here; pass --vocab")
     tokenizer = pretraining.load_tokenizer(vocab)
     if fmt == "tfrecord":
         pretraining.check_files_against_manifests(files)

@@ -289,3 +289,13 @@ def test_cli_unknown_fallback_encoding_is_one_line(tmp_path, capsys):
                       "--output_dir", str(tmp_path / "rec"), "--fallback_encoding", "nope"], capsys)
     assert code == 2 and len(err) == 1 and "unknown fallback encoding 'nope'" in err[0], err
     assert not (tmp_path / "rec").exists()
+
+
+def test_cli_usage_errors_are_one_line(tmp_path):
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-m", "funnel_tf.text", "create-pretraining-data", "--seq_len", "abc"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        "python -m funnel_tf.text create-pretraining-data: error: argument --seq_len: invalid int value: "
+        "'abc' (see --help)"], res.stderr
