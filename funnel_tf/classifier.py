@@ -86,8 +86,10 @@ class FunnelTextClassifier(keras.Model):
             vocab or path, sequence_length=sequence_length or saved.get("sequence_length", DEFAULT_SEQUENCE_LENGTH),
             truncation=_TRUNCATION)
         model = FunnelForSequenceClassification.from_pretrained(path, num_labels=num_classes, **kwargs)
-        if label_names is None and saved.get("label_names") and len(saved["label_names"]) == model.num_labels:
-            label_names = saved["label_names"]
+        if label_names is None:
+            names = saved.get("label_names") or _hf_label_names(path)
+            if names and len(names) == model.num_labels:
+                label_names = names
         return cls(model, tokenizer, label_names=label_names,
                    pair=saved.get("pair", False) if pair is None else pair)
 
@@ -166,6 +168,20 @@ class FunnelTextClassifier(keras.Model):
         module = ClassifierServing(self.model, self.tokenizer.wordpiece, self.tokenizer.sequence_length,
                                    pair=self.pair if pair is None else pair, label_names=names)
         return export_saved_model(module, export_dir, overwrite=overwrite)
+
+
+def _hf_label_names(path: str) -> Optional[list]:
+    """Label names from an HF config.json's id2label, unless they are HF's defaults (LABEL_0, ...)."""
+    config_path = os.path.join(path, "config.json")
+    if not tf.io.gfile.exists(config_path):
+        return None
+    try:
+        with tf.io.gfile.GFile(config_path) as f:
+            id2label = json.loads(f.read()).get("id2label")
+        names = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return None  # the checkpoint loader reports a bad config.json itself
+    return None if names == [f"LABEL_{i}" for i in range(len(names))] else names
 
 
 def _read_classifier_config(path: str) -> dict:

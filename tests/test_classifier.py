@@ -34,7 +34,8 @@ def hf_folder(tmp_path_factory):
     transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(0)
     cfg = transformers.FunnelConfig(vocab_size=_vocab_size(), d_model=32, n_head=4, d_head=8, d_inner=40,
-                                    block_sizes=[1, 1], num_decoder_layers=1, num_labels=3)
+                                    block_sizes=[1, 1], num_decoder_layers=1,
+                                    id2label={0: "neg", 1: "neutral", 2: "pos"})
     model = transformers.FunnelForSequenceClassification(cfg).eval()
     with torch.no_grad():  # move biases / LayerNorms off their constant init so a mis-mapping shows
         for name, p in model.named_parameters():
@@ -62,7 +63,7 @@ def _hf_logits(hf_model, folder, a, b=None, length=32):
 def test_logits_from_raw_text_match_hf_pytorch(hf_folder):
     folder, hf_model = hf_folder
     clf = FunnelTextClassifier.from_pretrained(str(folder), sequence_length=32)
-    assert clf.num_classes == 3  # the checkpoint's own head
+    assert clf.num_classes == 3 and clf.label_names == ["neg", "neutral", "pos"]  # the checkpoint's own head
     logits = clf.predict(TEXTS)
     assert logits.shape == (3, 3) and logits.dtype == np.float32
     np.testing.assert_allclose(logits, _hf_logits(hf_model, folder, TEXTS), atol=1e-5, rtol=0)
