@@ -239,7 +239,7 @@ class ExportError(UserError, FileExistsError):
 
 def is_saved_model_dir(path: str) -> bool:
     """True for a folder holding a SavedModel (saved_model.pb or saved_model.pbtxt)."""
-    return tf.io.gfile.isdir(path) and any(
+    return storage.exists(path) and any(
         tf.io.gfile.exists(os.path.join(path, name))
         for name in ("saved_model.pb", "saved_model.pbtxt"))
 
@@ -247,7 +247,7 @@ def is_saved_model_dir(path: str) -> bool:
 def check_export_dir(export_dir: str, overwrite: bool = False) -> None:
     """Refuse an export_dir that exists, unless `overwrite` and it is a SavedModel: overwriting
     never deletes anything else (a model_dir, a data folder, a typo'd parent folder)."""
-    if not tf.io.gfile.exists(export_dir):
+    if not storage.exists(export_dir):
         return
     if not overwrite:
         raise ExportError(f"--export_dir {export_dir} already exists; remove it, choose another "

@@ -11,6 +11,7 @@ import os
 import posixpath
 import tempfile
 import uuid
+from typing import List
 
 import tensorflow as tf
 
@@ -51,7 +52,7 @@ def parent(path: str) -> str:
 
 
 def make_temp_dir_beside(path: str, prefix: str) -> str:
-    """A new empty folder next to `path` (same filesystem, so it can be renamed into place)."""
+    """A new empty folder next to `path` (same filesystem, so it can be moved into place)."""
     folder = parent(path)
     tf.io.gfile.makedirs(folder)
     if is_local(folder):
@@ -63,36 +64,101 @@ def make_temp_dir_beside(path: str, prefix: str) -> str:
     return tmp
 
 
+# Non-local filesystems are read through their real entries only: TF's ram:// matches names by
+# prefix, so it reports ram://run/best as existing, and lists "_result.json" in it, as soon as
+# ram://run/best_result.json exists. A listed name counts only if the path it makes exists.
+def _is_dir_entry(path: str) -> bool:
+    try:
+        return tf.io.gfile.stat(path).is_directory
+    except tf.errors.NotFoundError:
+        return False
+
+
+def _children(folder: str) -> List[str]:
+    """The real entries of a non-local folder (names without a trailing slash)."""
+    try:
+        names = tf.io.gfile.listdir(folder)
+    except tf.errors.NotFoundError:
+        return []
+    base = folder.rstrip("/")
+    return [n.rstrip("/") for n in names if tf.io.gfile.exists(f"{base}/{n.rstrip('/')}")]
+
+
+def exists(path: str) -> bool:
+    """`tf.io.gfile.exists`, except that on non-local filesystems a folder counts only when it
+    holds a file (see above; an empty folder there is as good as none)."""
+    if is_local(path):
+        return tf.io.gfile.exists(path)
+    if not tf.io.gfile.exists(path):
+        return False
+    if not _is_dir_entry(path):
+        return True
+    return any(exists(f"{path.rstrip('/')}/{name}") for name in _children(path))
+
+
 def remove_tree(path: str) -> None:
     """Delete a folder (or file) and everything under it; nothing there is fine."""
+    if is_local(path):
+        try:
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            elif tf.io.gfile.exists(path):
+                tf.io.gfile.remove(path)
+        except tf.errors.NotFoundError:
+            pass
+        return
+    if _is_dir_entry(path):
+        for name in _children(path):
+            remove_tree(f"{path.rstrip('/')}/{name}")
     try:
-        if tf.io.gfile.isdir(path):
-            tf.io.gfile.rmtree(path)
-        elif tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
+        tf.io.gfile.remove(path)
     except tf.errors.NotFoundError:
         pass
 
 
+def move_dir(src: str, dst: str) -> None:
+    """Move folder `src` to `dst` (which must not exist): one rename on local disks; elsewhere
+    a copy of every file, then `src` is removed (object stores have no folder rename, and
+    ram:// renames only the folder's own entry, not what is in it)."""
+    if is_local(src) and is_local(dst):
+        tf.io.gfile.rename(src, dst)
+        return
+    tf.io.gfile.makedirs(dst)
+    for name in _children(src):
+        source, target = f"{src.rstrip('/')}/{name}", f"{dst.rstrip('/')}/{name}"
+        if _is_dir_entry(source):
+            move_dir(source, target)
+        else:
+            tf.io.gfile.copy(source, target, overwrite=True)
+    remove_tree(src)
+
+
 def _old(directory: str) -> str:
-    return directory.rstrip("/") + ".old"
+    """Where `replace_dir` keeps the previous folder: a hidden sibling whose name does not start
+    with the folder's own (so no prefix-matching filesystem sees one in the other)."""
+    head, name = posixpath.split(directory.rstrip("/")) if not is_local(directory) else \
+        os.path.split(directory.rstrip("/"))
+    return f"{head}/.{name}.old"
 
 
 def replace_dir(tmp: str, directory: str) -> None:
     """Move the finished folder `tmp` to `directory`, replacing what is there. The previous
-    folder stays under `<directory>.old` until the new one is in place (see `recover_dir`)."""
-    if tf.io.gfile.exists(directory):
+    folder stays under a hidden `.<name>.old` sibling until the new one is in place (see
+    `recover_dir`)."""
+    if exists(directory):
         old = _old(directory)
         remove_tree(old)
-        tf.io.gfile.rename(directory, old)
-        tf.io.gfile.rename(tmp, directory)
+        move_dir(directory, old)
+        move_dir(tmp, directory)
         remove_tree(old)
     else:
-        tf.io.gfile.rename(tmp, directory)
+        remove_tree(directory)  # an empty leftover folder
+        move_dir(tmp, directory)
 
 
 def recover_dir(directory: str) -> None:
-    """Undo a `replace_dir` cut short between its two renames: put `<directory>.old` back."""
+    """Undo a `replace_dir` cut short between its two moves: put the previous folder back."""
     old = _old(directory)
-    if not tf.io.gfile.exists(directory) and tf.io.gfile.exists(old):
-        tf.io.gfile.rename(old, directory)
+    if exists(old) and not exists(directory):
+        remove_tree(directory)
+        move_dir(old, directory)

@@ -31,6 +31,14 @@ def _next_to(path: str, names) -> Optional[str]:
     return None
 
 
+def has_best(model_dir: str) -> bool:
+    """True when `model_dir` holds a finetuning run's best/ model (its marker file: exact on every
+    filesystem, unlike a folder check on ram://, which also matches best_result.json)."""
+    from funnel_tf.checkpoints.native import is_native_dir
+
+    return is_native_dir(os.path.join(model_dir, BEST_DIR))
+
+
 def find_vocab(init_checkpoint: Optional[str]) -> Optional[str]:
     """A vocab file next to a checkpoint (vocab.txt / vocab.uncased.txt), or None."""
     return _next_to(init_checkpoint, VOCAB_NAMES) if init_checkpoint else None
@@ -83,7 +91,7 @@ def initialize_model(model, task: Task, path: str) -> str:
     from funnel_tf import checkpoints
     from funnel_tf.checkpoints.native import copy_weights
 
-    if tf.io.gfile.isdir(os.path.join(path, BEST_DIR)):
+    if has_best(path):
         path = os.path.join(path, BEST_DIR)
     fmt = None
     if not _is_training_checkpoint(path):

@@ -42,7 +42,7 @@ from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atom
                                   atomic_write_text)
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.tasks.initialization import (  # noqa: F401  (re-exported for callers)
-    BEST_DIR, find_vocab, initialize_model, resolve_config)
+    BEST_DIR, find_vocab, has_best, initialize_model, resolve_config)
 from funnel_tf.training.loop import NONFINITE_POLICIES, LoopConfig, Trainer
 from funnel_tf.training.optimization import WarmupLinearDecay, make_optimizer
 from funnel_tf.training.strategy import strategy_info
@@ -486,7 +486,7 @@ class FinetuneRunner:
         """Load best/ into the model if it exists (True), else keep the current weights."""
         path = os.path.join(self.run.model_dir, BEST_DIR)
         storage.recover_dir(path)
-        if not tf.io.gfile.isdir(path):
+        if not has_best(self.run.model_dir):
             return False
         from funnel_tf.checkpoints.native import load_native_weights
 
@@ -622,8 +622,7 @@ def run_finetuning(args: FinetuneArgs) -> dict:
                               args.config) else None), ("--vocab_file", args.vocab_file)]
                       + [(f"--{split}_file", path) for split, path in args.files.items()])
     if args.do_predict and args.do_train is False and args.do_eval is False \
-            and not args.init_checkpoint and not tf.io.gfile.isdir(
-                os.path.join(args.model_dir, BEST_DIR)):
+            and not args.init_checkpoint and not has_best(args.model_dir):
         raise TaskError("--do_predict without training needs --init_checkpoint (a finetuned "
                         "model) or a model_dir holding best/")
     config = resolve_config(args.config, args.init_checkpoint or (
@@ -647,8 +646,7 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     summary = {"task": task.name, "hparams": dataclasses.asdict(hp), "model_dir": args.model_dir,
                "preempted": False}
     init = args.init_checkpoint
-    if not init and not args.do_train and tf.io.gfile.isdir(os.path.join(args.model_dir,
-                                                                           BEST_DIR)):
+    if not init and not args.do_train and has_best(args.model_dir):
         init = args.model_dir  # evaluate / predict / export the run's own best model
     summary["init"] = runner.initialize(init)
     if args.do_train:

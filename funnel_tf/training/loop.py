@@ -423,8 +423,9 @@ class Trainer:
                             history.append(progress.log(step, metrics, self._learning_rate(),
                                                         {"nonfinite_steps": nonfinite_total}))
                         self.acc.reset()
-                    if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.train_steps:
-                        ckpt.save()
+                    if ((cfg.save_every and step % cfg.save_every == 0)
+                            or step == cfg.train_steps) and ckpt.saved_step != step:
+                        ckpt.save()  # never the same step twice (a 0-step host call on a stop)
                     if self._stop_requested.is_set():
                         if ckpt.saved_step != step:
                             ckpt.save()
