@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,8 +51,11 @@ class Cluster:
             c.wait(timeout=300)        # raises WorkerFailed on a non-zero exit or a timeout
     """
 
-    def __init__(self, argv, work_dir, num_workers: int = 2, env: Optional[dict] = None):
+    def __init__(self, argv, work_dir, num_workers: int = 2, env: Optional[dict] = None,
+                 trace: Sequence[int] = ()):
         self.argv = argv
+        self.trace = set(trace)  # worker indices run under strace (file-changing syscalls)
+        self.traces: dict = {}
         self.work_dir = str(work_dir)
         self.num_workers = num_workers
         self.extra_env = dict(env or {})
@@ -69,6 +73,10 @@ class Cluster:
                        TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
             env.update(self.extra_env)
             argv = self.argv(i) if callable(self.argv) else self.argv
+            if i in self.trace:
+                self.traces[i] = os.path.join(self.work_dir, f"worker{i}.strace")
+                argv = ["strace", "-f", "-qq", "--seccomp-bpf", "-e", f"trace={WRITE_CALLS}",
+                        "-o", self.traces[i]] + list(argv)
             log = os.path.join(self.work_dir, f"worker{i}.log")
             with open(log, "ab") as f:
                 self.procs.append(subprocess.Popen([str(a) for a in argv], cwd=REPO, env=env,
@@ -110,6 +118,11 @@ class Cluster:
         """SIGKILL worker `index` (or every worker still running) and reap it."""
         targets = self.procs if index is None else [self.procs[index]]
         for p in targets:
+            for child in _descendants(p.pid):  # the traced program under strace
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             if p.poll() is None:
                 try:
                     os.kill(p.pid, signal.SIGKILL)
@@ -119,6 +132,50 @@ class Cluster:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def _descendants(pid: int) -> List[int]:
+    """Every descendant pid of `pid` (from /proc; empty when it has exited)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+# Syscalls that create, change or remove files, traced by `Cluster(trace=...)`.
+WRITE_CALLS = ("open,openat,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,rmdir,"
+               "truncate,link,linkat,symlink,symlinkat")
+_OPEN_WRITE = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND")
+
+
+def writes_under(trace_file: str, folder: str) -> List[str]:
+    """strace lines (from `Cluster(trace=...)`) that created, changed or removed something under
+    `folder`: opens for writing and every successful mkdir/rename/unlink/link there."""
+    folder = os.path.realpath(str(folder))
+    found = []
+    with open(trace_file, errors="replace") as f:
+        for line in f:
+            if f'"{folder}' not in line:
+                continue
+            call = line.split(None, 1)[1] if " " in line else line
+            if call.startswith(("open(", "openat(")):
+                if _OPEN_WRITE.search(call):
+                    found.append(line.strip())
+            elif " = -1 " not in call:
+                found.append(line.strip())
+    return found
 
 
 def python(*args) -> List[str]:

@@ -9,6 +9,8 @@ No flags here: `pretrain.py` / `finetune.py` pass plain values.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Optional, Sequence
 
 import keras
@@ -62,13 +64,75 @@ def make_strategy(kind: str = "default", tpu: Optional[str] = None, zone: Option
                             devices)
         return tf.distribute.MirroredStrategy(devices)
     # multi_worker
+    check_tf_config(os.environ.get("TF_CONFIG", ""))
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if not resolver.cluster_spec().as_dict():
         logging.warning("multi_worker strategy without TF_CONFIG: running as a single worker")
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
-    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
-                                                     communication_options=options)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver,
+                                                         communication_options=options)
+    except RuntimeError as e:
+        if "must be configured at program startup" not in str(e):
+            raise
+        # A programming error, not a user one: TF ran an op (built a model, read a device list
+        # that initialises the runtime...) before the strategy existed.
+        raise RuntimeError("make_strategy('multi_worker') must run before TensorFlow executes "
+                           "anything (no model, tensor or op before it): collective ops can "
+                           "only be configured at program startup") from e
+
+
+def check_tf_config(raw: str) -> Optional[dict]:
+    """Parse and check a TF_CONFIG value for multi-worker training (None when empty); a malformed
+    one is a StrategyError naming the problem, before TF turns it into an obscure failure or
+    a hang (a worker waiting for a peer that can never come)."""
+    if not raw.strip():
+        return None
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise StrategyError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); "
+                            f"expected e.g. {{\"cluster\": {{\"worker\": [\"host1:port\", "
+                            f"\"host2:port\"]}}, \"task\": {{\"type\": \"worker\", "
+                            f"\"index\": 0}}}}") from None
+    cluster = cfg.get("cluster") if isinstance(cfg, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise StrategyError("TF_CONFIG has no \"cluster\" (a dict of job name -> list of "
+                            "\"host:port\" addresses)")
+    jobs = {k: v for k, v in cluster.items() if k in ("chief", "worker")}
+    if not jobs:
+        raise StrategyError(f"TF_CONFIG cluster has no \"worker\" or \"chief\" job (it has "
+                            f"{sorted(cluster)}); multi_worker needs at least one")
+    seen = set()
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses:
+            raise StrategyError(f"TF_CONFIG cluster job {job!r} must be a non-empty list of "
+                                f"\"host:port\" addresses, got {addresses!r}")
+        for address in addresses:
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise StrategyError(f"TF_CONFIG cluster job {job!r}: {address!r} is not a "
+                                    f"\"host:port\" address")
+            if address in seen:
+                raise StrategyError(f"TF_CONFIG cluster lists {address!r} twice; every task "
+                                    f"needs its own address")
+            seen.add(address)
+    task = cfg.get("task")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise StrategyError("TF_CONFIG has no \"task\" with a \"type\" and an \"index\" "
+                            "(which of the cluster's tasks this process is)")
+    kind, index = task["type"], task["index"]
+    if isinstance(index, str) and index.isdigit():
+        index = int(index)
+    if kind not in cluster:
+        raise StrategyError(f"TF_CONFIG task type {kind!r} is not a job of the cluster "
+                            f"({sorted(cluster)})")
+    if isinstance(index, bool) or not isinstance(index, int) or \
+            not 0 <= index < len(cluster[kind]):
+        raise StrategyError(f"TF_CONFIG task index {index!r} is out of range for job {kind!r} "
+                            f"with {len(cluster[kind])} address(es): use 0..{len(cluster[kind]) - 1}")
+    return cfg
 
 
 def _local_devices():
