@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from funnel_tf.cli import main_with_user_errors
+from funnel_tf.cli import absl_flags_parser, main_with_user_errors
 from funnel_tf.training.pretraining_defaults import DEMO_DEFAULTS as DEMO
 from funnel_tf.training.pretraining_defaults import RUN_DEFAULTS as RUN
+from funnel_tf.training.pretraining_defaults import PretrainArgsError
 
 
 def _both(name):
@@ -139,7 +140,7 @@ def args_from_flags():
 @main_with_user_errors("pretrain.py")
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise PretrainArgsError(f"unexpected arguments {argv[1:]}: flags are --name=value")
     from funnel_tf.training.pretraining_run import format_summary, run_pretraining
 
     result = run_pretraining(args_from_flags())
@@ -148,4 +149,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=absl_flags_parser("pretrain.py"))

@@ -32,3 +32,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def absl_flags_parser(prog: str):
+    """A `flags_parser` for absl's `app.run`: a flag error (unknown flag, bad value) is
+    `prog: error: <one line> (see --helpfull)` and exit status 2, not absl's two lines and 1."""
+    def parse(argv):
+        from absl import flags
+
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            print(f"{prog}: error: {one_line(e)} (see --helpfull)", file=sys.stderr)
+            sys.exit(USAGE_ERROR)
+    return parse

@@ -56,6 +56,19 @@ def test_bad_flags_fail_clearly(tmp_path):
         "pretrain.py: error: --model_dir is required with --train_data"], proc.stderr[-2000:]
 
 
+@pytest.mark.parametrize("flag, words", [
+    ("--batch_size=abc", "flag --batch_size=abc: invalid literal for int()"),
+    ("--objective=foo", "flag --objective=foo: value should be one of <mlm|electra>"),
+    ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
+    ("stray", "unexpected arguments ['stray']"),
+])
+def test_flag_errors_are_one_line_exit_2(flag, words):
+    proc = run(flag, check=False, timeout=120)
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("pretrain.py: error: ") and words in lines[0], lines
+
+
 def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path):
     """Each case once failed with a traceback (or 439 lines of checkpoint warnings) after writing
     config.json, data/ and pretrain_flags.txt into model_dir, so a corrected rerun was refused."""

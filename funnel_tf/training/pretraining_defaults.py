@@ -1,9 +1,12 @@
 """Settings a pretraining run takes for what it is not told: the embedded demo (no train_data)
-and a real run. Kept free of TensorFlow so `pretrain.py --help` can show them at once."""
+and a real run, and the error for settings that cannot work. Kept free of TensorFlow so
+`pretrain.py --help` and its flag errors come at once."""
 
 from __future__ import annotations
 
 import os
+
+from funnel_tf.errors import UserError
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_CORPUS = os.path.join(_REPO, "data", "demo_corpus.txt")
@@ -15,3 +18,7 @@ DEMO_DEFAULTS = dict(config="tiny", objective="mlm", seq_len=64, batch_size=16, 
 RUN_DEFAULTS = dict(config="small", objective="mlm", seq_len=512, batch_size=256,
                     train_steps=1_000_000, learning_rate=1e-4, warmup_steps=10_000,
                     steps_per_loop=200, log_every=200, save_every=5_000, strategy="default")
+
+
+class PretrainArgsError(UserError, ValueError):
+    """A pretraining setting that cannot work; the message names the flag and what is allowed."""

@@ -28,7 +28,7 @@ from funnel_tf.config import ConfigError, FunnelConfig, load_config
 from funnel_tf.errors import UserError
 from funnel_tf.training import checkpointing, inputs, objectives
 from funnel_tf.training.pretraining_defaults import (DEMO_CORPUS, DEMO_DEFAULTS, DEMO_VOCAB,
-                                                     RUN_DEFAULTS)
+                                                     RUN_DEFAULTS, PretrainArgsError)
 
 OBJECTIVES = ("mlm", "electra")
 STRATEGIES = ("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
@@ -38,10 +38,6 @@ MASKING = ("single_token", "word_span")
 ARGS_FILE = "pretrain_args.json"
 FLAGS_FILE = "pretrain_flags.txt"
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: restart with the same model_dir to resume
-
-
-class PretrainArgsError(UserError, ValueError):
-    """A pretraining setting that cannot work; the message names the flag and what is allowed."""
 
 
 @dataclasses.dataclass
