@@ -2,6 +2,7 @@
 config small enough that building and running a model takes a fraction of a second."""
 
 import os
+import sys
 
 import pytest
 
@@ -25,3 +26,19 @@ def micro_config(demo_tokenizer):
     return load_config("tiny").replace(
         vocab_size=demo_tokenizer.vocab_size, block_sizes=[1, 1, 1], d_model=32, n_head=2,
         d_head=16, d_inner=64, hidden_dropout=0.0, attention_dropout=0.0)
+
+
+@pytest.fixture
+def finetune_main():
+    """finetune.py's main(argv), in-process, with flags parsed from a list (reset afterwards)."""
+    sys.path.insert(0, REPO)
+    import finetune
+
+    def call(*args):
+        finetune.FLAGS.unparse_flags()
+        finetune.FLAGS(["finetune.py", *map(str, args)])
+        return finetune.main(["finetune.py"])
+
+    yield call
+    finetune.FLAGS.unparse_flags()
+    sys.path.remove(REPO)

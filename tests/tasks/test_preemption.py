@@ -7,29 +7,11 @@ failed because the export existed.) finetune.py's own `main` runs in-process her
 import json
 import os
 import signal
-import sys
 
-import pytest
 import tensorflow as tf
 
 from funnel_tf.tasks import runner as runner_module
-from tests.tasks.helpers import DEMO_VOCAB, REPO, write_csv_task
-
-
-@pytest.fixture
-def finetune_main():
-    """finetune.py's main(argv) with flags parsed from a list; the flags are reset afterwards."""
-    sys.path.insert(0, REPO)
-    import finetune
-
-    def call(*args):
-        finetune.FLAGS.unparse_flags()
-        finetune.FLAGS(["finetune.py", *map(str, args)])
-        return finetune.main(["finetune.py"])
-
-    yield call
-    finetune.FLAGS.unparse_flags()
-    sys.path.remove(REPO)
+from tests.tasks.helpers import DEMO_VOCAB, write_csv_task
 
 
 def test_sigterm_exits_75_without_predicting_or_exporting_and_the_rerun_finishes(
