@@ -154,7 +154,7 @@ class TrainingCheckpoint:
                 logging.info("restored %s (step %d)", path, self.saved_step)
                 return path
             logging.warning("skipping checkpoint %s: %s", path, reason)
-            skipped.append(f"{os.path.basename(path)} ({reason})")
+            skipped.append(f"{os.path.basename(path)}: {reason}")
         raise UnreadableCheckpointError(
             f"{self.chief_directory}: holds checkpoint files but none can be read: "
             f"{'; '.join(skipped)}. Restore them from a copy, or move them away (or use another "
@@ -344,7 +344,7 @@ def resolve_checkpoint(path: str) -> str:
                         logging.warning("using %s; skipped unreadable: %s", prefix,
                                         "; ".join(reasons))
                     return prefix
-                reasons.append(f"{os.path.basename(prefix)} ({reason})")
+                reasons.append(f"{os.path.basename(prefix)}: {reason}")
             raise UnreadableCheckpointError(
                 f"{directory}: no readable checkpoint: {'; '.join(reasons)}")
         raise CheckpointError(f"{path}: directory holds no TF checkpoint")
