@@ -162,12 +162,15 @@ class InputPlan:
     manifest: Optional[dict] = None
 
 
-def _check_first_record(path: str, seq_len: int) -> None:
+def _check_first_record(path: str, seq_len: int) -> bool:
     """Read one record of `path` as a pretraining example: a text file passed as TFRecords, or
-    records of another layout, fail here with the file's name instead of mid-training."""
+    records of another layout, fail here with the file's name instead of mid-training. Returns
+    whether the file holds a record at all."""
     try:
         for raw in tf.data.TFRecordDataset(path).take(1):
             pretraining.parse_pretraining_batch(tf.reshape(raw, [1]), seq_len)
+            return True
+        return False
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{path}: not a pretraining TFRecord of seq_len {seq_len} ({first[:200]}); "
@@ -211,8 +214,12 @@ def plan_pretraining_input(train_data: Sequence[str], seq_len: int, config: Funn
             if manifest.get("seq_len") not in (None, seq_len):
                 raise InputError(f"records in {os.path.dirname(files[0])} have seq_len "
                                  f"{manifest['seq_len']}, but --seq_len is {seq_len}")
-        for f in files[:: max(1, len(files) // 8)][:8]:  # a few shards, spread over the list
-            _check_first_record(f, seq_len)
+        sample = files[:: max(1, len(files) // 8)][:8]  # a few shards, spread over the list
+        found = [_check_first_record(f, seq_len) for f in sample]
+        if not any(found) and not any(_check_first_record(f, seq_len) for f in files
+                                      if f not in sample):
+            raise InputError(f"--train_data {list(train_data)}: the {len(files)} record file(s) "
+                             f"hold no example")
     else:
         pretraining.check_text_inputs(files, fallback_encoding)
     stride = config.upsample_stride if (config.separate_cls and config.truncate_seq) else 1

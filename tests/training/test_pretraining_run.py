@@ -64,6 +64,11 @@ def _case(tmp_path, case):
     if case == "text_as_records":
         return (PretrainArgs(train_data=[str(DEMO_CORPUS)], train_data_format="tfrecord", **text),
                 "not a pretraining TFRecord of seq_len 32")
+    if case == "empty_records":
+        path = tmp_path / "empty.tfrecord"
+        with tf.io.TFRecordWriter(str(path)):
+            pass
+        return PretrainArgs(train_data=[str(path)], **text), "record file(s) hold no example"
     if case == "num_predict_too_large":
         return PretrainArgs(num_predict=500, **base), "num_predict must be between 1 and 61"
     if case == "unknown_fallback_encoding":
@@ -78,7 +83,7 @@ def _case(tmp_path, case):
     "batch_size_0", "seq_len_too_short", "override_wrong_type", "override_unknown",
     "override_no_value", "config_file_wrong_type", "vocab_missing", "vocab_empty",
     "vocab_without_specials", "empty_corpus", "binary_corpus", "text_as_records",
-    "num_predict_too_large", "learning_rate_nan", "unknown_fallback_encoding"])
+    "num_predict_too_large", "learning_rate_nan", "unknown_fallback_encoding", "empty_records"])
 def test_user_errors_are_raised_before_model_dir_is_created(tmp_path, case):
     args, words = _case(tmp_path, case)
     with pytest.raises(UserError) as info:
