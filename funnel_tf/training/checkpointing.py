@@ -201,6 +201,12 @@ class TrainingCheckpoint:
                 f"({checkpoint_files.first_line(e)}). Resume with the objective and config of that "
                 f"run, or use a new --model_dir") from e
         except Exception as e:  # noqa: BLE001 - sorted into corrupt files vs transient failures
+            if "restore dataset iterator" in str(e):  # fine files, another input pipeline
+                raise CheckpointMismatchError(
+                    f"{path}: its saved input position does not fit this run's input pipeline "
+                    f"(training data, batch size or sequence length changed?). Resume with the "
+                    f"same input settings, or pass --data_resume=replay (skip as many batches of "
+                    f"the new input) or --data_resume=restart") from e
             if checkpoint_files.is_corruption(e):
                 return f"truncated or corrupt ({checkpoint_files.first_line(e)})"
             if isinstance(e, tf.errors.OpError):
@@ -241,10 +247,10 @@ class TrainingCheckpoint:
         older = [p for p in reversed(candidates)
                  if checkpoint_files.step_of(p) <= checkpoint_files.step_of(restored)
                  and tf.io.gfile.exists(p + ".index")]
-        if state is not None and os.path.basename(state.model_checkpoint_path) == \
-                os.path.basename(restored) and [os.path.basename(p) for p in
-                                                state.all_model_checkpoint_paths] == \
-                [os.path.basename(p) for p in older]:
+        # Full paths: a state file with absolute paths of another location (a copied model_dir)
+        # would make the manager delete old checkpoints there.
+        if state is not None and state.model_checkpoint_path == restored and \
+                list(state.all_model_checkpoint_paths) == older[-self.keep:]:
             return
         if not self.is_chief:
             return

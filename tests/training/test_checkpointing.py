@@ -3,11 +3,13 @@ warm starts (training checkpoints and Keras *.weights.h5), with loud failures.""
 
 import errno
 import os
+import shutil
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.checkpoint import checkpoint_management
 
 from funnel_tf.config import load_config
 from funnel_tf.errors import UserError, one_line
@@ -426,3 +428,32 @@ def test_foreign_checkpoint_files_are_refused(tmp_path):
     ck.write(str(tmp_path / "checkpoints" / "model.ckpt-5"))
     with pytest.raises(CheckpointError, match=r"not written by a training run \(model.ckpt-5.index"):
         _fresh(tmp_path)[0].restore_latest()
+
+
+def test_changed_input_pipeline_is_a_mismatch_not_a_corrupt_checkpoint(tmp_path):
+    step = tf.Variable(5, dtype=tf.int64)
+    it = iter(tf.data.Dataset.range(100).shuffle(10, seed=1))
+    next(it)
+    TrainingCheckpoint(str(tmp_path), {"model": toy.ToyMLM()}, step, data_iterator=it).save()
+    before = _files(tmp_path)
+    other = iter(tf.data.Dataset.range(100).batch(4))  # e.g. another batch size
+    ck = TrainingCheckpoint(str(tmp_path), {"model": toy.ToyMLM()}, tf.Variable(0, dtype=tf.int64),
+                            data_iterator=other)
+    with pytest.raises(CheckpointMismatchError, match=r"input pipeline.*--data_resume=replay"):
+        ck.restore_latest()
+    assert _files(tmp_path) == before
+
+
+def test_state_file_with_paths_of_another_location_is_rewritten(tmp_path):
+    """A model_dir copied elsewhere whose state file names absolute paths of the old place: the
+    manager must not keep (and later sweep) files there."""
+    _toy_run(tmp_path / "old")
+    shutil.copytree(tmp_path / "old", tmp_path / "new")
+    old_dir = str(tmp_path / "old" / "checkpoints")
+    checkpoint_management.update_checkpoint_state_internal(
+        str(tmp_path / "new" / "checkpoints"), os.path.join(old_dir, "ckpt-200"),
+        all_model_checkpoint_paths=[os.path.join(old_dir, f"ckpt-{s}") for s in (100, 200)])
+    ck, _ = _fresh(tmp_path / "new")
+    assert ck.restore_latest() == str(tmp_path / "new" / "checkpoints" / "ckpt-200")
+    assert ck.latest == str(tmp_path / "new" / "checkpoints" / "ckpt-200")
+    assert "old" not in (tmp_path / "new" / "checkpoints" / "checkpoint").read_text()
