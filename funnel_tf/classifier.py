@@ -120,6 +120,19 @@ class FunnelTextClassifier(keras.Model):
         kwargs.setdefault("jit_compile", False)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        """Keras' fit on `(texts, labels)` batches (a tf.data.Dataset) or on a list of texts with `y`.
+        A dataset is taken as already shuffled (no Keras warning about `shuffle`)."""
+        if isinstance(x, (list, tuple)) and x and all(isinstance(t, (str, bytes)) for t in x):
+            if y is None or len(y) != len(x):
+                raise ClassifierError(f"fit on a list of {len(x)} texts needs y with one label per text")
+            x = tf.data.Dataset.from_tensor_slices((tf.constant(list(x)), tf.constant(y))).shuffle(
+                len(x), seed=kwargs.pop("seed", None)).batch(batch_size or 32)
+            y, batch_size = None, None
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, y, batch_size=batch_size, **kwargs)
+
     def predict(self, x, batch_size=32, verbose=0, **kwargs):
         """Logits [N, C] (numpy) for raw strings: a list, `(texts, pair_texts)`, or a tf.data.Dataset
         of string batches. Quiet unless `verbose` (Keras' progress bar) is set."""

@@ -127,6 +127,12 @@ def test_fit_save_reload_export_and_fresh_process_load(tmp_path):
     logits = clf.predict(texts[:8])
     assert (logits.argmax(-1) == np.asarray(labels[:8])).mean() >= 0.75
 
+    # A plain list of texts with labels works too (shuffled, batched for you).
+    clf.fit(texts, labels, batch_size=8, epochs=1, verbose=0)
+    with pytest.raises(ClassifierError, match="one label per text"):
+        clf.fit(texts, labels[:3])
+    logits = clf.predict(texts[:8])
+
     clf.save_pretrained(str(tmp_path / "clf"))
     again = FunnelTextClassifier.from_pretrained(str(tmp_path / "clf"))
     assert again.label_names == ["neg", "pos"] and again.tokenizer.sequence_length == 16
