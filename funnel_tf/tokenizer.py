@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import tempfile
 from typing import Optional
 
 import tensorflow as tf
@@ -25,6 +26,7 @@ from funnel_tf.text.wordpiece import HF_MAX_CHARS_PER_WORD, WordpieceTokenizer
 # Where the vocab lives: ours / HF folders (vocab.txt), the original release (vocab.uncased.txt).
 VOCAB_NAMES = ("vocab.txt", "vocab.uncased.txt")
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+FAST_TOKENIZER_NAME = "tokenizer.json"  # HF fast tokenizers; used when a folder has no vocab.txt
 DEFAULT_SEQUENCE_LENGTH = 128
 # Pair truncation: HF tokenizers' rule, or BERT's pop loop (finetune.py's readers, exports).
 TRUNCATIONS = ("hf_longest_first", "longest_first")
@@ -45,9 +47,33 @@ def find_vocab(path: str) -> str:
         candidate = os.path.join(path, name)
         if tf.io.gfile.exists(candidate):
             return candidate
+    if tf.io.gfile.exists(os.path.join(path, FAST_TOKENIZER_NAME)):
+        return _vocab_from_tokenizer_json(os.path.join(path, FAST_TOKENIZER_NAME))
     found = sorted(tf.io.gfile.listdir(path))[:12]
-    raise TokenizerError(f"{path}: no vocab in this folder (looked for {', '.join(VOCAB_NAMES)}; found "
-                         f"{found}); pass the vocab file itself, e.g. the BERT uncased vocab.txt")
+    raise TokenizerError(f"{path}: no vocab in this folder (looked for {', '.join(VOCAB_NAMES)}, "
+                         f"{FAST_TOKENIZER_NAME}; found {found}); pass the vocab file itself, e.g. the BERT "
+                         f"uncased vocab.txt")
+
+
+def _vocab_from_tokenizer_json(path: str) -> str:
+    """An HF fast-tokenizer file's WordPiece vocab, written as vocab.txt into a temp folder."""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            model = json.loads(f.read())["model"]
+        vocab = model["vocab"]
+        if model.get("type") != "WordPiece" or not isinstance(vocab, dict):
+            raise TokenizerError(f"{path}: a {model.get('type')} tokenizer, not WordPiece; Funnel needs a "
+                                 f"WordPiece vocab.txt")
+        tokens = sorted(vocab, key=vocab.get)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise TokenizerError(f"{path}: not an HF tokenizer.json with a WordPiece vocab ({e!r})") from None
+    if [vocab[t] for t in tokens] != list(range(len(tokens))):
+        raise TokenizerError(f"{path}: WordPiece ids are not 0..{len(tokens) - 1} without gaps")
+    folder = tempfile.mkdtemp(prefix="funnel_tf_vocab_")
+    target = os.path.join(folder, VOCAB_NAMES[0])
+    with open(target, "w", encoding="utf-8") as f:
+        f.write("".join(t + "\n" for t in tokens))
+    return target
 
 
 def _read_lower_case(folder: str) -> Optional[bool]:
@@ -120,7 +146,7 @@ class FunnelTokenizer(tf.Module):
         `lower_case` follows an HF tokenizer_config.json when present; kwargs override."""
         vocab = find_vocab(path)
         if "lower_case" not in kwargs:
-            lower = _read_lower_case(os.path.dirname(vocab))
+            lower = _read_lower_case(path if tf.io.gfile.isdir(path) else os.path.dirname(vocab))
             if lower is not None:
                 kwargs["lower_case"] = lower
         return cls(vocab, **kwargs)

@@ -153,6 +153,23 @@ def test_from_pretrained_finds_the_vocab_in_every_folder_kind(tokenizer, tmp_pat
                                   tokenizer(["Héllo"])["input_ids"].numpy())
 
 
+@pytest.mark.reference
+def test_from_pretrained_reads_an_hf_tokenizer_json_without_vocab_txt(tokenizer, bert_vocab, tmp_path):
+    hf = _hf_funnel_tokenizer(bert_vocab)
+    hf.save_pretrained(str(tmp_path))
+    for name in ("vocab.txt", "vocab.uncased.txt"):
+        if (tmp_path / name).exists():
+            (tmp_path / name).unlink()
+    assert (tmp_path / "tokenizer.json").exists()
+    ours = FunnelTokenizer.from_pretrained(str(tmp_path))
+    assert ours.vocab_size == tokenizer.vocab_size and ours.wordpiece.vocab == tokenizer.wordpiece.vocab
+    text = ["Héllo, wörld! 中文"]
+    np.testing.assert_array_equal(ours(text)["input_ids"].numpy(), tokenizer(text)["input_ids"].numpy())
+    (tmp_path / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {}}}')
+    with pytest.raises(TokenizerError, match="a BPE tokenizer, not WordPiece"):
+        FunnelTokenizer.from_pretrained(str(tmp_path))
+
+
 def test_user_errors_say_what_to_do(tokenizer, tmp_path):
     with pytest.raises(TokenizerError, match=r"no vocab in this folder \(looked for vocab.txt"):
         FunnelTokenizer.from_pretrained(str(tmp_path))
