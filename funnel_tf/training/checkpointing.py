@@ -100,6 +100,7 @@ class TrainingCheckpoint:
             data_iterator) else None
         self.saved_step: Optional[int] = None  # step of the newest checkpoint on disk (restored
                                                # or saved by this run)
+        self._unreadable: set = set()          # prefixes restore skipped; replaced when saved
         self._make()
 
     def _make(self):
@@ -154,6 +155,7 @@ class TrainingCheckpoint:
                 logging.info("restored %s (step %d)", path, self.saved_step)
                 return path
             logging.warning("skipping checkpoint %s: %s", path, reason)
+            self._unreadable.add(path)
             skipped.append(f"{os.path.basename(path)}: {reason}")
         raise UnreadableCheckpointError(
             f"{self.chief_directory}: holds checkpoint files but none can be read: "
@@ -274,6 +276,10 @@ class TrainingCheckpoint:
         A failed write (disk full, permissions) removes its partial files and raises
         CheckpointWriteError naming the path; earlier checkpoints stay intact."""
         step = int(self.step.numpy())
+        prefix = os.path.join(self.directory, f"ckpt-{step}")
+        if prefix in self._unreadable:  # the broken files restore skipped: delete, then write
+            self._unreadable.discard(prefix)
+            checkpoint_files.remove_partial_save(prefix)
         try:
             try:
                 path = self.manager.save(checkpoint_number=step)
