@@ -84,7 +84,10 @@ def expand_inputs(patterns: Sequence[str]) -> List[str]:
     return sorted(set(files))
 
 
-def _binary_error(path: str, line_no: Optional[int] = None) -> DataFormatError:
+def _binary_error(path: str, line_no: Optional[int] = None, head: bytes = b"") -> DataFormatError:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return DataFormatError("is UTF-16 text; convert it to UTF-8 first (e.g. iconv -f UTF-16 "
+                               "-t UTF-8)", path=path)
     return DataFormatError("holds NUL bytes: this looks like a binary file, not plain text (pass "
                            "UTF-8 text files, one sentence per line; TFRecords go through "
                            "--train_data_format=tfrecord)", path=path, line=line_no)
@@ -157,7 +160,7 @@ def check_text_inputs(files: Sequence[str], fallback_encoding: Optional[str] = N
         with tf.io.gfile.GFile(path, "rb") as f:
             head = f.read(_SNIFF_BYTES)
             if b"\x00" in head:
-                raise _binary_error(path)
+                raise _binary_error(path, head=head)
             has_text = has_text or bool(head.strip())
             while not has_text:  # a file that starts with a lot of blank space
                 chunk = f.read(_SNIFF_BYTES)
@@ -419,8 +422,11 @@ def prepare_output_dir(output_dir: str, overwrite: bool, prefix: str = "pretrain
 
 
 def check_pretraining_settings(seq_len: int, num_shards: int, doc_mode: str = "blank_line",
-                               max_examples: Optional[int] = None) -> None:
+                               max_examples: Optional[int] = None,
+                               prefix: str = "pretrain") -> None:
     """PretrainingDataError for settings that cannot make records (checked before writing)."""
+    if not prefix or "/" in prefix or "\\" in prefix or prefix.startswith("."):
+        raise PretrainingDataError(f"prefix must be a plain file-name prefix, got {prefix!r}")
     if seq_len < 5:
         raise PretrainingDataError(f"seq_len must be >= 5 ([CLS] A [SEP] B [SEP]), got {seq_len}")
     if num_shards < 1:
@@ -475,7 +481,7 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
     ``overwrite`` (which removes only this tool's earlier shards and manifest). The manifest is
     written last: shards without one are an unfinished run.
     """
-    check_pretraining_settings(seq_len, num_shards, doc_mode, max_examples)
+    check_pretraining_settings(seq_len, num_shards, doc_mode, max_examples, prefix)
     files = expand_inputs(inputs)
     tokenizer = load_tokenizer(vocab_path, lower_case=lower_case)
     check_text_inputs(files, fallback_encoding)
@@ -489,7 +495,18 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
     created_dir = not tf.io.gfile.exists(output_dir)
     tf.io.gfile.makedirs(output_dir)
     paths = shard_paths(output_dir, num_shards, prefix)
-    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    writers = []
+    try:
+        for p in paths:
+            writers.append(tf.io.TFRecordWriter(p))
+    except (OSError, tf.errors.OpError) as e:  # e.g. too many open files for num_shards
+        for w in writers:
+            w.close()
+        _remove_quietly(paths, output_dir if created_dir else None)
+        raise PretrainingDataError(
+            f"cannot open {num_shards} shard files in {output_dir} at once "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); use fewer --num_shards "
+            f"(or raise the open-files limit)") from None
     per_shard = [0] * num_shards
     n_examples = 0
     t0 = last = time.time()

@@ -321,7 +321,13 @@ def check_init_checkpoint(path: str, objective_name: str, config: FunnelConfig,
                 detail = "; ".join(lines[1:3] if len(lines) > 1 else lines)[:400]
             raise checkpointing.CheckpointError(
                 f"--init_checkpoint {path} does not fit this model: {detail}; {fix}") from None
-    prefix = checkpointing.resolve_checkpoint(path)
+    try:
+        prefix = checkpointing.resolve_checkpoint(path)
+    except checkpointing.CheckpointError as e:
+        raise checkpointing.CheckpointError(
+            f"--init_checkpoint: {e}; expected a funnel-tf training checkpoint or *.weights.h5 "
+            f"(convert HF or original checkpoints first: python -m funnel_tf.convert SRC DST "
+            f"--to native)") from None
     name, missing, mismatched, n = _compare_training_checkpoint(prefix, probe.backbone)
     if not missing and not mismatched:
         return f"backbone ({n} tensors) from training checkpoint {prefix} [{name}]"
@@ -347,6 +353,22 @@ def _write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def _make_strategy(a: PretrainArgs):
+    """The run's tf.distribute strategy; a cluster or TPU that cannot be reached is a user error."""
+    from funnel_tf.training import strategy as strat
+    try:
+        return strat.make_strategy(a.strategy, tpu=a.tpu, zone=a.tpu_zone, project=a.gcp_project)
+    except UserError:
+        raise
+    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as e:
+        if a.strategy not in ("tpu", "multi_worker"):
+            raise  # one host, no cluster to reach: a bug, keep its traceback
+        where = f"TPU {a.tpu!r}" if a.tpu else "the TPU / cluster (TF_CONFIG)"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PretrainArgsError(f"--strategy={a.strategy}: cannot reach {where}: {first[:300]} "
+                                f"(check --tpu, --tpu_zone, --gcp_project or TF_CONFIG)") from None
+
+
 def run_pretraining(args: PretrainArgs) -> PretrainResult:
     """Check everything, then pretrain (or resume) in `args.model_dir`; see the module docstring.
 
@@ -362,6 +384,9 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     check_args(a)
     config = resolve_config(a)
     train_data = [DEMO_CORPUS] if a.demo else list(a.train_data)
+    # MultiWorkerMirroredStrategy configures collective ops, which TF allows only before its
+    # runtime starts, and checking the input below starts it (tf.data, lookup tables).
+    strategy = _make_strategy(a) if a.strategy == "multi_worker" else None
     plan = inputs.plan_pretraining_input(
         train_data, a.seq_len, config, vocab=a.vocab or (DEMO_VOCAB if a.demo else None),
         data_format=a.train_data_format, masking_strategy=a.masking, num_predict=a.num_predict,
@@ -374,18 +399,8 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     extra = _objective_kwargs(a)
     objective = objectives.make_objective(a.objective, config, **extra)
 
-    try:
-        strategy = strat.make_strategy(a.strategy, tpu=a.tpu, zone=a.tpu_zone,
-                                       project=a.gcp_project)
-    except UserError:
-        raise
-    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as e:
-        if a.strategy not in ("tpu", "multi_worker"):
-            raise  # one host, no cluster to reach: a bug, keep its traceback
-        where = f"TPU {a.tpu!r}" if a.tpu else "the TPU / cluster (TF_CONFIG)"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PretrainArgsError(f"--strategy={a.strategy}: cannot reach {where}: {first[:300]} "
-                                f"(check --tpu, --tpu_zone, --gcp_project or TF_CONFIG)") from None
+    if strategy is None:
+        strategy = _make_strategy(a)
     info = strat.strategy_info(strategy)
     if a.batch_size % info.num_replicas:
         raise PretrainArgsError(f"--batch_size={a.batch_size} (global) is not divisible by the "

@@ -222,6 +222,7 @@ def test_reader_refuses_shards_the_manifest_does_not_list(tmp_path):
     (b"", "the corpus is empty"),
     (b"\n\n   \n\t\n", "the corpus is empty"),
     (b"\x7fELF\x02\x01\x01\x00\x00\x00binary", "looks like a binary file"),
+    ("one line\n".encode("utf-16"), "is UTF-16 text; convert it to UTF-8"),
 ])
 def test_cli_empty_or_binary_corpus_is_one_line_and_writes_nothing(tmp_path, capsys, content, words):
     corpus = tmp_path / "corpus.txt"
@@ -299,3 +300,10 @@ def test_cli_usage_errors_are_one_line(tmp_path):
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
         "python -m funnel_tf.text create-pretraining-data: error: argument --seq_len: invalid int value: "
         "'abc' (see --help)"], res.stderr
+
+
+def test_cli_bad_prefix_is_refused_before_writing(tmp_path, capsys):
+    code, err = _cli(["create-pretraining-data", "--input", str(DEMO_CORPUS), "--vocab", str(DEMO_VOCAB),
+                      "--output_dir", str(tmp_path / "rec"), "--prefix", "sub/part"], capsys)
+    assert code == 2 and len(err) == 1 and "prefix must be a plain file-name prefix" in err[0], err
+    assert not (tmp_path / "rec").exists()

@@ -155,6 +155,15 @@ def test_init_checkpoint_of_another_size_is_one_line_naming_the_tensors(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+def test_an_hf_folder_as_init_checkpoint_says_to_convert_it(tmp_path):
+    hf = REPO / "tests" / "fixtures" / "hf" / "model_default_L8"
+    if not hf.is_dir():
+        pytest.skip("HF fixture not found")
+    with pytest.raises(checkpointing.CheckpointError, match="python -m funnel_tf.convert SRC DST"):
+        run_pretraining(PretrainArgs(model_dir=str(tmp_path / "run"), init_checkpoint=str(hf)))
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_init_checkpoint_is_refused_up_front(tmp_path):
     with pytest.raises(checkpointing.CheckpointError, match="not found"):
         run_pretraining(PretrainArgs(model_dir=str(tmp_path / "run"),
