@@ -65,6 +65,15 @@ def count_words(inputs: Sequence[str], lower_case: bool = True, doc_mode: str = 
     return collections.Counter({w.decode("utf-8"): c for w, c in counts.items()})
 
 
+def _check_room(vocab_size: int, layout: str) -> List[str]:
+    """The layout's reserved tokens; VocabError if `vocab_size` leaves no room after them."""
+    reserved = reserved_tokens(layout)
+    if vocab_size <= len(reserved):
+        raise VocabError(f"vocab_size={vocab_size} leaves no room after {len(reserved)} reserved "
+                         f"tokens of the {layout!r} layout; use a larger --vocab_size")
+    return reserved
+
+
 def learn_vocab(word_counts, vocab_size: int, layout: str = "bert", max_unique_chars: int = 1000,
                 max_token_length: int = 50, num_iterations: int = 4,
                 lower_thresh: int = 2) -> List[str]:
@@ -73,10 +82,7 @@ def learn_vocab(word_counts, vocab_size: int, layout: str = "bert", max_unique_c
     The size lands within 5% below ``vocab_size`` when the learner's threshold search can reach
     it; on very small corpora it can end above the target.
     """
-    reserved = reserved_tokens(layout)
-    if vocab_size <= len(reserved):
-        raise VocabError(f"vocab_size={vocab_size} leaves no room after {len(reserved)} reserved "
-                         f"tokens of the {layout!r} layout; use a larger --vocab_size")
+    reserved = _check_room(vocab_size, layout)
     vocab = learner.learn(list(word_counts.items()), vocab_size, reserved, lower_thresh=lower_thresh,
                           num_iterations=num_iterations, max_token_length=max_token_length,
                           max_unique_chars=max_unique_chars, include_joiner_token=True, joiner="##")
@@ -96,8 +102,7 @@ def build_vocab(inputs: Sequence[str], output_path: str, vocab_size: int = 8000,
     An existing ``output_path`` is refused unless ``overwrite`` (records and models made with the
     old vocab would silently stop matching it); the file is written whole or not at all."""
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if vocab_size <= len(reserved_tokens(layout)):  # settings first: fail before reading a corpus
-        learn_vocab({}, vocab_size, layout)
+    _check_room(vocab_size, layout)  # settings first: fail before reading a corpus
     if max_lines is not None and max_lines < 1:
         raise VocabError(f"max_lines must be >= 1, got {max_lines}")
     if tf.io.gfile.isdir(output_path):
