@@ -17,6 +17,12 @@ Everything is seeded, so the same inputs, vocab and seed give byte-identical sha
 
 Reading (``make_pretraining_dataset``) shards files across hosts with ``tf.distribute.InputContext``,
 shuffles, repeats, batches with ``drop_remainder=True`` and optionally applies an online masker.
+
+Nothing is mixed or half-written: settings, vocab and inputs (empty, binary) are checked before
+the first shard is opened; a non-empty output folder is refused unless ``overwrite`` (which
+removes only this tool's own shards + manifest); shards are removed again when no example could
+be made or writing failed; the manifest is written last and records every input's size and mtime;
+the reader refuses shards that their folder's manifest does not list.
 """
 
 from __future__ import annotations
