@@ -7,6 +7,10 @@
 Defaults per task come from the paper's recipes (funnel_tf/tasks/defaults.py); every flag left
 unset keeps the recipe's value. `--helpfull` explains every flag. The work itself is done by
 `funnel_tf.tasks.runner.run_finetuning`; this file only maps flags onto it.
+
+Exit status: 0 done; 2 a user error (one line on stderr, nothing written); 75 preempted or
+interrupted (SIGTERM, Ctrl-C): the checkpoint is saved, nothing was predicted or exported, and
+rerunning the same command resumes and finishes. Every path may be on gs://.
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ flags.DEFINE_string("vocab_file", None, "WordPiece vocab.txt (default: the one n
 
 # ----------------------------------------------------------------------------- what to do
 flags.DEFINE_string("model_dir", None, "Output folder: checkpoints, progress, eval results, the "
-                    "best model (best/), predictions. Re-running with the same folder resumes.")
+                    "best model (best/), predictions. Re-running with the same folder resumes; "
+                    "one run at a time holds it (RUN_LOCK).")
 flags.DEFINE_bool("do_train", False, "Train on the train split.")
 flags.DEFINE_bool("do_eval", False, "Evaluate on the dev split(s): every epoch (or --eval_every "
                   "steps) while training, keeping the best model by the task's main metric; "
@@ -81,8 +86,9 @@ flags.DEFINE_bool("do_predict", False, "Write prediction files (GLUE submission 
 flags.DEFINE_string("predictions_dir", None, "Where --do_predict writes (default: "
                     "<model_dir>/predictions).")
 flags.DEFINE_string("export_dir", None, "Write a SavedModel with in-graph tokenization here "
-                    "(raw text in, predictions out).")
-flags.DEFINE_bool("overwrite_export", False, "Replace an existing --export_dir.")
+                    "(raw text in, predictions out); a folder of its own, outside --model_dir.")
+flags.DEFINE_bool("overwrite_export", False, "Replace an existing --export_dir, only if it holds "
+                  "a SavedModel (an earlier export); anything else is refused.")
 
 # ----------------------------------------------------------------------------- hyper-parameters
 flags.DEFINE_integer("batch_size", None, "Global training batch size (default: the task's recipe).")

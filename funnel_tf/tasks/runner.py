@@ -614,7 +614,9 @@ def run_finetuning(args: FinetuneArgs) -> dict:
             raise TaskError(f"--tfds_data_dir is supported for the GLUE tasks, not {task.name}")
         task.use_tfds(args.tfds_data_dir)
     hp = task.default_hparams().replace(**args.hparams)
-    check_output_dirs(args.model_dir, args.export_dir, args.predictions_dir,
+    predictions_dir = args.predictions_dir or (
+        os.path.join(args.model_dir, "predictions") if args.do_predict else None)
+    check_output_dirs(args.model_dir, args.export_dir, predictions_dir,
                       args.overwrite_export, inputs=[
                           ("--data_dir", args.data_dir), ("--tfds_data_dir", args.tfds_data_dir),
                           ("--init_checkpoint", args.init_checkpoint),
@@ -658,6 +660,9 @@ def run_finetuning(args: FinetuneArgs) -> dict:
 def _run(runner: FinetuneRunner, args: FinetuneArgs, summary: dict) -> dict:
     """The writing half of `run_finetuning`, under the model_dir lock."""
     task = runner.task
+    if runner.info.is_chief:  # best/ copies a killed run (SIGKILL) left half-written
+        for stale in tf.io.gfile.glob(os.path.join(args.model_dir, ".tmp_best_*")):
+            storage.remove_tree(stale)
     if args.do_train:
         result = runner.train()
         summary["train"] = {"step": result["step"], "total_steps": runner.total_steps,

@@ -51,3 +51,12 @@ def test_export_over_the_model_dir_is_refused_and_the_run_kept(finetune_main, ar
     err = capsys.readouterr().err.strip()
     assert err.startswith("finetune.py: error: --export_dir") and "overlap" in err
     assert os.listdir(run) == ["eval_results.jsonl"]
+
+
+def test_predictions_dir_that_is_a_file_is_refused_before_training(finetune_main, argv,
+                                                                   tmp_path, capsys):
+    (tmp_path / "preds").write_text("not a folder")
+    assert finetune_main(*argv, "--do_predict", f"--test_file={tmp_path / 'data' / 'test.tsv'}",
+                         f"--predictions_dir={tmp_path / 'preds'}") == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

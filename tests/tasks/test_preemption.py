@@ -2,31 +2,37 @@
 its checkpoint at once and exits 75 without evaluating at the end, predicting or exporting; the
 rerun resumes and finishes everything, the export included. (It used to train on to the next host
 call, then evaluate, predict and export the half-trained model and exit 0, and the rerun then
-failed because the export existed.) finetune.py's own `main` runs in-process here."""
+failed because the export existed.) finetune.py's own `main` runs in-process here, with every
+output under ram:// (TF's in-memory filesystem, standing in for gs://) in the default test and on
+the local disk in the slow one."""
 
 import json
 import os
 import signal
+import uuid
 
+import numpy as np
+import pytest
 import tensorflow as tf
 
+from funnel_tf import storage
+from funnel_tf.checkpoints.native import from_pretrained
+from funnel_tf.export import ClassifierServing
 from funnel_tf.tasks import runner as runner_module
 from tests.tasks.helpers import DEMO_VOCAB, write_csv_task
 
 
-def test_sigterm_exits_75_without_predicting_or_exporting_and_the_rerun_finishes(
-        finetune_main, micro_config, tmp_path, monkeypatch, capsys):
-    config_path = tmp_path / "micro.json"
-    micro_config.save(str(config_path))
-    files = write_csv_task(str(tmp_path / "data"))
-    model_dir, export_dir = tmp_path / "run", tmp_path / "export"
-    argv = ["--task=csv", f"--train_file={files['train']}", f"--dev_file={files['dev']}",
+def _argv(config_path, files, model_dir, export_dir):
+    """96 training rows, batch 16: 6 steps an epoch, 12 in all, evaluated at step 6 and 12."""
+    return ["--task=csv", f"--train_file={files['train']}", f"--dev_file={files['dev']}",
             f"--test_file={files['test']}", "--text_a_column=text", "--label_column=label",
             f"--config={config_path}", f"--vocab_file={DEMO_VOCAB}", f"--model_dir={model_dir}",
             "--do_train", "--do_eval", "--do_predict", f"--export_dir={export_dir}",
             "--batch_size=16", "--epochs=2", "--max_seq_length=16", "--steps_per_loop=4",
-            "--log_every=2"]                           # 96 rows: 6 steps an epoch, 12 in all
+            "--log_every=2"]
 
+
+def _preempt_while_evaluating(monkeypatch):
     evaluate = runner_module.FinetuneRunner.evaluate
 
     def evaluate_then_preempted(self):
@@ -34,13 +40,29 @@ def test_sigterm_exits_75_without_predicting_or_exporting_and_the_rerun_finishes
         return evaluate(self)
 
     monkeypatch.setattr(runner_module.FinetuneRunner, "evaluate", evaluate_then_preempted)
+
+
+def _read(path):
+    with tf.io.gfile.GFile(str(path)) as f:
+        return f.read()
+
+
+def _eval_steps(model_dir):
+    return [json.loads(x)["step"] for x in _read(f"{model_dir}/eval_results.jsonl").splitlines()]
+
+
+def _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys):
+    """Run 1 is preempted at step 6 (checks what it left), run 2 finishes; returns run 2's
+    summary."""
+    _preempt_while_evaluating(monkeypatch)
     assert finetune_main(*argv) == 75
     err = capsys.readouterr().err
     assert "finetune.py: preempted at step 6 of 12" in err
-    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-6")
-    assert [json.loads(x)["step"] for x in open(model_dir / "eval_results.jsonl")] == [6]
-    assert not (model_dir / "predictions").exists() and not export_dir.exists()
-    assert not (model_dir / "RUN_LOCK").exists()
+    assert tf.train.latest_checkpoint(f"{model_dir}/checkpoints").endswith("ckpt-6")
+    assert _eval_steps(model_dir) == [6]
+    assert not tf.io.gfile.exists(f"{model_dir}/predictions/csv_test_predictions.tsv")
+    assert not tf.io.gfile.exists(f"{export_dir}/saved_model.pb")
+    assert not tf.io.gfile.exists(f"{model_dir}/RUN_LOCK")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
     monkeypatch.undo()
@@ -48,7 +70,49 @@ def test_sigterm_exits_75_without_predicting_or_exporting_and_the_rerun_finishes
     out = capsys.readouterr().out
     summary = json.loads(out[out.index("{"):])
     assert summary["train"]["step"] == 12 and summary["preempted"] is False
-    assert [json.loads(x)["step"] for x in open(model_dir / "eval_results.jsonl")] == [6, 12]
-    assert (export_dir / "saved_model.pb").exists()
-    assert os.path.exists(summary["predictions"]["test"][0])
-    assert not (model_dir / "RUN_LOCK").exists()
+    assert _eval_steps(model_dir) == [6, 12]
+    assert tf.io.gfile.exists(f"{export_dir}/saved_model.pb")
+    assert len(_read(summary["predictions"]["test"][0]).splitlines()) == 25
+    assert not tf.io.gfile.exists(f"{model_dir}/RUN_LOCK")
+    return summary
+
+
+def test_preempted_run_under_ram_exits_75_then_resumes_exports_and_loads_back(
+        finetune_main, micro_config, demo_tokenizer, tmp_path, monkeypatch, capsys):
+    config_path = tmp_path / "micro.json"
+    micro_config.save(str(config_path))
+    files = write_csv_task(str(tmp_path / "data"))
+    root = f"ram://preempt_{uuid.uuid4().hex}"
+    model_dir, export_dir = f"{root}/run", f"{root}/export"
+    try:
+        summary = _preempted_then_finished(finetune_main, _argv(config_path, files, model_dir,
+                                                                export_dir),
+                                           model_dir, export_dir, monkeypatch, capsys)
+        assert summary["predictions"]["test"][0].startswith(model_dir)
+        assert not tf.io.gfile.glob(f"{root}/.*") + tf.io.gfile.glob(f"{model_dir}/.*")
+
+        # best/ and the export, read back from ram://, give the same outputs.
+        model = from_pretrained(f"{model_dir}/best")
+        texts = tf.constant(["the warm river", "old stone bridge near the cold harbor"])
+        expected = ClassifierServing(model, demo_tokenizer, 16, pair=False,
+                                     label_names=("neg", "pos")).serve(texts)
+        served = tf.saved_model.load(export_dir).signatures["serving_default"](text=texts)
+        np.testing.assert_allclose(served["logits"].numpy(), expected["logits"].numpy(),
+                                   atol=1e-5)
+        assert served["label"].numpy().tolist() == expected["label"].numpy().tolist()
+    finally:
+        storage.remove_tree(root)
+
+
+@pytest.mark.slow  # two runs on the local disk (~45 s CPU): the default test does it on ram://
+def test_preempted_run_on_local_disk_exits_75_then_resumes_and_exports(
+        finetune_main, micro_config, tmp_path, monkeypatch, capsys):
+    config_path = tmp_path / "micro.json"
+    micro_config.save(str(config_path))
+    files = write_csv_task(str(tmp_path / "data"))
+    model_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    argv = _argv(config_path, files, model_dir, export_dir)
+    (model_dir / ".tmp_best_x1y2").mkdir(parents=True)   # left by a run killed mid-copy
+    _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys)
+    assert not (model_dir / ".tmp_best_x1y2").exists()
+    assert sorted(os.listdir(export_dir)) >= ["assets", "saved_model.pb", "variables"]

@@ -1,7 +1,8 @@
 """Finetuning with every output on a non-local filesystem (gs:// on pods; TF's in-memory ram://
 stands in for it here): checkpoints, resume, eval results, best/, predictions, the export and
 save_pretrained, all in one process, then the best model and the export loaded back from ram://
-give the same outputs. (best/ and the export used to go through os / shutil and failed there.)"""
+give the same outputs, and an evaluate-only run reads its config, best/ and vocab from there.
+(best/ and the export used to go through os / shutil and failed there.)"""
 
 import json
 import os
@@ -32,6 +33,7 @@ def ram_root():
     storage.remove_tree(root)
 
 
+@pytest.mark.slow  # three runs (~60 s CPU); test_preemption.py's default test covers most of it
 def test_finetune_under_ram_resumes_and_its_outputs_load_back(micro_config, demo_tokenizer,
                                                              tmp_path, ram_root, monkeypatch):
     config_path = str(tmp_path / "micro.json")
