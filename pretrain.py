@@ -7,7 +7,10 @@
 
 Run `python pretrain.py --helpfull` for every flag. Without --train_data the demo settings apply to
 every flag you leave unset (shown as "demo:" in the help); with it, the run settings do ("run:").
-Restarting with the same --model_dir resumes from its newest checkpoint.
+Restarting with the same --model_dir resumes from its newest checkpoint; one run at a time holds
+a --model_dir. Bad flags, files, vocab, config or init checkpoint end with one line on stderr and
+exit status 2 before anything is written; a preempted run exits with 75 (rerun to resume). The
+work is done by `funnel_tf.training.pretraining_run.run_pretraining`; this file maps flags onto it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ flags.DEFINE_enum("objective", None, ["mlm", "electra"], "mlm: masked LM on the 
 flags.DEFINE_list("train_data", None, "Training data, comma-separated globs: TFRecords from "
                   "`python -m funnel_tf.text create-pretraining-data`, or plain-text files (one "
                   "sentence per line, blank line between documents) turned into records once in "
-                  "<model_dir>/data. Unset: the demo corpus data/demo_corpus.txt.")
+                  "<model_dir>/data (made again when the text, vocab or settings change). Unset: "
+                  "the demo corpus data/demo_corpus.txt.")
 flags.DEFINE_enum("train_data_format", "auto", ["auto", "tfrecord", "text"],
                   "How to read --train_data; auto looks at file names and manifest.json.")
 flags.DEFINE_bool("skip_undecodable_lines", False, "Raw-text input: skip (and count) lines that are "
