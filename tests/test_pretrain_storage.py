@@ -22,6 +22,7 @@ def ram_dir():
     storage.remove_tree(root)
 
 
+@pytest.mark.slow  # two short runs, ~45 s CPU (tracing and record making dominate)
 def test_pretraining_under_ram_writes_there_and_resumes(ram_dir):
     small = dict(model_dir=ram_dir, config_override=["d_model=32", "n_head=2", "d_head=16",
                                                      "d_inner=64", "block_sizes=[1,1,1]"],
