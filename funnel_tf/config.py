@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -41,11 +42,12 @@ def _type_ok(value: Any, kind: str) -> bool:
         return value is None or _type_ok(value, kind[len("Optional["):-1])
     if kind == "List[int]":
         return isinstance(value, (list, tuple)) and all(_type_ok(v, "int") for v in value)
-    if kind == "int":  # 768.0 is fine, 768.5, "768" and True are not
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
+    if kind == "int":  # 768, np.int64(768) and 768.0 are fine; 768.5, "768" and True are not
+        return (isinstance(value, numbers.Integral) and not isinstance(value, bool)) or (
+            isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and float(value).is_integer())
     if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) \
             and math.isfinite(value)
     if kind == "bool":
         return isinstance(value, bool)
@@ -68,8 +70,11 @@ def _check_field_types(config: "FunnelConfig") -> None:
             words = _KIND_WORDS.get(base, base) + (" or null" if base != kind else "")
             raise ConfigError(f"FunnelConfig: {f.name} must be {words}, got {value!r} "
                               f"({type(value).__name__})")
-        if kind in ("int", "Optional[int]") and isinstance(value, float):
-            setattr(config, f.name, int(value))
+        if kind in ("int", "Optional[int]") and value is not None and type(value) is not int:
+            setattr(config, f.name, int(value))  # 768.0 / np.int64 -> a plain int (JSON-able)
+        elif kind in ("float", "Optional[float]") and value is not None \
+                and type(value) is not float:
+            setattr(config, f.name, float(value))
 
 
 @dataclasses.dataclass

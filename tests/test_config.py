@@ -120,3 +120,11 @@ def test_replace_rejects_unknown_fields_and_wrong_types():
     with pytest.raises(ConfigError, match="d_inner must be an integer"):
         cfg.replace(d_inner="wide")
     assert cfg.replace(hidden_size=256).d_model == 256  # HF alias, as in config files
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_plain_python():
+    import numpy as np
+    cfg = FunnelConfig(d_model=np.int64(64), n_head=2, hidden_dropout=np.float32(0.5),
+                       block_sizes=[np.int32(2), 2])
+    assert type(cfg.d_model) is int and type(cfg.hidden_dropout) is float
+    assert json.loads(cfg.to_json_string())["block_sizes"] == [2, 2]
