@@ -21,6 +21,7 @@ import os
 from typing import Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from funnel_tf.errors import UserError
@@ -136,8 +137,10 @@ class FunnelTextClassifier(keras.Model):
     def predict(self, x, batch_size=32, verbose=0, **kwargs):
         """Logits [N, C] (numpy) for raw strings: a list, `(texts, pair_texts)`, or a tf.data.Dataset
         of string batches. Quiet unless `verbose` (Keras' progress bar) is set."""
-        if isinstance(x, str):
+        if isinstance(x, (str, bytes)):
             raise ClassifierError("predict takes a list of texts; wrap the one string: predict([text])")
+        if isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "USO":
+            x = [t if isinstance(t, (str, bytes)) else str(t) for t in x.tolist()]
         if isinstance(x, (list, tuple)) and len(x) == 0:
             return tf.zeros([0, self.num_classes]).numpy()
         if isinstance(x, (list, tuple)) and all(isinstance(t, (str, bytes)) for t in x):

@@ -94,6 +94,8 @@ def _as_strings(texts, what: str):
     if isinstance(texts, (list, tuple)) and not all(isinstance(t, (str, bytes)) for t in texts):
         bad = next(t for t in texts if not isinstance(t, (str, bytes)))
         raise TokenizerError(f"{what} must be strings; got an element of type {type(bad).__name__}")
+    if isinstance(texts, (list, tuple)) and not texts:
+        texts = tf.constant([], tf.string)  # an empty batch, not float32
     try:
         texts = tf.convert_to_tensor(texts)
     except (TypeError, ValueError) as e:

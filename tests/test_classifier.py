@@ -67,6 +67,7 @@ def test_logits_from_raw_text_match_hf_pytorch(hf_folder):
     logits = clf.predict(TEXTS)
     assert logits.shape == (3, 3) and logits.dtype == np.float32
     np.testing.assert_allclose(logits, _hf_logits(hf_model, folder, TEXTS), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(clf.predict(np.array(TEXTS)), logits, atol=1e-6)  # a numpy array of strings
     pair_logits = clf.predict(PAIRS)  # (texts, pair_texts)
     np.testing.assert_allclose(pair_logits, _hf_logits(hf_model, folder, *PAIRS), atol=1e-5, rtol=0)
     # Pre-tokenized input gives the same as raw text.

@@ -130,6 +130,10 @@ def test_one_string_gives_one_row_and_tf_data_map(tokenizer):
     np.testing.assert_array_equal(got["input_ids"].numpy()[:, :16], eager["input_ids"].numpy())
     assert got["input_ids"].shape == (3, tokenizer.sequence_length)
 
+    assert tokenizer([], sequence_length=16)["input_ids"].shape == (0, 16)
+    np.testing.assert_array_equal(tokenizer(np.array(texts), sequence_length=16)["input_ids"].numpy(),
+                                  eager["input_ids"].numpy())
+
     unbatched = tf.data.Dataset.from_tensor_slices((texts, [0, 1, 0]))
     rows = list(unbatched.map(lambda t, y: (tokenizer(t, sequence_length=16), y)).batch(3))
     np.testing.assert_array_equal(rows[0][0]["input_ids"].numpy(), eager["input_ids"].numpy())
