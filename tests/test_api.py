@@ -116,7 +116,8 @@ def test_configs_and_demo_data_come_from_resources():
 
 def test_quiet_tensorflow_hides_load_noise_unless_the_user_set_the_level(monkeypatch):
     code = ("import sys; from funnel_tf.logs import quiet_tensorflow; print(quiet_tensorflow()); "
-            "print('kept line', file=sys.stderr)")
+            "assert 'tensorflow' not in sys.modules; import tensorflow as tf; tf.constant(1); "
+            "assert tf.__loader__.__class__.__name__ != '_QuietLoader'; print('kept line', file=sys.stderr)")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert quiet.returncode == 0 and quiet.stdout.strip() == "True", quiet.stderr[-2000:]
