@@ -113,6 +113,7 @@ def test_layout_cls_type_two_and_long_words(tokenizer):
     assert out["input_ids"].numpy()[0].tolist() == [101, 7592, 2088, 999, 102, 7632, 102, 0, 0, 0]
     assert out["token_type_ids"].numpy()[0].tolist() == [2, 0, 0, 0, 0, 1, 1, 0, 0, 0]
     assert out["attention_mask"].numpy()[0].tolist() == [1] * 7 + [0] * 3
+    assert tokenizer.decode(out["input_ids"][0]) == "hello world ! hi"  # specials and padding dropped
     row = tokenizer.convert_ids_to_tokens(out["input_ids"].numpy()[1][:3].tolist())
     assert row[1] == "[UNK]" and row[2] == "xx"  # 101 chars -> [UNK]; 100 chars -> "xx" "##xx" ...
     assert FunnelTokenizer(tokenizer.vocab_path, max_chars_per_word=200).tokenize("x" * 150).shape[0] > 1
@@ -172,6 +173,19 @@ def test_from_pretrained_reads_an_hf_tokenizer_json_without_vocab_txt(tokenizer,
     (tmp_path / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": {}}}')
     with pytest.raises(TokenizerError, match="a BPE tokenizer, not WordPiece"):
         FunnelTokenizer.from_pretrained(str(tmp_path))
+
+
+@pytest.mark.reference
+def test_saved_folder_loads_in_hf(tokenizer, bert_vocab, tmp_path):
+    """save_pretrained writes what HF's FunnelTokenizer.from_pretrained reads (vocab + specials)."""
+    _hf_funnel_tokenizer(bert_vocab)  # skips without transformers
+    from transformers import FunnelTokenizer as HFFunnelTokenizer
+
+    tokenizer.save_pretrained(str(tmp_path))
+    hf = HFFunnelTokenizer.from_pretrained(str(tmp_path))
+    texts = ["Héllo, wörld!", "A second, longer sentence."]
+    theirs = hf(texts, max_length=16, padding="max_length", truncation=True, return_token_type_ids=True)
+    _assert_same(tokenizer(texts, sequence_length=16), theirs, texts)
 
 
 def test_user_errors_say_what_to_do(tokenizer, tmp_path):
