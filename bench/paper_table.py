@@ -129,6 +129,16 @@ def check_plan(plan: Plan, tolerance: float = 0.05) -> Dict[str, float]:
     unknown = [t for t in plan.tasks if t not in plan.recipes]
     if unknown:
         raise BenchError(f"no recipe for task(s) {unknown}; known: {sorted(plan.recipes)}")
+    from funnel_tf.tasks.defaults import Hparams
+
+    for task in plan.tasks:  # a bad recipe fails now, not an hour into the run
+        recipe = {k: v for k, v in plan.recipes[task].items() if k != "max_train_examples"}
+        try:
+            Hparams().replace(**recipe, learning_rate=plan.lrs[0])
+        except (TypeError, ValueError) as e:
+            raise BenchError(f"recipe of {task}: {e}") from None
+        if not isinstance(plan.recipes[task].get("max_train_examples", 0), int):
+            raise BenchError(f"recipe of {task}: max_train_examples must be an integer")
     return per
 
 
@@ -561,18 +571,41 @@ def make_plan(args) -> Plan:
         value = getattr(args, field)
         if value is not None:
             setattr(plan, field, value)
-    if args.funnel_blocks:
-        plan.funnel_blocks = [int(b) for b in args.funnel_blocks.split(",")]
-    if args.tasks:
-        plan.tasks = args.tasks.split(",")
-    if args.seeds:
-        plan.seeds = [int(s) for s in args.seeds.split(",")]
-    if args.lrs:
-        plan.lrs = [float(x) for x in args.lrs.split(",")]
-    if args.recipes:
-        with open(args.recipes, encoding="utf-8") as f:
-            plan.recipes = json.load(f)
+    if args.funnel_blocks is not None:
+        plan.funnel_blocks = _parse_list("--funnel_blocks", args.funnel_blocks, int)
+    if args.tasks is not None:
+        plan.tasks = _parse_list("--tasks", args.tasks, str)
+    if args.seeds is not None:
+        plan.seeds = _parse_list("--seeds", args.seeds, int)
+    if args.lrs is not None:
+        plan.lrs = _parse_list("--lrs", args.lrs, float)
+    if args.recipes is not None:
+        try:
+            with open(args.recipes, encoding="utf-8") as f:
+                plan.recipes = json.load(f)
+        except (OSError, ValueError) as e:
+            raise BenchError(f"--recipes {args.recipes}: {e}") from None
+        if not isinstance(plan.recipes, dict) or not all(isinstance(r, dict) for r in plan.recipes.values()):
+            raise BenchError(f"--recipes {args.recipes}: expected {{task: {{hparam: value}}}}")
+    for name in ("pretrain_steps", "batch_size", "save_every", "d_model", "n_head", "d_head",
+                 "d_inner", "baseline_layers", "seq_len"):
+        if getattr(plan, name) < 1:
+            raise BenchError(f"--{name}={getattr(plan, name)}: must be >= 1")
+    if plan.decoder_layers < 0 or plan.warmup_steps < 0 or not plan.pretrain_lr > 0:
+        raise BenchError("--decoder_layers and --warmup_steps must be >= 0, --pretrain_lr > 0")
+    if not plan.lrs or any(not lr > 0 for lr in plan.lrs) or not plan.seeds:
+        raise BenchError(f"--lrs {plan.lrs} and --seeds {plan.seeds}: need positive rates and a seed")
     return plan
+
+
+def _parse_list(flag: str, text: str, kind) -> list:
+    try:
+        values = [kind(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise BenchError(f"{flag}={text!r}: expected a comma-separated list of {kind.__name__}") from None
+    if not values:
+        raise BenchError(f"{flag}={text!r}: empty")
+    return values
 
 
 def resume_plan(work_dir: str, fresh: Plan, results_given: bool) -> Plan:
@@ -584,8 +617,11 @@ def resume_plan(work_dir: str, fresh: Plan, results_given: bool) -> Plan:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(dataclasses.asdict(fresh), f, indent=1, sort_keys=True)
         return fresh
-    with open(path, encoding="utf-8") as f:
-        stored = Plan(**json.load(f))
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = Plan(**json.load(f))
+    except (ValueError, TypeError) as e:
+        raise BenchError(f"{path}: unreadable plan ({e}); use a new --work_dir") from None
     mine = dataclasses.asdict(fresh)
     if not results_given:
         mine["results"] = stored.results

@@ -168,6 +168,31 @@ def test_unmatched_flops_are_refused_before_anything_is_written(env, capsys):
     assert not (tmp / "work").exists() and not (tmp / "results.json").exists()
 
 
+@pytest.mark.parametrize("flag, message", [
+    ("--funnel_blocks=4,x", "--funnel_blocks='4,x': expected a comma-separated list of int"),
+    ("--lrs=", "--lrs='': empty"),
+    ("--pretrain_steps=0", "--pretrain_steps=0: must be >= 1"),
+    ("--tasks=mnli", "no recipe for task(s) ['mnli']"),
+    ("--seq_len=4", "sequence length 4 is too short for 3 blocks"),
+    ("--stages=foo", "--stages 'foo': use pretrain, finetune or pretrain,finetune"),
+])
+def test_bad_flags_are_one_line_errors_before_anything_is_written(env, capsys, flag, message):
+    tmp, argv = env
+    assert pt.main(argv + [flag]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("paper_table: error: ") and message in err[0]
+    assert not (tmp / "work").exists() and not (tmp / "results.json").exists()
+
+
+def test_a_bad_recipe_fails_up_front(env, tmp_path, capsys):
+    tmp, argv = env
+    recipes = tmp_path / "r.json"
+    recipes.write_text(json.dumps({"sst-2": {"epoch": 1}}))
+    assert pt.main(argv + [f"--recipes={recipes}"]) == 2
+    assert "recipe of sst-2:" in capsys.readouterr().err
+    assert not (tmp / "work").exists()
+
+
 def test_param_count_matches_the_model():
     from funnel_tf.modeling.heads import FunnelForMaskedLM
 
