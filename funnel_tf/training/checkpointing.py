@@ -15,9 +15,11 @@ fails loudly when the backbone would not be fully restored.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from typing import Dict, Mapping, Optional
@@ -94,8 +96,12 @@ class TrainingCheckpoint:
         self.keep = keep
         self._items = dict(items)
         self.chief_directory = os.path.join(model_dir, "checkpoints")
-        self.directory = self.chief_directory if is_chief else \
-            tempfile.mkdtemp(prefix="funnel_ckpt_worker_")
+        self.directory = self.chief_directory
+        if not is_chief:
+            # Every worker takes part in a distributed save; the others write to scratch space,
+            # removed when the process exits (a killed one leaves it to the tmp cleaner).
+            self.directory = tempfile.mkdtemp(prefix="funnel_ckpt_worker_")
+            atexit.register(shutil.rmtree, self.directory, ignore_errors=True)
         self.data_iterator = data_iterator if data_iterator is not None and is_trackable(
             data_iterator) else None
         self.saved_step: Optional[int] = None  # step of the newest checkpoint on disk (restored
