@@ -105,7 +105,8 @@ def _run_torch(spec):
     def run():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            out = forward(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+            out = forward(input_ids=ids, attention_mask=mask,
+                          token_type_ids=types).last_hidden_state
         loss = out.float().square().mean()
         loss.backward()
         opt.step()

@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_ports(n: int) -> List[int]:
-    """`n` distinct free TCP ports on localhost (all sockets held open until every port is known)."""
+    """`n` distinct free TCP ports on localhost (every socket held open until all are known)."""
     socks = []
     try:
         for _ in range(n):

@@ -130,8 +130,9 @@ def check_tf_config(raw: str) -> Optional[dict]:
                             f"({sorted(cluster)})")
     if isinstance(index, bool) or not isinstance(index, int) or \
             not 0 <= index < len(cluster[kind]):
+        n = len(cluster[kind])
         raise StrategyError(f"TF_CONFIG task index {index!r} is out of range for job {kind!r} "
-                            f"with {len(cluster[kind])} address(es): use 0..{len(cluster[kind]) - 1}")
+                            f"with {n} address(es): use 0..{n - 1}")
     return cfg
 
 
