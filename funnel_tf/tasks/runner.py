@@ -627,6 +627,11 @@ def run_finetuning(args: FinetuneArgs) -> dict:
             and not args.init_checkpoint and not has_best(args.model_dir):
         raise TaskError("--do_predict without training needs --init_checkpoint (a finetuned "
                         "model) or a model_dir holding best/")
+    if args.export_dir and not args.do_train and not args.init_checkpoint \
+            and not has_best(args.model_dir):
+        raise TaskError("--export_dir without --do_train needs --init_checkpoint (a finetuned "
+                        "model) or a model_dir holding best/; it would export an untrained "
+                        "model")
     config = resolve_config(args.config, args.init_checkpoint or (
         args.model_dir if not args.do_train else None))
     vocab = args.vocab_file or find_vocab(args.init_checkpoint) or find_vocab(
@@ -636,13 +641,15 @@ def run_finetuning(args: FinetuneArgs) -> dict:
                         "published checkpoints)")
     if not tf.io.gfile.exists(vocab):
         raise TaskError(f"--vocab_file {vocab} not found")
+    # Before anything runs a TF op (the tokenizer's lookup tables do): MultiWorkerMirroredStrategy
+    # can only configure its collective ops before TF's runtime starts.
+    strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
+                             project=args.gcp_project)
     tokenizer = WordpieceTokenizer(vocab)
     set_precision(args.precision)
     import keras
 
     keras.utils.set_random_seed(run.seed)  # head/model init, dropout
-    strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
-                             project=args.gcp_project)
     runner = FinetuneRunner(task, hp, config, tokenizer, strategy, run)
     runner.load(args.data_dir, args.do_train, args.do_eval, args.do_predict, args.predict_splits)
     summary = {"task": task.name, "hparams": dataclasses.asdict(hp), "model_dir": args.model_dir,

@@ -60,3 +60,10 @@ def test_predictions_dir_that_is_a_file_is_refused_before_training(finetune_main
                          f"--predictions_dir={tmp_path / 'preds'}") == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_exporting_an_untrained_model_is_refused(finetune_main, argv, tmp_path, capsys):
+    argv = [a for a in argv if a not in ("--do_train", "--do_eval")]
+    assert finetune_main(*argv, f"--export_dir={tmp_path / 'export'}") == 2
+    assert "it would export an untrained model" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "export").exists()
