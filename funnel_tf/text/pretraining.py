@@ -602,9 +602,10 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
         note = (f"{stats.truncated_lines} line(s) were longer than one {seq_len}-token example and "
                 f"were truncated ({stats.truncated_tokens} tokens dropped); put one sentence per "
                 f"line so long text is split across examples")
-        logging.warning("create-pretraining-data: %s", note)
-        if progress:
+        if progress is _default_progress:  # the command line: beside its other stderr lines
             progress(f"[create-pretraining-data] warning: {note}")
+        else:  # a library caller (pretrain.py's raw-text input): its log, as a warning
+            logging.warning("create-pretraining-data: %s", note)
     if progress:
         progress(f"[create-pretraining-data] wrote {n_examples} examples ({maker.num_positive} positive, "
                  f"{maker.num_negative} random B) to {num_shards} shards in {output_dir} "

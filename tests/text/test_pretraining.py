@@ -262,15 +262,20 @@ def test_too_short_corpus_leaves_no_shards(tmp_path):
     assert not (tmp_path / "rec").exists()
 
 
-def test_long_lines_are_counted_and_reported(tmp_path):
+def test_long_lines_are_counted_and_reported(tmp_path, caplog, capsys):
     corpus = tmp_path / "long.txt"
     long_line = " ".join(["the river was warm"] * 500)  # ~2000 tokens on one line
     corpus.write_text(DEMO_CORPUS.read_text() + "\n" + long_line + "\n\n" + long_line + "\n")
-    messages = []
-    m = create_pretraining_data([str(corpus)], str(tmp_path / "rec"), str(DEMO_VOCAB), seq_len=SEQ,
-                                num_shards=1, progress=messages.append, progress_every_s=1e9)
+    with caplog.at_level("WARNING", logger="absl"):
+        m = create_pretraining_data([str(corpus)], str(tmp_path / "rec"), str(DEMO_VOCAB), seq_len=SEQ,
+                                    num_shards=1, progress=lambda msg: None)
     assert m["truncated_lines"] == 2 and m["truncated_tokens"] > 3000
-    assert any("warning: 2 line(s) were longer than one 48-token example" in s for s in messages)
+    assert "2 line(s) were longer than one 48-token example and were truncated" in caplog.text
+    # The command line says it once, on stderr beside its progress lines.
+    assert cli_main(["create-pretraining-data", "--input", str(corpus), "--vocab", str(DEMO_VOCAB),
+                     "--output_dir", str(tmp_path / "cli"), "--seq_len", str(SEQ)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("2 line(s) were longer than one 48-token example") == 1, err
 
 
 def test_cli_build_vocab_refuses_to_replace_a_vocab_unless_overwrite(tmp_path, capsys):
