@@ -32,11 +32,11 @@ def _argv(config_path, files, model_dir, export_dir):
             "--log_every=2"]
 
 
-def _preempt_while_evaluating(monkeypatch):
+def _preempt_while_evaluating(monkeypatch, signum=signal.SIGTERM):
     evaluate = runner_module.FinetuneRunner.evaluate
 
     def evaluate_then_preempted(self):
-        os.kill(os.getpid(), signal.SIGTERM)          # the pod is told to go while it evaluates
+        os.kill(os.getpid(), signum)                  # the pod is told to go while it evaluates
         return evaluate(self)
 
     monkeypatch.setattr(runner_module.FinetuneRunner, "evaluate", evaluate_then_preempted)
@@ -51,10 +51,11 @@ def _eval_steps(model_dir):
     return [json.loads(x)["step"] for x in _read(f"{model_dir}/eval_results.jsonl").splitlines()]
 
 
-def _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys):
+def _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys,
+                             signum=signal.SIGTERM):
     """Run 1 is preempted at step 6 (checks what it left), run 2 finishes; returns run 2's
     summary."""
-    _preempt_while_evaluating(monkeypatch)
+    _preempt_while_evaluating(monkeypatch, signum)
     assert finetune_main(*argv) == 75
     err = capsys.readouterr().err
     assert "finetune.py: preempted at step 6 of 12" in err
@@ -105,14 +106,46 @@ def test_preempted_run_under_ram_exits_75_then_resumes_exports_and_loads_back(
 
 
 @pytest.mark.slow  # two runs on the local disk (~45 s CPU): the default test does it on ram://
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_preempted_run_on_local_disk_exits_75_then_resumes_and_exports(
-        finetune_main, micro_config, tmp_path, monkeypatch, capsys):
+        finetune_main, micro_config, tmp_path, monkeypatch, capsys, signum):
     config_path = tmp_path / "micro.json"
     micro_config.save(str(config_path))
     files = write_csv_task(str(tmp_path / "data"))
     model_dir, export_dir = tmp_path / "run", tmp_path / "export"
     argv = _argv(config_path, files, model_dir, export_dir)
     (model_dir / ".tmp_best_x1y2").mkdir(parents=True)   # left by a run killed mid-copy
-    _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys)
+    _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys,
+                             signum)
     assert not (model_dir / ".tmp_best_x1y2").exists()
     assert sorted(os.listdir(export_dir)) >= ["assets", "saved_model.pb", "variables"]
+
+
+def test_sigterm_while_exporting_exits_75_and_leaves_no_partial_export(
+        finetune_main, micro_config, tmp_path, monkeypatch, capsys):
+    """Outside the training loop SIGTERM used to kill the process where it stood (a temp export
+    folder and the run lock left behind); now it unwinds: exit 75, nothing half-written."""
+    from funnel_tf.checkpoints import save_pretrained
+    from funnel_tf.modeling.heads import FunnelForSequenceClassification
+
+    config_path = tmp_path / "micro.json"
+    micro_config.save(str(config_path))
+    save_pretrained(FunnelForSequenceClassification(micro_config, num_labels=2),
+                    str(tmp_path / "finetuned"))
+    save = tf.saved_model.save
+
+    def save_then_preempted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(tf.saved_model, "save", save_then_preempted)
+    files = write_csv_task(str(tmp_path / "data"))
+    argv = ["--task=csv", f"--train_file={files['train']}", "--text_a_column=text",
+            "--label_column=label", "--label_names=neg,pos", f"--config={config_path}", f"--vocab_file={DEMO_VOCAB}",
+            f"--init_checkpoint={tmp_path / 'finetuned'}", f"--model_dir={tmp_path / 'run'}",
+            f"--export_dir={tmp_path / 'export'}", "--max_seq_length=16", "--batch_size=16"]
+    assert finetune_main(*argv) == 75
+    assert "finetune.py: interrupted (SIGTERM)" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["data", "finetuned", "micro.json", "run"]
+    assert os.listdir(tmp_path / "run") == []                    # the lock was released
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
