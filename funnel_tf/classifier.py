@@ -7,6 +7,7 @@ FunnelBaseModel + HF's classification head). Usual Keras workflow:
     clf.fit(tf.data.Dataset.from_tensor_slices((texts, labels)).batch(16), epochs=1)
     clf.predict(["a great film", "dull"])          # logits [2, 2]
     clf.save_pretrained("my_clf")                  # FunnelTextClassifier.from_pretrained("my_clf")
+    clf.save("clf.keras")                          # keras.saving.load_model("clf.keras") (vocab as an asset)
     clf.export("my_clf_savedmodel")                # text-in SavedModel, as finetune.py --export_dir
 
 Pairs: pass `(texts, pair_texts)` wherever texts go. Pre-tokenized input dicts are accepted too.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Optional, Sequence
 
 import keras
@@ -45,27 +47,32 @@ def _is_features(x) -> bool:
 class FunnelTextClassifier(keras.Model):
     """Raw strings [N] (or pairs) -> logits [N, num_classes] (float32; [N, 1] scores for regression)."""
 
-    def __init__(self, model: FunnelForSequenceClassification, tokenizer: FunnelTokenizer,
+    def __init__(self, model: FunnelForSequenceClassification, tokenizer: Optional[FunnelTokenizer],
                  label_names: Optional[Sequence[str]] = None, pair: bool = False, **kwargs):
         kwargs.setdefault("name", "funnel_text_classifier")
         super().__init__(**kwargs)
         if not isinstance(model, FunnelForSequenceClassification):
             raise ClassifierError(f"model must be a FunnelForSequenceClassification, got {type(model).__name__}")
-        if tokenizer.vocab_size != model.config.vocab_size:
-            raise ClassifierError(f"the vocab ({tokenizer.vocab_path}) has {tokenizer.vocab_size} tokens but the "
-                                  f"model has vocab_size {model.config.vocab_size}; use the checkpoint's own vocab")
-        min_len = model.config.min_seq_len()
-        if tokenizer.sequence_length < min_len:
-            raise ClassifierError(f"sequence_length={tokenizer.sequence_length} is shorter than this model "
-                                  f"can pool ({min_len} at least)")
         self.model = model
-        self.tokenizer = tokenizer
+        self.tokenizer = None
+        if tokenizer is not None:  # None only inside keras.saving.load_model, until load_assets
+            self._set_tokenizer(tokenizer)
         self.num_classes = int(model.num_labels)
         if label_names is not None and len(label_names) != self.num_classes:
             raise ClassifierError(f"{len(label_names)} label_names for {self.num_classes} classes")
         self.label_names = None if label_names is None else [str(n) for n in label_names]
         self.pair = bool(pair)
         self.built = True  # every weight exists (Keras must not trace call() on symbolic strings)
+
+    def _set_tokenizer(self, tokenizer: FunnelTokenizer) -> None:
+        config = self.model.config
+        if tokenizer.vocab_size != config.vocab_size:
+            raise ClassifierError(f"the vocab ({tokenizer.vocab_path}) has {tokenizer.vocab_size} tokens but the "
+                                  f"model has vocab_size {config.vocab_size}; use the checkpoint's own vocab")
+        if tokenizer.sequence_length < config.min_seq_len():
+            raise ClassifierError(f"sequence_length={tokenizer.sequence_length} is shorter than this model "
+                                  f"can pool ({config.min_seq_len()} at least)")
+        self.tokenizer = tokenizer
 
     # ---------------------------------------------------------------------------- construction
     @classmethod
@@ -154,16 +161,34 @@ class FunnelTextClassifier(keras.Model):
 
     # --------------------------------------------------------------------------------- saving
     def get_config(self):
-        raise NotImplementedError("FunnelTextClassifier is saved with save_pretrained(dir) (weights + vocab, "
-                                  "FunnelTextClassifier.from_pretrained(dir) reads it) or export(dir) "
-                                  "(text-in SavedModel); save the bare model with clf.model.save('x.keras')")
+        """Keras config: the model, the tokenizer's settings (its vocab is a saved asset), labels."""
+        config = super().get_config()
+        tok = self.tokenizer
+        config.update(model=keras.saving.serialize_keras_object(self.model), label_names=self.label_names,
+                      pair=self.pair, tokenizer={"lower_case": tok.lower_case, "sequence_length": tok.sequence_length,
+                                                 "max_chars_per_word": tok.max_chars_per_word,
+                                                 "truncation": tok.truncation})
+        return config
 
-    def save(self, filepath, *args, **kwargs):
-        """Refused (nothing written): use save_pretrained(dir) or export(dir); see get_config."""
-        try:
-            self.get_config()
-        except NotImplementedError as e:
-            raise ClassifierError(str(e)) from None
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(config.pop("model"))
+        clf = cls(model, None, **{k: v for k, v in config.items() if k != "tokenizer"})
+        clf._tokenizer_settings = dict(config["tokenizer"])
+        return clf
+
+    def save_assets(self, dir_path):
+        """`model.save("x.keras")` stores the vocab beside the weights."""
+        tf.io.gfile.copy(self.tokenizer.vocab_path, os.path.join(dir_path, "vocab.txt"), overwrite=True)
+
+    def load_assets(self, dir_path):
+        """`keras.saving.load_model` rebuilds the tokenizer from the stored vocab (kept in a temp copy,
+        as Keras deletes its extraction folder)."""
+        folder = tempfile.mkdtemp(prefix="funnel_tf_vocab_")
+        vocab = os.path.join(folder, "vocab.txt")
+        tf.io.gfile.copy(os.path.join(dir_path, "vocab.txt"), vocab)
+        self._set_tokenizer(FunnelTokenizer(vocab, **getattr(self, "_tokenizer_settings", {})))
 
     def save_pretrained(self, directory: str) -> str:
         """Weights (our format), vocab.txt + tokenizer_config.json and text_classifier.json."""

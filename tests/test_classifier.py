@@ -83,15 +83,32 @@ def test_user_errors(tmp_path):
     clf = FunnelTextClassifier(FunnelForSequenceClassification(tiny.replace(vocab_size=919), num_labels=2), tokenizer)
     with pytest.raises(ClassifierError, match=r"predict\(\[text\]\)"):
         clf.predict("one string")
-    with pytest.raises(ClassifierError, match="save_pretrained"):
-        clf.save(str(tmp_path / "x.keras"))
-    assert not (tmp_path / "x.keras").exists()
     with pytest.raises(ClassifierError, match="2 label_names for 3 classes"):
         FunnelTextClassifier(FunnelForSequenceClassification(tiny.replace(vocab_size=919), num_labels=3), tokenizer,
                              label_names=["a", "b"])
     with pytest.raises(ClassifierError, match="num_classes must be a positive int"):
         FunnelTextClassifier.from_pretrained(str(tmp_path), num_classes=0)
     assert clf.predict([]).shape == (0, 2)
+
+
+def test_keras_file_round_trip(tmp_path):
+    """clf.save("x.keras") -> keras.saving.load_model: same class, labels, tokenizer settings and logits."""
+    import keras
+
+    tiny = FunnelConfig(vocab_size=_vocab_size(), block_sizes=[1, 1], num_decoder_layers=1, d_model=16, n_head=2,
+                        d_head=8, d_inner=24)
+    clf = FunnelTextClassifier(FunnelForSequenceClassification(tiny, num_labels=2),
+                               FunnelTokenizer(demo_vocab_path(), sequence_length=16, truncation="longest_first"),
+                               label_names=["neg", "pos"])
+    texts = tf.constant(["a good film", "Héllo wörld"])
+    want = clf(texts).numpy()
+    clf.save(str(tmp_path / "clf.keras"))
+    loaded = keras.saving.load_model(str(tmp_path / "clf.keras"))
+    assert type(loaded) is FunnelTextClassifier and loaded.label_names == ["neg", "pos"]
+    assert (loaded.tokenizer.sequence_length, loaded.tokenizer.truncation) == (16, "longest_first")
+    np.testing.assert_allclose(loaded(texts).numpy(), want, atol=1e-6)
+    loaded.save_pretrained(str(tmp_path / "again"))  # the vocab outlives Keras' extraction folder
+    assert (tmp_path / "again" / "vocab.txt").exists()
 
 
 _FRESH_LOAD = textwrap.dedent("""
