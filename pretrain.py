@@ -116,6 +116,10 @@ flags.DEFINE_bool("deterministic_input", True, "Mask batches sequentially so the
                   "identical across runs with the same --seed (exact resume). Turn off for "
                   "parallel masking when the host CPU is the bottleneck.")
 flags.DEFINE_integer("seed", 0, "Seed for initialisation, data order, masking and sampling.")
+flags.DEFINE_enum("init_scheme", "original", ["original", "hf"], "Initialisation of a fresh model: "
+                  "original = the original release's truncated normal, std 0.02 (first MLM loss "
+                  "~ln(vocab)); hf = HuggingFace's rule (N(0, 1) embeddings: first loss ~240+ at the "
+                  "published sizes). Does not touch what --init_checkpoint or a resume loads.")
 
 
 def args_from_flags():
@@ -138,6 +142,7 @@ def args_from_flags():
         disc_weight=f.disc_weight, generator_width=f.generator_width,
         jit_compile=f.jit_compile, nonfinite=f.nonfinite, max_nonfinite=f.max_nonfinite,
         data_resume=f.data_resume, deterministic_input=f.deterministic_input, seed=f.seed,
+        init_scheme=f.init_scheme,
         flags_text=f.flags_into_string())
 
 

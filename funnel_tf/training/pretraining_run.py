@@ -82,6 +82,10 @@ class PretrainArgs:
     data_resume: str = "replay"
     deterministic_input: bool = True
     seed: int = 0
+    # Fresh weights: "original" = the original release's truncated normal 0.02 (first MLM loss ~ln V);
+    # "hf" = HF PyTorch's rule (~240-350 at the published sizes). Restored or warm-started weights
+    # are not affected. See funnel_tf/modeling/initializers.py.
+    init_scheme: str = "original"
     flags_text: Optional[str] = None             # pretrain.py's flags, saved as pretrain_flags.txt
 
     @property
@@ -169,8 +173,11 @@ def parse_config_overrides(items: List[str]) -> Dict[str, object]:
 
 def resolve_config(a: PretrainArgs) -> FunnelConfig:
     """The model config: --config (name or file) with --config_override applied and checked."""
-    config = load_config(a.config)
-    overrides = parse_config_overrides(a.config_override)
+    try:
+        config = load_config(a.config).replace(init_scheme=a.init_scheme)
+    except ConfigError as e:
+        raise ConfigError(f"--init_scheme: {e}") from None
+    overrides = parse_config_overrides(a.config_override)  # an init_scheme override still wins
     if overrides:
         try:
             config = config.replace(**overrides)
@@ -190,8 +197,14 @@ def check_same_config(model_dir: str, config: FunnelConfig) -> None:
     except ValueError as e:
         raise ConfigError(f"{path}: unreadable ({e}); use a new --model_dir") from None
     now = json.loads(config.to_json_string())
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    try:  # fields added since the run started take their defaults
+        saved = json.loads(FunnelConfig.from_dict(saved).to_json_string())
+    except (ConfigError, TypeError):
+        pass
+    ignored = {"init_scheme"}  # decides only fresh weights; a resumed run restores its own
+    diff = sorted(k for k in set(saved) | set(now)
+                  if k not in ignored and saved.get(k) != now.get(k))
+    if diff:
         raise ConfigError(f"{path} was written with a different model config (fields {diff}); "
                           f"use a new --model_dir or the same config")
 

@@ -226,3 +226,24 @@ def test_a_records_glob_may_match_the_manifest_and_a_stray_shard_is_refused(tmp_
     (out / "pretrain-00000-of-00009.tfrecord").write_bytes(b"")  # left by an older run
     with pytest.raises(UserError, match=r"1 file\(s\) are not listed in its manifest.json"):
         inputs.build_pretraining_input([str(out / "*.tfrecord")], 32, 4, cfg)
+
+
+def test_pretraining_from_scratch_uses_the_original_initialisation(tmp_path):
+    from funnel_tf.config import FunnelConfig, load_config
+    from funnel_tf.training.pretraining_run import (PretrainArgs, check_same_config,
+                                                    resolve_config)
+
+    for name in ("tiny", "small", "large-base"):
+        assert resolve_config(PretrainArgs(config=name)).init_scheme == "original"
+    hf = resolve_config(PretrainArgs(config="small", init_scheme="hf"))
+    assert hf.init_scheme == "hf"
+    override = resolve_config(PretrainArgs(config="small", config_override=["init_scheme=hf"]))
+    assert override.init_scheme == "hf"
+    # a model_dir written before init_scheme existed resumes
+    old = json.loads(load_config("tiny").to_json_string())
+    old.pop("init_scheme")
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    check_same_config(str(tmp_path), resolve_config(PretrainArgs(config="tiny")))
+    with pytest.raises(Exception, match=r"fields \['d_model'\]"):
+        check_same_config(str(tmp_path), load_config("tiny").replace(d_model=32))
+    assert isinstance(FunnelConfig.from_dict(old), FunnelConfig)
