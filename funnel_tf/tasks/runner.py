@@ -23,12 +23,9 @@ Only this module knows both the task and the engine; `finetune.py` maps flags on
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import json
 import os
-import signal
-import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -41,6 +38,7 @@ from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json,
                                   atomic_write_text)
 from funnel_tf.tasks.defaults import Hparams
+from funnel_tf.tasks.interrupts import RunInterrupted, sigterm_interrupts  # noqa: F401
 from funnel_tf.tasks.initialization import (  # noqa: F401  (re-exported for callers)
     BEST_DIR, find_vocab, has_best, initialize_model, resolve_config)
 from funnel_tf.training.loop import NONFINITE_POLICIES, LoopConfig, Trainer
@@ -197,6 +195,7 @@ class FinetuneRunner:
         self.train_rows = 0
         self.predict_splits: List[str] = []
         self._trainer: Optional[_EvaluatingTrainer] = None
+        self._do_eval = True
         self._evaluations: List[dict] = []
         self.jit_compile = run.jit_compile if run.jit_compile is not None else (
             self.info.kind == "tpu" or bool(tf.config.list_physical_devices("GPU")))
@@ -700,26 +699,3 @@ def _run(runner: FinetuneRunner, args: FinetuneArgs, summary: dict) -> dict:
         logging.info("exported the %s model with in-graph tokenization to %s", task.name,
                      args.export_dir)
     return summary
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """SIGTERM outside the training loop (which handles it itself): stop like Ctrl-C, so what
-    was being written is cleaned up and the model_dir lock is released."""
-
-
-@contextlib.contextmanager
-def sigterm_interrupts():
-    """While active (main thread only), SIGTERM raises RunInterrupted instead of killing the
-    process at once; the training loop installs its own handler while it runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise RunInterrupted("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
