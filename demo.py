@@ -25,6 +25,7 @@ import time
 from absl import app, flags, logging
 
 from funnel_tf.cli import main_with_user_errors
+from funnel_tf.logs import quiet_tensorflow
 from funnel_tf.training.pretraining_defaults import DEMO_VOCAB
 
 flags.DEFINE_string("out_dir", None, "Folder for every output (default: a new temp folder).")
@@ -154,4 +155,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()  # before TF loads; keeps a TF_CPP_MIN_LOG_LEVEL the user set
     app.run(main)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from funnel_tf.cli import absl_flags_parser, main_with_user_errors
+from funnel_tf.logs import quiet_tensorflow
 from funnel_tf.training.pretraining_defaults import DEMO_DEFAULTS as DEMO
 from funnel_tf.training.pretraining_defaults import RUN_DEFAULTS as RUN
 from funnel_tf.training.pretraining_defaults import PretrainArgsError
@@ -158,4 +159,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()  # before TF loads; keeps a TF_CPP_MIN_LOG_LEVEL the user set
     app.run(main, flags_parser=absl_flags_parser("pretrain.py"))

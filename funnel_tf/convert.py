@@ -176,4 +176,6 @@ def run():
 
 
 if __name__ == "__main__":
+    from funnel_tf.logs import quiet_tensorflow
+    quiet_tensorflow()  # before TF loads; keeps a TF_CPP_MIN_LOG_LEVEL the user set
     run()

@@ -114,4 +114,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    from funnel_tf.logs import quiet_tensorflow
+    quiet_tensorflow()  # before TF loads; keeps a TF_CPP_MIN_LOG_LEVEL the user set
     sys.exit(main())

@@ -4,13 +4,12 @@ and a real run, and the error for settings that cannot work. Kept free of Tensor
 
 from __future__ import annotations
 
-import os
-
+from funnel_tf import resources
 from funnel_tf.errors import UserError
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO_CORPUS = os.path.join(_REPO, "data", "demo_corpus.txt")
-DEMO_VOCAB = os.path.join(_REPO, "data", "demo_vocab.txt")
+# The shipped demo corpus and vocab: package data in a wheel, data/ in a checkout.
+DEMO_CORPUS = resources.demo_corpus_path()
+DEMO_VOCAB = resources.demo_vocab_path()
 
 DEMO_DEFAULTS = dict(config="tiny", objective="mlm", seq_len=64, batch_size=16, train_steps=300,
                      learning_rate=1e-3, warmup_steps=30, steps_per_loop=25, log_every=25,
