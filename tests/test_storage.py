@@ -70,3 +70,13 @@ def test_overlap_sees_through_symlinks(tmp_path):
     (tmp_path / "run").mkdir()
     os.symlink(tmp_path / "run", tmp_path / "link")
     assert storage.overlap(str(tmp_path / "link" / "export"), str(tmp_path / "run"))
+
+
+def test_atomic_write_replaces_a_temp_file_a_killed_run_left(root):
+    from funnel_tf.tasks.base import atomic_write_json, atomic_write_text
+
+    path = f"{root}/run/task.json"
+    atomic_write_text(path + ".tmp", '{"half": ')          # a write cut short
+    atomic_write_json(path, {"task": "csv"})
+    with tf.io.gfile.GFile(path) as f:
+        assert f.read() == '{\n  "task": "csv"\n}\n'
