@@ -122,6 +122,10 @@ flags.DEFINE_enum("init_scheme", "original", ["original", "hf"], "Initialisation
                   "~ln(vocab)); hf = HuggingFace's rule (N(0, 1) embeddings: first loss ~240+ at the "
                   "published sizes). Does not touch what --init_checkpoint or a resume loads.")
 
+# finetune.py's names for the same things (both scripts accept both spellings).
+flags.DEFINE_alias("vocab_file", "vocab")
+flags.DEFINE_alias("max_seq_length", "seq_len")
+
 
 def args_from_flags():
     """PretrainArgs from the parsed flags (unset flags stay None: the library fills the demo /
