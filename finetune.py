@@ -20,7 +20,8 @@ import sys
 
 from absl import app, flags
 
-from funnel_tf.cli import main_with_user_errors
+from funnel_tf.cli import absl_flags_parser, main_with_user_errors
+from funnel_tf.logs import quiet_tensorflow
 
 FLAGS = flags.FLAGS
 
@@ -115,8 +116,9 @@ flags.DEFINE_enum("strategy", "default", ["default", "cpu", "one_device", "mirro
 flags.DEFINE_string("tpu", None, "TPU name, grpc:// address, or 'local' on a TPU VM.")
 flags.DEFINE_string("tpu_zone", None, "GCP zone of a named TPU.")
 flags.DEFINE_string("gcp_project", None, "GCP project of a named TPU.")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
-                  "Compute precision (logits and losses stay float32).")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                  "float32, or mixed_bfloat16 (bf16 compute, float32 variables, logits and "
+                  "losses). auto: mixed_bfloat16 on TPU, float32 elsewhere.")
 flags.DEFINE_integer("eval_every", 0, "Steps between evaluations (0 = once per epoch, -1 = only "
                      "at the end).")
 flags.DEFINE_integer("save_every", 0, "Steps between training checkpoints for resuming (0 = "
@@ -134,6 +136,10 @@ flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile
                   "float32, and it starts sooner (bench/README.md).")
 flags.DEFINE_enum("nonfinite", "stop", ["stop", "skip"], "On a NaN/Inf loss: stop with the last "
                   "good checkpoint intact, or skip the step and count it.")
+
+# pretrain.py's names for the same things (both scripts accept both spellings).
+flags.DEFINE_alias("vocab", "vocab_file")
+flags.DEFINE_alias("seq_len", "max_seq_length")
 
 
 def _column(value):
@@ -201,5 +207,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()  # before TF loads; keeps a TF_CPP_MIN_LOG_LEVEL the user set
     flags.mark_flags_as_required(["task", "model_dir"])
-    app.run(main)
+    app.run(main, flags_parser=absl_flags_parser("finetune.py"))

@@ -580,7 +580,7 @@ class FinetuneArgs:
     tpu: Optional[str] = None
     tpu_zone: Optional[str] = None
     gcp_project: Optional[str] = None
-    precision: str = "float32"
+    precision: str = "auto"          # auto: mixed_bfloat16 on TPU, float32 elsewhere (as pretraining)
     hparams: Dict[str, object] = dataclasses.field(default_factory=dict)  # Hparams overrides
     run: Dict[str, object] = dataclasses.field(default_factory=dict)      # RunConfig overrides
     csv_options: Optional[Dict[str, object]] = None
@@ -645,7 +645,10 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
                              project=args.gcp_project)
     tokenizer = WordpieceTokenizer(vocab)
-    set_precision(args.precision)
+    precision = args.precision
+    if precision == "auto":
+        precision = "mixed_bfloat16" if strategy_info(strategy).kind == "tpu" else "float32"
+    set_precision(precision)
     import keras
 
     keras.utils.set_random_seed(run.seed)  # head/model init, dropout
