@@ -21,6 +21,12 @@ def detect_format(path: str) -> str:
     or HF weight files); CheckpointError when `path` is none of them."""
     from funnel_tf.checkpoints import hf, native, original
 
+    if "://" in path:  # gs:// (ram:// in tests): only our own format is read through tf.io.gfile
+        if native.is_native_dir(path):
+            return "native"
+        raise CheckpointError("not a funnel_tf directory (funnel_tf.json): on non-local storage only "
+                              "our own format loads; copy HF or original checkpoints to a local "
+                              "folder first", source=path)
     if not os.path.exists(path) and not os.path.exists(path + ".index"):
         raise CheckpointError("no such file or directory", source=path)
     if os.path.isdir(path) and native.is_native_dir(path):

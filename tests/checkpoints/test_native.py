@@ -156,3 +156,26 @@ def test_missing_marker_or_weights(tmp_path):
         load_model(str(tmp_path))
     with pytest.raises(CheckpointError, match="no funnel_tf.json"):
         from_pretrained(str(tmp_path))
+
+
+def test_load_model_from_non_local_storage():
+    """model_dir on gs:// (ram:// here): load_model and from_pretrained find our format there, and
+    an HF folder there is refused with the reason (only our format is read through tf.io.gfile)."""
+    import uuid
+
+    import tensorflow as tf
+
+    root = f"ram://native_{uuid.uuid4().hex}"
+    model = perturbed(heads.FunnelForSequenceClassification(CFG, num_labels=3))
+    x = inputs()
+    want = model(x)["logits"]
+    model.save_pretrained(f"{root}/m")
+    for loaded in (load_model(f"{root}/m"),
+                   heads.FunnelForSequenceClassification.from_pretrained(f"{root}/m")):
+        np.testing.assert_allclose(loaded(x)["logits"], want, atol=1e-6)
+    tf.io.gfile.makedirs(f"{root}/hf")
+    with tf.io.gfile.GFile(f"{root}/hf/config.json", "w") as f:
+        f.write("{}")
+    with pytest.raises(CheckpointError, match="only our own format"):
+        load_model(f"{root}/hf")
+    tf.io.gfile.rmtree(root)
