@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import tempfile
 import time
 
@@ -92,7 +93,23 @@ def pretrain(model_dir: str, steps: int) -> float:
     tail = [line for line in format_summary(result).splitlines()
             if line.startswith(("loss", "finished"))]
     print("  " + "\n  ".join(tail))
+    if result.exit_code:
+        raise _Interrupted(result.exit_code)
     return time.time() - t0
+
+
+class _Interrupted(Exception):
+    """A stage was preempted (SIGTERM / Ctrl-C): its checkpoint is saved, nothing later runs."""
+
+    def __init__(self, exit_code: int):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
+def _stopped(out: str, exit_code: int) -> int:
+    print(f"demo.py: interrupted; checkpoints are saved in {out}: rerun with --out_dir={out} to "
+          f"resume", file=sys.stderr)
+    return exit_code
 
 
 @main_with_user_errors("demo.py")
@@ -110,7 +127,10 @@ def main(argv):
     print(f"[1/4] pretraining a tiny funnel on data/demo_corpus.txt ({FLAGS.pretrain_steps} "
           f"steps) ...")
     pretrain_dir = os.path.join(out, "pretrain")
-    pretrain_secs = pretrain(pretrain_dir, FLAGS.pretrain_steps)
+    try:
+        pretrain_secs = pretrain(pretrain_dir, FLAGS.pretrain_steps)
+    except _Interrupted as stop:
+        return _stopped(out, stop.exit_code)
 
     print("[2/4] generating the sentence-polarity task ...")
     files = write_task(os.path.join(out, "data"), FLAGS.num_train, FLAGS.seed)
@@ -129,6 +149,8 @@ def main(argv):
                      max_seq_length=32),
         run=dict(log_every=20, steps_per_loop=20)))
     finetune_secs = time.time() - t0
+    if summary.get("preempted"):
+        return _stopped(out, 75)
 
     print("[4/4] reloading the SavedModel and classifying raw sentences ...")
     loaded = tf.saved_model.load(export_dir)
