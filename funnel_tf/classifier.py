@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from funnel_tf import xla
 from funnel_tf.errors import UserError
 from funnel_tf.modeling.heads import FunnelForSequenceClassification
 from funnel_tf.tokenizer import DEFAULT_SEQUENCE_LENGTH, FunnelTokenizer
@@ -63,6 +64,8 @@ class FunnelTextClassifier(keras.Model):
         self.label_names = None if label_names is None else [str(n) for n in label_names]
         self.pair = bool(pair)
         self.built = True  # every weight exists (Keras must not trace call() on symbolic strings)
+        if not xla.can_jit():  # tensorflow-tpu has no XLA:CPU: Keras' "auto" would XLA-compile predict
+            self.jit_compile = False
 
     def _set_tokenizer(self, tokenizer: FunnelTokenizer) -> None:
         config = self.model.config
