@@ -20,7 +20,8 @@ import sys
 
 from absl import app, flags
 
-from funnel_tf.cli import absl_flags_parser, main_with_user_errors
+from funnel_tf import cli
+from funnel_tf.cli import absl_flags_parser, define_engine_flags, main_with_user_errors
 from funnel_tf.logs import quiet_tensorflow
 
 FLAGS = flags.FLAGS
@@ -110,15 +111,8 @@ flags.DEFINE_integer("max_answer_length", None, "SQuAD: longest answer in tokens
 flags.DEFINE_integer("max_qa_length", None, "RACE: question+option tokens kept (default 128).")
 
 # ----------------------------------------------------------------------------- engine
-flags.DEFINE_enum("strategy", "default", ["default", "cpu", "one_device", "mirrored",
-                                          "multi_worker", "tpu"],
-                  "Distribution strategy (tpu needs --tpu or runs on the local TPU VM).")
-flags.DEFINE_string("tpu", None, "TPU name, grpc:// address, or 'local' on a TPU VM.")
-flags.DEFINE_string("tpu_zone", None, "GCP zone of a named TPU.")
-flags.DEFINE_string("gcp_project", None, "GCP project of a named TPU.")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
-                  "float32, or mixed_bfloat16 (bf16 compute, float32 variables, logits and "
-                  "losses). auto: mixed_bfloat16 on TPU, float32 elsewhere.")
+define_engine_flags()  # --tpu --tpu_zone --gcp_project --strategy --precision --jit_compile --nonfinite
+flags.adopt_module_key_flags(cli)  # listed by --help as this script's own
 flags.DEFINE_integer("eval_every", 0, "Steps between evaluations (0 = once per epoch, -1 = only "
                      "at the end).")
 flags.DEFINE_integer("save_every", 0, "Steps between training checkpoints for resuming (0 = "
@@ -128,14 +122,6 @@ flags.DEFINE_integer("log_every", 100, "Steps between progress lines.")
 flags.DEFINE_integer("keep_checkpoints", 2, "Training checkpoints to keep.")
 flags.DEFINE_integer("seed", 0, "Seed of the initialisation of new weights, dropout and the "
                      "training data order.")
-flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the whole train and predict steps. "
-                  "auto: on for GPU/TPU; off on CPU, where the model runs on TF's kernels with its "
-                  "elementwise parts XLA-fused and the update (clipping, AdamW and, with "
-                  "mixed_bfloat16, the bf16 weight copies the forward reads) one XLA function: "
-                  "the fastest CPU path with mixed_bfloat16, within ~5% of whole-step XLA in "
-                  "float32, and it starts sooner (bench/README.md).")
-flags.DEFINE_enum("nonfinite", "stop", ["stop", "skip"], "On a NaN/Inf loss: stop with the last "
-                  "good checkpoint intact, or skip the step and count it.")
 
 # pretrain.py's names for the same things (both scripts accept both spellings).
 flags.DEFINE_alias("vocab", "vocab_file")
@@ -176,7 +162,7 @@ def args_from_flags(f=FLAGS):
         init_checkpoint=f.init_checkpoint, config=f.config, vocab_file=f.vocab_file,
         do_train=f.do_train, do_eval=f.do_eval, do_predict=f.do_predict,
         predictions_dir=f.predictions_dir, export_dir=f.export_dir,
-        overwrite_export=f.overwrite_export, strategy=f.strategy, tpu=f.tpu,
+        overwrite_export=f.overwrite_export, strategy=f.strategy or ("tpu" if f.tpu else "default"), tpu=f.tpu,
         tpu_zone=f.tpu_zone, gcp_project=f.gcp_project, precision=f.precision,
         hparams=hparams, run=run, csv_options=csv_options)
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from funnel_tf.cli import absl_flags_parser, main_with_user_errors
+from funnel_tf import cli
+from funnel_tf.cli import absl_flags_parser, define_engine_flags, main_with_user_errors
 from funnel_tf.logs import quiet_tensorflow
 from funnel_tf.training.pretraining_defaults import DEMO_DEFAULTS as DEMO
 from funnel_tf.training.pretraining_defaults import RUN_DEFAULTS as RUN
@@ -69,18 +70,8 @@ flags.DEFINE_float("weight_decay", 0.01, "AdamW decoupled weight decay (never ap
                    "LayerNorm parameters or biases). AdamW uses beta1 0.9, beta2 0.99, eps 1e-6.")
 flags.DEFINE_float("clip_norm", 1.0, "Clip the global norm of the (cross-replica summed) "
                    "gradient to this; 0 disables.")
-flags.DEFINE_string("tpu", None, "TPU to train on: 'local' on a TPU VM, a TPU name, or a "
-                    "grpc:// address. Implies --strategy=tpu.")
-flags.DEFINE_string("tpu_zone", None, "GCE zone of a named TPU (with --tpu=<name>).")
-flags.DEFINE_string("gcp_project", None, "GCP project of a named TPU (with --tpu=<name>).")
-flags.DEFINE_enum("strategy", None, ["default", "cpu", "one_device", "mirrored", "multi_worker",
-                                     "tpu"],
-                  "Distribution: default (one device), cpu, one_device, mirrored (all local "
-                  "GPUs), multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG), tpu. "
-                  "Default: tpu when --tpu is given, else default.")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
-                  "float32, or mixed_bfloat16 (bf16 compute, float32 variables, logits and "
-                  "losses). auto: mixed_bfloat16 on TPU, float32 elsewhere.")
+define_engine_flags()  # --tpu --tpu_zone --gcp_project --strategy --precision --jit_compile --nonfinite
+flags.adopt_module_key_flags(cli)  # listed by --help as this script's own
 flags.DEFINE_integer("steps_per_loop", None, "Training steps run inside one tf.function call "
                      f"(fewer host round trips; large on TPU). {_both('steps_per_loop')}")
 flags.DEFINE_integer("log_every", None, "Steps between progress lines / TensorBoard points "
@@ -98,16 +89,8 @@ flags.DEFINE_integer("num_predict", None, "Masked positions per example (default
 flags.DEFINE_float("disc_weight", 50.0, "ELECTRA: weight of the discriminator loss.")
 flags.DEFINE_float("generator_width", 0.25, "ELECTRA: generator width as a fraction of the "
                    "model's d_model, n_head and d_inner.")
-flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA-compile the whole train step. "
-                  "auto: on for GPU/TPU; off on CPU, where the model runs on TF's kernels with its "
-                  "elementwise parts XLA-fused and the update (clipping, AdamW and, with "
-                  "mixed_bfloat16, the bf16 weight copies the forward reads) one XLA function: "
-                  "the fastest CPU path with mixed_bfloat16, within ~5% of whole-step XLA in "
-                  "float32, and it starts sooner (bench/README.md).")
-flags.DEFINE_enum("nonfinite", "stop", ["stop", "skip"], "On a NaN/Inf loss or gradient: stop "
-                  "with an error (the update is not applied; the last checkpoint stays good), or "
-                  "skip that step and count it (giving up after --max_nonfinite).")
-flags.DEFINE_integer("max_nonfinite", 100, "With --nonfinite=skip: stop after this many skips.")
+flags.DEFINE_integer("max_nonfinite", 100, "With --nonfinite=skip: give up after this many "
+                     "skipped steps.")
 flags.DEFINE_enum("data_resume", "replay", ["auto", "replay", "restart"], "Input position on "
                   "resume. replay: rebuild the input and skip the batches already consumed (exact "
                   "with --deterministic_input; costs one pass over them). auto: checkpoint the "

@@ -46,3 +46,33 @@ def absl_flags_parser(prog: str):
             print(f"{prog}: error: {one_line(e)} (see --helpfull)", file=sys.stderr)
             sys.exit(USAGE_ERROR)
     return parse
+
+
+def define_engine_flags() -> None:
+    """The flags pretrain.py and finetune.py share, defined once with one meaning: where the run
+    goes (strategy, TPU) and how it computes (precision, XLA, non-finite steps)."""
+    from absl import flags
+
+    flags.DEFINE_string("tpu", None, "TPU to run on: 'local' on a TPU VM, a TPU name, or a "
+                        "grpc:// address. Implies --strategy=tpu.")
+    flags.DEFINE_string("tpu_zone", None, "GCE zone of a named TPU (with --tpu=<name>).")
+    flags.DEFINE_string("gcp_project", None, "GCP project of a named TPU (with --tpu=<name>).")
+    flags.DEFINE_enum("strategy", None, ["default", "cpu", "one_device", "mirrored",
+                                         "multi_worker", "tpu"],
+                      "Distribution: default (one device), cpu, one_device, mirrored (all local "
+                      "GPUs), multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG), tpu. "
+                      "Default: tpu when --tpu is given, else default.")
+    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
+                      "float32, or mixed_bfloat16 (bf16 compute, float32 variables, logits and "
+                      "losses). auto: mixed_bfloat16 on TPU, float32 elsewhere.")
+    flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                      "XLA-compile the whole train (and predict) step. auto: on for GPU/TPU; off "
+                      "on CPU, where the model runs on TF's kernels with its elementwise parts "
+                      "XLA-fused and the update (clipping, AdamW and, with mixed_bfloat16, the "
+                      "bf16 weight copies the forward reads) one XLA function: the fastest CPU "
+                      "path with mixed_bfloat16, within ~5% of whole-step XLA in float32, and it "
+                      "starts sooner (bench/README.md). Where TF has no XLA:CPU (tensorflow-tpu) "
+                      "host steps run on TF's kernels whatever this says.")
+    flags.DEFINE_enum("nonfinite", "stop", ["stop", "skip"], "On a NaN/Inf loss or gradient: "
+                      "stop with an error (the update is not applied; the last checkpoint stays "
+                      "good), or skip that step and count it.")
