@@ -22,7 +22,13 @@ import tempfile
 QUIET_LEVEL = "2"
 # INFO / WARNING lines of absl / TF's C++ logging while TF loads (and their continuation lines).
 _LOAD_NOISE = re.compile(r"^([IW]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl::InitializeLog|"
-                         r"To enable the following instructions:|This TensorFlow binary is optimized)")
+                         r"To enable the following instructions:|This TensorFlow binary is optimized|"
+                         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] )"
+                         # Error-level lines that are no error: the CUDA plugins registered twice
+                         # (TF 2.19) and cuInit failing on a machine without a usable GPU.
+                         r"|^([EW]\d{4} \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [EW] )"
+                         r".*(Unable to register cu\w+ factory|computation placer already registered|"
+                         r"failed call to cuInit)")
 
 
 def quiet_tensorflow() -> bool:
@@ -64,6 +70,10 @@ class _QuietLoader(importlib.abc.Loader):
         module.__loader__ = self._loader
         with _filtered_stderr():
             self._loader.exec_module(module)
+            try:  # device discovery (cuInit) logs too; it does not start TF's runtime
+                module.config.list_physical_devices()
+            except Exception:  # noqa: BLE001 - quietness must never break the import
+                pass
 
     def __getattr__(self, name):
         return getattr(self._loader, name)

@@ -14,7 +14,10 @@ import pytest
 from funnel_tf.training.progress import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
+# As a user runs it: no TF_CPP_MIN_LOG_LEVEL, so the entry point's own quiet mode decides what
+# TF's C++ logging may print (stderr must be the one error line, on every supported TF).
+ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+ENV.update(CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO)
 
 
 def run(*args, timeout=600, check=True):
