@@ -276,10 +276,12 @@ def worker_main(spec):
 
 
 # ------------------------------------------------------------------------------------------- driver
-def run_in_subprocess(spec, python=None, timeout=3600):
-    """Run one configuration in a fresh interpreter; returns the worker's dict or {"error": ...}."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [python or sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+def run_in_subprocess(spec, python=None, timeout=3600, script=None, extra_env=None):
+    """Run one configuration (`script --worker SPEC`, default this file) in a fresh interpreter;
+    returns the worker's `RESULT` dict or {"error": ...}."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               **(extra_env or {}))
+    cmd = [python or sys.executable, os.path.abspath(script or __file__), "--worker", json.dumps(spec)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:

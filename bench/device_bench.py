@@ -126,18 +126,9 @@ def worker_main(spec):
 
 
 def run_in_subprocess(spec, timeout):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_FORCE_GPU_ALLOW_GROWTH="true",
-               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+    """bench_funnel's subprocess runner on this file's worker, GPU memory grown on demand."""
+    return bf.run_in_subprocess(spec, timeout=timeout, script=__file__,
+                                extra_env={"TF_FORCE_GPU_ALLOW_GROWTH": "true"})
 
 
 # ------------------------------------------------------------------------------------- driver
