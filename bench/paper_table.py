@@ -499,6 +499,9 @@ def render_markdown(results: dict, results_link: str, plot_link: Optional[str]) 
     chosen = [f"{m} {t} {c['lr']:g}" for m in MODELS for t, c in table.get(m, {}).items()]
     if chosen:
         lines += ["", "Learning rates kept (best seed-0 dev score): " + ", ".join(chosen) + "."]
+    if results.get("code_commits"):
+        lines += ["", "Code: " + ", ".join(f"`{c[:12]}{'+dirty' if c.endswith('+dirty') else ''}`"
+                                          for c in results["code_commits"]) + "."]
     if plot_link:
         lines += ["", f"![MLM loss against training FLOPs]({plot_link})"]
     lines.append("")
@@ -632,6 +635,18 @@ def resume_plan(work_dir: str, fresh: Plan, results_given: bool) -> Plan:
     return stored
 
 
+def _git_commit() -> Optional[str]:
+    """The checkout's commit (with "+dirty" when files differ), recorded with the results."""
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="paper_table", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -682,6 +697,10 @@ def run(argv=None, pretrain_runner: Callable = run_subprocess,
     results = load_results(plan.results)
     results["plan"] = dataclasses.asdict(plan)
     results["flops_per_token"] = per
+    results.setdefault("code_commits", [])
+    commit = _git_commit()
+    if commit and commit not in results["code_commits"]:
+        results["code_commits"].append(commit)  # more than one: a resumed run spans commits
     save_results(plan.results, results)
     print(f"training FLOPs/token: funnel {per['funnel'] / 1e6:.2f}M, baseline "
           f"{per['baseline'] / 1e6:.2f}M ({100 * (per['funnel'] / per['baseline'] - 1):+.1f}%); "
