@@ -65,11 +65,7 @@ flags.DEFINE_bool("clean_text", False, "csv task: apply the original's web-text 
                   "(<br />, &quot;, ...).")
 
 # ----------------------------------------------------------------------------- model
-flags.DEFINE_string("init_checkpoint", None, "Pretrained (or finetuned) model: a funnel_tf "
-                    "directory (save_pretrained or a finetune model_dir), a HuggingFace directory "
-                    "(config.json + weights), an original-release directory (net_config.json + "
-                    "model.ckpt) or a TF training checkpoint of pretrain.py. Converted on the fly; "
-                    "a checkpoint that does not fit the config is refused with the tensors named.")
+flags.DEFINE_string("init_checkpoint", None, cli.INIT_CHECKPOINT_HELP)
 flags.DEFINE_string("config", None, "Model config: a name from configs/ (tiny, small, ...) or a "
                     "JSON path. Default: the init checkpoint's own config.")
 flags.DEFINE_string("vocab_file", None, "WordPiece vocab.txt (default: the one next to "

@@ -79,9 +79,8 @@ flags.DEFINE_integer("log_every", None, "Steps between progress lines / TensorBo
 flags.DEFINE_integer("save_every", None, "Steps between checkpoints (0: only at the end). "
                      f"{_both('save_every')}")
 flags.DEFINE_integer("keep_checkpoints", 5, "Newest checkpoints to keep.")
-flags.DEFINE_string("init_checkpoint", None, "Warm-start the backbone of a fresh run from a "
-                    "converted checkpoint (*.weights.h5 or a save_pretrained directory) or a "
-                    "funnel-tf training checkpoint. Ignored when model_dir already has one.")
+flags.DEFINE_string("init_checkpoint", None, cli.INIT_CHECKPOINT_HELP + " Ignored when "
+                    "model_dir already has a checkpoint (the run resumes from it).")
 flags.DEFINE_enum("masking", "single_token", ["single_token", "word_span"],
                   "Masking: random single tokens, or the original's whole-word spans of 1-5 words.")
 flags.DEFINE_integer("num_predict", None, "Masked positions per example (default: 85 per 512 "

@@ -10,6 +10,15 @@ from funnel_tf.errors import UserError, one_line
 
 USAGE_ERROR = 2
 
+# --init_checkpoint means the same in pretrain.py and finetune.py: one loading route
+# (funnel_tf/training/init_checkpoint.py).
+INIT_CHECKPOINT_HELP = (
+    "Initialise a fresh run from a checkpoint of any kind: a funnel_tf directory (save_pretrained "
+    "or a finetune model_dir), a HuggingFace directory (config.json + weights), an original-release "
+    "directory (net_config.json + model.ckpt), a TF training checkpoint of pretrain.py or "
+    "finetune.py, or a *.weights.h5 file. The backbone always, heads where the checkpoint has "
+    "them; a checkpoint that does not fit the config is refused with the tensors named.")
+
 
 def main_with_user_errors(prog: str):
     """Decorator for an absl `main(argv)`: a `UserError` ends as `prog: error: <one line>` on

@@ -14,9 +14,10 @@ from funnel_tf import storage
 
 from funnel_tf.config import FunnelConfig, load_config
 from funnel_tf.tasks.base import Task, TaskError
-from funnel_tf.training import checkpointing
+from funnel_tf.errors import UserError
+from funnel_tf.training import init_checkpoint as init_route
+from funnel_tf.training.init_checkpoint import BEST_DIR, has_best  # noqa: F401 (re-exported)
 
-BEST_DIR = "best"  # a finetuning run's best model, under its model_dir
 VOCAB_NAMES = ("vocab.txt", "vocab.uncased.txt")
 
 
@@ -31,12 +32,6 @@ def _next_to(path: str, names) -> Optional[str]:
     return None
 
 
-def has_best(model_dir: str) -> bool:
-    """True when `model_dir` holds a finetuning run's best/ model (its marker file: exact on every
-    filesystem, unlike a folder check on ram://, which also matches best_result.json)."""
-    from funnel_tf.checkpoints.native import is_native_dir
-
-    return is_native_dir(os.path.join(model_dir, BEST_DIR))
 
 
 def find_vocab(init_checkpoint: Optional[str]) -> Optional[str]:
@@ -56,9 +51,9 @@ def resolve_config(config: Optional[str], init_checkpoint: Optional[str]) -> Fun
 
     path = init_checkpoint
     fmt = None
-    if not _is_training_checkpoint(path):
+    if not init_route.is_training_checkpoint(path):
         try:
-            fmt = _detect_format(path)
+            fmt = init_route.detect_format(path)
         except checkpoints.CheckpointError:
             fmt = None
     if fmt == "hf":
@@ -79,52 +74,19 @@ def resolve_config(config: Optional[str], init_checkpoint: Optional[str]) -> Fun
 def initialize_model(model, task: Task, path: str) -> str:
     """Load `path` into `model` (already built in the strategy scope); returns a description.
 
-    - one of our finetuning model_dirs (its best/ model) or any funnel_tf / HuggingFace / original
-      checkpoint directory: built by `funnel_tf.checkpoints.load_model`, then copied by name into
-      `model` (a decoder the task does not use and heads it lacks are skipped; head variables
-      the checkpoint lacks keep their fresh initialisation);
-    - a TF training checkpoint (e.g. a pretrain.py model_dir): its backbone, via the engine's
-      `warm_start`.
-    Any shape or name mismatch raises TaskError naming the tensors (nothing is half-loaded: the
-    copy validates every tensor before assigning any).
+    The same route as `pretrain.py --init_checkpoint` (`training.init_checkpoint`): a finetuning
+    model_dir (its best/ model) or any funnel_tf / HuggingFace / original checkpoint folder is
+    copied by name into `model` (a decoder the task does not use and heads it lacks are skipped;
+    head variables the checkpoint lacks keep their fresh initialisation); a TF training
+    checkpoint (e.g. a pretrain.py model_dir) or a *.weights.h5 file gives the backbone.
+    Any shape or name mismatch raises TaskError naming the tensors (nothing is half-loaded).
     """
-    from funnel_tf import checkpoints
-    from funnel_tf.checkpoints.native import copy_weights
-
-    if has_best(path):
-        path = os.path.join(path, BEST_DIR)
-    fmt = None
-    if not _is_training_checkpoint(path):
-        try:
-            fmt = _detect_format(path)
-        except checkpoints.CheckpointError as e:
-            raise TaskError(f"--init_checkpoint: {e}") from None
-    if fmt is not None:
-        try:
-            source = checkpoints.load_model(path, format=fmt)
-            report = copy_weights(source, model, allow_missing=[checkpoints.HEAD], source=path)
-        except (checkpoints.CheckpointError, ValueError) as e:
-            raise TaskError(f"--init_checkpoint {path} does not fit the {task.name} model built "
-                            f"from this config:\n{e}") from None
-        del source
-        return f"{fmt} checkpoint {path}: " + report.summary()
     try:
-        return checkpointing.warm_start(task.backbone(model), path)
-    except (checkpointing.CheckpointError, ValueError, tf.errors.OpError) as e:
-        raise TaskError(f"--init_checkpoint {path} cannot initialise the {task.name} model (wrong "
-                        f"config, e.g. different sizes, or not a Funnel checkpoint):\n"
+        return init_route.load_init_checkpoint(task.backbone(model), path, {"model": model})
+    except (UserError, ValueError, tf.errors.OpError) as e:
+        raise TaskError(f"--init_checkpoint {path} cannot initialise the {task.name} model "
+                        f"(wrong config, e.g. different sizes, or not a Funnel checkpoint):\n"
                         f"{str(e)[:2000]}") from None
-
-
-def _detect_format(path: str) -> str:
-    """The checkpoint format of `path`; our own format is recognised on any filesystem (a
-    finetuning run's best/ on gs://), the others by `checkpoints.detect_format`."""
-    from funnel_tf import checkpoints
-    from funnel_tf.checkpoints import native
-
-    if native.is_native_dir(path):
-        return "native"
-    return checkpoints.detect_format(path)
 
 
 def read_config_file(path: str) -> FunnelConfig:
@@ -142,15 +104,3 @@ def read_config_file(path: str) -> FunnelConfig:
     if "transformers_version" in d or "architectures" in d:
         return FunnelConfig.from_hf_dict(d)
     return FunnelConfig.from_dict(d)
-
-
-def _is_training_checkpoint(path: str) -> bool:
-    """True for a TF2 object checkpoint (a prefix, its directory, or a run's model_dir with
-    checkpoints/), as our pretraining and finetuning runs write; False for everything else
-    (including the original release's TF1 checkpoints, whose names have no `.ATTRIBUTES`)."""
-    try:
-        prefix = checkpointing.resolve_checkpoint(path)
-        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (checkpointing.CheckpointError, tf.errors.OpError, ValueError):
-        return False
-    return any("/.ATTRIBUTES/" in k for k in keys)

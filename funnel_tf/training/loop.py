@@ -46,7 +46,7 @@ from absl import logging
 
 from funnel_tf import xla
 from funnel_tf.errors import UserError
-from funnel_tf.training import checkpointing
+from funnel_tf.training import checkpointing, init_checkpoint
 from funnel_tf.training.objectives import Objective
 from funnel_tf.training.progress import ProgressLogger, format_duration
 from funnel_tf.training.strategy import strategy_info
@@ -84,7 +84,7 @@ class LoopConfig:
     seed: int = 0                   # base seed of the objective's stateless RNG (ELECTRA sampling)
     data_resume: str = "auto"       # "auto": checkpoint the tf.data iterator when possible, else
                                     # replay; "replay": skip the consumed batches; "restart": from 0
-    warm_start: Optional[str] = None  # converted checkpoint for the backbone (fresh runs only)
+    warm_start: Optional[str] = None  # --init_checkpoint, any kind (fresh runs only; init_checkpoint.py)
     handle_sigterm: bool = True     # save and return on SIGTERM (non-TPU, non-multi-worker)
     handle_sigint: bool = True      # Ctrl-C: save and return (one host); a second Ctrl-C aborts
 
@@ -356,7 +356,7 @@ class Trainer:
                                                 data_iterator=iterator)
         restored = ckpt.restore_latest()
         if restored is None and cfg.warm_start:
-            logging.info("warm start: %s", checkpointing.warm_start(
+            logging.info("warm start: %s", init_checkpoint.load_init_checkpoint(
                 self.objective.backbone, cfg.warm_start, self.objective.models))
         self._prepared = _Prepared(ckpt, iterator, restored)
         return restored

@@ -26,7 +26,7 @@ from absl import logging
 
 from funnel_tf.config import ConfigError, FunnelConfig, load_config
 from funnel_tf.errors import UserError
-from funnel_tf.training import checkpointing, inputs, objectives
+from funnel_tf.training import checkpointing, init_checkpoint, inputs, objectives
 from funnel_tf.training.pretraining_defaults import (DEMO_CORPUS, DEMO_DEFAULTS, DEMO_VOCAB,
                                                      RUN_DEFAULTS, PretrainArgsError)
 
@@ -314,33 +314,33 @@ def _h5_shape_mismatch(h5_path: str, candidates) -> Optional[str]:
 
 def check_init_checkpoint(path: str, objective_name: str, config: FunnelConfig,
                           **objective_kwargs) -> str:
-    """Check that `path` can warm-start this run's backbone, on throwaway models built on the
-    host: a checkpoint of another size is one CheckpointError that counts and names the tensors
-    that do not fit, before anything is written. Returns what would be loaded."""
+    """Load `path` into throwaway models of this run, built on the host, by the same route the run
+    then takes (`init_checkpoint.load_init_checkpoint`): a checkpoint of another size is one
+    CheckpointError that counts and names the tensors that do not fit, before anything is
+    written. Returns what would be loaded."""
     if not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):
         raise checkpointing.CheckpointError(f"--init_checkpoint {path}: not found")
+    path = init_checkpoint.resolve(path)
+    try:
+        kind = init_checkpoint.kind_of(path)
+    except UserError as e:
+        raise checkpointing.CheckpointError(f"--init_checkpoint {e}") from None
     probe = objectives.make_objective(objective_name, config, **objective_kwargs)
     with tf.device("/cpu:0"):
         probe.build()
     fix = "pass the --config / --config_override the checkpoint was trained with"
-    h5 = _h5_weights(path)
-    if h5 is not None or path.endswith(".h5"):
+    if kind != "training":
         try:
-            return checkpointing.warm_start(probe.backbone, path, probe.models)
+            return init_checkpoint.load_init_checkpoint(probe.backbone, path, probe.models)
         except UserError as e:
+            h5 = _h5_weights(path) if kind in ("h5", "native") else None
             detail = h5 and _h5_shape_mismatch(h5, [probe.backbone, *probe.models.values()])
             if not detail:
                 lines = [ln.strip(" :;") for ln in str(e).strip().splitlines() if ln.strip(" :;")]
-                detail = "; ".join(lines[1:3] if len(lines) > 1 else lines)[:400]
+                detail = "; ".join(lines[2:6] if len(lines) > 2 else lines)[:400]
             raise checkpointing.CheckpointError(
                 f"--init_checkpoint {path} does not fit this model: {detail}; {fix}") from None
-    try:
-        prefix = checkpointing.resolve_checkpoint(path)
-    except checkpointing.CheckpointError as e:
-        raise checkpointing.CheckpointError(
-            f"--init_checkpoint: {e}; expected a funnel-tf training checkpoint or *.weights.h5 "
-            f"(convert HF or original checkpoints first: python -m funnel_tf.convert SRC DST "
-            f"--to native)") from None
+    prefix = checkpointing.resolve_checkpoint(path)
     name, missing, mismatched, n = _compare_training_checkpoint(prefix, probe.backbone)
     if not missing and not mismatched:
         return f"backbone ({n} tensors) from training checkpoint {prefix} [{name}]"

@@ -155,11 +155,22 @@ def test_init_checkpoint_of_another_size_is_one_line_naming_the_tensors(tmp_path
     assert not (tmp_path / "run").exists()
 
 
-def test_an_hf_folder_as_init_checkpoint_says_to_convert_it(tmp_path):
-    hf = REPO / "tests" / "fixtures" / "hf" / "model_default_L8"
-    if not hf.is_dir():
-        pytest.skip("HF fixture not found")
-    with pytest.raises(checkpointing.CheckpointError, match="python -m funnel_tf.convert SRC DST"):
+def test_an_hf_folder_as_init_checkpoint_fits_or_is_one_line(tmp_path):
+    """HF folders load by the same route as finetuning (init_checkpoint.py); another size is one
+    line naming the tensors, before model_dir exists."""
+    from funnel_tf.checkpoints.hf import read_hf_config
+
+    hf = REPO / "tests" / "fixtures" / "hf" / "head_masked_lm_L8"
+    assert hf.is_dir(), f"HF fixture {hf} is part of the repo"
+    config = read_hf_config(str(hf))[1]
+    assert check_init_checkpoint(str(hf), "mlm", config).startswith("hf checkpoint")
+    with pytest.raises(checkpointing.CheckpointError) as info:
+        check_init_checkpoint(str(hf), "mlm", config.replace(d_inner=64))
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < 700, msg
+    assert "shape mismatch (checkpoint vs model) (12)" in msg, msg
+    assert "ffn/linear_1/bias: (37,) vs (64,)" in msg, msg
+    with pytest.raises(checkpointing.CheckpointError, match="does not fit this model"):
         run_pretraining(PretrainArgs(model_dir=str(tmp_path / "run"), init_checkpoint=str(hf)))
     assert not (tmp_path / "run").exists()
 

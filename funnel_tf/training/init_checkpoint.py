@@ -1,0 +1,121 @@
+"""The one route by which a fresh run loads `--init_checkpoint`, for pretraining and finetuning alike.
+
+Accepted, whatever the run: a finetuning model_dir (its best/ model), a TF training checkpoint
+written by our runs (directory or prefix; the backbone by variable path), a Keras `*.weights.h5`
+file, or a checkpoint folder in any format `funnel_tf.checkpoints` reads (ours, a HuggingFace
+folder, the original release). Folders are built by `checkpoints.load_model` and copied by name
+into the run's head model: its backbone (and decoder, when both have one) always, head variables
+where the checkpoint has them; head variables it lacks keep their fresh initialisation.
+Everything raises `CheckpointError` (a UserError) naming the tensors, before any is assigned.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional
+
+import keras
+import tensorflow as tf
+
+from funnel_tf.training import checkpointing
+from funnel_tf.training.checkpointing import CheckpointError
+
+BEST_DIR = "best"  # a finetuning run's best model, under its model_dir
+
+
+def has_best(model_dir: str) -> bool:
+    """True when `model_dir` holds a finetuning run's best/ model (its marker file: exact on every
+    filesystem, unlike a folder check on ram://, which also matches best_result.json)."""
+    from funnel_tf.checkpoints.native import is_native_dir
+
+    return is_native_dir(os.path.join(model_dir, BEST_DIR))
+
+
+def is_training_checkpoint(path: str) -> bool:
+    """True for a TF2 object checkpoint (a prefix, its directory, or a run's model_dir with
+    checkpoints/), as our pretraining and finetuning runs write; False for everything else
+    (including the original release's TF1 checkpoints, whose names have no `.ATTRIBUTES`)."""
+    try:
+        prefix = checkpointing.resolve_checkpoint(path)
+        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (CheckpointError, tf.errors.OpError, ValueError):
+        return False
+    return any("/.ATTRIBUTES/" in k for k in keys)
+
+
+def detect_format(path: str) -> str:
+    """The checkpoint format of a folder; our own format is recognised on any filesystem (a
+    finetuning run's best/ on gs://), the others by `checkpoints.detect_format`."""
+    from funnel_tf import checkpoints
+    from funnel_tf.checkpoints import native
+
+    if native.is_native_dir(path):
+        return "native"
+    return checkpoints.detect_format(path)
+
+
+def kind_of(path: str) -> str:
+    """How `path` will be loaded: "training" (a TF training checkpoint), "h5" (a Keras weights
+    file) or a `funnel_tf.checkpoints` format ("native", "hf", "original"); after a finetuning
+    model_dir was replaced by its best/ (see `resolve`). CheckpointError when it is none of them."""
+    from funnel_tf import checkpoints
+
+    if not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):
+        raise CheckpointError(f"{path}: not found")
+    if is_training_checkpoint(path):
+        return "training"
+    if path.endswith(".h5"):
+        return "h5"
+    try:
+        return detect_format(path)
+    except checkpoints.CheckpointError as e:
+        if tf.io.gfile.isdir(path) and checkpointing._h5_file(path):
+            return "h5"  # a folder holding one *.weights.h5 and nothing else we know
+        raise CheckpointError(
+            f"{path}: not a checkpoint this project reads ({e}); expected a funnel-tf training "
+            f"checkpoint or model_dir, a *.weights.h5 file, or a funnel_tf / HuggingFace / "
+            f"original-release checkpoint folder") from None
+
+
+def resolve(path: str) -> str:
+    """A finetuning model_dir stands for its best/ model; anything else for itself."""
+    return os.path.join(path, BEST_DIR) if tf.io.gfile.isdir(path) and has_best(path) else path
+
+
+def owner_of(backbone: keras.Model, models: Optional[Mapping[str, keras.Model]]) -> keras.Model:
+    """The model among `models` whose backbone is `backbone` (the one a checkpoint's head fits),
+    else the backbone itself."""
+    for model in (models or {}).values():
+        if getattr(model, "funnel", None) is backbone:
+            return model
+    return backbone
+
+
+def load_init_checkpoint(backbone: keras.Model, path: str,
+                         models: Optional[Mapping[str, keras.Model]] = None) -> str:
+    """Initialise a freshly built run from `path`; returns a one-line description of what loaded.
+
+    backbone: the run's FunnelModel / FunnelBaseModel; models: the run's named models (a
+    pretraining objective's, or {"model": task_model} when finetuning), among which the owner of
+    `backbone` receives the checkpoint's head where it has one.
+    """
+    from funnel_tf import checkpoints
+    from funnel_tf.checkpoints.native import copy_weights
+
+    path = resolve(path)
+    kind = kind_of(path)
+    if kind in ("training", "h5"):
+        return checkpointing.warm_start(backbone, path, models)
+    target = owner_of(backbone, models)
+    try:
+        source = checkpoints.load_model(path, format=kind)
+        report = copy_weights(source, target, allow_missing=[checkpoints.HEAD], source=path)
+    except (checkpoints.CheckpointError, ValueError) as e:
+        raise CheckpointError(f"{path} ({kind} checkpoint) does not fit the "
+                              f"{type(target).__name__} built from this config:\n{e}") from None
+    del source
+    return f"{kind} checkpoint {path}: " + report.summary()
+
+
+__all__ = ["BEST_DIR", "has_best", "is_training_checkpoint", "detect_format", "kind_of", "resolve",
+           "owner_of", "load_init_checkpoint"]
