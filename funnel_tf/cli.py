@@ -6,7 +6,7 @@ import argparse
 import functools
 import sys
 
-from funnel_tf.errors import UserError, one_line
+from funnel_tf.errors import UserError, one_line, storage_problem
 
 USAGE_ERROR = 2
 
@@ -21,8 +21,9 @@ INIT_CHECKPOINT_HELP = (
 
 
 def main_with_user_errors(prog: str):
-    """Decorator for an absl `main(argv)`: a `UserError` ends as `prog: error: <one line>` on
-    stderr and exit status 2, with no traceback."""
+    """Decorator for an absl `main(argv)`: a `UserError`, or the file system refusing a write
+    (disk full, quota, read-only, permissions: `errors.storage_problem`), ends as
+    `prog: error: <one line>` on stderr and exit status 2, with no traceback."""
     def wrap(main):
         @functools.wraps(main)
         def wrapped(*args, **kwargs):
@@ -30,6 +31,12 @@ def main_with_user_errors(prog: str):
                 return main(*args, **kwargs)
             except UserError as e:
                 print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+                return USAGE_ERROR
+            except Exception as e:  # noqa: BLE001 - only storage refusals are handled here
+                problem = storage_problem(e)
+                if problem is None:
+                    raise
+                print(f"{prog}: error: {problem}", file=sys.stderr)
                 return USAGE_ERROR
         return wrapped
     return wrap

@@ -389,6 +389,17 @@ def _remove_quietly(paths: Sequence[str], empty_dir: Optional[str] = None) -> No
         tf.io.gfile.rmtree(empty_dir)
 
 
+def _close_all(writers) -> Optional[BaseException]:
+    """Close every writer; the first error (not raised: the caller cleans up first), or None."""
+    first = None
+    for w in writers:
+        try:
+            w.close()
+        except (OSError, tf.errors.OpError) as e:
+            first = first or e
+    return first
+
+
 def _own_outputs(output_dir: str, prefix: str) -> List[str]:
     """Files in `output_dir` this tool wrote: the manifest, the shards it lists and any
     `<prefix>-NNNNN-of-NNNNN.tfrecord` (a run that died before writing its manifest)."""
@@ -552,10 +563,11 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
         maker.finish()
         failed = n_examples == 0
     finally:
-        for w in writers:
-            w.close()
-        if failed:  # an error or nothing usable: leave no partial shards to be read later
+        close_error = _close_all(writers)  # a full disk often shows only when buffers flush
+        if failed or close_error is not None:  # leave no partial shards to be read later
             _remove_quietly(paths, output_dir if created_dir else None)
+    if close_error is not None:
+        raise close_error
     if n_examples == 0:
         raise PretrainingDataError(
             f"no complete {seq_len}-token example could be made from {len(files)} file(s) "
@@ -596,8 +608,13 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
         "fallback_encoding": fallback_encoding,
         "seconds": round(time.time() - t0, 2),
     }
-    with tf.io.gfile.GFile(os.path.join(output_dir, MANIFEST_NAME), "w") as f:
-        json.dump(manifest, f, indent=2)
+    manifest_path = os.path.join(output_dir, MANIFEST_NAME)
+    try:
+        with tf.io.gfile.GFile(manifest_path, "w") as f:
+            f.write(json.dumps(manifest, indent=2))
+    except (OSError, tf.errors.OpError):  # shards without their manifest would be refused later
+        _remove_quietly(paths + [manifest_path], output_dir if created_dir else None)
+        raise
     if stats.truncated_lines:
         note = (f"{stats.truncated_lines} line(s) were longer than one {seq_len}-token example and "
                 f"were truncated ({stats.truncated_tokens} tokens dropped); put one sentence per "
