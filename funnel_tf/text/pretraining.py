@@ -580,7 +580,8 @@ def create_pretraining_data(inputs: Sequence[str], output_dir: str, vocab_path: 
         "num_examples": n_examples,
         "num_positive": maker.num_positive,
         "num_negative": maker.num_negative,
-        "files": [{"path": os.path.basename(p), "num_examples": c} for p, c in zip(paths, per_shard)],
+        "files": [{"path": os.path.basename(p), "num_examples": c, "bytes": tf.io.gfile.stat(p).length}
+                  for p, c in zip(paths, per_shard)],  # bytes: a truncated copy is refused up front
         "features": {"input_ids": ["int64", seq_len], "token_type_ids": ["int64", seq_len],
                      "label": ["int64", 1]},
         "vocab_path": os.path.abspath(vocab_path),
@@ -680,6 +681,15 @@ def check_files_against_manifests(files: Sequence[str], seq_len: Optional[int] =
                 f"{d}: {len(stray)} file(s) are not listed in its {MANIFEST_NAME} (e.g. "
                 f"{', '.join(stray[:3])}): shards left from another run? Remove them, or pass "
                 f"only the listed shards")
+        sizes = {e["path"]: e["bytes"] for e in m.get("files", [])
+                 if isinstance(e, dict) and isinstance(e.get("bytes"), int)}
+        for f in in_dir:
+            want = sizes.get(os.path.basename(f))
+            if want is not None and tf.io.gfile.stat(f).length != want:
+                raise PretrainingDataError(
+                    f"{f}: {tf.io.gfile.stat(f).length} bytes, but {path} says {want}: truncated "
+                    f"or changed since it was written (an interrupted copy?); copy it again or "
+                    f"remake the records")
         if seq_len is not None and m.get("seq_len") != seq_len:
             raise PretrainingDataError(
                 f"{path}: records were written with seq_len={m.get('seq_len')}, but the reader "

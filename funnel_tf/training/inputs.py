@@ -178,6 +178,27 @@ def _check_first_record(path: str, seq_len: int) -> bool:
                          f"pass --train_data_format=text for plain text") from None
 
 
+def find_corrupt_record_file(files: Sequence[str], budget_s: float = 120.0):
+    """Read `files` record by record until one fails: -> (path, TF's words) or None. Used after
+    a mid-training DataLossError to name the file; stops after `budget_s` seconds (None then:
+    a pod-sized input is not re-read in full to improve an error message)."""
+    import time
+
+    deadline = time.monotonic() + budget_s
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path).batch(1024):
+                if time.monotonic() > deadline:
+                    return None
+        except tf.errors.DataLossError as e:
+            from funnel_tf.training.loop import data_loss_detail
+
+            return path, data_loss_detail(e)
+        except tf.errors.OpError:
+            continue  # unreadable for another reason: not what we are looking for
+    return None
+
+
 def plan_pretraining_input(train_data: Sequence[str], seq_len: int, config: FunnelConfig,
                            vocab: Optional[str] = None, data_format: str = "auto",
                            masking_strategy: str = "single_token",

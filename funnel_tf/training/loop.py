@@ -36,6 +36,7 @@ Restores fall back past unreadable checkpoints and refuse another objective's or
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 import threading
 from typing import Callable, Dict, List, Optional
@@ -59,6 +60,27 @@ DATA_RESUME_MODES = ("auto", "replay", "restart")
 
 class NonFiniteLossError(UserError, RuntimeError):
     """Training hit a non-finite loss or gradient and the policy is "stop"."""
+
+
+class CorruptInputError(UserError, RuntimeError):
+    """The input pipeline read a corrupt or truncated record mid-training (tf DataLossError);
+    the run stops with its last checkpoint intact. `detail`: TF's words for what it read."""
+
+    def __init__(self, message: str, detail: str = "", where: str = ""):
+        super().__init__(message)
+        self.detail, self.where = detail, where
+
+
+def data_loss_detail(error: BaseException) -> str:
+    """The informative line of a tf.data DataLossError ("... truncated record at 1809 ...")
+    rather than its first line ("Graph execution error:")."""
+    lines = [re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\].*$", "", ln).strip(" \t'\"")
+             for ln in str(error).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("[[", "Detected at", "File "))]
+    for ln in lines:
+        if "record" in ln.lower() or "checksum" in ln.lower() or "corrupt" in ln.lower():
+            return ln[:300]
+    return (lines[-1] if lines else type(error).__name__)[:300]
 
 
 @dataclasses.dataclass
@@ -405,11 +427,21 @@ class Trainer:
             with scope:
                 while step < cfg.train_steps:
                     n = self._chunk(step)
-                    if handler is not None:
-                        handler.run(train_fn, iterator, tf.constant(n, tf.int32))
-                    else:
-                        train_fn(iterator, tf.constant(n, tf.int32))
-                    step = int(self.step.numpy())  # waits for the device
+                    try:
+                        if handler is not None:
+                            handler.run(train_fn, iterator, tf.constant(n, tf.int32))
+                        else:
+                            train_fn(iterator, tf.constant(n, tf.int32))
+                        step = int(self.step.numpy())  # waits for the device
+                    except tf.errors.DataLossError as e:
+                        detail = data_loss_detail(e)
+                        where = (f"training stopped within steps {step + 1}-{step + n}; " + (
+                            f"last checkpoint {ckpt.latest} (intact)" if ckpt.latest
+                            else "no checkpoint saved yet"))
+                        raise CorruptInputError(
+                            f"the training input holds a corrupt or truncated record ({detail}); "
+                            f"{where}: fix or remove the bad file and rerun", detail=detail,
+                            where=where) from None
                     if not compiled:
                         progress.mark_compiled(step)
                         compiled = True

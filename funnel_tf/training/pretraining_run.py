@@ -483,7 +483,15 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
                          info.describe(), train_steps, a.batch_size, a.seq_len, a.learning_rate,
                          precision, jit, len(data.files),
                          f" ({data.num_examples} examples)" if data.num_examples else "")
-            result = trainer.train()
+            try:
+                result = trainer.train()
+            except loop.CorruptInputError as e:
+                found = inputs.find_corrupt_record_file(data.files)
+                if found is None:
+                    raise
+                raise loop.CorruptInputError(
+                    f"{found[0]}: corrupt or truncated record ({found[1]}); {e.where}: remake "
+                    f"or remove that file and rerun", detail=found[1], where=e.where) from None
     except UserError:
         if owned and not wrote_config and tf.io.gfile.exists(model_dir):
             tf.io.gfile.rmtree(model_dir)  # a failed first run leaves no half-made model_dir

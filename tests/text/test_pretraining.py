@@ -218,6 +218,22 @@ def test_reader_refuses_shards_the_manifest_does_not_list(tmp_path):
     make_pretraining_dataset(str(out / "pretrain-*.tfrecord"), SEQ, 2)  # the listed ones are fine
 
 
+def test_a_truncated_shard_is_refused_before_reading(tmp_path):
+    """The manifest records each shard's size: an interrupted copy is named up front, not found
+    as a DataLossError mid-training."""
+    from funnel_tf.text.pretraining import PretrainingDataError
+
+    out = tmp_path / "rec"
+    manifest = create_pretraining_data([str(DEMO_CORPUS)], str(out), str(DEMO_VOCAB), seq_len=SEQ,
+                                       num_shards=2, seed=1, max_examples=6, progress=None)
+    shard = out / "pretrain-00001-of-00002.tfrecord"
+    assert [e["bytes"] for e in manifest["files"]][1] == shard.stat().st_size > 0
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(PretrainingDataError, match=r"pretrain-00001-of-00002\.tfrecord: \d+ bytes, "
+                                                   r"but .*manifest.json says \d+: truncated"):
+        make_pretraining_dataset(str(out / "*.tfrecord"), SEQ, 2)
+
+
 @pytest.mark.parametrize("content, words", [
     (b"", "the corpus is empty"),
     (b"\n\n   \n\t\n", "the corpus is empty"),

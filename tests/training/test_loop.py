@@ -377,3 +377,14 @@ def test_prepare_writes_nothing_and_train_continues_from_it(tmp_path):
     again = make_trainer(tmp_path / "run", steps=4, jit_compile=False, jit_update=False)
     assert again.prepare().endswith("ckpt-2") and again.prepare().endswith("ckpt-2")
     assert again.train().start_step == 2
+
+
+def test_data_loss_detail_keeps_the_informative_line():
+    from funnel_tf.training.loop import data_loss_detail
+
+    error = tf.errors.DataLossError(None, None, (
+        "Graph execution error:\n\nDetected at node while/IteratorGetNext defined at:\n"
+        "  File \"x.py\", line 1\n\n{{function_node __wrapped__IteratorGetNext}} truncated "
+        "record at 1809 [Op:IteratorGetNext] name:\n\t [[{{node while/IteratorGetNext}}]]"))
+    assert data_loss_detail(error) == "truncated record at 1809"
+    assert data_loss_detail(tf.errors.DataLossError(None, None, "")) == "DataLossError"

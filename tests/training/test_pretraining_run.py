@@ -258,3 +258,31 @@ def test_pretraining_from_scratch_uses_the_original_initialisation(tmp_path):
     with pytest.raises(Exception, match=r"fields \['d_model'\]"):
         check_same_config(str(tmp_path), load_config("tiny").replace(d_model=32))
     assert isinstance(FunnelConfig.from_dict(old), FunnelConfig)
+
+
+# ------------------------------------------------------------------ corrupt records mid-run
+@pytest.mark.slow
+def test_a_record_corrupt_mid_file_stops_with_the_file_named(tmp_path):
+    """Records without a manifest (another tool's), one shard truncated halfway: the first record
+    reads fine, so the run starts; the DataLossError mid-training becomes one UserError naming
+    the shard and the checkpoint to resume from, and the model_dir keeps what it had."""
+    from funnel_tf.text.pretraining import MANIFEST_NAME, create_pretraining_data
+    from funnel_tf.training.loop import CorruptInputError
+
+    out = tmp_path / "rec"
+    create_pretraining_data([str(DEMO_CORPUS)], str(out), DEMO_VOCAB, seq_len=32, num_shards=2,
+                            progress=None)
+    (out / MANIFEST_NAME).unlink()
+    bad = out / "pretrain-00001-of-00002.tfrecord"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    args = PretrainArgs(model_dir=str(tmp_path / "run"), train_data=[str(out / "*.tfrecord")],
+                        vocab=DEMO_VOCAB, config="tiny", seq_len=32, batch_size=4,
+                        train_steps=400, save_every=5, steps_per_loop=5, log_every=5)
+    with pytest.raises(CorruptInputError) as info:
+        run_pretraining(args)
+    msg = one_line(info.value)
+    assert msg.startswith(f"{bad}: corrupt or truncated record (truncated record at"), msg
+    assert "training stopped within steps" in msg and "rerun" in msg, msg
+    assert (tmp_path / "run" / "config.json").exists()
+    saved = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-*.index"))
+    assert ("last checkpoint" in msg) == bool(saved), (msg, saved)
