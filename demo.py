@@ -118,7 +118,7 @@ def main(argv):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops a SavedModel needs)
 
-    from funnel_tf.tasks.runner import FinetuneArgs, run_finetuning
+    from funnel_tf.tasks.finetuning_run import FinetuneArgs, run_finetuning
 
     out = FLAGS.out_dir or tempfile.mkdtemp(prefix="funnel_demo_")
     os.makedirs(out, exist_ok=True)

@@ -132,7 +132,7 @@ def _column(value):
 
 
 def args_from_flags(f=FLAGS):
-    from funnel_tf.tasks.runner import FinetuneArgs
+    from funnel_tf.tasks.finetuning_run import FinetuneArgs
 
     hparams = {k: getattr(f, k) for k in (
         "batch_size", "eval_batch_size", "learning_rate", "epochs", "train_steps", "warmup_ratio",
@@ -170,7 +170,7 @@ EX_TEMPFAIL = 75  # preempted or interrupted: rerun with the same flags to resum
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from funnel_tf.tasks.runner import run_finetuning
+    from funnel_tf.tasks.finetuning_run import run_finetuning
 
     try:
         summary = run_finetuning(args_from_flags())

@@ -12,7 +12,7 @@ from funnel_tf.errors import UserError, one_line
 from funnel_tf.export import check_export_dir, export_saved_model
 from funnel_tf.tasks import get_task
 from funnel_tf.tasks.defaults import Hparams
-from funnel_tf.tasks.runner import run_finetuning
+from funnel_tf.tasks.finetuning_run import run_finetuning
 from funnel_tf.training.run_lock import ModelDirLock, ModelDirLockedError
 from tests.tasks.helpers import csv_args, write_csv_task
 

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from funnel_tf.tasks import TaskError, get_task
 from funnel_tf.tasks.defaults import Hparams
-from funnel_tf.tasks.runner import FinetuneArgs, FinetuneRunner, Predictor, RunConfig, run_finetuning
+from funnel_tf.tasks.finetuning_run import FinetuneArgs, run_finetuning
+from funnel_tf.tasks.runner import FinetuneRunner, Predictor, RunConfig
 from funnel_tf.text.classification import TextExamples
 
 DEMO_VOCAB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
