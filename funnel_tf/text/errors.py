@@ -32,6 +32,11 @@ class DataFormatError(UserError, ValueError):
         return f"{where}: {self.message}"
 
 
+class PretrainingDataError(UserError, ValueError):
+    """Pretraining data or settings that cannot be used as given (empty corpus, an output folder
+    holding other files, shards no manifest lists); the message names the path and the fix."""
+
+
 class MalformedCounter:
     """Raise on the first malformed record, or (skip_malformed=True) count it and go on.
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
 from funnel_tf.errors import UserError
-from funnel_tf.text.pretraining import ReadStats, check_text_inputs, expand_inputs, iter_text_batches
+from funnel_tf.text.corpus import ReadStats, check_text_inputs, expand_inputs, iter_text_batches
 from funnel_tf.text.wordpiece import BertNormalizer
 
 SPECIAL_LAYOUTS = ("bert", "compact")

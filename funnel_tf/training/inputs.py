@@ -16,7 +16,7 @@ from absl import logging
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.errors import UserError
-from funnel_tf.text import masking, pretraining
+from funnel_tf.text import corpus, masking, pretraining
 from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256
 
 DATA_FORMATS = ("auto", "tfrecord", "text")
@@ -242,7 +242,7 @@ def plan_pretraining_input(train_data: Sequence[str], seq_len: int, config: Funn
             raise InputError(f"--train_data {list(train_data)}: the {len(files)} record file(s) "
                              f"hold no example")
     else:
-        pretraining.check_text_inputs(files, fallback_encoding)
+        corpus.check_text_inputs(files, fallback_encoding)
     stride = config.upsample_stride if (config.separate_cls and config.truncate_seq) else 1
     try:
         masker = masking.MlmMasker.from_tokenizer(tokenizer, seq_len, num_predict=num_predict,

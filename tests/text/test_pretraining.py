@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from funnel_tf.text.__main__ import main as cli_main
 from funnel_tf.text.pretraining import (ExampleMaker, MANIFEST_NAME, create_pretraining_data,
-                                        iter_documents, make_pretraining_dataset)
+                                        make_pretraining_dataset)
 from funnel_tf.text.wordpiece import WordpieceTokenizer
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -114,25 +114,7 @@ def test_example_maker_truncates_longest_first_and_handles_long_sentences():
     assert long_out[0].input_ids[1] == 100 and len(long_out[0].input_ids) == 11
 
 
-def test_doc_modes(tmp_path):
-    f = tmp_path / "c.txt"
-    f.write_text("one\ntwo\n\n\nthree\n \nfour\n", encoding="utf-8")
-    assert list(iter_documents([str(f)], "blank_line")) == [["one", "two"], ["three"], ["four"]]
-    assert list(iter_documents([str(f)], "file")) == [["one", "two", "three", "four"]]
-
-
-def test_undecodable_lines_error_skip_or_fallback(tmp_path):
-    f = tmp_path / "bad.txt"
-    f.write_bytes(b"good line\ncaf\xe9 latin-1 line\nanother good line\n")
-    with pytest.raises(ValueError, match=r"bad.txt:2: line is not valid UTF-8"):
-        list(iter_documents([str(f)]))
-    from funnel_tf.text.pretraining import ReadStats
-    stats = ReadStats()
-    docs = list(iter_documents([str(f)], stats=stats, skip_undecodable_lines=True))
-    assert docs == [["good line", "another good line"]] and stats.skipped_undecodable_lines == 1
-    stats = ReadStats()
-    docs = list(iter_documents([str(f)], stats=stats, fallback_encoding="latin-1"))
-    assert docs[0][1] == "café latin-1 line" and stats.fallback_decoded_lines == 1
+def test_inputs_that_match_nothing_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="matched no files"):
         create_pretraining_data([str(tmp_path / "nope*.txt")], str(tmp_path / "o"), str(DEMO_VOCAB), progress=None)
 
