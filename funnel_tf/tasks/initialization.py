@@ -83,7 +83,9 @@ def initialize_model(model, task: Task, path: str) -> str:
     """
     try:
         return init_route.load_init_checkpoint(task.backbone(model), path, {"model": model})
-    except (UserError, ValueError, tf.errors.OpError) as e:
+    except UserError as e:  # already says what and where
+        raise TaskError(f"--init_checkpoint {e}") from None
+    except (ValueError, tf.errors.OpError) as e:
         raise TaskError(f"--init_checkpoint {path} cannot initialise the {task.name} model "
                         f"(wrong config, e.g. different sizes, or not a Funnel checkpoint):\n"
                         f"{str(e)[:2000]}") from None

@@ -458,6 +458,6 @@ def warm_start(backbone: keras.Model, path: str,
             continue
         return f"backbone ({len(table)} tensors) from training checkpoint {prefix} [{name}]"
     raise CheckpointError(
-        f"{prefix}: no complete Funnel backbone under any of {list(_WARM_START_MODELS)} "
-        f"(a funnel-tf training checkpoint is expected here; convert other formats to "
-        f"*.weights.h5 first)" + ("; partial matches: " + "; ".join(tried) if tried else ""))
+        f"{prefix}: no complete Funnel backbone of this config under any of "
+        f"{list(_WARM_START_MODELS)} (another model size? pass the config the checkpoint was "
+        f"trained with)" + ("; partial matches: " + "; ".join(tried) if tried else ""))

@@ -71,10 +71,10 @@ def kind_of(path: str) -> str:
     except checkpoints.CheckpointError as e:
         if tf.io.gfile.isdir(path) and checkpointing._h5_file(path):
             return "h5"  # a folder holding one *.weights.h5 and nothing else we know
+        formats = str(e).split("expected ", 1)[-1].strip().rstrip(".")
         raise CheckpointError(
-            f"{path}: not a checkpoint this project reads ({e}); expected a funnel-tf training "
-            f"checkpoint or model_dir, a *.weights.h5 file, or a funnel_tf / HuggingFace / "
-            f"original-release checkpoint folder") from None
+            f"{path}: not a checkpoint this project reads; expected a funnel-tf training "
+            f"checkpoint or run folder, a *.weights.h5 file, {formats}") from None
 
 
 def resolve(path: str) -> str:

@@ -263,8 +263,7 @@ def _compare_training_checkpoint(prefix: str, backbone) -> Tuple[str, List[str],
     if best is None:
         raise checkpointing.CheckpointError(
             f"--init_checkpoint {prefix}: not a funnel-tf training checkpoint (no weights/model "
-            f"or weights/discriminator table); convert other formats to *.weights.h5 with "
-            f"`python -m funnel_tf.convert --to native`")
+            f"or weights/discriminator table): a TF checkpoint of another program")
     return best
 
 
