@@ -225,5 +225,21 @@ def test_real_toy_pipeline(tmp_path):
     assert {r["model"] for r in runs if r["kind"] == "pretrain"} == {"funnel", "baseline"}
     fine = [r for r in runs if r["kind"] == "finetune"]
     assert len(fine) == 3 and all(0.0 <= r["value"] <= 1.0 for r in fine)
+    # The probe of the pretrained checkpoints (bench/paper_table_probe.py) runs on the same dir.
+    spec = importlib.util.spec_from_file_location(
+        "paper_table_probe", os.path.join(REPO, "bench", "paper_table_probe.py"))
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    out = tmp_path / "probe.json"
+    assert probe.main([f"--work_dir={tmp_path / 'work'}", f"--out={out}", f"--vocab={DEMO_VOCAB}",
+                       f"--glue_dir={tmp_path / 'glue'}"]) == 0
+    found = json.loads(out.read_text())
+    assert [(c["model"], c["init"]) for c in found["cls"]] == [
+        ("funnel", "pretrained"), ("funnel", "random"), ("baseline", "pretrained"),
+        ("baseline", "random")]
+    assert all(-1.0 <= c["mean_pairwise_cosine"] <= 1.0 + 1e-6 for c in found["cls"])
+    bypass = found["funnel_mlm_without_pooled_blocks"]
+    assert bypass["full"]["mlm_loss"] > 0 and bypass["pooled_blocks_zeroed"]["mlm_loss"] > 0
+    assert bypass["full"]["mlm_loss"] != bypass["pooled_blocks_zeroed"]["mlm_loss"]
     shutil.rmtree(tmp_path / "work" / "pretrain")  # a rerun must not need them
     assert pt.main(argv) == 0
