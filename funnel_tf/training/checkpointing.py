@@ -16,7 +16,6 @@ fails loudly when the backbone would not be fully restored.
 from __future__ import annotations
 
 import atexit
-import glob
 import os
 import re
 import shutil
@@ -379,11 +378,14 @@ def resolve_checkpoint(path: str) -> str:
 _WARM_START_MODELS = ("model", "discriminator")
 
 
-def _h5_file(path: str) -> Optional[str]:
+def weights_file(path: str) -> Optional[str]:
+    """The Keras weights file `path` names: itself (an existing `*.weights.h5`) or the one
+    `*.weights.h5` in a folder (as `save_pretrained` writes); None when there is none.
+    CheckpointError when a folder holds several, since picking one would be a guess."""
     if path.endswith(".weights.h5") and tf.io.gfile.exists(path):
         return path
     if tf.io.gfile.isdir(path):
-        found = sorted(glob.glob(os.path.join(path, "*.weights.h5")))
+        found = sorted(tf.io.gfile.glob(os.path.join(path, "*.weights.h5")))
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -426,7 +428,7 @@ def warm_start(backbone: keras.Model, path: str,
     whose backbone weights are matched by variable path. Every backbone variable must be restored;
     otherwise this raises CheckpointError listing what was tried. Returns a one-line description.
     """
-    h5 = _h5_file(path)
+    h5 = weights_file(path)
     if h5 is not None:
         _check_h5_opens(h5)
         errors = []

@@ -69,7 +69,7 @@ def kind_of(path: str) -> str:
     try:
         return detect_format(path)
     except checkpoints.CheckpointError as e:
-        if tf.io.gfile.isdir(path) and checkpointing._h5_file(path):
+        if tf.io.gfile.isdir(path) and checkpointing.weights_file(path):
             return "h5"  # a folder holding one *.weights.h5 and nothing else we know
         formats = str(e).split("expected ", 1)[-1].strip().rstrip(".")
         raise CheckpointError(

@@ -267,17 +267,6 @@ def _compare_training_checkpoint(prefix: str, backbone) -> Tuple[str, List[str],
     return best
 
 
-def _h5_weights(path: str) -> Optional[str]:
-    """The Keras weights file `path` names (itself, or the one *.weights.h5 in a folder)."""
-    if path.endswith(".weights.h5"):
-        return path
-    if tf.io.gfile.isdir(path):
-        found = sorted(tf.io.gfile.glob(os.path.join(path, "*.weights.h5")))
-        if len(found) == 1:
-            return found[0]
-    return None
-
-
 def _h5_shape_mismatch(h5_path: str, candidates) -> Optional[str]:
     """Compare the tensor shapes stored in a Keras weights file with each candidate model's and
     describe the closest: '24 of 163 tensors differ (file: [64, 64] x12, ...; model: ...)'."""
@@ -332,7 +321,10 @@ def check_init_checkpoint(path: str, objective_name: str, config: FunnelConfig,
         try:
             return init_checkpoint.load_init_checkpoint(probe.backbone, path, probe.models)
         except UserError as e:
-            h5 = _h5_weights(path) if kind in ("h5", "native") else None
+            try:
+                h5 = checkpointing.weights_file(path) if kind in ("h5", "native") else None
+            except checkpointing.CheckpointError:
+                h5 = None  # several files: the load error itself says so
             detail = h5 and _h5_shape_mismatch(h5, [probe.backbone, *probe.models.values()])
             if not detail:
                 lines = [ln.strip(" :;") for ln in str(e).strip().splitlines() if ln.strip(" :;")]

@@ -16,7 +16,8 @@ from funnel_tf.errors import UserError, one_line
 from funnel_tf.modeling.heads import FunnelForMaskedLM, FunnelForPreTraining
 from funnel_tf.training.checkpointing import (
     CheckpointError, CheckpointMismatchError, CheckpointWriteError, TrainingCheckpoint,
-    UnreadableCheckpointError, model_weights, read_step, resolve_checkpoint, warm_start)
+    UnreadableCheckpointError, model_weights, read_step, resolve_checkpoint, warm_start,
+    weights_file)
 from funnel_tf.training.optimization import make_optimizer
 
 from . import toy
@@ -156,6 +157,19 @@ def test_warm_start_from_weights_h5(tmp_path):
                       {"model": dst2}).startswith("model")
     for a, b in zip(src.trainable_variables, dst2.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_weights_file_finds_the_one_file_or_refuses_to_guess(tmp_path):
+    """The one rule both --init_checkpoint routes use to find a Keras weights file."""
+    assert weights_file(str(tmp_path)) is None                       # empty folder
+    assert weights_file(str(tmp_path / "absent.weights.h5")) is None  # no such file
+    (tmp_path / "a.weights.h5").write_bytes(b"x")
+    assert weights_file(str(tmp_path)) == str(tmp_path / "a.weights.h5")
+    assert weights_file(str(tmp_path / "a.weights.h5")) == str(tmp_path / "a.weights.h5")
+    (tmp_path / "b.weights.h5").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="several"):
+        weights_file(str(tmp_path))
+    assert weights_file(str(tmp_path / "b.weights.h5")) == str(tmp_path / "b.weights.h5")
 
 
 def test_funnel_weights_h5_warm_start_is_complete_or_refused(tmp_path):
