@@ -636,11 +636,14 @@ def resume_plan(work_dir: str, fresh: Plan, results_given: bool) -> Plan:
 
 
 def _git_commit() -> Optional[str]:
-    """The checkout's commit (with "+dirty" when files differ), recorded with the results."""
+    """The checkout's commit (with "+dirty" when files differ), recorded with the results. The
+    files this script itself writes (bench/README.md, bench/results/) do not count: a resumed run
+    would otherwise call its own rendered table a local change."""
     try:
         head = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", ":!bench/README.md", ":!bench/results"],
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
