@@ -111,11 +111,9 @@ def test_demo_runs_and_says_where_outputs_went(tmp_path):
 def test_resume_after_sigkill_reaches_the_same_loss(tmp_path):
     """Kill -9 after the step-20 checkpoint, restart from model_dir, finish at step 40.
 
-    Exactness of the engine's resume (model, optimizer, RNG, data position) is proven on a
-    deterministic input in tests/training/test_loop.py (rtol 1e-6). Here the real text pipeline
-    is used, and its online masking is not bit-reproducible across processes yet (tf-text's
-    RandomItemSelector shuffles rows in a parallel map_fn with a stateful op; two uninterrupted
-    runs differ by ~1e-3 in loss), so the check is: same trajectory within 1%.
+    The real text pipeline with online masking is used: the resumed run must log the losses of
+    the uninterrupted one (model, optimizer, RNG and data position restored; the masks are
+    reproducible for a seed), so the check is float32 round-off, not a trajectory.
     """
     flags = ["--train_steps=40", "--save_every=10", "--log_every=1", "--steps_per_loop=1"]
     run(f"--model_dir={tmp_path / 'full'}", *flags)
@@ -139,7 +137,7 @@ def test_resume_after_sigkill_reaches_the_same_loss(tmp_path):
     full, resumed = last_by_step(tmp_path / "full"), last_by_step(killed)
     assert sorted(full) == sorted(resumed) == list(range(1, 41))
     np.testing.assert_allclose([resumed[s]["loss"] for s in range(21, 41)],
-                               [full[s]["loss"] for s in range(21, 41)], rtol=1e-2)
+                               [full[s]["loss"] for s in range(21, 41)], rtol=1e-6)
     # The restart continued from the checkpoint: steps 21.. were logged again, 1..20 were not.
     counts = {}
     for r in read_metrics(str(killed)):

@@ -104,10 +104,22 @@ class MlmMasker:
                    tokenizer.pad_id, seq_len, **kwargs)
 
     # ------------------------------------------------------------------------------ pieces
-    def _selector(self, max_selections) -> tf_text.RandomItemSelector:
-        # selection_rate 1.0: take min(#candidates, max_selections) random candidates per row.
+    def _selector(self, items: tf.RaggedTensor, max_selections) -> tf_text.RandomItemSelector:
+        """tf-text's selector for `items` [B, (L)]: min(#candidates, max_selections) random
+        candidates per row (selection_rate 1.0).
+
+        Its default shuffle (`tf.random.shuffle` inside a `map_fn` over rows) is not reproducible:
+        the loop runs rows in parallel, so which row gets which part of the one op's random stream
+        depends on thread timing, and the same seed gave different masks from run to run. Here
+        one uniform key per item is drawn for the whole batch (a single op call, so the stream is
+        the same every run) and each row is shuffled by sorting its items' keys."""
+        keys = tf.random.uniform(tf.shape(items.flat_values))  # [B*L] one key per flat position
+
+        def shuffle(flat_positions):  # [n] positions into items.flat_values -> a permutation
+            return tf.gather(flat_positions, tf.argsort(tf.gather(keys, flat_positions)))
+
         return tf_text.RandomItemSelector(max_selections_per_batch=max_selections, selection_rate=1.0,
-                                          unselectable_ids=[self.pad_id])
+                                          unselectable_ids=[self.pad_id], shuffle_fn=shuffle)
 
     def truncate_for_pooling(self, input_ids, attention_mask, token_type_ids):
         """Last ``stride`` positions -> [SEP] + pads (where the row was real there), as the original."""
@@ -182,14 +194,15 @@ class MlmMasker:
             # Non-candidates become pad (unselectable) so the selector sees only real tokens.
             selectable = tf.RaggedTensor.from_tensor(tf.where(candidates, ids, self.pad_id))
             masked, positions, targets = tf_text.mask_language_model(
-                selectable, self._selector(P), self._chooser, axis=1)
+                selectable, self._selector(selectable, P), self._chooser, axis=1)
             masked_ids_full = tf.where(candidates, masked.to_tensor(shape=[None, self.seq_len]), ids)
         else:
             is_target = self._word_span_targets(ids, candidates, attn)
             remaining = P - tf.reduce_sum(tf.cast(is_target, tf.int32), axis=1)  # [B] budget left
             rest = tf.RaggedTensor.from_tensor(
                 tf.where(candidates & tf.logical_not(is_target), ids, self.pad_id))
-            extra = self._selector(tf.cast(remaining, tf.float32)).get_selection_mask(rest, axis=1)
+            extra = self._selector(rest, tf.cast(remaining, tf.float32)).get_selection_mask(
+                rest, axis=1)
             is_target = is_target | extra.to_tensor(default_value=False, shape=[None, self.seq_len])
             where = tf.where(is_target)  # [K, 2] row-major, so positions ascend within rows
             positions = tf.RaggedTensor.from_value_rowids(
