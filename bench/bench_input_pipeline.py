@@ -10,6 +10,8 @@ Prints, on the same text and the same vocab file:
   2. tokens/s of HF ``BertTokenizerFast(vocab_file=...)`` (Rust, no download) on the same batches,
      and the ratio ours / HF (ids are checked equal on the way),
   3. tokens/s of the full pretraining reader (TFRecords -> parse -> online masking -> batches),
+     and of the masker alone with our reproducible item selector vs tf-text's RandomItemSelector
+     (its shuffle is not reproducible for a seed; ratio ours / tf-text, same batches, same run),
   4. with ``--step_time_s``: tokens/s a training step consumes (batch * seq_len / step time) and how
      many times over the input pipeline covers it.
 """
@@ -124,6 +126,32 @@ def bench_pipeline(tok, corpus_dir, seq_len, batch, strategy, n_batches, workdir
     return n_batches * batch * seq_len / secs
 
 
+def bench_selector(tok, seq_len, batch, strategy, n_batches, workdir, rounds: int = 3):
+    """Masker throughput (tokens/s) with `ReproducibleItemSelector` and with tf-text's own
+    `RandomItemSelector`, on the same record batches, alternating; median of `rounds` each."""
+    import statistics
+
+    import tensorflow_text as tf_text
+
+    class TfTextSelector(MlmMasker):
+        def _selector(self, max_selections):
+            return tf_text.RandomItemSelector(max_selections, 1.0, unselectable_ids=[self.pad_id])
+
+    raw = make_pretraining_dataset(os.path.join(workdir, f"records_{seq_len}", "*.tfrecord"), seq_len,
+                                   batch, seed=1).take(n_batches).cache()
+    for _ in raw:  # read once: only masking is timed
+        pass
+    timings = {"ours": [], "tf-text": []}
+    for _ in range(rounds):
+        for name, cls in (("ours", MlmMasker), ("tf-text", TfTextSelector)):
+            masked = raw.map(cls.from_tokenizer(tok, seq_len, strategy=strategy))
+            t = time.perf_counter()
+            for _ in masked:
+                pass
+            timings[name].append(n_batches * batch * seq_len / (time.perf_counter() - t))
+    return {k: statistics.median(v) for k, v in timings.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus_dir", default=os.path.join(SHARED, "corpus"))
@@ -166,6 +194,12 @@ def main(argv=None):
             pipe[strategy] = bench_pipeline(tok, args.corpus_dir, args.seq_len, args.pipeline_batch, strategy,
                                             args.pipeline_batches, work)
             print(f"  {strategy:12s}: {pipe[strategy]:,.0f} tokens/s")
+        print("  masker alone (same batches): reproducible selector vs tf-text's RandomItemSelector")
+        for strategy in ("single_token", "word_span"):
+            sel = bench_selector(tok, args.seq_len, args.pipeline_batch, strategy,
+                                 args.pipeline_batches, work)
+            print(f"  {strategy:12s}: ours {sel['ours']:,.0f} tokens/s, tf-text {sel['tf-text']:,.0f} "
+                  f"tokens/s, ratio {sel['ours'] / sel['tf-text']:.2f}x")
 
     if args.step_time_s:
         need = args.train_batch_size * args.train_seq_len / args.step_time_s

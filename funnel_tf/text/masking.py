@@ -13,12 +13,13 @@
 with ``P = num_predict`` (85 at L=512, scaled as round(L * 85 / 512)). [CLS], [SEP] and padding
 are never targets. Strategies:
 
-- ``single_token``: tf-text's ``RandomItemSelector`` + ``MaskValuesChooser`` through
-  ``mask_language_model`` (up to P random non-special tokens).
+- ``single_token``: tf-text's ``mask_language_model`` with its ``MaskValuesChooser`` and a
+  reproducible ``RandomItemSelector`` (``ReproducibleItemSelector``; up to P random non-special
+  tokens).
 - ``word_span``: the original's whole-word spans of 1-5 words with P(len) ∝ 1/(len+1), laid out in
   regions of ~len*c words (c = (L+1-stride)/P/1.2) with a random left context, shuffled and
   accepted token by token up to P; the rest of the budget is filled with single tokens
-  (``RandomItemSelector`` again); corruption by ``MaskValuesChooser``. One deliberate difference:
+  (``ReproducibleItemSelector`` again); corruption by ``MaskValuesChooser``. One deliberate difference:
   a span may end at the last word (the original's ``end < len(boundary) - 1`` never picks it).
 
 ``truncate_stride`` > 1 applies the original's truncation for pooling first: the last ``stride``
@@ -56,6 +57,31 @@ def span_length_probs(min_words: int = 1, max_words: int = 5) -> np.ndarray:
     lens = np.arange(min_words, max_words + 1)
     p = 1.0 / (lens + 1.0)
     return p / p.sum()
+
+
+class ReproducibleItemSelector(tf_text.RandomItemSelector):
+    """tf-text's ``RandomItemSelector`` (same arguments, same choice: a uniformly random
+    ``min(ceil(n * selection_rate), max_selections_per_batch)`` of each row's n selectable items),
+    reproducible for a seed and vectorised.
+
+    tf-text shuffles each row with ``tf.random.shuffle`` inside a ``map_fn``, whose iterations run
+    in parallel on the one op's random stream: which row gets which numbers depends on thread
+    timing, so the same seed gave other masks on every run (and a resumed run other masks than the
+    uninterrupted one). Here one uniform key per item is drawn for the whole batch (a single op,
+    so the stream is the same every run) and a row's items with the smallest keys are selected.
+    Only ``axis=1`` of a ragged-rank-1 ``[B, (L)]`` tensor, as masking uses it."""
+
+    def get_selection_mask(self, input_ids: tf.RaggedTensor, axis: int) -> tf.RaggedTensor:
+        if axis != 1 or input_ids.ragged_rank != 1 or input_ids.flat_values.shape.rank != 1:
+            raise ValueError("ReproducibleItemSelector selects along axis 1 of a [B, (L)] tensor")
+        selectable = self.get_selectable(input_ids, axis).to_tensor(default_value=False)  # [B, L]
+        keys = tf.where(selectable, tf.random.uniform(tf.shape(selectable)), 2.0)      # [B, L]
+        rank = tf.argsort(tf.argsort(keys, axis=1, stable=True), axis=1, stable=True)   # [B, L]
+        count = tf.reduce_sum(tf.cast(selectable, tf.float32), axis=1)                # [B]
+        take = tf.minimum(tf.math.ceil(count * self.selection_rate),
+                          tf.cast(self.max_selections_per_batch, tf.float32))         # [B]
+        chosen = selectable & (tf.cast(rank, tf.float32) < take[:, None])             # [B, L]
+        return tf.RaggedTensor.from_tensor(chosen, lengths=input_ids.row_lengths())
 
 
 class MaskingError(UserError, ValueError):
@@ -104,22 +130,10 @@ class MlmMasker:
                    tokenizer.pad_id, seq_len, **kwargs)
 
     # ------------------------------------------------------------------------------ pieces
-    def _selector(self, items: tf.RaggedTensor, max_selections) -> tf_text.RandomItemSelector:
-        """tf-text's selector for `items` [B, (L)]: min(#candidates, max_selections) random
-        candidates per row (selection_rate 1.0).
-
-        Its default shuffle (`tf.random.shuffle` inside a `map_fn` over rows) is not reproducible:
-        the loop runs rows in parallel, so which row gets which part of the one op's random stream
-        depends on thread timing, and the same seed gave different masks from run to run. Here
-        one uniform key per item is drawn for the whole batch (a single op call, so the stream is
-        the same every run) and each row is shuffled by sorting its items' keys."""
-        keys = tf.random.uniform(tf.shape(items.flat_values))  # [B*L] one key per flat position
-
-        def shuffle(flat_positions):  # [n] positions into items.flat_values -> a permutation
-            return tf.gather(flat_positions, tf.argsort(tf.gather(keys, flat_positions)))
-
-        return tf_text.RandomItemSelector(max_selections_per_batch=max_selections, selection_rate=1.0,
-                                          unselectable_ids=[self.pad_id], shuffle_fn=shuffle)
+    def _selector(self, max_selections) -> "ReproducibleItemSelector":
+        # selection_rate 1.0: take min(#candidates, max_selections) random candidates per row.
+        return ReproducibleItemSelector(max_selections_per_batch=max_selections, selection_rate=1.0,
+                                        unselectable_ids=[self.pad_id])
 
     def truncate_for_pooling(self, input_ids, attention_mask, token_type_ids):
         """Last ``stride`` positions -> [SEP] + pads (where the row was real there), as the original."""
@@ -194,15 +208,14 @@ class MlmMasker:
             # Non-candidates become pad (unselectable) so the selector sees only real tokens.
             selectable = tf.RaggedTensor.from_tensor(tf.where(candidates, ids, self.pad_id))
             masked, positions, targets = tf_text.mask_language_model(
-                selectable, self._selector(selectable, P), self._chooser, axis=1)
+                selectable, self._selector(P), self._chooser, axis=1)
             masked_ids_full = tf.where(candidates, masked.to_tensor(shape=[None, self.seq_len]), ids)
         else:
             is_target = self._word_span_targets(ids, candidates, attn)
             remaining = P - tf.reduce_sum(tf.cast(is_target, tf.int32), axis=1)  # [B] budget left
             rest = tf.RaggedTensor.from_tensor(
                 tf.where(candidates & tf.logical_not(is_target), ids, self.pad_id))
-            extra = self._selector(rest, tf.cast(remaining, tf.float32)).get_selection_mask(
-                rest, axis=1)
+            extra = self._selector(tf.cast(remaining, tf.float32)).get_selection_mask(rest, axis=1)
             is_target = is_target | extra.to_tensor(default_value=False, shape=[None, self.seq_len])
             where = tf.where(is_target)  # [K, 2] row-major, so positions ascend within rows
             positions = tf.RaggedTensor.from_value_rowids(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf.text.masking import MlmMasker, num_predictions_for, span_length_probs, word_start_table
+from funnel_tf.text.masking import (MlmMasker, ReproducibleItemSelector, num_predictions_for,
+                                    span_length_probs, word_start_table)
 from funnel_tf.text.pretraining import create_pretraining_data, make_pretraining_dataset
 from funnel_tf.text.wordpiece import WordpieceTokenizer
 
@@ -195,3 +196,31 @@ def test_masks_are_reproducible_for_a_seed(strategy):
     assert not all(np.array_equal(first[0], b) for b in first[1:])  # batches differ: random
     for i, (a, b) in enumerate(zip(first, second)):
         np.testing.assert_array_equal(a, b, err_msg=f"batch {i}")
+
+
+def test_reproducible_selector_chooses_what_tf_text_chooses():
+    """Per row: exactly tf-text's count, min(ceil(n * rate), max_selections) of the n selectable
+    items (max as a number or per row), never an unselectable one, each selectable item about
+    equally often (uniform subset)."""
+    import tensorflow_text as tf_text
+
+    rng = np.random.RandomState(1)
+    rows = [rng.randint(1, 50, size=n).tolist() for n in (0, 1, 5, 17, 40, 40, 63)]
+    for r in rows[4:]:
+        r[::3] = [0] * len(r[::3])  # id 0 unselectable
+    ids = tf.ragged.constant(rows, dtype=tf.int32)
+    for rate, cap in ((0.15, 6), (1.0, 10), (0.5, tf.constant([3, 3, 3, 3, 3, 20, 1], tf.float32))):
+        ours = ReproducibleItemSelector(cap, rate, unselectable_ids=[0])
+        theirs = tf_text.RandomItemSelector(cap, rate, unselectable_ids=[0])
+        a = ours.get_selection_mask(ids, axis=1)
+        b = theirs.get_selection_mask(ids, axis=1)
+        assert a.row_lengths().numpy().tolist() == [len(r) for r in rows]
+        np.testing.assert_array_equal(tf.reduce_sum(tf.cast(a, tf.int32), axis=1),
+                                      tf.reduce_sum(tf.cast(b, tf.int32), axis=1))
+        assert not tf.reduce_any(a.flat_values & tf.equal(ids.flat_values, 0))
+    # Uniform: over 2000 rows of the same 40 items, 10 chosen per row, each item is picked in ~25%.
+    rows = tf.RaggedTensor.from_tensor(tf.tile(tf.range(1, 41)[None], [2000, 1]))
+    chosen = ReproducibleItemSelector(10, 1.0).get_selection_mask(rows, axis=1).to_tensor()
+    np.testing.assert_array_equal(tf.reduce_sum(tf.cast(chosen, tf.int32), axis=1), 10)
+    freq = tf.reduce_mean(tf.cast(chosen, tf.float32), axis=0).numpy()
+    assert np.all(np.abs(freq - 0.25) < 0.05), freq
