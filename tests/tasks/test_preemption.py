@@ -51,6 +51,17 @@ def _eval_steps(model_dir):
     return [json.loads(x)["step"] for x in _read(f"{model_dir}/eval_results.jsonl").splitlines()]
 
 
+def _losses(model_dir):
+    """{step: loss} of a run's metrics.jsonl (a resumed run's last record of a step wins)."""
+    return {r["step"]: r["loss"] for r in map(json.loads, _read(f"{model_dir}/metrics.jsonl")
+                                             .splitlines()) if "loss" in r}
+
+
+def _evals(model_dir):
+    return [{k: v for k, v in json.loads(x).items() if k not in ("eval_seconds",)}
+            for x in _read(f"{model_dir}/eval_results.jsonl").splitlines()]
+
+
 def _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys,
                              signum=signal.SIGTERM):
     """Run 1 is preempted at step 6 (checks what it left), run 2 finishes; returns run 2's
@@ -91,6 +102,17 @@ def test_preempted_run_under_ram_exits_75_then_resumes_exports_and_loads_back(
                                            model_dir, export_dir, monkeypatch, capsys)
         assert summary["predictions"]["test"][0].startswith(model_dir)
         assert not tf.io.gfile.glob(f"{root}/.*") + tf.io.gfile.glob(f"{model_dir}/.*")
+
+        # The resumed run trained as an uninterrupted one would: same losses, same evaluations.
+        whole = f"{root}/whole"
+        argv = [a for a in _argv(config_path, files, whole, export_dir)
+                if a not in ("--do_predict", f"--export_dir={export_dir}")]
+        assert finetune_main(*argv) == 0
+        capsys.readouterr()
+        assert sorted(_losses(whole)) == sorted(_losses(model_dir)) == [2, 4, 6, 8, 10, 12]
+        assert _losses(whole) == pytest.approx(_losses(model_dir), rel=1e-6, abs=0)
+        assert [e["step"] for e in _evals(whole)] == [6, 12]
+        assert _evals(whole) == _evals(model_dir)  # accuracy / error rate on the same dev set
 
         # best/ and the export, read back from ram://, give the same outputs.
         model = from_pretrained(f"{model_dir}/best")
