@@ -1,6 +1,7 @@
 """A preempted finetune (SIGTERM during training, here while it evaluates at an epoch mark) saves
 its checkpoint at once and exits 75 without evaluating at the end, predicting or exporting; the
-rerun resumes and finishes everything, the export included. (It used to train on to the next host
+rerun resumes and finishes everything, the export included, with the losses and evaluations of an
+uninterrupted run. (It used to train on to the next host
 call, then evaluate, predict and export the half-trained model and exit 0, and the rerun then
 failed because the export existed.) finetune.py's own `main` runs in-process here, with every
 output under ram:// (TF's in-memory filesystem, standing in for gs://) in the default test and on
