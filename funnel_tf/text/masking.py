@@ -130,7 +130,7 @@ class MlmMasker:
                    tokenizer.pad_id, seq_len, **kwargs)
 
     # ------------------------------------------------------------------------------ pieces
-    def _selector(self, max_selections) -> "ReproducibleItemSelector":
+    def _selector(self, max_selections) -> ReproducibleItemSelector:
         # selection_rate 1.0: take min(#candidates, max_selections) random candidates per row.
         return ReproducibleItemSelector(max_selections_per_batch=max_selections, selection_rate=1.0,
                                         unselectable_ids=[self.pad_id])

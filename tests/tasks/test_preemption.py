@@ -48,10 +48,6 @@ def _read(path):
         return f.read()
 
 
-def _eval_steps(model_dir):
-    return [json.loads(x)["step"] for x in _read(f"{model_dir}/eval_results.jsonl").splitlines()]
-
-
 def _losses(model_dir):
     """{step: loss} of a run's metrics.jsonl (a resumed run's last record of a step wins)."""
     return {r["step"]: r["loss"] for r in map(json.loads, _read(f"{model_dir}/metrics.jsonl")
@@ -59,8 +55,13 @@ def _losses(model_dir):
 
 
 def _evals(model_dir):
-    return [{k: v for k, v in json.loads(x).items() if k not in ("eval_seconds",)}
+    """The evaluation records of eval_results.jsonl, without their timing."""
+    return [{k: v for k, v in json.loads(x).items() if k != "eval_seconds"}
             for x in _read(f"{model_dir}/eval_results.jsonl").splitlines()]
+
+
+def _eval_steps(model_dir):
+    return [e["step"] for e in _evals(model_dir)]
 
 
 def _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys,
@@ -112,7 +113,7 @@ def test_preempted_run_under_ram_exits_75_then_resumes_exports_and_loads_back(
         capsys.readouterr()
         assert sorted(_losses(whole)) == sorted(_losses(model_dir)) == [2, 4, 6, 8, 10, 12]
         assert _losses(whole) == pytest.approx(_losses(model_dir), rel=1e-6, abs=0)
-        assert [e["step"] for e in _evals(whole)] == [6, 12]
+        assert _eval_steps(whole) == [6, 12]
         assert _evals(whole) == _evals(model_dir)  # accuracy / error rate on the same dev set
 
         # best/ and the export, read back from ram://, give the same outputs.
