@@ -388,9 +388,11 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     check_args(a)
     config = resolve_config(a)
     train_data = [DEMO_CORPUS] if a.demo else list(a.train_data)
-    # MultiWorkerMirroredStrategy configures collective ops, which TF allows only before its
-    # runtime starts, and checking the input below starts it (tf.data, lookup tables).
-    strategy = _make_strategy(a) if a.strategy == "multi_worker" else None
+    # The strategy before any TensorFlow op: on a pod, ops run before `connect_to_cluster` /
+    # `initialize_tpu_system` land on the wrong devices, and MultiWorkerMirroredStrategy can
+    # configure its collective ops only before TF's runtime starts. Checking the input below
+    # runs ops (the tokenizer's lookup tables, tf.data); the checks above need none.
+    strategy = _make_strategy(a)
     plan = inputs.plan_pretraining_input(
         train_data, a.seq_len, config, vocab=a.vocab or (DEMO_VOCAB if a.demo else None),
         data_format=a.train_data_format, masking_strategy=a.masking, num_predict=a.num_predict,
@@ -403,8 +405,6 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     extra = _objective_kwargs(a)
     objective = objectives.make_objective(a.objective, config, **extra)
 
-    if strategy is None:
-        strategy = _make_strategy(a)
     info = strat.strategy_info(strategy)
     if a.batch_size % info.num_replicas:
         raise PretrainArgsError(f"--batch_size={a.batch_size} (global) is not divisible by the "

@@ -1,0 +1,55 @@
+"""Every entry point connects its tf.distribute strategy before running any TensorFlow op: on a
+TPU pod, ops run before `connect_to_cluster` / `initialize_tpu_system` land on the wrong devices
+(issue 19.5). Each run goes in a fresh process, where TF's eager context is still unstarted, with
+`make_strategy` replaced by a probe that reports whether an op has started it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROBE = r"""
+import sys
+from tensorflow.python.eager import context
+from funnel_tf.training import strategy
+
+class Reached(Exception):
+    pass
+
+def probe(*args, **kwargs):
+    print("TF_STARTED_BEFORE_STRATEGY", context.context()._context_handle is not None, flush=True)
+    raise Reached
+
+strategy.make_strategy = probe
+repo, tmp, entry = sys.argv[1:]
+demo_corpus = f"{repo}/data/demo_corpus.txt"
+demo_vocab = f"{repo}/data/demo_vocab.txt"
+try:
+    if entry == "pretrain":
+        from funnel_tf.training.pretraining_run import PretrainArgs, run_pretraining
+        run_pretraining(PretrainArgs(train_data=[demo_corpus], model_dir=f"{tmp}/run",
+                                     vocab=demo_vocab, config="tiny", seq_len=32, batch_size=4,
+                                     train_steps=2))
+    else:
+        sys.path.insert(0, f"{repo}/tests/tasks")
+        from helpers import csv_args, write_csv_task
+        from funnel_tf.tasks.finetuning_run import run_finetuning
+        run_finetuning(csv_args(f"{tmp}/run", write_csv_task(f"{tmp}/data"), "tiny",
+                                do_predict=True, predictions_dir=f"{tmp}/pred"))
+except Reached:
+    pass
+"""
+
+
+@pytest.mark.parametrize("entry", ["pretrain", "finetune"])
+def test_the_strategy_comes_before_any_tensorflow_op(tmp_path, entry):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", PROBE, REPO, str(tmp_path), entry], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("TF_STARTED_BEFORE_STRATEGY")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    assert lines == ["TF_STARTED_BEFORE_STRATEGY False"], (lines, proc.stderr[-2000:])
+    assert not (tmp_path / "run").exists()
