@@ -193,9 +193,17 @@ class FunnelTextClassifier(keras.Model):
         tf.io.gfile.copy(os.path.join(dir_path, "vocab.txt"), vocab)
         self._set_tokenizer(FunnelTokenizer(vocab, **getattr(self, "_tokenizer_settings", {})))
 
-    def save_pretrained(self, directory: str) -> str:
-        """Weights (our format), vocab.txt + tokenizer_config.json and text_classifier.json."""
-        self.model.save_pretrained(directory)
+    def save_pretrained(self, directory: str, overwrite: bool = False) -> str:
+        """Weights (our format), vocab.txt + tokenizer_config.json and text_classifier.json.
+        A folder that is not empty (other files, or an earlier save) is refused with a
+        CheckpointError before anything is written, unless `overwrite=True`: then these files are
+        replaced and every other file is kept."""
+        from funnel_tf.checkpoints.native import SAVED_FILES, check_save_destination
+        from funnel_tf.tokenizer import TOKENIZER_CONFIG_NAME, VOCAB_NAMES
+
+        check_save_destination(directory, SAVED_FILES + (VOCAB_NAMES[0], TOKENIZER_CONFIG_NAME,
+                                                         CLASSIFIER_CONFIG_NAME), overwrite)
+        self.model.save_pretrained(directory, overwrite=True)
         self.tokenizer.save_pretrained(directory)
         with tf.io.gfile.GFile(os.path.join(directory, CLASSIFIER_CONFIG_NAME), "w") as f:
             f.write(json.dumps({"sequence_length": self.tokenizer.sequence_length, "label_names": self.label_names,

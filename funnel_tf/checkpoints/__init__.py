@@ -68,10 +68,11 @@ def load_model(path: str, model_class: Optional[str] = None, allow_missing: Sequ
     return load(path, model_class=model_class, allow_missing=allow_missing, return_report=return_report, **kwargs)
 
 
-def save_pretrained(model, directory: str):
+def save_pretrained(model, directory: str, overwrite: bool = False):
+    """Our format into `directory`; a folder that is not empty needs overwrite=True."""
     from funnel_tf.checkpoints.native import save_pretrained as save
 
-    return save(model, directory)
+    return save(model, directory, overwrite=overwrite)
 
 
 def from_pretrained(path: str, **kwargs):

@@ -68,14 +68,45 @@ def _model_kwargs(model) -> dict:
     return kwargs
 
 
-def save_pretrained(model, directory: str) -> Dict[str, str]:
+def check_save_destination(directory: str, writes: Sequence[str], overwrite: bool = False) -> None:
+    """CheckpointError unless `directory` is new or empty, or `overwrite` is set; nothing is
+    written. A save never silently replaces a file: not the user's own config.json beside other
+    work, and not an earlier save (saving again over it needs overwrite=True as well). With
+    overwrite the files named in `writes` are replaced and every other file is left as it is."""
+    import tensorflow as tf
+
+    if tf.io.gfile.exists(directory) and not tf.io.gfile.isdir(directory):
+        raise CheckpointError("exists and is not a directory; choose a folder to save into", source=directory)
+    if overwrite or not tf.io.gfile.isdir(directory):
+        return
+    entries = sorted(e.rstrip("/") for e in tf.io.gfile.listdir(directory))
+    if not entries:
+        return
+    ours = [e for e in entries if e in writes]
+    foreign = [e for e in entries if e not in writes]
+    parts = []
+    if ours:
+        parts.append(f"it already holds {', '.join(ours)}, which this save would replace")
+    if foreign:
+        parts.append(f"it holds other files ({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''})")
+    raise CheckpointError(f"refusing to save into a folder that is not empty: {'; '.join(parts)}. Save into a "
+                          f"new or empty folder, or pass overwrite=True to replace {', '.join(writes)} there "
+                          f"(other files are kept)", source=directory)
+
+
+SAVED_FILES = (CONFIG_NAME, WEIGHTS_NAME, MARKER_NAME)
+
+
+def save_pretrained(model, directory: str, overwrite: bool = False) -> Dict[str, str]:
     """Write config.json, model.weights.h5 and funnel_tf.json into `directory` (created if needed;
-    any filesystem tf.io.gfile knows, e.g. gs://)."""
+    any filesystem tf.io.gfile knows, e.g. gs://). A folder that is not empty is refused unless
+    `overwrite` (see `check_save_destination`)."""
     import keras
     import tensorflow as tf
 
     import funnel_tf
 
+    check_save_destination(directory, SAVED_FILES, overwrite)
     tf.io.gfile.makedirs(directory)
     paths = {k: os.path.join(directory, n) for k, n in
              (("config", CONFIG_NAME), ("weights", WEIGHTS_NAME), ("marker", MARKER_NAME))}

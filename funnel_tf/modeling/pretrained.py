@@ -40,9 +40,11 @@ class PretrainedMixin:
                                    return_report=True, **kwargs)
         return (model, report) if return_report else model
 
-    def save_pretrained(self, directory: str):
+    def save_pretrained(self, directory: str, overwrite: bool = False):
         """Write config.json, model.weights.h5 and funnel_tf.json into `directory`; returns their paths.
-        `Class.from_pretrained(directory)` (or `funnel_tf.load_model`) reads it back."""
+        `Class.from_pretrained(directory)` (or `funnel_tf.load_model`) reads it back. A folder that
+        is not empty (other files, or an earlier save) is refused with a CheckpointError unless
+        `overwrite=True`, which replaces those three files and keeps every other file."""
         from funnel_tf.checkpoints import save_pretrained
 
-        return save_pretrained(self, directory)
+        return save_pretrained(self, directory, overwrite=overwrite)
