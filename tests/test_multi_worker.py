@@ -351,3 +351,93 @@ def test_finetune_two_workers_trains_and_only_the_chief_writes(tmp_path, micro_c
     assert events and all(f.split(".")[-3] == str(cluster.procs[0].pid) for f in events), events
     for tmp in cluster.tmpdirs:
         assert files_under(tmp) == [], (tmp, files_under(tmp))
+
+
+# ---------------------------------------------------------------------------------- preemption
+def _preemption_argv(model_dir, out_dir, steps, gcp=True):
+    def argv(i):
+        return python("-m", "tests.training.preemption_driver", model_dir, steps,
+                      os.path.join(str(out_dir), f"worker{i}.json"), *(["--gcp"] if gcp else []))
+    return argv
+
+
+def _first_progress(model_dir):
+    """True once the chief has logged a progress record (training is under way)."""
+    path = os.path.join(str(model_dir), "metrics.jsonl")
+    return lambda: os.path.exists(path) and os.path.getsize(path) > 0
+
+
+def _preempt(cluster, model_dir, out_dir, signal_workers, timeout=120):
+    """SIGTERM `signal_workers` once training runs; every worker must exit 75 within `timeout`
+    (the old code trained on: the wait fails). Returns the workers' results."""
+    import signal
+    import subprocess
+
+    wait_for(_first_progress(model_dir), timeout=300, procs=cluster.procs, what="training")
+    for i in signal_workers:
+        cluster.procs[i].send_signal(signal.SIGTERM)
+    codes = []
+    for i, p in enumerate(cluster.procs):
+        try:
+            codes.append(p.wait(timeout=timeout))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker {i} still training {timeout}s after SIGTERM; logs:\n"
+                                 + cluster.all_tails()) from None
+    assert codes == [75] * len(codes), (codes, cluster.all_tails())
+    return [json.loads((out_dir / f"worker{i}.json").read_text()) for i in range(len(codes))]
+
+
+def _newest_checkpoint_step(model_dir) -> int:
+    with open(os.path.join(str(model_dir), "checkpoints", "checkpoint")) as f:
+        return int(re.search(r"ckpt-(\d+)", f.readline()).group(1))
+
+
+def test_sigterm_to_one_worker_on_gcp_stops_both_at_the_same_step_and_saves(tmp_path):
+    """Two real workers in which TF believes it runs on a GCE VM (where TF's preemption handler
+    does nothing, as on a Cloud TPU VM): SIGTERM to the non-chief alone. Both workers agree on the
+    stop at the next host-call boundary, stop at the same step, the chief writes the checkpoint
+    of that step and both exit 75 (the old code ignored the signal and trained on)."""
+    model_dir, out = tmp_path / "model", tmp_path / "out"
+    out.mkdir()
+    with Cluster(_preemption_argv(model_dir, out, 100_000), tmp_path / "work") as cluster:
+        results = _preempt(cluster, model_dir, out, signal_workers=[1])
+    steps = {r["step"] for r in results}
+    assert len(steps) == 1 and all(r["preempted"] for r in results), results
+    step = steps.pop()
+    assert 0 < step < 100_000
+    assert _newest_checkpoint_step(model_dir) == step
+    assert os.path.exists(model_dir / "checkpoints" / f"ckpt-{step}.index")
+
+
+@pytest.mark.slow
+def test_pretrain_sigterm_to_both_workers_on_gcp_saves_exits_75_and_resumes(
+        tmp_path, records, micro_config):
+    """pretrain.py with two workers on a (simulated) GCE VM: SIGTERM to both mid-run gives a
+    checkpoint at the step reached and exit 75 on both; rerunning resumes from that checkpoint."""
+    import signal
+    import subprocess
+
+    model_dir = str(tmp_path / "model")
+
+    def argv(steps):
+        return python("-m", "tests.training.on_gcp", *pretrain_argv(model_dir, records,
+                                                                     micro_config, steps)[1:])
+    with Cluster(argv(100_000), tmp_path / "first") as cluster:
+        wait_for(_first_progress(model_dir), timeout=400, procs=cluster.procs, what="training")
+        for p in cluster.procs:
+            p.send_signal(signal.SIGTERM)
+        try:
+            codes = [p.wait(timeout=120) for p in cluster.procs]
+        except subprocess.TimeoutExpired:
+            raise AssertionError("still training after SIGTERM:\n" + cluster.all_tails()) from None
+    assert codes == [75, 75], cluster.all_tails()
+    stopped = [int(re.findall(r"stopped \(preempted\) at step (\d+)", cluster.tail(i, 200_000))[-1])
+               for i in range(2)]
+    step = stopped[0]
+    assert stopped == [step, step] and 0 < step < 100_000
+    assert _newest_checkpoint_step(model_dir) == step
+    with Cluster(argv(step + 2), tmp_path / "second") as cluster:
+        cluster.wait(timeout=400)
+    log = cluster.tail(0, 200_000)
+    assert f"restored {model_dir}/checkpoints/ckpt-{step}" in log, log[-3000:]
+    assert f"finished at step {step + 2}" in log, log[-3000:]

@@ -24,11 +24,19 @@ the tf.data iterator state itself (default strategy, when the pipeline can be se
 replay that rebuilds the input and skips the consumed batches (distributed iterators cannot be
 checkpointed in TF 2.19-2.21). Either is exact only if the input pipeline is deterministic for its
 seed; "restart" skips nothing (cheap, for very long pod runs).
-Preemption: TPU and multi-worker runs use tf.distribute's PreemptionCheckpointHandler; the others
-catch SIGTERM, save at the next host-call boundary and return `preempted=True`. Ctrl-C (SIGINT) is
-a preemption too on single-host runs: the first one saves at the next host-call boundary (a host
-call runs up to steps_per_loop steps; Python cannot interrupt it sooner) and returns
-`preempted=True`, a second one aborts at once (KeyboardInterrupt; a save it cuts short is removed).
+Preemption: every platform saves and returns `preempted=True` (entry points exit 75). SIGTERM is
+caught and the loop saves at the next host-call boundary; with several workers (multi-worker) each
+boundary sums every worker's 0/1 stop flag in one all-reduce, so a notice that reaches one worker
+stops all of them at the same step and they save together. TF's PreemptionCheckpointHandler is used
+as well only where TF implements it (strategy.tf_preemption_handler_works: TPU/multi-worker off
+GCP and on GCE GPU VMs; on a Cloud TPU VM or GCE CPU VM it does nothing in TF 2.19-2.21); where it
+watches SIGTERM itself it saves through TrainingCheckpoint.save and the run returns preempted too.
+A host call cannot be interrupted (Python runs the handler once it returns), so the save starts up
+to one host call after the notice: keep `steps_per_loop` x step time well under the ~30 s a
+preempted Cloud TPU VM gets (e.g. 100 steps of 0.1 s = 10 s, plus the save). Ctrl-C (SIGINT) is
+a preemption too on single-host runs: the first one saves at the next host-call boundary and
+returns `preempted=True`, a second one aborts at once (KeyboardInterrupt; a save it cuts short is
+removed).
 Restores fall back past unreadable checkpoints and refuse another objective's or config's
 (checkpointing.TrainingCheckpoint); `Trainer.prepare()` does that before anything is written.
 """
@@ -60,6 +68,11 @@ DATA_RESUME_MODES = ("auto", "replay", "restart")
 
 class NonFiniteLossError(UserError, RuntimeError):
     """Training hit a non-finite loss or gradient and the policy is "stop"."""
+
+
+class _PreemptionSaved(Exception):
+    """Raised by TF's PreemptionCheckpointHandler (our exit_fn) once it has saved: the loop
+    returns `preempted=True` as on any other platform instead of exiting the process."""
 
 
 class CorruptInputError(UserError, RuntimeError):
@@ -107,7 +120,8 @@ class LoopConfig:
     data_resume: str = "auto"       # "auto": checkpoint the tf.data iterator when possible, else
                                     # replay; "replay": skip the consumed batches; "restart": from 0
     warm_start: Optional[str] = None  # --init_checkpoint, any kind (fresh runs only; init_checkpoint.py)
-    handle_sigterm: bool = True     # save and return on SIGTERM (non-TPU, non-multi-worker)
+    handle_sigterm: bool = True     # save and return on SIGTERM (unless TF's preemption handler
+                                    # watches SIGTERM itself on this platform)
     handle_sigint: bool = True      # Ctrl-C: save and return (one host); a second Ctrl-C aborts
 
     def validate(self):
@@ -307,13 +321,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _distributed_iterator(self, skip_batches: int):
+        """Iterator over the input from step `skip_batches` on. A dataset_fn with a `start_batch`
+        parameter starts there itself (pretraining's skips serialized records and jumps whole
+        epochs: O(1) in the step); any other is built from 0 and `skip`s its batches."""
+        import inspect
+
+        try:
+            starts = "start_batch" in inspect.signature(self.dataset_fn).parameters
+        except (TypeError, ValueError):
+            starts = False
+
         def fn(ctx):
+            # The per-host pipeline feeds its local replicas one batch each per step.
+            skip = skip_batches * (self.info.num_replicas // max(ctx.num_input_pipelines, 1))
+            if skip and starts:
+                return self.dataset_fn(ctx, start_batch=skip)
             ds = self.dataset_fn(ctx)
-            if skip_batches:
-                # The per-host pipeline feeds its local replicas one batch each per step.
-                per_pipeline = self.info.num_replicas // max(ctx.num_input_pipelines, 1)
-                ds = ds.skip(skip_batches * per_pipeline)
-            return ds
+            return ds.skip(skip) if skip else ds
         return iter(self.strategy.distribute_datasets_from_function(fn))
 
     # ------------------------------------------------------------------ host loop
@@ -391,19 +415,14 @@ class Trainer:
                      sum(int(np.prod(v.shape)) for v in self.variables) / 1e6)
         self.prepare()
         ckpt, iterator = self._prepared.checkpoint, self._prepared.iterator
-        handler = None
-        if info.supports_preemption_handler:
-            # Restores the manager's latest checkpoint again (the one prepare() restored: the
-            # state file points at it) and saves on a preemption notice.
-            handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-                self.strategy.cluster_resolver, ckpt.manager)
+        handler = self._preemption_handler(ckpt)
         start = int(self.step.numpy())
         if self._fused is not None and self._fused.weight_copies is not None:
             self._fused.weight_copies.refresh()  # restored / warm-started / initial weights
         if iterator is None or not ckpt.saves_data:
             skip = start if (start and cfg.data_resume in ("auto", "replay")) else 0
             if skip:
-                logging.info("resuming input at step %d by replaying %d batch(es) per replica "
+                logging.info("resuming input at step %d: it starts %d batch(es) per replica in "
                              "(the iterator state is not checkpointable here)", start, skip)
             elif start:
                 logging.warning("data_resume=restart: the input starts again from its beginning")
@@ -416,7 +435,12 @@ class Trainer:
         train_fn = self._make_train_fn()
         progress = ProgressLogger(cfg.train_steps, cfg.global_batch_size, cfg.seq_len,
                                   cfg.model_dir, write=info.is_chief)
-        previous = self._install_signal_handlers(sigterm=handler is None)
+        # Our SIGTERM save wherever TF's handler does not catch SIGTERM itself (no handler; GCE
+        # GPU VMs, where it polls the maintenance event; Borg TPUs, told by the cluster).
+        tf_watches_sigterm = handler is not None and getattr(
+            signal.getsignal(signal.SIGTERM), "__self__", None) is handler
+        previous = self._install_signal_handlers(sigterm=not tf_watches_sigterm)
+        any_worker_stops = self._make_stop_agreement()
         history, step, compiled = [], start, False
         nonfinite_total = 0
         self.acc.reset()
@@ -433,6 +457,12 @@ class Trainer:
                         else:
                             train_fn(iterator, tf.constant(n, tf.int32))
                         step = int(self.step.numpy())  # waits for the device
+                    except _PreemptionSaved:  # TF's handler saved (through ckpt.save) on a notice
+                        step = int(self.step.numpy())
+                        logging.warning("stopped at step %d on TF's preemption notice; restart "
+                                        "with the same --model_dir to resume", step)
+                        return TrainResult(step, history, ckpt.latest, preempted=True,
+                                           nonfinite_steps=nonfinite_total, start_step=start)
                     except tf.errors.DataLossError as e:
                         detail = data_loss_detail(e)
                         where = (f"training stopped within steps {step + 1}-{step + n}; " + (
@@ -455,15 +485,18 @@ class Trainer:
                             history.append(progress.log(step, metrics, self._learning_rate(),
                                                         {"nonfinite_steps": nonfinite_total}))
                         self.acc.reset()
+                    # Every worker reaches every boundary: all of them stop at the same step.
+                    stop = any_worker_stops(self._stop_requested.is_set())
                     if ((cfg.save_every and step % cfg.save_every == 0)
                             or step == cfg.train_steps) and ckpt.saved_step != step:
                         ckpt.save()  # never the same step twice (a 0-step host call on a stop)
-                    if self._stop_requested.is_set():
+                    if stop:
                         if ckpt.saved_step != step:
                             ckpt.save()
                         logging.warning("stopped at step %d on request (%s); restart with "
                                         "the same --model_dir to resume", step,
-                                        self._stop_reason)
+                                        self._stop_reason if self._stop_requested.is_set()
+                                        else "another worker's")
                         return TrainResult(step, history, ckpt.latest, preempted=True,
                                            nonfinite_steps=nonfinite_total, start_step=start)
         finally:
@@ -475,6 +508,43 @@ class Trainer:
                      f" (first loop incl. compile {format_duration(took)})" if took else "")
         return TrainResult(step, history, ckpt.latest, nonfinite_steps=nonfinite_total,
                            start_step=start)
+
+    def _preemption_handler(self, ckpt):
+        """TF's PreemptionCheckpointHandler where TF implements it (else None), saving through
+        `ckpt.save` (checkpoint named by step, the run lock verified) and, on multi-worker
+        platforms, raising _PreemptionSaved instead of exiting (Borg TPUs keep TF's exit)."""
+        if not self.info.supports_preemption_handler:
+            return None
+
+        def exit_fn():
+            raise _PreemptionSaved()
+
+        config = tf.distribute.experimental.TerminationConfig(
+            save_fn=lambda *args, **kwargs: ckpt.save(),
+            exit_fn=exit_fn if self.info.kind == "multi_worker" else None)
+        # Restores the manager's latest checkpoint again (the one prepare() restored: the state
+        # file points at it) and saves on a preemption notice.
+        return tf.distribute.experimental.PreemptionCheckpointHandler(
+            self.strategy.cluster_resolver, ckpt.manager, termination_config=config)
+
+    def _make_stop_agreement(self) -> Callable[[bool], bool]:
+        """local stop flag -> whether any worker's flag is set. One process (single host, or
+        TPUStrategy's one client): the flag itself. Several workers: a SUM all-reduce of the 0/1
+        flags, run by every worker at every host-call boundary (so they stop at the same step)."""
+        if self.info.kind != "multi_worker" or self.info.num_workers == 1:
+            return lambda local: bool(local)
+        strategy = self.strategy
+
+        @tf.function
+        def flags_sum(flag):
+            def replica(f):  # identity: a value on the replica's device (else no destination)
+                return tf.distribute.get_replica_context().all_reduce(
+                    tf.distribute.ReduceOp.SUM, tf.identity(f))
+            return strategy.experimental_local_results(strategy.run(replica, args=(flag,)))[0]
+
+        def any_worker(local: bool) -> bool:
+            return float(flags_sum(tf.constant(1.0 if local else 0.0)).numpy()) > 0
+        return any_worker
 
     def _chunk(self, step: int) -> int:
         """Steps for the next host call: up to steps_per_loop, stopping at log/save/end marks."""

@@ -9,6 +9,7 @@ No flags here: `pretrain.py` / `finetune.py` pass plain values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Optional, Sequence
@@ -180,7 +181,8 @@ class StrategyInfo:
     num_replicas: int         # replicas in sync (global batch is split this many ways)
     num_workers: int          # hosts / input pipelines
     is_chief: bool            # this process writes checkpoints and summaries
-    supports_preemption_handler: bool   # tf.distribute PreemptionCheckpointHandler applies
+    supports_preemption_handler: bool   # TF's PreemptionCheckpointHandler saves on a preemption
+                                        # here (tf_preemption_handler_works)
 
     def describe(self) -> str:
         return (f"{self.kind}: {self.num_replicas} replica(s) on {self.num_workers} worker(s)"
@@ -212,7 +214,31 @@ def strategy_info(strategy: tf.distribute.Strategy) -> StrategyInfo:
         num_workers = strategy.extended.num_hosts
     return StrategyInfo(kind=kind, num_replicas=strategy.num_replicas_in_sync,
                         num_workers=num_workers, is_chief=chief,
-                        supports_preemption_handler=kind in ("tpu", "multi_worker"))
+                        supports_preemption_handler=tf_preemption_handler_works(kind))
+
+
+# Platforms (failure_handling_util.PlatformDevice names) on which TF 2.19-2.21's
+# PreemptionCheckpointHandler does nothing: failure_handling.py logs "does not support usage with
+# TPU or CPU device on GCP" and its run() just calls the step, so a preempted Cloud TPU VM or GCE
+# CPU VM would save nothing. Elsewhere it saves: off GCP (SIGTERM, or Borg's notice on TPUs) and on
+# GCE GPU VMs (the metadata server's maintenance event).
+_HANDLER_DOES_NOTHING_ON = ("GCE_TPU", "GCE_CPU")
+
+
+def tf_preemption_handler_works(kind: str) -> bool:
+    """True where TF's PreemptionCheckpointHandler both applies to the strategy kind (TPUStrategy,
+    MultiWorkerMirroredStrategy) and is implemented on this platform; the loop saves on SIGTERM
+    itself everywhere else (loop.py)."""
+    return kind in ("tpu", "multi_worker") and preemption_platform() not in _HANDLER_DOES_NOTHING_ON
+
+
+@functools.lru_cache(maxsize=None)
+def preemption_platform() -> str:
+    """TF's name for where this process runs ("GCE_TPU", "INTERNAL_CPU", ...), as the preemption
+    handler detects it (asks the GCE metadata server once; the runtime must be up)."""
+    from tensorflow.python.distribute.failure_handling import failure_handling_util
+
+    return failure_handling_util.detect_platform().name
 
 
 # ---------------------------------------------------------------------------------- precision

@@ -51,3 +51,25 @@ def test_set_precision():
     finally:
         set_precision("float32")
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_preemption_handler_only_where_tf_implements_it(monkeypatch):
+    """TF's PreemptionCheckpointHandler does nothing on a GCE CPU VM or Cloud TPU VM (TF 2.19-2.21
+    failure_handling.py): there the loop must not rely on it (it saves on SIGTERM itself)."""
+    from tensorflow.python.distribute.failure_handling import failure_handling_util
+
+    from funnel_tf.training import strategy as strat
+
+    strat.preemption_platform.cache_clear()
+    try:
+        monkeypatch.setattr(failure_handling_util, "on_gcp", lambda: True)
+        assert strat.preemption_platform() == "GCE_CPU"
+        assert not strat.tf_preemption_handler_works("multi_worker")
+        assert not strat.tf_preemption_handler_works("tpu")
+        monkeypatch.setattr(failure_handling_util, "on_gcp", lambda: False)
+        strat.preemption_platform.cache_clear()
+        assert strat.preemption_platform() == "INTERNAL_CPU"
+        assert strat.tf_preemption_handler_works("multi_worker")
+        assert not strat.tf_preemption_handler_works("mirrored")
+    finally:
+        strat.preemption_platform.cache_clear()
