@@ -32,6 +32,7 @@ from funnel_tf.modeling.heads import FunnelForSequenceClassification
 from funnel_tf.tokenizer import DEFAULT_SEQUENCE_LENGTH, FunnelTokenizer
 
 CLASSIFIER_CONFIG_NAME = "text_classifier.json"
+TASK_CONFIG_NAME = "task.json"  # what finetune.py writes beside its best/ model (tasks/runner.py)
 # The pair rule finetune.py's readers and funnel_tf.export's serving graph use.
 _TRUNCATION = "longest_first"
 
@@ -87,7 +88,12 @@ class FunnelTextClassifier(keras.Model):
         num_classes: the head's outputs (default: the checkpoint's head, else its config, else 2;
         1 = regression); a checkpoint without this head gets a new one (with a warning).
         vocab: the vocab file when the folder has none. kwargs: config overrides (e.g. hidden_dropout).
+        A finetune.py run (its model_dir or best/) keeps its task's label names, pair flag and
+        max_seq_length (task.json); a FunnelTextClassifier.save_pretrained folder its own.
         """
+        from funnel_tf.training.init_checkpoint import resolve
+
+        path = resolve(path)  # a finetuning model_dir stands for its best/ model
         saved = _read_classifier_config(path)
         if num_classes is None and label_names is not None:
             num_classes = len(label_names)
@@ -237,10 +243,27 @@ def _hf_label_names(path: str) -> Optional[list]:
 
 
 def _read_classifier_config(path: str) -> dict:
-    """text_classifier.json of a folder FunnelTextClassifier.save_pretrained wrote ({} otherwise)."""
-    config_path = os.path.join(path, CLASSIFIER_CONFIG_NAME)
+    """What the classifier needs besides the weights (sequence_length, label_names, pair), from
+    text_classifier.json (FunnelTextClassifier.save_pretrained) or else task.json (a finetune.py
+    run's best/ folder); {} for other folders."""
+    config = _read_json_object(os.path.join(path, CLASSIFIER_CONFIG_NAME))
+    if config is not None:
+        return config
+    task = _read_json_object(os.path.join(path, TASK_CONFIG_NAME))
+    if task is None or not ("label_names" in task or "regression" in task):
+        return {}  # no task.json, or another task's (SQuAD, RACE): nothing classifier-specific
+    out = {"pair": bool(task.get("pair", False))}
+    if task.get("label_names"):
+        out["label_names"] = [str(n) for n in task["label_names"]]
+    if task.get("max_seq_length"):
+        out["sequence_length"] = int(task["max_seq_length"])
+    return out
+
+
+def _read_json_object(config_path: str) -> Optional[dict]:
+    """A JSON object file; None when absent, ClassifierError when it is not a JSON object."""
     if not tf.io.gfile.exists(config_path):
-        return {}
+        return None
     try:
         with tf.io.gfile.GFile(config_path) as f:
             config = json.loads(f.read())
