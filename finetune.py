@@ -1,4 +1,4 @@
-"""Finetune a Funnel-Transformer on GLUE, text classification, SQuAD or RACE.
+r"""Finetune a Funnel-Transformer on GLUE, text classification, SQuAD or RACE.
 
     python finetune.py --task=sst-2 --data_dir=glue_data --init_checkpoint=funnel-small \
         --vocab_file=vocab.txt --model_dir=runs/sst2 --do_train --do_eval --do_predict \
@@ -21,7 +21,8 @@ import sys
 from absl import app, flags
 
 from funnel_tf import cli
-from funnel_tf.cli import absl_flags_parser, define_engine_flags, main_with_user_errors
+from funnel_tf.cli import (absl_flags_parser, define_engine_flags, main_with_user_errors,
+                           program_name)
 from funnel_tf.logs import quiet_tensorflow
 
 FLAGS = flags.FLAGS
@@ -47,6 +48,11 @@ flags.DEFINE_list("predict_splits", None, "Splits to predict with --do_predict (
 flags.DEFINE_bool("skip_malformed", False, "Skip (and count) malformed rows instead of stopping "
                   "with an error naming the file and line.")
 flags.DEFINE_integer("max_train_examples", 0, "Use only the first N training examples (0 = all).")
+flags.DEFINE_string("feature_records", "auto", "Tokenize once into TFRecord files and feed those "
+                    "(core TF ops only, as a TPU pod's hosts need): auto (on TPU and multi-worker "
+                    "strategies), always, never.")
+flags.DEFINE_string("feature_records_dir", None, "Where the feature records are cached (default "
+                    "<model_dir>/feature_records; gs:// on a TPU pod).")
 flags.DEFINE_integer("max_eval_examples", 0, "Use only the first N examples of each eval / "
                      "predict split (0 = all).")
 
@@ -140,7 +146,8 @@ def args_from_flags(f=FLAGS):
         "max_query_length", "max_answer_length", "max_qa_length")}
     run = {k: getattr(f, k) for k in (
         "seed", "steps_per_loop", "log_every", "eval_every", "save_every",
-        "skip_malformed", "nonfinite", "max_train_examples", "max_eval_examples")}
+        "skip_malformed", "nonfinite", "max_train_examples", "max_eval_examples",
+        "feature_records", "feature_records_dir")}
     run["jit_compile"] = {"true": True, "false": False}.get(f.jit_compile)
     run["keep_checkpoints"] = f.keep_checkpoints
     csv_options = None
@@ -168,20 +175,22 @@ EX_TEMPFAIL = 75  # preempted or interrupted: rerun with the same flags to resum
 
 @main_with_user_errors("finetune.py")
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from funnel_tf.tasks.errors import TaskError
+
+    if len(argv) > 1:  # the flags parser refuses these already; main() called directly too
+        raise TaskError(f"unexpected arguments {argv[1:]}: flags are --name=value")
     from funnel_tf.tasks.finetuning_run import run_finetuning
 
     try:
         summary = run_finetuning(args_from_flags())
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM outside the training loop
-        print(f"finetune.py: interrupted ({e or 'Ctrl-C'}) before the run finished; rerun with "
+        print(f"{program_name('finetune.py')}: interrupted ({e or 'Ctrl-C'}) before the run finished; rerun with "
               f"the same flags to resume from the last checkpoint", file=sys.stderr)
         return EX_TEMPFAIL
     print(json.dumps({k: v for k, v in summary.items() if k != "hparams"}, indent=1, default=str))
     if summary.get("preempted"):
         train = summary.get("train", {})
-        print(f"finetune.py: preempted at step {train.get('step')} of {train.get('total_steps')} "
+        print(f"{program_name('finetune.py')}: preempted at step {train.get('step')} of {train.get('total_steps')} "
               f"(checkpoint saved; nothing predicted or exported); rerun with the same flags to "
               f"resume", file=sys.stderr)
         return EX_TEMPFAIL
@@ -191,4 +200,4 @@ def main(argv):
 if __name__ == "__main__":
     quiet_tensorflow()  # before TF loads; keeps a TF_CPP_MIN_LOG_LEVEL the user set
     flags.mark_flags_as_required(["task", "model_dir"])
-    app.run(main, flags_parser=absl_flags_parser("finetune.py"))
+    app.run(main, flags_parser=absl_flags_parser("finetune.py", __doc__))

@@ -1,4 +1,4 @@
-"""Pretrain a Funnel-Transformer with MLM or ELECTRA on CPU, GPUs or TPU slices/pods.
+r"""Pretrain a Funnel-Transformer with MLM or ELECTRA on CPU, GPUs or TPU slices/pods.
 
     python pretrain.py                      # demo: tiny model, shipped demo corpus, CPU, ~1 minute
     python pretrain.py --train_data='gs://bucket/records/pretrain-*.tfrecord' \
@@ -146,4 +146,4 @@ def main(argv):
 
 if __name__ == "__main__":
     quiet_tensorflow()  # before TF loads; keeps a TF_CPP_MIN_LOG_LEVEL the user set
-    app.run(main, flags_parser=absl_flags_parser("pretrain.py"))
+    app.run(main, flags_parser=absl_flags_parser("pretrain.py", __doc__))
