@@ -7,6 +7,10 @@ iterator (so a resumed run sees exactly the batches it would have seen). Only th
 every worker must take part in a distributed save. Restores skip unreadable checkpoints (newest
 readable wins, found by listing files) and refuse another objective's or config's before anything
 changes; failed saves leave no partial files (checkpoint_files.py has the file-level checks).
+Saves may be asynchronous (TF's async checkpointing: the values are copied to host memory, the
+files written by a background thread, so a TPU is not stalled while gs:// is written); `wait()`
+blocks until the write is complete, and the `checkpoint` state file (what restores and `latest`
+read) names a checkpoint only once its files are complete.
 
 `warm_start` loads a Funnel backbone from a converted checkpoint (Keras `*.weights.h5`, a
 `save_pretrained` directory, or a TF object checkpoint such as one of our own training runs) and
@@ -88,9 +92,12 @@ class TrainingCheckpoint:
     """
 
     def __init__(self, model_dir: str, items: Mapping[str, object], step: tf.Variable,
-                 keep: int = 5, is_chief: bool = True, data_iterator=None):
+                 keep: int = 5, is_chief: bool = True, data_iterator=None,
+                 async_save: bool = False):
         self.model_dir = model_dir
         self.is_chief = is_chief
+        self.async_save = async_save
+        self._pending: Optional[str] = None    # prefix of an async save not yet waited for
         self.step = step
         self.keep = keep
         self._items = dict(items)
@@ -131,7 +138,14 @@ class TrainingCheckpoint:
 
     @property
     def latest(self) -> Optional[str]:
+        """The newest complete checkpoint (an async save in flight is not named until done)."""
         return self.manager.latest_checkpoint
+
+    def _options(self) -> Optional[tf.train.CheckpointOptions]:
+        if not self.async_save:
+            return None
+        _keras_variables_copy_once()
+        return tf.train.CheckpointOptions(enable_async=True)
 
     def restore_latest(self) -> Optional[str]:
         """Restore the newest readable checkpoint of the chief's directory (every worker reads
@@ -275,11 +289,14 @@ class TrainingCheckpoint:
                 f"with the same --model_dir") from e
         self._make_manager()
 
-    def save(self) -> str:
-        """Save at the current step. If tf.data cannot serialise the input iterator, drop it from
-        the checkpoint (with a warning) and save the rest; the caller learns it via `saves_data`.
-        A failed write (disk full, permissions) removes its partial files and raises
-        CheckpointWriteError naming the path; earlier checkpoints stay intact."""
+    def save(self, wait: bool = False) -> str:
+        """Save at the current step (asynchronously with `async_save`, unless `wait`: a
+        preemption or the end of training). If tf.data cannot serialise the input iterator, drop
+        it from the checkpoint (with a warning) and save the rest; the caller learns it via
+        `saves_data`. A failed write (disk full, permissions) removes its partial files and raises
+        CheckpointWriteError naming the path (for an async write: at the next save or `wait()`);
+        earlier checkpoints stay intact."""
+        self.wait()  # the previous async write first: its failure is reported as its own
         step = int(self.step.numpy())
         prefix = os.path.join(self.directory, f"ckpt-{step}")
         if prefix in self._unreadable:  # the broken files restore skipped: delete, then write
@@ -287,7 +304,7 @@ class TrainingCheckpoint:
             checkpoint_files.remove_partial_save(prefix)
         try:
             try:
-                path = self.manager.save(checkpoint_number=step)
+                path = self.manager.save(checkpoint_number=step, options=self._options())
             except (tf.errors.UnimplementedError, tf.errors.FailedPreconditionError,
                     tf.errors.InvalidArgumentError) as e:
                 if self.data_iterator is None:
@@ -298,26 +315,63 @@ class TrainingCheckpoint:
                 self.data_iterator = None
                 self._make()
                 self._cleanup(step)
-                path = self.manager.save(checkpoint_number=step)
+                path = self.manager.save(checkpoint_number=step, options=self._options())
         except KeyboardInterrupt:  # a second Ctrl-C during the save: leave no partial files
             # (it lands between TF ops: a checkpoint whose merge finished is complete; keep it)
             prefix = os.path.join(self.directory, f"ckpt-{step}")
             self._cleanup(step, keep_complete=checkpoint_files.unreadable_reason(prefix) is None)
             raise
         except (OSError, tf.errors.OpError) as e:
-            prefix = os.path.join(self.directory, f"ckpt-{step}")
-            self._cleanup(step)
-            what = "no space left on device" if checkpoint_files.is_out_of_space(e) else \
-                checkpoint_files.first_line(e)
-            previous = f"the previous checkpoint (step {self.saved_step}) is intact" \
-                if self.saved_step is not None else "no earlier checkpoint exists"
-            raise CheckpointWriteError(
-                f"{prefix}: cannot write the checkpoint: {what}; {previous}. Free space (or fix "
-                f"the permissions) and restart with the same --model_dir") from e
+            self._write_failed(step, e)
         self.saved_step = step
+        if self.async_save:
+            self._pending = prefix
+            if wait:
+                self.wait()
+            elif self.is_chief:
+                logging.info("saving checkpoint %s in the background", path)
+            return path
         if self.is_chief:
             logging.info("saved checkpoint %s", path)
         return path
+
+    def wait(self) -> None:
+        """Block until an async save in flight is written (and the state file names it); a
+        failed write removes its partial files and raises CheckpointWriteError."""
+        prefix, self._pending = self._pending, None
+        if prefix is None:
+            return
+        self.checkpoint.sync()
+        helper = getattr(self.checkpoint, "_async_checkpointer_impl", None)
+        error = getattr(helper, "_async_error", None)  # TF reports it only at the next save
+        if error is not None:
+            helper._async_error = None
+        elif checkpoint_files.unreadable_reason(prefix) is None and \
+                self.manager.latest_checkpoint == prefix:
+            if self.is_chief:
+                logging.info("saved checkpoint %s", prefix)
+            return
+        step = checkpoint_files.step_of(prefix)
+        self.saved_step = self._previous_step(step)
+        self._write_failed(step, error or OSError(f"{prefix}: incomplete after the write"))
+
+    def _previous_step(self, step: int) -> Optional[int]:
+        latest = self.manager.latest_checkpoint
+        return checkpoint_files.step_of(latest) if latest and latest != os.path.join(
+            self.directory, f"ckpt-{step}") else None
+
+    def _write_failed(self, step: int, e: BaseException):
+        """Remove the partial files of checkpoint `step` and raise CheckpointWriteError."""
+        prefix = os.path.join(self.directory, f"ckpt-{step}")
+        self._cleanup(step)
+        what = "no space left on device" if checkpoint_files.is_out_of_space(e) else \
+            checkpoint_files.first_line(e)
+        previous = f"the previous checkpoint (step {self.saved_step}) is intact" \
+            if self.saved_step is not None and self.saved_step != step else \
+            "no earlier checkpoint exists"
+        raise CheckpointWriteError(
+            f"{prefix}: cannot write the checkpoint: {what}; {previous}. Free space (or fix "
+            f"the permissions) and restart with the same --model_dir") from e
 
     def _cleanup(self, step: int, keep_complete: bool = False) -> None:
         prefix = os.path.join(self.directory, f"ckpt-{step}")
@@ -325,6 +379,26 @@ class TrainingCheckpoint:
         if removed:
             logging.warning("removed the partial checkpoint files %s", removed)
         self._make_manager()  # forget the failed path (the state file names the earlier ones)
+
+
+def _keras_variables_copy_once() -> None:
+    """Let TF's async checkpointing save Keras 3 variables more than once.
+
+    TF copies every variable to its host copy in a tf.function before each async write; Keras 3's
+    `Variable._copy_trackable_to_cpu` (keras/src/backend/tensorflow/core.py, 3.x) makes a new
+    tf.Variable on every call, which that function refuses from its second save on ("tf.function
+    only supports singleton tf.Variables"). The Keras variable's host copy is its tf.Variable's
+    own host copy (same value, same checkpoint key), which TF creates once and then assigns."""
+    from keras.src.backend.tensorflow import core
+
+    if getattr(core.Variable._copy_trackable_to_cpu, "_funnel_copy_once", False):
+        return
+
+    def copy_trackable_to_cpu(self, object_map):
+        self.value._copy_trackable_to_cpu(object_map)
+        object_map[self] = object_map[self.value]
+    copy_trackable_to_cpu._funnel_copy_once = True
+    core.Variable._copy_trackable_to_cpu = copy_trackable_to_cpu
 
 
 def read_step(path: str) -> int:

@@ -123,6 +123,9 @@ class LoopConfig:
     handle_sigterm: bool = True     # save and return on SIGTERM (unless TF's preemption handler
                                     # watches SIGTERM itself on this platform)
     handle_sigint: bool = True      # Ctrl-C: save and return (one host); a second Ctrl-C aborts
+    async_checkpoint: Optional[bool] = None  # write checkpoints in the background (TF's async
+                                    # checkpointing) while training goes on; None = on for TPU
+                                    # (a save to gs:// would stall the chips), off elsewhere
 
     def validate(self):
         if self.train_steps < 1 or self.global_batch_size < 1 or self.seq_len < 1:
@@ -384,6 +387,14 @@ class Trainer:
             previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_int)
         return previous
 
+    def _async_checkpoint(self) -> bool:
+        """Whether saves are asynchronous: LoopConfig.async_checkpoint, by default on for TPU only.
+        TF's async checkpointing copies every variable kind our strategies make (resource,
+        mirrored / MWMS / TPU distributed variables) and tf.data iterators to host memory in eager
+        mode, so any strategy may turn it on; it costs a host copy of the model + optimizer."""
+        wanted = self.config.async_checkpoint
+        return self.info.kind == "tpu" if wanted is None else bool(wanted)
+
     def prepare(self) -> Optional[str]:
         """Open model_dir's checkpoints and restore the newest readable one (or warm-start a fresh
         run); returns the restored path or None. Raises a UserError (CheckpointMismatchError,
@@ -399,7 +410,8 @@ class Trainer:
             iterator = self._distributed_iterator(0)  # plain tf.data iterator: checkpointable
         ckpt = checkpointing.TrainingCheckpoint(cfg.model_dir, items, self.step,
                                                 keep=cfg.keep_checkpoints, is_chief=info.is_chief,
-                                                data_iterator=iterator)
+                                                data_iterator=iterator,
+                                                async_save=self._async_checkpoint())
         restored = ckpt.restore_latest()
         if restored is None and cfg.warm_start:
             logging.info("warm start: %s", init_checkpoint.load_init_checkpoint(
@@ -445,6 +457,7 @@ class Trainer:
         nonfinite_total = 0
         self.acc.reset()
         progress.start(step)
+        failing = False
         try:
             scope = handler.watch_preemption_scope() if (
                 handler is not None and info.kind == "tpu") else _null_scope()
@@ -489,25 +502,43 @@ class Trainer:
                     stop = any_worker_stops(self._stop_requested.is_set())
                     if ((cfg.save_every and step % cfg.save_every == 0)
                             or step == cfg.train_steps) and ckpt.saved_step != step:
-                        ckpt.save()  # never the same step twice (a 0-step host call on a stop)
+                        # never the same step twice (a 0-step host call on a stop); the last
+                        # one and a preemption's are complete before the run returns
+                        ckpt.save(wait=stop or step == cfg.train_steps)
                     if stop:
                         if ckpt.saved_step != step:
-                            ckpt.save()
+                            ckpt.save(wait=True)
+                        ckpt.wait()
                         logging.warning("stopped at step %d on request (%s); restart with "
                                         "the same --model_dir to resume", step,
                                         self._stop_reason if self._stop_requested.is_set()
                                         else "another worker's")
                         return TrainResult(step, history, ckpt.latest, preempted=True,
                                            nonfinite_steps=nonfinite_total, start_step=start)
+        except BaseException:
+            failing = True
+            raise
         finally:
             progress.close()
             for signum, old in previous.items():
                 signal.signal(signum, old)
+            self._finish_writes(ckpt, failing)
         took = progress.compile_seconds
         logging.info("done: step %d; checkpoint %s%s", step, ckpt.latest,
                      f" (first loop incl. compile {format_duration(took)})" if took else "")
         return TrainResult(step, history, ckpt.latest, nonfinite_steps=nonfinite_total,
                            start_step=start)
+
+    @staticmethod
+    def _finish_writes(ckpt, failing: bool) -> None:
+        """Wait for an async save in flight; its failure is raised unless the run is already
+        failing with another error (then it is logged: the first error is the one to see)."""
+        try:
+            ckpt.wait()
+        except checkpointing.CheckpointWriteError as e:
+            if not failing:
+                raise
+            logging.error("%s", e)
 
     def _preemption_handler(self, ckpt):
         """TF's PreemptionCheckpointHandler where TF implements it (else None), saving through
@@ -520,7 +551,7 @@ class Trainer:
             raise _PreemptionSaved()
 
         config = tf.distribute.experimental.TerminationConfig(
-            save_fn=lambda *args, **kwargs: ckpt.save(),
+            save_fn=lambda *args, **kwargs: ckpt.save(wait=True),
             exit_fn=exit_fn if self.info.kind == "multi_worker" else None)
         # Restores the manager's latest checkpoint again (the one prepare() restored: the state
         # file points at it) and saves on a preemption notice.

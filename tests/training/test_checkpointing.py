@@ -204,14 +204,15 @@ def test_warm_start_refuses_partial_or_foreign_checkpoints(tmp_path):
 
 
 # ------------------------------------------------------------------ bad checkpoints, full disk
-def _toy_run(model_dir, steps=(100, 200), keep=5, dim=16):
+def _toy_run(model_dir, steps=(100, 200), keep=5, dim=16, async_save=False):
     """A toy model checkpointed at `steps`; returns (checkpoint, step variable, model)."""
     m = toy.ToyMLM(dim=dim)
     step = tf.Variable(0, dtype=tf.int64)
-    ck = TrainingCheckpoint(str(model_dir), {"model": m}, step, keep=keep)
+    ck = TrainingCheckpoint(str(model_dir), {"model": m}, step, keep=keep, async_save=async_save)
     for s in steps:
         step.assign(s)
         ck.save()
+    ck.wait()
     return ck, step, m
 
 
@@ -473,3 +474,30 @@ def test_state_file_with_paths_of_another_location_is_rewritten(tmp_path):
     assert ck.restore_latest() == str(tmp_path / "new" / "checkpoints" / "ckpt-200")
     assert ck.latest == str(tmp_path / "new" / "checkpoints" / "ckpt-200")
     assert "old" not in (tmp_path / "new" / "checkpoints" / "checkpoint").read_text()
+
+
+def test_failed_async_write_is_reported_at_wait_and_leaves_no_partial_files(tmp_path,
+                                                                            monkeypatch):
+    """An async save whose background write fails (disk full at the merge): `save()` returns,
+    `wait()` raises CheckpointWriteError naming the checkpoint and the intact previous one, the
+    partial files are gone, the state file never named it, and the next save works."""
+    from tensorflow.python.checkpoint import functional_saver
+
+    ck, step, m = _toy_run(tmp_path, async_save=True)
+    assert ck.checkpoint._async_checkpointer_impl is not None  # TF's async path was taken
+
+    def full(*a, **k):
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+    monkeypatch.setattr(functional_saver.gen_io_ops, "merge_v2_checkpoints", full)
+    step.assign(300)
+    ck.save()
+    with pytest.raises(CheckpointWriteError) as e:
+        ck.wait()
+    msg = one_line(e.value)
+    assert "ckpt-300" in msg and "no space left on device" in msg and "step 200" in msg
+    assert _leftovers(tmp_path) == [] and ck.latest.endswith("ckpt-200")
+    monkeypatch.undo()
+    assert _fresh(tmp_path)[0].restore_latest().endswith("ckpt-200")
+    step.assign(400)
+    ck.save(wait=True)
+    assert ck.latest.endswith("ckpt-400")

@@ -1,6 +1,7 @@
 """The training loop: learning, distribution equivalence, exact resume, NaN policy, stop requests,
 XLA + mixed_bfloat16. Fast tests use the stand-in objective in toy.py; the real-Funnel ones are slow."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -108,6 +109,38 @@ def test_resume_matches_uninterrupted_run(tmp_path, kind, mirrored):
     assert resumed.start_step == 3 and resumed.step == 6
     a, b = losses(full), losses(resumed)
     np.testing.assert_allclose([b[k] for k in (4, 5, 6)], [a[k] for k in (4, 5, 6)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["default", "mirrored"])
+def test_async_checkpoints_resume_like_the_uninterrupted_run(tmp_path, kind, mirrored):
+    """Checkpoints written in the background (TF's async checkpointing, as on TPU by default),
+    one per step, the run stopped at step 3 and resumed to 6: losses of steps 4-6 equal the
+    uninterrupted run's (weights, optimizer, dropout RNG state and, on the default strategy, the
+    tf.data iterator state all come back from the async write)."""
+    def strategy():
+        return mirrored if kind == "mirrored" else make_strategy(kind)
+    fast = dict(jit_compile=False, jit_update=False)
+    full = make_trainer(tmp_path / "full", strategy(), steps=6, **fast).train()
+    part = make_trainer(tmp_path / "part", strategy(), steps=3, save_every=1,
+                        async_checkpoint=True, **fast)
+    assert part.train().checkpoint.endswith("ckpt-3")
+    assert part._prepared.checkpoint.checkpoint._async_checkpointer_impl is not None
+    assert sorted(f for f in os.listdir(tmp_path / "part" / "checkpoints")
+                  if f.endswith(".index")) == ["ckpt-1.index", "ckpt-2.index", "ckpt-3.index"]
+    resumed = make_trainer(tmp_path / "part", strategy(), steps=6, async_checkpoint=True,
+                           **fast).train()
+    assert resumed.start_step == 3 and resumed.step == 6 and resumed.checkpoint.endswith("ckpt-6")
+    a, b = losses(full), losses(resumed)
+    np.testing.assert_allclose([b[k] for k in (4, 5, 6)], [a[k] for k in (4, 5, 6)], rtol=1e-6)
+
+
+def test_async_checkpoint_is_on_by_default_only_for_tpu(tmp_path):
+    t = make_trainer(tmp_path, steps=2)
+    assert not t._async_checkpoint()
+    t.info = dataclasses.replace(t.info, kind="tpu")
+    assert t._async_checkpoint()
+    t.config = dataclasses.replace(t.config, async_checkpoint=False)
+    assert not t._async_checkpoint()
 
 
 @pytest.mark.parametrize("jit_compile", [True, False])  # False: the fused XLA update's own check
