@@ -13,18 +13,24 @@
 with ``P = num_predict`` (85 at L=512, scaled as round(L * 85 / 512)). [CLS], [SEP] and padding
 are never targets. Strategies:
 
-- ``single_token``: tf-text's ``mask_language_model`` with its ``MaskValuesChooser`` and a
+- ``single_token``: tf-text's ``mask_language_model`` with a keyed ``MaskValuesChooser`` and a
   reproducible ``RandomItemSelector`` (``ReproducibleItemSelector``; up to P random non-special
   tokens).
 - ``word_span``: the original's whole-word spans of 1-5 words with P(len) ∝ 1/(len+1), laid out in
   regions of ~len*c words (c = (L+1-stride)/P/1.2) with a random left context, shuffled and
   accepted token by token up to P; the rest of the budget is filled with single tokens
-  (``ReproducibleItemSelector`` again); corruption by ``MaskValuesChooser``. One deliberate difference:
+  (``ReproducibleItemSelector`` again); corruption by ``KeyedMaskValuesChooser``. One deliberate difference:
   a span may end at the last word (the original's ``end < len(boundary) - 1`` never picks it).
 
 ``truncate_stride`` > 1 applies the original's truncation for pooling first: the last ``stride``
 positions become ``[SEP]`` + padding, so the tokens that truncate-seq pooling drops are never
 predicted. Everything is vectorised over the batch; no Python runs per example.
+
+Randomness is stateless: ``masker(batch, seed=key)`` is a pure function of the batch and the int
+``[2]`` key (the reader derives it from the run's seed and the batch's index in the input order,
+``batch_key``), so batches can be masked in parallel and a resumed run re-creates the masks of any
+batch without masking the ones before it. Without a key one is drawn from TF's global generator
+(ad-hoc use; not reproducible across processes).
 """
 
 from __future__ import annotations
@@ -59,29 +65,72 @@ def span_length_probs(min_words: int = 1, max_words: int = 5) -> np.ndarray:
     return p / p.sum()
 
 
+def random_key() -> tf.Tensor:
+    """An int64 [2] stateless key from TF's global generator (for calls that pass no key)."""
+    return tf.random.uniform([2], 0, 2 ** 31 - 1, dtype=tf.int64)
+
+
+def batch_key(seed: int, batch_index, stream: int = 0) -> tf.Tensor:
+    """int64 [2] key of one batch: ``seed`` folded with ``stream`` (e.g. the input pipeline id,
+    so hosts draw differently) and the batch's index in that stream's input order."""
+    key = tf.random.experimental.stateless_fold_in(
+        tf.constant([int(seed) & 0x7FFFFFFF, (int(seed) >> 31) & 0x7FFFFFFF], tf.int64), stream)
+    return tf.random.experimental.stateless_fold_in(key, tf.cast(batch_index, tf.int64))
+
+
 class ReproducibleItemSelector(tf_text.RandomItemSelector):
     """tf-text's ``RandomItemSelector`` (same arguments, same choice: a uniformly random
     ``min(ceil(n * selection_rate), max_selections_per_batch)`` of each row's n selectable items),
-    reproducible for a seed and vectorised.
+    drawn from a stateless key (``seed``, int [2]) and vectorised.
 
     tf-text shuffles each row with ``tf.random.shuffle`` inside a ``map_fn``, whose iterations run
     in parallel on the one op's random stream: which row gets which numbers depends on thread
     timing, so the same seed gave other masks on every run (and a resumed run other masks than the
-    uninterrupted one). Here one uniform key per item is drawn for the whole batch (a single op,
-    so the stream is the same every run) and a row's items with the smallest keys are selected.
+    uninterrupted one). Here one uniform key per item is drawn for the whole batch with
+    ``stateless_uniform`` (the same numbers for the same key, on any thread) and a row's items with
+    the smallest keys are selected. ``seed=None`` draws a key from TF's global generator.
     Only ``axis=1`` of a ragged-rank-1 ``[B, (L)]`` tensor, as masking uses it."""
+
+    def __init__(self, max_selections_per_batch, selection_rate, unselectable_ids=None,
+                 seed=None):
+        super().__init__(max_selections_per_batch, selection_rate, unselectable_ids=unselectable_ids)
+        self._seed = seed
 
     def get_selection_mask(self, input_ids: tf.RaggedTensor, axis: int) -> tf.RaggedTensor:
         if axis != 1 or input_ids.ragged_rank != 1 or input_ids.flat_values.shape.rank != 1:
             raise ValueError("ReproducibleItemSelector selects along axis 1 of a [B, (L)] tensor")
+        seed = random_key() if self._seed is None else self._seed
         selectable = self.get_selectable(input_ids, axis).to_tensor(default_value=False)  # [B, L]
-        keys = tf.where(selectable, tf.random.uniform(tf.shape(selectable)), 2.0)      # [B, L]
+        uniform = tf.random.stateless_uniform(tf.shape(selectable), seed=seed)          # [B, L]
+        keys = tf.where(selectable, uniform, 2.0)                                       # [B, L]
         rank = tf.argsort(tf.argsort(keys, axis=1, stable=True), axis=1, stable=True)   # [B, L]
         count = tf.reduce_sum(tf.cast(selectable, tf.float32), axis=1)                # [B]
         take = tf.minimum(tf.math.ceil(count * self.selection_rate),
                           tf.cast(self.max_selections_per_batch, tf.float32))         # [B]
         chosen = selectable & (tf.cast(rank, tf.float32) < take[:, None])             # [B, L]
         return tf.RaggedTensor.from_tensor(chosen, lengths=input_ids.row_lengths())
+
+
+class KeyedMaskValuesChooser(tf_text.MaskValuesChooser):
+    """tf-text's ``MaskValuesChooser`` (each target: ``mask_token_rate`` [MASK], ``random_token_rate``
+    a uniformly random id, the rest unchanged) drawing from a stateless key instead of the global
+    generator, so the corruption is a pure function of (targets, key)."""
+
+    def __init__(self, vocab_size, mask_token, mask_token_rate=0.8, random_token_rate=0.1, seed=None):
+        super().__init__(vocab_size, mask_token, mask_token_rate, random_token_rate)
+        self._seed = seed
+
+    def get_mask_values(self, masked_lm_ids: tf.RaggedTensor) -> tf.RaggedTensor:
+        seed = random_key() if self._seed is None else self._seed
+        split = tf.random.experimental.stateless_split(seed, 2)
+        flat = masked_lm_ids.flat_values                                              # [K]
+        u = tf.random.stateless_uniform(tf.shape(flat), seed=split[0])                # [K]
+        random_ids = tf.random.stateless_uniform(tf.shape(flat), seed=split[1], minval=0,
+                                                 maxval=self.vocab_size, dtype=flat.dtype)
+        m, r = self._mask_token_rate, self._random_token_rate
+        values = tf.where(u < m, tf.cast(self.mask_token, flat.dtype),
+                          tf.where((u > m) & (u < m + r), random_ids, flat))
+        return masked_lm_ids.with_flat_values(values)
 
 
 class MaskingError(UserError, ValueError):
@@ -117,8 +166,6 @@ class MlmMasker:
         self.mask_token_rate, self.random_token_rate = float(mask_token_rate), float(random_token_rate)
         self._word_starts = None if word_starts is None else tf.constant(np.asarray(word_starts, bool))
         self._span_logits = tf.constant(np.log(span_length_probs(min_span_words, max_span_words)), tf.float32)
-        self._chooser = tf_text.MaskValuesChooser(self.vocab_size, self.mask_id, self.mask_token_rate,
-                                                  self.random_token_rate)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, seq_len: int, **kwargs) -> "MlmMasker":
@@ -130,10 +177,14 @@ class MlmMasker:
                    tokenizer.pad_id, seq_len, **kwargs)
 
     # ------------------------------------------------------------------------------ pieces
-    def _selector(self, max_selections) -> ReproducibleItemSelector:
+    def _selector(self, max_selections, seed) -> ReproducibleItemSelector:
         # selection_rate 1.0: take min(#candidates, max_selections) random candidates per row.
         return ReproducibleItemSelector(max_selections_per_batch=max_selections, selection_rate=1.0,
-                                        unselectable_ids=[self.pad_id])
+                                        unselectable_ids=[self.pad_id], seed=seed)
+
+    def _chooser(self, seed) -> KeyedMaskValuesChooser:
+        return KeyedMaskValuesChooser(self.vocab_size, self.mask_id, self.mask_token_rate,
+                                      self.random_token_rate, seed=seed)
 
     def truncate_for_pooling(self, input_ids, attention_mask, token_type_ids):
         """Last ``stride`` positions -> [SEP] + pads (where the row was real there), as the original."""
@@ -149,8 +200,9 @@ class MlmMasker:
         types = tf.concat([token_type_ids[:, :keep], token_type_ids[:, keep:keep + 1] * real, tail_pad], axis=1)
         return ids, mask, types
 
-    def _word_span_targets(self, ids, candidates, attention_mask):
-        """bool [B, L]: the original's word-span sampler, batched."""
+    def _word_span_targets(self, ids, candidates, attention_mask, seed=None):
+        """bool [B, L]: the original's word-span sampler, batched (``seed``: int [2] key)."""
+        keys = tf.random.experimental.stateless_split(random_key() if seed is None else seed, 3)
         L, P = self.seq_len, self.num_predict
         batch = tf.shape(ids)[0]
         pos = tf.range(L, dtype=tf.int32)
@@ -162,11 +214,13 @@ class MlmMasker:
         boundary = tf.where(pos[None, :] < n_words[:, None], starts, real_len[:, None])
         boundary = tf.concat([boundary, real_len[:, None]], axis=1)
 
-        span_len = tf.random.categorical(tf.tile(self._span_logits[None], [batch, 1]), P,
-                                         dtype=tf.int32) + self.min_span_words  # [B, P] in words
+        span_len = tf.random.stateless_categorical(
+            tf.tile(self._span_logits[None], [batch, 1]), P, seed=keys[0],
+            dtype=tf.int32) + self.min_span_words  # [B, P] in words
         span_f = tf.cast(span_len, tf.float32)
         chunk = (L + 1 - self.truncate_stride) / P / 1.2  # ~5 words per target region at 512/85
-        left = tf.cast(tf.round(tf.random.uniform([batch, P]) * span_f * (chunk - 1)), tf.int32)
+        left = tf.cast(tf.round(tf.random.stateless_uniform([batch, P], seed=keys[1]) * span_f
+                                * (chunk - 1)), tf.int32)
         right = tf.cast(tf.round(span_f * chunk), tf.int32) - left
         beg_w = tf.cumsum(left, axis=1) + tf.cumsum(right, axis=1, exclusive=True)
         end_w = beg_w + span_len
@@ -174,7 +228,8 @@ class MlmMasker:
         beg_t = tf.gather(boundary, tf.minimum(beg_w, L), batch_dims=1)  # [B, P] token positions
         end_t = tf.gather(boundary, tf.minimum(end_w, L), batch_dims=1)
         # Shuffle the spans (invalid ones last), then accept tokens while the running count <= P.
-        order = tf.argsort(tf.where(valid, tf.random.uniform([batch, P]), 2.0), axis=1)
+        order = tf.argsort(tf.where(valid, tf.random.stateless_uniform([batch, P], seed=keys[2]), 2.0),
+                           axis=1)
         beg_t = tf.gather(beg_t, order, batch_dims=1)
         end_t = tf.gather(end_t, order, batch_dims=1)
         valid = tf.gather(valid, order, batch_dims=1)
@@ -185,8 +240,11 @@ class MlmMasker:
         return tf.reduce_any(in_span & (running <= P), axis=1)
 
     # ------------------------------------------------------------------------------- call
-    def __call__(self, features: dict) -> dict:
+    def __call__(self, features: dict, seed=None) -> dict:
+        """``seed``: int [2] stateless key (``batch_key``); the same batch and key give the same
+        masks. None draws one from TF's global generator."""
         features = dict(features)
+        keys = tf.random.experimental.stateless_split(random_key() if seed is None else seed, 3)
         ids = tf.cast(features.pop("input_ids"), tf.int32)
         unbatched = ids.shape.rank == 1
         if unbatched:
@@ -208,20 +266,21 @@ class MlmMasker:
             # Non-candidates become pad (unselectable) so the selector sees only real tokens.
             selectable = tf.RaggedTensor.from_tensor(tf.where(candidates, ids, self.pad_id))
             masked, positions, targets = tf_text.mask_language_model(
-                selectable, self._selector(P), self._chooser, axis=1)
+                selectable, self._selector(P, keys[0]), self._chooser(keys[1]), axis=1)
             masked_ids_full = tf.where(candidates, masked.to_tensor(shape=[None, self.seq_len]), ids)
         else:
-            is_target = self._word_span_targets(ids, candidates, attn)
+            is_target = self._word_span_targets(ids, candidates, attn, seed=keys[2])
             remaining = P - tf.reduce_sum(tf.cast(is_target, tf.int32), axis=1)  # [B] budget left
             rest = tf.RaggedTensor.from_tensor(
                 tf.where(candidates & tf.logical_not(is_target), ids, self.pad_id))
-            extra = self._selector(tf.cast(remaining, tf.float32)).get_selection_mask(rest, axis=1)
+            extra = self._selector(tf.cast(remaining, tf.float32), keys[0]).get_selection_mask(
+                rest, axis=1)
             is_target = is_target | extra.to_tensor(default_value=False, shape=[None, self.seq_len])
             where = tf.where(is_target)  # [K, 2] row-major, so positions ascend within rows
             positions = tf.RaggedTensor.from_value_rowids(
                 tf.cast(where[:, 1], tf.int32), where[:, 0], nrows=tf.cast(tf.shape(ids)[0], tf.int64))
             targets = positions.with_flat_values(tf.gather_nd(ids, where))
-            values = self._chooser.get_mask_values(targets)
+            values = self._chooser(keys[1]).get_mask_values(targets)
             masked_ids_full = tf.tensor_scatter_nd_update(ids, where, values.flat_values)
 
         batch = ids.shape[0]  # static when the dataset batches with drop_remainder=True
@@ -245,4 +304,5 @@ class MlmMasker:
 _CONTRACT = ("input_ids", "attention_mask", "token_type_ids", "masked_positions", "masked_ids",
              "masked_weights")
 
-__all__ = ["MlmMasker", "num_predictions_for", "word_start_table", "span_length_probs", "STRATEGIES"]
+__all__ = ["MlmMasker", "ReproducibleItemSelector", "KeyedMaskValuesChooser", "batch_key",
+           "num_predictions_for", "word_start_table", "span_length_probs", "STRATEGIES"]

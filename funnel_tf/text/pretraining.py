@@ -17,7 +17,9 @@ Differences from the original, all for streaming in constant memory:
 Everything is seeded, so the same inputs, vocab and seed give byte-identical shards.
 
 Reading (``make_pretraining_dataset``) shards files across hosts with ``tf.distribute.InputContext``,
-shuffles, repeats, batches with ``drop_remainder=True`` and optionally applies an online masker.
+shuffles each epoch with keys of (seed, epoch), repeats, batches with ``drop_remainder=True`` and
+optionally applies an online masker keyed on (seed, batch index): it can start at any batch in
+O(one epoch) of raw reads, which is what a resumed run does.
 
 Nothing is mixed or half-written: settings, vocab and inputs (empty, binary) are checked before
 the first shard is opened; a non-empty output folder is refused unless ``overwrite`` (which
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import inspect
 import json
 import os
 import random
@@ -45,6 +48,7 @@ from funnel_tf.errors import UserError
 from funnel_tf.text.corpus import (  # noqa: F401  (re-exported: the corpus side used to live here)
     DOC_MODES, MissingInputError, ReadStats, check_text_inputs, expand_inputs, iter_documents,
     iter_text_batches, iter_tokenized_documents, shuffle_documents)
+from funnel_tf.text import masking
 from funnel_tf.text.errors import DataFormatError, PretrainingDataError  # noqa: F401
 from funnel_tf.text.packing import A_TYPE_ID, B_TYPE_ID, CLS_TYPE_ID
 from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256, special_ids
@@ -505,52 +509,123 @@ def _check_manifest(files: Sequence[str], seq_len: int) -> None:
     check_files_against_manifests(files, seq_len)
 
 
+def records_per_file(files: Sequence[str]) -> List[int]:
+    """Records in each of ``files``: from the manifest beside it (whose byte sizes the reader has
+    checked) when it lists the file, else counted by reading the file once."""
+    listed: dict = {}
+    for d in sorted({os.path.dirname(f) for f in files}):
+        path = os.path.join(d, MANIFEST_NAME)
+        if tf.io.gfile.exists(path):
+            for e in read_manifest_file(path).get("files", []):
+                if isinstance(e, dict) and isinstance(e.get("num_examples"), int):
+                    listed[os.path.join(d, str(e.get("path")))] = e["num_examples"]
+    return [listed[f] if f in listed else
+            int(tf.data.TFRecordDataset(f).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+            for f in files]
+
+
+def _takes_seed(masker: Callable) -> bool:
+    """Whether ``masker`` takes a ``seed`` key (``MlmMasker`` does; a plain ``fn(batch)`` not)."""
+    try:
+        return "seed" in inspect.signature(masker).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
                              input_context: Optional[tf.distribute.InputContext] = None,
                              shuffle: bool = True, repeat: bool = True, shuffle_buffer: int = 20480,
                              cycle_length: int = 16, seed: Optional[int] = None, pad_id: int = 0,
                              masker: Optional[Callable[[dict], dict]] = None,
-                             cache: bool = False) -> tf.data.Dataset:
+                             cache: bool = False, start_batch: int = 0,
+                             deterministic: Optional[bool] = None) -> tf.data.Dataset:
     """Sharded pretraining TFRecords -> batched int32 features with static shapes.
 
     ``batch_size`` is the *global* batch size; with an ``input_context`` each input pipeline
     reads its own subset of files (``input_pipeline_id::num_input_pipelines``; examples are
     sharded instead when there are fewer files than pipelines) and batches per replica
     (``input_context.get_per_replica_batch_size``). Batches are ``drop_remainder=True``.
-    ``masker`` (e.g. ``masking.MlmMasker``) is applied to each batch; ``cache`` caches the raw
-    records (as the original does) so masking stays fresh every epoch.
+
+    Epoch ``e`` is shuffled with keys derived from (``seed``, e) alone, so the input order is a
+    pure function of the seed: ``start_batch=k`` yields exactly the batches k, k+1, ... of the
+    stream that starts at 0, jumping to k's epoch by arithmetic (records per pipeline come from
+    the manifests) and skipping the serialized records before k within it (never parsing or
+    masking them): a resume reads at most one epoch of raw records, whatever the step.
+
+    ``masker`` (e.g. ``masking.MlmMasker``) is applied to each batch, in parallel; one that takes
+    ``seed`` gets the key of (``seed``, pipeline id, batch index), so the masks are reproducible
+    too. ``deterministic`` (default: ``seed`` given) keeps the element order fixed. ``cache``
+    caches this pipeline's raw records (file order of epoch 0) so masking stays fresh every epoch.
     """
     patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
     files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
     if not files:
         raise MissingInputError(f"no pretraining files match {file_pattern!r}")
+    if start_batch < 0:
+        raise PretrainingDataError(f"start_batch must be >= 0, got {start_batch}")
     _check_manifest(files, seq_len)
-    per_batch = batch_size
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    shard_examples = False
+    if deterministic is None:
+        deterministic = seed is not None
+    per_batch, n_pipes, pipe_id = batch_size, 1, 0
     if input_context is not None:
         per_batch = input_context.get_per_replica_batch_size(batch_size)
-        n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
-        if len(files) >= n:
-            ds = ds.shard(n, i)
-        else:
-            shard_examples = True
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
-    if shard_examples:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if cache:
-        ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        n_pipes, pipe_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    shard_examples = n_pipes > 1 and len(files) < n_pipes
+    own_files = files if (n_pipes == 1 or shard_examples) else files[pipe_id::n_pipes]
+    base_key = None if seed is None else masking.batch_key(seed, 0, stream=-1)  # shuffle keys
+
+    def epoch_key(e):  # int64 [2]: the shuffle seeds of epoch e (files, records)
+        return None if base_key is None else tf.cast(
+            tf.random.experimental.stateless_fold_in(base_key, e), tf.int64)
+
+    def records(key) -> tf.data.Dataset:
+        """This pipeline's serialized records of one epoch, files in the order ``key`` gives."""
+        ds = tf.data.Dataset.from_tensor_slices(own_files)
+        if shuffle:
+            ds = ds.shuffle(len(own_files), seed=None if key is None else key[0])
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        return ds.shard(n_pipes, pipe_id) if shard_examples else ds
+
+    cached = records(epoch_key(0)).cache() if cache else None
+
+    def epoch(e) -> tf.data.Dataset:
+        key = epoch_key(e)
+        ds = cached if cache else records(key)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=None if key is None else key[1],
+                            reshuffle_each_iteration=False)
+        return ds
+
+    skip = start_batch * per_batch  # records of this pipeline before batch `start_batch`
     if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(per_batch, drop_remainder=True)
-    ds = ds.map(lambda s: parse_pretraining_batch(s, seq_len, pad_id), num_parallel_calls=tf.data.AUTOTUNE)
-    if masker is not None:
-        ds = ds.map(masker, num_parallel_calls=tf.data.AUTOTUNE)
+        first_epoch = 0
+        if skip:
+            counts = records_per_file(own_files)
+            total = sum(counts)
+            per_epoch = len(range(pipe_id, total, n_pipes)) if shard_examples else total
+            if per_epoch == 0:
+                raise PretrainingDataError(f"input pipeline {pipe_id} of {n_pipes} has no records "
+                                           f"in {len(own_files)} file(s)")
+            first_epoch, skip = divmod(skip, per_epoch)
+        ds = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(epoch)
+    else:
+        ds = epoch(tf.constant(0, tf.int64))
+    if skip:
+        ds = ds.skip(skip)  # serialized records: nothing before start_batch is parsed or masked
+    ds = ds.batch(per_batch, drop_remainder=True).enumerate(start=start_batch)
+    mask_seed = seed if seed is not None else random.SystemRandom().getrandbits(62)
+    keyed = masker is not None and _takes_seed(masker)
+
+    def parse_and_mask(index, serialized):  # index: this batch's position in the input order
+        features = parse_pretraining_batch(serialized, seq_len, pad_id)
+        if masker is None:
+            return features
+        if keyed:
+            return masker(features, seed=masking.batch_key(mask_seed, index, stream=pipe_id))
+        return masker(features)
+
+    ds = ds.map(parse_and_mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -558,4 +633,4 @@ __all__ = ["create_pretraining_data", "make_pretraining_dataset", "parse_pretrai
            "iter_documents", "iter_text_batches", "expand_inputs", "ExampleMaker", "ReadStats",
            "MANIFEST_NAME", "PretrainingDataError", "MissingInputError", "check_text_inputs",
            "check_files_against_manifests", "prepare_output_dir", "load_tokenizer",
-           "input_fingerprints", "check_pretraining_settings"]
+           "input_fingerprints", "check_pretraining_settings", "records_per_file"]

@@ -133,19 +133,18 @@ class PretrainingInput:
     deterministic: bool
     num_examples: Optional[int] = None
 
-    def dataset_fn(self, ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        """Per-replica batches for this input pipeline (files sharded by pipeline id).
+    def dataset_fn(self, ctx: tf.distribute.InputContext, start_batch: int = 0) -> tf.data.Dataset:
+        """Per-replica batches for this input pipeline (files sharded by pipeline id), starting at
+        this pipeline's batch `start_batch` (what `loop.Trainer` passes on resume).
 
-        deterministic=True masks batches one at a time so the masking RNG sequence is the same on
-        every run with the same seed: that is what makes a replayed resume exact (the masker uses
-        stateful random ops whose state tf.data cannot checkpoint). False masks in parallel.
+        Each batch is masked with a stateless key of (seed, pipeline id, batch index), so batches
+        are masked in parallel and a resumed run gets the masks of the uninterrupted one without
+        reading more than one epoch of raw records. deterministic=True also fixes the element
+        order (the replayed resume needs it); False lets tf.data hand batches out as they finish.
         """
-        ds = pretraining.make_pretraining_dataset(
+        return pretraining.make_pretraining_dataset(
             self.files, self.seq_len, self.global_batch_size, input_context=ctx, seed=self.seed,
-            masker=None if self.deterministic else self.masker)
-        if self.deterministic:
-            ds = ds.map(self.masker, num_parallel_calls=None).prefetch(tf.data.AUTOTUNE)
-        return ds
+            masker=self.masker, start_batch=start_batch, deterministic=self.deterministic)
 
 
 @dataclasses.dataclass

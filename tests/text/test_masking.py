@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf.text.masking import (MlmMasker, ReproducibleItemSelector, num_predictions_for,
-                                    span_length_probs, word_start_table)
+from funnel_tf.text.masking import (MlmMasker, ReproducibleItemSelector, batch_key,
+                                    num_predictions_for, span_length_probs, word_start_table)
 from funnel_tf.text.pretraining import create_pretraining_data, make_pretraining_dataset
 from funnel_tf.text.wordpiece import WordpieceTokenizer
 
@@ -168,14 +168,9 @@ def test_num_predictions_and_errors(tok):
         m({"input_ids": tf.zeros([2, 64], tf.int32)})
 
 
-@pytest.mark.parametrize("strategy", ["single_token", "word_span"])
-def test_masks_are_reproducible_for_a_seed(strategy):
-    """Two passes over the same masked dataset give the same masks, batch for batch: the replayed
-    resume of a pretraining run and two runs with one --seed depend on it. (tf-text's default
-    item shuffle runs rows in parallel on one random op, which made the masks differ between
-    passes.) Synthetic ids, so this needs no shared data."""
+def _synthetic(strategy, rows=64, seq=64, vocab=1000):
+    """Random [CLS] ... [SEP] rows of random lengths and a masker for them (no shared data)."""
     rng = np.random.RandomState(0)
-    vocab, seq, rows = 1000, 64, 64
     ids = rng.randint(10, vocab, size=(rows, seq)).astype(np.int32)
     lengths = rng.randint(8, seq + 1, size=rows)
     ids[:, 0] = 2
@@ -185,10 +180,22 @@ def test_masks_are_reproducible_for_a_seed(strategy):
                 "token_type_ids": np.zeros_like(ids)}
     masker = MlmMasker(vocab, mask_id=4, cls_id=2, sep_id=3, pad_id=0, seq_len=seq,
                        strategy=strategy, word_starts=rng.rand(vocab) < 0.7)
-    tf.random.set_seed(0)
-    ds = tf.data.Dataset.from_tensors(features).repeat(12).map(masker)
+    return features, masker
+
+
+@pytest.mark.parametrize("strategy", ["single_token", "word_span"])
+def test_masks_are_reproducible_for_a_seed(strategy):
+    """Masks are a pure function of (batch, key): masking batches in parallel (AUTOTUNE) in two
+    separately built pipelines gives the same masks, batch for batch, keyed on the batch index, so
+    a resumed run (which starts at a later index) and two runs with one --seed agree. (tf-text's
+    default item shuffle runs rows in parallel on one random op, and a stateful op in a parallel
+    map hands its numbers out in thread order: both made the masks differ between passes.)"""
+    features, masker = _synthetic(strategy)
 
     def masks():
+        ds = (tf.data.Dataset.from_tensors(features).repeat(12).enumerate()
+              .map(lambda i, f: masker(f, seed=batch_key(7, i)), num_parallel_calls=tf.data.AUTOTUNE,
+                   deterministic=True))
         return [np.concatenate([b["input_ids"].numpy(), b["masked_positions"].numpy()], axis=1)
                 for b in ds]
 
@@ -196,6 +203,27 @@ def test_masks_are_reproducible_for_a_seed(strategy):
     assert not all(np.array_equal(first[0], b) for b in first[1:])  # batches differ: random
     for i, (a, b) in enumerate(zip(first, second)):
         np.testing.assert_array_equal(a, b, err_msg=f"batch {i}")
+    # Eagerly, outside tf.data, the key alone decides: batch 5 masked on its own is batch 5.
+    alone = masker(features, seed=batch_key(7, 5))
+    np.testing.assert_array_equal(alone["input_ids"].numpy(), first[5][:, :64])
+
+
+@pytest.mark.parametrize("strategy", ["single_token", "word_span"])
+def test_keyed_masking_uses_no_stateful_random_op(strategy):
+    """With a key, the masker's graph holds only stateless random ops (no RandomUniform,
+    RandomShuffle, Multinomial...): nothing whose numbers depend on what ran before."""
+    features, masker = _synthetic(strategy, rows=4)
+    spec = {k: tf.TensorSpec([4, 64], tf.int32) for k in features}
+    graph = tf.function(lambda f, k: masker(f, seed=k)).get_concrete_function(
+        spec, tf.TensorSpec([2], tf.int64)).graph
+    ops = {op.type for op in graph.get_operations()}
+    for fn in graph._functions.values():  # noqa: SLF001 (nested functions, e.g. while bodies)
+        ops |= {node.op for node in fn.cached_definition.node_def}
+    stateful_random = {"RandomUniform", "RandomUniformInt", "RandomShuffle", "Multinomial",
+                       "RandomStandardNormal", "TruncatedNormal", "RandomGamma", "RandomPoisson",
+                       "RandomPoissonV2"}
+    assert not ops & stateful_random, ops & stateful_random
+    assert any(op.startswith("Stateless") for op in ops)
 
 
 def test_reproducible_selector_chooses_what_tf_text_chooses():

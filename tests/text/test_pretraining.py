@@ -2,12 +2,15 @@
 
 import json
 import pathlib
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from funnel_tf.text import masking
 from funnel_tf.text.__main__ import main as cli_main
+from funnel_tf.text.masking import MlmMasker
 from funnel_tf.text.pretraining import (ExampleMaker, MANIFEST_NAME, create_pretraining_data,
                                         make_pretraining_dataset)
 from funnel_tf.text.wordpiece import WordpieceTokenizer
@@ -148,6 +151,55 @@ def test_reader_repeats_shuffles_and_checks_seq_len(demo_records):
     assert int(tf.reduce_min(b["attention_mask"])) == 1  # pretraining examples are full
     with pytest.raises(ValueError, match="seq_len=48"):
         make_pretraining_dataset(str(out / "*.tfrecord"), 64, 8)
+
+
+def _recording(masker, keys):
+    """`masker`, also appending the key of every batch it masks to `keys` (as it runs)."""
+    def fn(features, seed=None):
+        note = tf.py_function(lambda k: keys.append(tuple(k.numpy().tolist())) or 0, [seed], tf.int32)
+        with tf.control_dependencies([note]):
+            return {k: tf.identity(v) for k, v in masker(features, seed=seed).items()}
+    return fn
+
+
+@pytest.mark.parametrize("pipelines", [2, 4])  # 2: files are sharded; 4 > 3 files: examples
+def test_start_batch_gives_the_same_masked_batches_without_parsing_or_masking_the_skipped(
+        demo_records, demo_tok, pipelines):
+    """Batch k is the same (examples and masks) whether the pipeline starts at 0 or at k, even
+    k epochs in; a pipeline started at k masks (and so parses: one map does both) no batch before
+    k, and starting 10**9 batches in is as quick as starting at 5. Masks run in parallel
+    (AUTOTUNE) and two builds give the same stream."""
+    out, _ = demo_records
+    masker = MlmMasker.from_tokenizer(demo_tok, SEQ)
+    pid = pipelines - 1
+    ctx = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=pid,
+                                     num_replicas_in_sync=pipelines)
+
+    def stream(start, n, keys=None):
+        ds = make_pretraining_dataset(str(out / "*.tfrecord"), SEQ, 4 * pipelines, input_context=ctx,
+                                      seed=11, shuffle_buffer=32, start_batch=start,
+                                      masker=masker if keys is None else _recording(masker, keys))
+        return [np.concatenate([b[k].numpy() for k in ("input_ids", "masked_positions", "masked_ids")], 1)
+                for b in ds.take(n)]
+
+    full = stream(0, 36)  # 4 per replica: 9-12 batches an epoch, so 3-4 epochs
+    assert not any(np.array_equal(full[0], b) for b in full[1:])
+    again = stream(0, 36)
+    assert all(np.array_equal(a, b) for a, b in zip(full, again))  # parallel masking, same masks
+    for k in (5, 31):
+        keys = []
+        got = stream(k, 3, keys)
+        for i, (a, b) in enumerate(zip(got, full[k:k + 3])):
+            np.testing.assert_array_equal(a, b, err_msg=f"start {k}, batch {k + i}")
+        later = {tuple(masking.batch_key(11, j, stream=pid).numpy().tolist()) for j in range(k, k + 64)}
+        assert keys and set(keys) <= later, "a batch before start_batch was parsed and masked"
+    times = {}
+    for k in (5, 10 ** 9):
+        keys, t = [], time.perf_counter()
+        assert len(stream(k, 1, keys)) == 1
+        times[k] = time.perf_counter() - t
+        assert keys[0] == tuple(masking.batch_key(11, k, stream=pid).numpy().tolist())
+    assert times[10 ** 9] < 3 * times[5] + 5, times  # O(one epoch), not O(start_batch)
 
 
 def test_cli_create_pretraining_data_and_build_vocab(tmp_path, capsys):

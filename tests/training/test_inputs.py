@@ -36,3 +36,27 @@ def test_non_utf8_line_skipped_on_request(tmp_path):
     assert data.tokenizer.vocab_size == 919
     manifest = inputs.read_manifest(data.files)
     assert manifest["num_examples"] > 0
+
+
+def test_dataset_fn_starts_at_a_batch_with_the_masks_of_the_uninterrupted_stream(tmp_path):
+    """`PretrainingInput.dataset_fn(ctx, start_batch=k)` (what a replayed resume calls) yields the
+    batches k, k+1, ... of `dataset_fn(ctx)`, masks included, several epochs in."""
+    import numpy as np
+    import tensorflow as tf
+
+    from funnel_tf.text import pretraining
+
+    records = tmp_path / "records"
+    pretraining.create_pretraining_data([str(DEMO_CORPUS)], str(records), DEMO_VOCAB, seq_len=32,
+                                        num_shards=2, seed=3, max_examples=40, progress=None)
+    cfg = load_config("tiny").replace(vocab_size=919)
+    data = inputs.build_pretraining_input([str(records / "*.tfrecord")], 32, 8, cfg, seed=5)
+    ctx = tf.distribute.InputContext()
+
+    def batches(ds, n):
+        return [np.concatenate([b["input_ids"], b["masked_positions"]], 1) for b in ds.take(n)]
+
+    full = batches(data.dataset_fn(ctx), 14)  # 5 batches an epoch
+    resumed = batches(data.dataset_fn(ctx, start_batch=11), 3)
+    for i, (a, b) in enumerate(zip(resumed, full[11:])):
+        np.testing.assert_array_equal(a, b, err_msg=f"batch {11 + i}")
