@@ -8,6 +8,7 @@ state of FunnelBaseModel (encoder only, as in the paper). Logits are always floa
 from typing import Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
@@ -16,7 +17,7 @@ from funnel_tf.modeling.compute_weights import compute_weight
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.embeddings import FunnelEmbeddings
 from funnel_tf.modeling.initializers import dense_initializer
-from funnel_tf.modeling.model import FunnelBaseModel, FunnelModel
+from funnel_tf.modeling.model import CheckedCall, FunnelBaseModel, FunnelModel, ModelInputError
 from funnel_tf.modeling.pretrained import PretrainedMixin
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
@@ -31,12 +32,17 @@ def gather_positions(hidden, positions):
     return tf.gather(hidden, tf.cast(positions, tf.int32), batch_dims=1)
 
 
+def _shape_of(value) -> tf.TensorShape:
+    """The static shape of a tensor, array or nested list."""
+    return tf.TensorShape(value.shape if hasattr(value, "shape") else np.shape(value))
+
+
 def _serializable(cls):
     """Registers a class with Keras under "funnel_tf>ClassName" (`keras.saving.load_model` finds it)."""
     return keras.saving.register_keras_serializable(package="funnel_tf")(cls)
 
 
-class _Head(PretrainedMixin, FunnelConfigSerializable, keras.Model):
+class _Head(CheckedCall, PretrainedMixin, FunnelConfigSerializable, keras.Model):
     """Common plumbing: config serialisation, from/save_pretrained and the backbone attribute `funnel`."""
 
     backbone_cls = FunnelModel
@@ -188,8 +194,19 @@ class FunnelForMultipleChoice(_Head):
         self.classifier.build()
 
     def call(self, inputs, training=False, output_hidden_states=False):
+        if not isinstance(inputs, dict) or "input_ids" not in inputs:
+            raise ModelInputError("FunnelForMultipleChoice takes a dict with 'input_ids' "
+                                  "[batch, num_choices, seq_len] (and attention_mask, token_type_ids)")
         ids = inputs["input_ids"]
-        num_choices, seq_len = ids.shape[1], ids.shape[2]
+        shape = _shape_of(ids)
+        if shape.rank != 3 or shape[1] is None or shape[2] is None:
+            raise ModelInputError(f"input_ids: FunnelForMultipleChoice takes [batch, num_choices, seq_len] with "
+                                  f"a static num_choices and seq_len, got {shape}")
+        for name in ("attention_mask", "token_type_ids"):
+            if inputs.get(name) is not None and not _shape_of(inputs[name]).is_compatible_with(shape):
+                raise ModelInputError(f"{name}: shape {_shape_of(inputs[name])} does not match input_ids "
+                                      f"{shape}")
+        num_choices, seq_len = shape[1], shape[2]
         flat = {k: tf.reshape(v, [-1, seq_len]) for k, v in inputs.items()
                 if k in ("input_ids", "attention_mask", "token_type_ids")}
         out = self.funnel(flat, training=training, output_hidden_states=output_hidden_states)
