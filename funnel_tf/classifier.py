@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from funnel_tf import xla
-from funnel_tf.errors import UserError
+from funnel_tf.classifier_inputs import (ClassifierError, ClassifierTypeError, as_texts, check_dataset,
+                                         check_features, check_labels, is_features)
 from funnel_tf.modeling.heads import FunnelForSequenceClassification
 from funnel_tf.tokenizer import DEFAULT_SEQUENCE_LENGTH, FunnelTokenizer
 
@@ -37,12 +38,6 @@ TASK_CONFIG_NAME = "task.json"  # what finetune.py writes beside its best/ model
 _TRUNCATION = "longest_first"
 
 
-class ClassifierError(UserError, ValueError):
-    """A classifier that cannot be built, fed or saved as asked; says what to do."""
-
-
-def _is_features(x) -> bool:
-    return isinstance(x, dict) and "input_ids" in x
 
 
 @keras.saving.register_keras_serializable(package="funnel_tf")
@@ -113,7 +108,7 @@ class FunnelTextClassifier(keras.Model):
     # ------------------------------------------------------------------------------- forward
     def preprocess(self, x):
         """texts [N], (texts, pair_texts) or a features dict -> the model's input dict."""
-        if _is_features(x):
+        if is_features(x):
             return x
         if isinstance(x, (tuple, list)) and len(x) == 2 and not isinstance(x[0], (str, bytes)) \
                 and not (isinstance(x, list) and all(isinstance(t, (str, bytes)) for t in x)):
@@ -138,35 +133,61 @@ class FunnelTextClassifier(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
-        """Keras' fit on `(texts, labels)` batches (a tf.data.Dataset) or on a list of texts with `y`.
-        A dataset is taken as already shuffled (no Keras warning about `shuffle`)."""
-        if isinstance(x, (list, tuple)) and x and all(isinstance(t, (str, bytes)) for t in x):
-            if y is None or len(y) != len(x):
-                raise ClassifierError(f"fit on a list of {len(x)} texts needs y with one label per text")
-            x = tf.data.Dataset.from_tensor_slices((tf.constant(list(x)), tf.constant(y))).shuffle(
-                len(x), seed=kwargs.pop("seed", None)).batch(batch_size or 32)
-            y, batch_size = None, None
+        """Keras' fit on `(texts, labels)` batches (a tf.data.Dataset) or on texts / `(texts,
+        pair_texts)` / a features dict with `y` (then shuffled and batched here; `seed` fixes the
+        shuffle). A dataset is taken as already shuffled (no Keras warning about `shuffle`).
+        Inputs and labels are checked before Keras compiles anything (see classifier_inputs)."""
+        x, y, batch_size = self._labelled(x, y, batch_size, "fit", shuffle=True, seed=kwargs.pop("seed", None))
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, **kwargs):
+        """Keras' evaluate on the inputs fit takes (checked the same way); quiet unless `verbose`."""
+        x, y, batch_size = self._labelled(x, y, batch_size, "evaluate", shuffle=False)
+        return super().evaluate(x, y, batch_size=batch_size, verbose=verbose, **kwargs)
+
+    def _labelled(self, x, y, batch_size, what: str, shuffle: bool, seed=None):
+        """(x, y, batch_size) for Keras from what fit/evaluate accept, after checking them."""
+        if isinstance(x, tf.data.Dataset):
+            if y is not None:
+                raise ClassifierError(f"{what}: y must be None with a dataset (its elements carry the labels)")
+            check_dataset(x, self.num_classes, labelled=True, pair=self.pair)
+            return x, None, None
+        if is_features(x):
+            check_features(x)
+            return x, check_labels(y, self.num_classes, len(x["input_ids"])), batch_size
+        texts = as_texts(x, "x", self.pair)
+        labels = check_labels(y, self.num_classes, len(texts[0]))
+        if not len(labels):
+            raise ClassifierError(f"{what}: no texts given")
+        inputs = tf.constant(texts[0]) if len(texts) == 1 else (tf.constant(texts[0]), tf.constant(texts[1]))
+        data = tf.data.Dataset.from_tensor_slices((inputs, labels))
+        if shuffle:
+            data = data.shuffle(len(labels), seed=seed)
+        return data.batch(batch_size or 32), None, None
+
     def predict(self, x, batch_size=32, verbose=0, **kwargs):
-        """Logits [N, C] (numpy) for raw strings: a list, `(texts, pair_texts)`, or a tf.data.Dataset
-        of string batches. Quiet unless `verbose` (Keras' progress bar) is set."""
+        """Logits [N, C] (numpy) for raw strings: a list, `(texts, pair_texts)`, a features dict,
+        or a tf.data.Dataset of string batches (pairs as `((texts, pair_texts),)` elements).
+        Checked before Keras compiles anything. Quiet unless `verbose` (Keras' progress bar)."""
         if isinstance(x, (str, bytes)):
             raise ClassifierError("predict takes a list of texts; wrap the one string: predict([text])")
-        if isinstance(x, np.ndarray) and x.ndim == 1 and x.dtype.kind in "USO":
-            x = [t if isinstance(t, (str, bytes)) else str(t) for t in x.tolist()]
-        if isinstance(x, (list, tuple)) and len(x) == 0:
-            return tf.zeros([0, self.num_classes]).numpy()
-        if isinstance(x, (list, tuple)) and all(isinstance(t, (str, bytes)) for t in x):
-            x = tf.data.Dataset.from_tensor_slices(tf.constant(list(x))).batch(batch_size)
-            batch_size = None
-        elif isinstance(x, tuple) and len(x) == 2 and not _is_features(x[0]):  # (texts, pair_texts)
-            pairs = tf.data.Dataset.from_tensor_slices((tf.constant(list(x[0])), tf.constant(list(x[1]))))
-            x = pairs.batch(batch_size).map(lambda a, b: ((a, b),))  # a 1-tuple: Keras' x, no y
-            batch_size = None
-        return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
+        if isinstance(x, tf.data.Dataset):
+            check_dataset(x, self.num_classes, labelled=False, pair=self.pair)
+            return super().predict(x, verbose=verbose, **kwargs)
+        if is_features(x):
+            check_features(x)
+            return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
+        texts = as_texts(x, "x", self.pair)
+        if not texts[0]:
+            return np.zeros([0, self.num_classes], np.float32)
+        if len(texts) == 1:
+            data = tf.data.Dataset.from_tensor_slices(tf.constant(texts[0])).batch(batch_size)
+        else:  # a 1-tuple per element: Keras' x, no y
+            data = tf.data.Dataset.from_tensor_slices((tf.constant(texts[0]), tf.constant(texts[1])))
+            data = data.batch(batch_size).map(lambda a, b: ((a, b),))
+        return super().predict(data, verbose=verbose, **kwargs)
 
     # --------------------------------------------------------------------------------- saving
     def get_config(self):
@@ -274,4 +295,4 @@ def _read_json_object(config_path: str) -> Optional[dict]:
     return config
 
 
-__all__ = ["FunnelTextClassifier", "ClassifierError"]
+__all__ = ["FunnelTextClassifier", "ClassifierError", "ClassifierTypeError"]
