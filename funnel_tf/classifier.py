@@ -118,9 +118,23 @@ class FunnelTextClassifier(keras.Model):
     def call(self, inputs, training=False):
         return self.model(self.preprocess(inputs), training=training)["logits"]  # [N, C]
 
-    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", nonfinite: str = "stop",
+                max_nonfinite: int = 100, **kwargs):
         """Keras' compile with this task's defaults: AdamW(2e-5), cross-entropy on logits (MSE for
-        one output), accuracy. jit_compile is off: the tokenizer's string ops do not run under XLA."""
+        one output), accuracy. jit_compile is off: the tokenizer's string ops do not run under XLA.
+
+        nonfinite: what fit does with a step whose loss or a gradient is NaN/inf (the scripts'
+        --nonfinite): its update is never applied; "stop" then raises
+        funnel_tf.training.loop.NonFiniteLossError (a UserError) naming the step, with the weights
+        at their last finite values; "skip" goes on, counting such steps in
+        history["nonfinite_steps"], and raises once more than `max_nonfinite` were skipped."""
+        from funnel_tf.nonfinite_guard import NonFiniteGuard, check_policy
+
+        check_policy(nonfinite, max_nonfinite)
+        if getattr(self, "_nonfinite_guard", None) is None:
+            self._nonfinite_guard = NonFiniteGuard(nonfinite, max_nonfinite)
+        else:
+            self._nonfinite_guard.set_policy(nonfinite, max_nonfinite)
         if optimizer == "auto":
             optimizer = keras.optimizers.AdamW(2e-5, weight_decay=0.01)
         regression = self.num_classes == 1
@@ -132,6 +146,29 @@ class FunnelTextClassifier(keras.Model):
         kwargs.setdefault("jit_compile", False)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def set_nonfinite(self, nonfinite: str, max_nonfinite: int = 100) -> None:
+        """Change compile's `nonfinite` policy without recompiling (the compiled step reads it)."""
+        if getattr(self, "_nonfinite_guard", None) is None:
+            raise ClassifierError("call compile() first")
+        self._nonfinite_guard.set_policy(nonfinite, max_nonfinite)
+
+    def train_step(self, data):
+        """Keras' train step, but a step with a non-finite loss or gradient applies no update
+        (see compile's `nonfinite`); its loss is left out of the reported mean."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        guard = self._nonfinite_guard
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_weights)
+        finite = guard.finite(loss, grads)
+        count = tf.cast(tf.shape(y_pred)[0], loss.dtype)
+        self._loss_tracker.update_state(tf.where(finite, _unscale(loss), tf.zeros_like(loss)),
+                                        sample_weight=tf.where(finite, count, tf.zeros_like(count)))
+        guard.apply(self.optimizer, finite, grads, self.trainable_weights)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         """Keras' fit on `(texts, labels)` batches (a tf.data.Dataset) or on texts / `(texts,
         pair_texts)` / a features dict with `y` (then shuffled and batched here; `seed` fixes the
@@ -140,6 +177,9 @@ class FunnelTextClassifier(keras.Model):
         x, y, batch_size = self._labelled(x, y, batch_size, "fit", shuffle=True, seed=kwargs.pop("seed", None))
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)
+        if getattr(self, "_nonfinite_guard", None) is None:
+            raise ClassifierError("call compile() before fit")
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [self._nonfinite_guard.callback()]
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, **kwargs):
@@ -247,6 +287,15 @@ class FunnelTextClassifier(keras.Model):
         module = ClassifierServing(self.model, self.tokenizer.wordpiece, self.tokenizer.sequence_length,
                                    pair=self.pair if pair is None else pair, label_names=names)
         return export_saved_model(module, export_dir, overwrite=overwrite)
+
+
+def _unscale(loss):
+    """Keras' per-replica loss back to the global mean for its loss tracker (identity on one replica)."""
+    try:
+        from keras.src.losses.loss import unscale_loss_for_distribution
+    except ImportError:  # older Keras 3: no distribution scaling
+        return loss
+    return unscale_loss_for_distribution(loss)
 
 
 def _hf_label_names(path: str) -> Optional[list]:
