@@ -10,7 +10,9 @@ changes; failed saves leave no partial files (checkpoint_files.py has the file-l
 Saves may be asynchronous (TF's async checkpointing: the values are copied to host memory, the
 files written by a background thread, so a TPU is not stalled while gs:// is written); `wait()`
 blocks until the write is complete, and the `checkpoint` state file (what restores and `latest`
-read) names a checkpoint only once its files are complete.
+read) names a checkpoint only once its files are complete. Every save first re-checks the
+model_dir's run lock held by this process (run_lock.verify_held): a run whose lock was deleted or
+taken over stops with RunLockLostError before it writes.
 
 `warm_start` loads a Funnel backbone from a converted checkpoint (Keras `*.weights.h5`, a
 `save_pretrained` directory, or a TF object checkpoint such as one of our own training runs) and
@@ -34,7 +36,7 @@ from tensorflow.python.checkpoint import checkpoint_management
 from tensorflow.python.trackable import base as trackable_base
 
 from funnel_tf.errors import UserError
-from funnel_tf.training import checkpoint_files
+from funnel_tf.training import checkpoint_files, run_lock
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -275,6 +277,7 @@ class TrainingCheckpoint:
             return
         if not self.is_chief:
             return
+        run_lock.verify_held(self.model_dir)
         # What CheckpointManager itself writes (relative names), without v1's deprecation notice.
         try:
             checkpoint_management.update_checkpoint_state_internal(
@@ -296,6 +299,7 @@ class TrainingCheckpoint:
         `saves_data`. A failed write (disk full, permissions) removes its partial files and raises
         CheckpointWriteError naming the path (for an async write: at the next save or `wait()`);
         earlier checkpoints stay intact."""
+        run_lock.verify_held(self.model_dir)  # still this run's model_dir, or nothing is written
         self.wait()  # the previous async write first: its failure is reported as its own
         step = int(self.step.numpy())
         prefix = os.path.join(self.directory, f"ckpt-{step}")

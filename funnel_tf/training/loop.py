@@ -55,7 +55,7 @@ from absl import logging
 
 from funnel_tf import xla
 from funnel_tf.errors import UserError
-from funnel_tf.training import checkpointing, init_checkpoint
+from funnel_tf.training import checkpointing, init_checkpoint, run_lock
 from funnel_tf.training.objectives import Objective
 from funnel_tf.training.progress import ProgressLogger, format_duration
 from funnel_tf.training.strategy import strategy_info
@@ -498,10 +498,18 @@ class Trainer:
                             history.append(progress.log(step, metrics, self._learning_rate(),
                                                         {"nonfinite_steps": nonfinite_total}))
                         self.acc.reset()
-                    # Every worker reaches every boundary: all of them stop at the same step.
-                    stop = any_worker_stops(self._stop_requested.is_set())
-                    if ((cfg.save_every and step % cfg.save_every == 0)
-                            or step == cfg.train_steps) and ckpt.saved_step != step:
+                    save_due = ((cfg.save_every and step % cfg.save_every == 0)
+                                or step == cfg.train_steps) and ckpt.saved_step != step
+                    # Every worker reaches every boundary: all of them stop at the same step, and
+                    # all of them stop when the chief's run lock was lost before a save.
+                    lost = self._check_lock() if save_due else None
+                    stop, any_lost = any_worker_stops(self._stop_requested.is_set(),
+                                                      lost is not None)
+                    if any_lost:
+                        raise lost or run_lock.RunLockLostError(
+                            f"{cfg.model_dir}: the chief worker's run lock was removed or taken "
+                            f"by another run; stopped before writing (see the chief's log)")
+                    if save_due:
                         # never the same step twice (a 0-step host call on a stop); the last
                         # one and a preemption's are complete before the run returns
                         ckpt.save(wait=stop or step == cfg.train_steps)
@@ -558,23 +566,39 @@ class Trainer:
         return tf.distribute.experimental.PreemptionCheckpointHandler(
             self.strategy.cluster_resolver, ckpt.manager, termination_config=config)
 
-    def _make_stop_agreement(self) -> Callable[[bool], bool]:
-        """local stop flag -> whether any worker's flag is set. One process (single host, or
-        TPUStrategy's one client): the flag itself. Several workers: a SUM all-reduce of the 0/1
-        flags, run by every worker at every host-call boundary (so they stop at the same step)."""
-        if self.info.kind != "multi_worker" or self.info.num_workers == 1:
-            return lambda local: bool(local)
+    def _multi_worker(self) -> bool:
+        return self.info.kind == "multi_worker" and self.info.num_workers > 1
+
+    def _check_lock(self) -> Optional[run_lock.RunLockLostError]:
+        """Multi-worker chief, before a save: the run lock error to share with every worker (the
+        save itself checks it too, see checkpointing.py); None when it is still held."""
+        if not (self._multi_worker() and self.info.is_chief):
+            return None
+        try:
+            run_lock.verify_held(self.config.model_dir)
+        except run_lock.RunLockLostError as e:
+            return e
+        return None
+
+    def _make_stop_agreement(self) -> Callable[[bool, bool], tuple]:
+        """(local stop flag, local lock-lost flag) -> whether any worker set each. One process
+        (single host, or TPUStrategy's one client): the flags themselves. Several workers: a SUM
+        all-reduce of the 0/1 flags, run by every worker at every host-call boundary (so they
+        stop at the same step)."""
+        if not self._multi_worker():
+            return lambda stop, lost: (bool(stop), bool(lost))
         strategy = self.strategy
 
         @tf.function
-        def flags_sum(flag):
+        def flags_sum(flags):
             def replica(f):  # identity: a value on the replica's device (else no destination)
                 return tf.distribute.get_replica_context().all_reduce(
                     tf.distribute.ReduceOp.SUM, tf.identity(f))
-            return strategy.experimental_local_results(strategy.run(replica, args=(flag,)))[0]
+            return strategy.experimental_local_results(strategy.run(replica, args=(flags,)))[0]
 
-        def any_worker(local: bool) -> bool:
-            return float(flags_sum(tf.constant(1.0 if local else 0.0)).numpy()) > 0
+        def any_worker(stop: bool, lost: bool) -> tuple:
+            total = flags_sum(tf.constant([float(stop), float(lost)])).numpy()
+            return bool(total[0] > 0), bool(total[1] > 0)
         return any_worker
 
     def _chunk(self, step: int) -> int:

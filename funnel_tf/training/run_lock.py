@@ -10,6 +10,12 @@ Local paths get an atomic create (hard link of a fully written file, else O_EXCL
 no exclusive create, so the lock is written and read back (the last writer of a race wins; the
 other sees a different token and backs off).
 
+The holder re-checks the lock before it writes (`verify_held(model_dir)`, called by every
+checkpoint save): a lock deleted or replaced under a live run (by hand, or by a second run that then
+took the folder) stops this run with RunLockLostError before it writes anything more, and a lock
+still ours is refreshed (its `refreshed` time). Locks this process holds are kept in a registry by
+model_dir, so the save path needs no lock object passed down.
+
 Multi-worker jobs: only the chief takes the lock (every worker shares the model_dir), so callers pass
 `ModelDirLock(model_dir, enabled=is_chief)`. Creating the lock creates model_dir: take it only after
 the inputs have been validated (nothing is written before a user error).
@@ -23,7 +29,7 @@ import os
 import socket
 import time
 import uuid
-from typing import Optional
+from typing import Dict, Optional
 
 from absl import logging
 
@@ -34,6 +40,29 @@ LOCK_NAME = "RUN_LOCK"
 
 class ModelDirLockedError(UserError, RuntimeError):
     """Another run holds (or may hold) the model_dir; the message names it and what to do."""
+
+
+class RunLockLostError(ModelDirLockedError):
+    """The run's own lock was removed or taken by another run while it ran; it stopped before
+    writing (another run may be writing the same model_dir)."""
+
+
+# model_dir (normalised) -> the ModelDirLock this process holds on it
+_HELD: Dict[str, "ModelDirLock"] = {}
+
+
+def _key(model_dir: str) -> str:
+    path = model_dir.rstrip("/") or "/"
+    return os.path.abspath(_local(path)) if _is_local(path) else path
+
+
+def verify_held(model_dir: str) -> None:
+    """Before writing into `model_dir`: if this process holds its lock, check that the lock file
+    is still ours (refreshing it) or raise RunLockLostError; without a lock held here (a
+    non-chief worker, a library caller that took none) there is nothing to check."""
+    lock = _HELD.get(_key(model_dir))
+    if lock is not None:
+        lock.verify()
 
 
 def _is_local(path: str) -> bool:
@@ -133,6 +162,8 @@ class ModelDirLock:
         self.enabled = enabled
         self.path = os.path.join(model_dir, LOCK_NAME)
         self._token: Optional[str] = None
+        self._record: dict = {}
+        self._lost: Optional[str] = None  # why the lock is no longer ours (verify() found it)
 
     # ------------------------------------------------------------------ public
     @property
@@ -157,6 +188,8 @@ class ModelDirLock:
             for _ in range(5):
                 if self._try_create(record):
                     self._token = token
+                    self._record = record
+                    _HELD[_key(self.model_dir)] = self
                     return self
                 holder = self._read()
                 if holder is None:  # removed (released) between our create and the read: retry
@@ -173,6 +206,9 @@ class ModelDirLock:
 
     def release(self) -> None:
         """Remove the lock if it is still ours."""
+        if _HELD.get(_key(self.model_dir)) is self:
+            del _HELD[_key(self.model_dir)]
+        self._lost = None
         if self._token is None:
             return
         try:
@@ -183,6 +219,57 @@ class ModelDirLock:
             logging.warning("could not remove the run lock %s: %s", self.path, e)
         finally:
             self._token = None
+
+    def verify(self) -> None:
+        """Raise RunLockLostError unless the lock file is still this holder's; refresh it (its
+        `refreshed` time) when it is. A lock that cannot be read (storage down) is an error too:
+        writing without knowing would risk two runs interleaving."""
+        if self._lost is not None:  # every later write is refused too
+            raise RunLockLostError(self._lost)
+        if self._token is None:
+            return
+        try:
+            holder = self._read()
+        except _io_errors() as e:
+            raise RunLockLostError(
+                f"{self.model_dir}: cannot read this run's lock {self.path} before writing "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); stopped without "
+                f"writing: restart with the same --model_dir when the storage is reachable") from e
+        if holder is not None and holder.get("token") == self._token:
+            self._refresh()
+            return
+        self._token = None  # not ours any more: release() must not remove the other run's lock
+        if holder is None:
+            what = "was removed while this run held it"
+        elif not holder:
+            what = "was replaced by an unreadable one"
+        else:
+            since = f", since {holder['started']}" if holder.get("started") else ""
+            what = (f"is now held by another run (PID {holder.get('pid')} on host "
+                    f"{holder.get('host')}{since})")
+        self._lost = (
+            f"{self.model_dir}: this run's lock {self.path} {what}; stopped before writing so "
+            f"that two runs do not interleave checkpoints. Stop the other run (or use another "
+            f"--model_dir), then restart this one with the same --model_dir to resume")
+        raise RunLockLostError(self._lost)
+
+    def _refresh(self) -> None:
+        """Rewrite our lock with the time of this check (a heartbeat for whoever inspects it)."""
+        record = dict(self._record, refreshed=datetime.datetime.now().isoformat(
+            timespec="seconds"))
+        data = json.dumps(record)
+        try:
+            if _is_local(self.path):
+                path = _local(self.path)
+                tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+                with open(tmp, "w") as f:
+                    f.write(data)
+                os.replace(tmp, path)  # atomic: a reader sees the old or the new record
+            else:
+                with _gfile().io.gfile.GFile(self.path, "w") as f:
+                    f.write(data)
+        except _io_errors() as e:  # the lock is still ours; only the heartbeat is missed
+            logging.warning("could not refresh the run lock %s: %s", self.path, e)
 
     def __enter__(self) -> "ModelDirLock":
         return self.acquire()

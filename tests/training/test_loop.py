@@ -421,3 +421,42 @@ def test_data_loss_detail_keeps_the_informative_line():
         "record at 1809 [Op:IteratorGetNext] name:\n\t [[{{node while/IteratorGetNext}}]]"))
     assert data_loss_detail(error) == "truncated record at 1809"
     assert data_loss_detail(tf.errors.DataLossError(None, None, "")) == "DataLossError"
+
+
+class _LoseLockAt(Trainer):
+    """At the host-call boundary `at`, deletes model_dir's RUN_LOCK or puts another run's there."""
+
+    def __init__(self, *args, at=2, how="deleted", **kw):
+        super().__init__(*args, **kw)
+        self._at, self._how = at, how
+
+    def _chunk(self, step):
+        if step == self._at:
+            path = os.path.join(self.config.model_dir, "RUN_LOCK")
+            os.remove(path)
+            if self._how == "replaced":
+                with open(path, "w") as f:
+                    f.write('{"pid": 4242, "host": "other-host", "token": "theirs"}')
+        return super()._chunk(step)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_run_that_lost_its_lock_stops_before_the_next_save(tmp_path, how):
+    """RUN_LOCK deleted (or replaced by another run's) under a live run: the next save refuses
+    with a one-line RunLockLostError naming the other holder, and writes no checkpoint."""
+    from funnel_tf.errors import one_line
+    from funnel_tf.training.run_lock import ModelDirLock, RunLockLostError
+
+    t = make_trainer(tmp_path, steps=6, steps_per_loop=1, save_every=2, jit_compile=False,
+                     jit_update=False)
+    t = _LoseLockAt(t.strategy, t.objective, t.optimizer_fn, t.dataset_fn, t.config, at=3,
+                    how=how)
+    with ModelDirLock(str(tmp_path)):
+        with pytest.raises(RunLockLostError) as e:
+            t.train()
+    msg = one_line(e.value)
+    assert msg == str(e.value) and "RUN_LOCK" in msg
+    assert ("PID 4242 on host other-host" if how == "replaced" else "was removed") in msg
+    ckpts = sorted(f for f in os.listdir(tmp_path / "checkpoints") if f.startswith("ckpt-"))
+    assert ckpts == ["ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+    assert "ckpt-2" in open(tmp_path / "checkpoints" / "checkpoint").readline()

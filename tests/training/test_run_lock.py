@@ -112,3 +112,42 @@ def test_lock_path_taken_by_a_folder_is_a_user_error(tmp_path):
     (tmp_path / LOCK_NAME).mkdir()
     with pytest.raises(ModelDirLockedError, match="RUN_LOCK"):
         ModelDirLock(str(tmp_path)).acquire()
+
+
+# ------------------------------------------------------------------ a lock lost under a live run
+def test_lock_deleted_under_the_holder_is_refused_at_the_next_write(tmp_path):
+    """verify_held: still ours -> refreshed; deleted -> RunLockLostError (a one-line UserError)
+    now and at every later check; release() then removes nothing (a new run's lock stays)."""
+    from funnel_tf.training.run_lock import RunLockLostError, verify_held
+
+    d = str(tmp_path / "run")
+    lock = ModelDirLock(d).acquire()
+    path = os.path.join(d, LOCK_NAME)
+    verify_held(d + "/")  # the same folder however it is spelled
+    assert "refreshed" in json.loads(open(path).read())
+    os.remove(path)
+    for _ in range(2):
+        with pytest.raises(RunLockLostError) as e:
+            verify_held(d)
+        msg = one_line(e.value)
+        assert isinstance(e.value, UserError) and msg == str(e.value)
+        assert f"{path} was removed while this run held it" in msg and "--model_dir" in msg
+    other = ModelDirLock(d).acquire()  # a second run takes the folder
+    lock.release()
+    assert os.path.exists(path)  # the first run's release leaves the second run's lock alone
+    verify_held(d)  # the second run's own check passes
+    other.release()
+    verify_held(d)  # no lock held here: nothing to check
+
+
+def test_lock_taken_by_another_run_names_it(tmp_path):
+    from funnel_tf.training.run_lock import RunLockLostError, verify_held
+
+    d = str(tmp_path)
+    lock = ModelDirLock(d).acquire()
+    _write_lock(os.path.join(d, LOCK_NAME), pid=4242, host="other-host")
+    with pytest.raises(RunLockLostError, match=r"is now held by another run \(PID 4242 on host "
+                                               r"other-host, since 2026-01-01T00:00:00\)"):
+        verify_held(d)
+    lock.release()
+    assert json.loads(open(os.path.join(d, LOCK_NAME)).read())["host"] == "other-host"
