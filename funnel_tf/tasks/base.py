@@ -33,11 +33,19 @@ from funnel_tf.training.objectives import Objective
 class EvalData:
     """A split ready for prediction: the padded, batched dataset plus what the metrics need."""
 
-    dataset: tf.data.Dataset       # unbatched rows in order, padded with weight-0 rows to a
-                                   # multiple of the global eval batch
+    dataset: Optional[tf.data.Dataset]  # unbatched rows in order, padded with weight-0 rows to
+                                   # a multiple of the global eval batch (None: from `records`)
     examples: Any                  # the parsed examples (TextExamples, SquadData, RaceExamples)
     num_rows: int                  # rows before padding (examples, or SQuAD windows)
     aux: Any = None                # task-specific extras (e.g. SquadFeatures)
+    records: Any = None            # feature_records.RecordSource of the same rows, or None
+
+    def input_dataset(self) -> tf.data.Dataset:
+        """The rows to predict: read from the feature records when there are (core TF ops only,
+        written on first use), else the in-graph tokenizing dataset."""
+        if self.records is not None:
+            return self.records.dataset()
+        return self.dataset
 
 
 class Task(abc.ABC):
@@ -118,12 +126,31 @@ class Task(abc.ABC):
         """Parsed, validated examples of a split (errors name the file and line)."""
 
     @abc.abstractmethod
-    def train_dataset(self, examples, tokenizer, hp: Hparams, seed: int) -> tf.data.Dataset:
-        """Unbatched, shuffled, repeated training features (every example with weight 1)."""
+    def train_dataset(self, examples, tokenizer, hp: Hparams, seed: int,
+                      records=None) -> tf.data.Dataset:
+        """Unbatched, shuffled, repeated training features (every example with weight 1). With
+        `records` (a feature_records.RecordSource of `train_units`) the same stream, in the same
+        order, read from pre-tokenized records with core TF ops only."""
 
     @abc.abstractmethod
-    def eval_data(self, examples, tokenizer, hp: Hparams, global_batch: int) -> EvalData:
-        """Ordered, unbatched features padded to a multiple of `global_batch`."""
+    def eval_data(self, examples, tokenizer, hp: Hparams, global_batch: int,
+                  records=None) -> EvalData:
+        """Ordered, unbatched features padded to a multiple of `global_batch` (with `records`,
+        of `eval_units`, read from those instead)."""
+
+    # Feature records (text/feature_records.py): the units the tokenizing pipeline is made of,
+    # unshuffled, in example order, for writing once; None = the task does not use records
+    # there (its pipeline has no tensorflow-text op in it).
+    def train_units(self, examples, tokenizer, hp: Hparams) -> Optional[tf.data.Dataset]:
+        return None
+
+    def eval_units(self, examples, tokenizer, hp: Hparams,
+                   global_batch: int) -> Optional[tf.data.Dataset]:
+        return None
+
+    def record_options(self, hp: Hparams) -> Dict[str, Any]:
+        """The hyperparameters that shape the features (part of the records' cache key)."""
+        return {"max_seq_length": hp.max_seq_length}
 
     def num_train_rows(self, examples, tokenizer, hp: Hparams) -> int:
         """Training rows per epoch (examples; SQuAD overrides with its window count)."""
@@ -207,6 +234,35 @@ def rows_by_example(outputs: Dict[str, np.ndarray], num_examples: int) -> Dict[s
         raise RuntimeError(f"prediction rows do not cover the {num_examples} examples exactly "
                            f"once (got {len(got)} rows)")
     return {k: np.asarray(v)[keep][order] for k, v in outputs.items()}
+
+
+def feature_records_for(task: Task, split: str, examples, tokenizer, hp: Hparams, *,
+                        mode, root: str, strategy_kind: str, num_workers: int,
+                        purpose: str = "train", global_batch: Optional[int] = None):
+    """The `feature_records.RecordSource` of `split` when `mode` ("auto": on TPU and
+    multi-worker strategies; "always"; "never") asks for records, else None. Nothing is written
+    here (the records are made when the input pipeline first asks for them); the cache key
+    (task options, tokenizer, and a sha256 of the parsed examples) is computed now."""
+    from funnel_tf.text import feature_records as fr
+
+    if not fr.use_records(mode, strategy_kind):
+        return None
+    if purpose == "train":
+        make = lambda: task.train_units(examples, tokenizer, hp)  # noqa: E731
+    else:
+        make = lambda: task.eval_units(examples, tokenizer, hp, global_batch)  # noqa: E731
+    probe = getattr(type(task), "train_units" if purpose == "train" else "eval_units")
+    if probe is getattr(Task, probe.__name__):
+        if purpose == "train":
+            raise TaskError(f"task {task.name} cannot feed pre-tokenized feature records "
+                            f"(--feature_records); run it with --feature_records=never on a "
+                            f"single host")
+        return None  # its evaluation input needs no tensorflow-text op
+    fr.check_root(root, strategy_kind, num_workers)
+    key = {"task": task.name, "purpose": purpose, "options": task.record_options(hp),
+           "global_batch": global_batch, "tokenizer": fr.tokenizer_identity(tokenizer),
+           "examples_sha256": fr.fingerprint(examples), "num_examples": len(examples)}
+    return fr.RecordSource(root, fr.record_name(task.name, split, purpose), key, make)
 
 
 def weighted_sum(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:

@@ -59,16 +59,29 @@ class SequenceClassificationTask(Task):
                             f"{'text pairs' if self.is_pair else 'single texts'}")
         return examples
 
-    def train_dataset(self, examples, tokenizer, hp: Hparams, seed: int) -> tf.data.Dataset:
+    def train_dataset(self, examples, tokenizer, hp: Hparams, seed: int,
+                      records=None) -> tf.data.Dataset:
         if not examples.has_labels:
             raise TaskError(f"{examples.source}: training split has no labels")
+        if records is not None:  # the examples shuffled with the same seed, then repeated
+            return records.dataset(shuffle_seed=seed, repeat=True)
         return text_cls.encode_text_examples(examples, tokenizer, hp.max_seq_length, shuffle=True,
                                              seed=seed, repeat=True)
 
-    def eval_data(self, examples, tokenizer, hp: Hparams, global_batch: int) -> EvalData:
-        ds = text_cls.encode_text_examples(examples, tokenizer, hp.max_seq_length,
-                                           pad_to_multiple_of=global_batch)
-        return EvalData(ds, examples, len(examples))
+    def train_units(self, examples, tokenizer, hp: Hparams) -> tf.data.Dataset:
+        if not examples.has_labels:
+            raise TaskError(f"{examples.source}: training split has no labels")
+        return text_cls.encode_text_examples(examples, tokenizer, hp.max_seq_length)
+
+    def eval_units(self, examples, tokenizer, hp: Hparams, global_batch: int) -> tf.data.Dataset:
+        return text_cls.encode_text_examples(examples, tokenizer, hp.max_seq_length,
+                                             pad_to_multiple_of=global_batch)
+
+    def eval_data(self, examples, tokenizer, hp: Hparams, global_batch: int,
+                  records=None) -> EvalData:
+        ds = None if records is not None else self.eval_units(examples, tokenizer, hp,
+                                                              global_batch)
+        return EvalData(ds, examples, len(examples), records=records)
 
     # ------------------------------------------------------------------ model
     def build_model(self, config):

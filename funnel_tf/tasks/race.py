@@ -58,16 +58,29 @@ class RaceTask(Task):
     def tokens_per_row(self, hp):
         return hp.max_seq_length * text_race.NUM_OPTIONS
 
-    def train_dataset(self, examples, tokenizer, hp, seed):
+    def train_dataset(self, examples, tokenizer, hp, seed, records=None):
+        if records is not None:  # the questions shuffled with the same seed, then repeated
+            return records.dataset(shuffle_seed=seed, repeat=True)
         return text_race.encode_race_examples(examples, tokenizer, hp.max_seq_length,
                                               max_qa_length=hp.max_qa_length, shuffle=True,
                                               seed=seed, repeat=True)
 
-    def eval_data(self, examples, tokenizer, hp, global_batch):
-        ds = text_race.encode_race_examples(examples, tokenizer, hp.max_seq_length,
-                                            max_qa_length=hp.max_qa_length,
-                                            pad_to_multiple_of=global_batch)
-        return EvalData(ds, examples, len(examples))
+    def record_options(self, hp):
+        return {"max_seq_length": hp.max_seq_length, "max_qa_length": hp.max_qa_length}
+
+    def train_units(self, examples, tokenizer, hp):
+        return text_race.encode_race_examples(examples, tokenizer, hp.max_seq_length,
+                                              max_qa_length=hp.max_qa_length)
+
+    def eval_units(self, examples, tokenizer, hp, global_batch):
+        return text_race.encode_race_examples(examples, tokenizer, hp.max_seq_length,
+                                              max_qa_length=hp.max_qa_length,
+                                              pad_to_multiple_of=global_batch)
+
+    def eval_data(self, examples, tokenizer, hp, global_batch, records=None):
+        ds = None if records is not None else self.eval_units(examples, tokenizer, hp,
+                                                              global_batch)
+        return EvalData(ds, examples, len(examples), records=records)
 
     def build_model(self, config):
         return FunnelForMultipleChoice(config, name="multiple_choice_model")

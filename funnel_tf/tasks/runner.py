@@ -37,7 +37,7 @@ from absl import logging
 from funnel_tf import storage, xla
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json,
-                                  atomic_write_text)
+                                  atomic_write_text, feature_records_for)
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.tasks.interrupts import RunInterrupted, sigterm_interrupts  # noqa: F401
 from funnel_tf.tasks.initialization import (  # noqa: F401  (re-exported for callers)
@@ -69,6 +69,9 @@ class RunConfig:
     nonfinite: str = "stop"
     max_train_examples: int = 0    # >0: use only the first N training examples (quick runs)
     max_eval_examples: int = 0     # >0: use only the first N examples of eval/predict splits
+    feature_records: str = "auto"  # pre-tokenized TFRecord input: auto (TPU / multi-worker),
+                                   # always, never (text/feature_records.py)
+    feature_records_dir: Optional[str] = None  # their cache; default <model_dir>/feature_records
 
     def validate(self) -> None:
         """TaskError naming the first knob out of range (each is a finetune.py flag)."""
@@ -81,6 +84,9 @@ class RunConfig:
                 raise TaskError(f"--{name} must be >= {low}, got {getattr(self, name)}")
         if not 0 <= self.seed < 2 ** 31 - 1:
             raise TaskError(f"--seed must be in [0, 2**31 - 1), got {self.seed}")
+        from funnel_tf.text.feature_records import normalize_mode
+
+        self.feature_records = normalize_mode(self.feature_records)
         if self.nonfinite not in NONFINITE_POLICIES:
             raise TaskError(f"--nonfinite must be one of {list(NONFINITE_POLICIES)}, "
                             f"got {self.nonfinite!r}")
@@ -111,13 +117,20 @@ class Predictor:
 
         self._step = step
 
-    def __call__(self, data: EvalData, global_batch: int) -> Dict[str, np.ndarray]:
-        ds = data.dataset.enumerate().map(lambda i, f: dict(f, _row=tf.cast(i, tf.int32)))
+    @staticmethod
+    def input_dataset(data: EvalData, global_batch: int) -> tf.data.Dataset:
+        """The global batches handed to `experimental_distribute_dataset` (rows numbered)."""
+        ds = data.input_dataset().enumerate().map(
+            lambda i, f: dict(f, _row=tf.cast(i, tf.int32)))
         ds = ds.batch(global_batch, drop_remainder=True)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.DATA
-        dist = self.strategy.experimental_distribute_dataset(ds.with_options(options))
+        return ds.with_options(options)
+
+    def __call__(self, data: EvalData, global_batch: int) -> Dict[str, np.ndarray]:
+        dist = self.strategy.experimental_distribute_dataset(
+            self.input_dataset(data, global_batch))
         parts: Dict[str, List[np.ndarray]] = collections.defaultdict(list)
         for batch in dist:
             for k, v in self._step(batch).items():
@@ -339,9 +352,10 @@ class FinetuneRunner:
         train_examples = self.examples[task.train_split]
         seed = run.seed
         tokenizer = self.tokenizer
+        records = self._feature_records(task.train_split, "train")  # None: tokenize in tf.data
 
         def dataset_fn(ctx: tf.distribute.InputContext):
-            ds = task.train_dataset(train_examples, tokenizer, hp, seed)
+            ds = task.train_dataset(train_examples, tokenizer, hp, seed, records=records)
             if ctx.num_input_pipelines > 1:
                 # Same seed on every host -> same shuffled stream; each takes a disjoint slice.
                 ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
@@ -393,10 +407,21 @@ class FinetuneRunner:
                 "checkpoint": result.checkpoint, "preempted": result.preempted}
 
     # ------------------------------------------------------------------ evaluate
+    def _feature_records(self, split: str, purpose: str):
+        """The split's pre-tokenized feature records (made on first use) when the run reads
+        records (--feature_records; auto: TPU and multi-worker), else None."""
+        return feature_records_for(
+            self.task, split, self.examples[split], self.tokenizer, self.hp,
+            mode=self.run.feature_records, root=self.run.feature_records_dir or os.path.join(
+                self.run.model_dir, "feature_records"), strategy_kind=self.info.kind,
+            num_workers=self.info.num_workers, purpose=purpose,
+            global_batch=self.hp.global_eval_batch_size if purpose == "eval" else None)
+
     def _data(self, split: str) -> EvalData:
         if split not in self._eval_data:
             self._eval_data[split] = self.task.eval_data(
-                self.examples[split], self.tokenizer, self.hp, self.hp.global_eval_batch_size)
+                self.examples[split], self.tokenizer, self.hp, self.hp.global_eval_batch_size,
+                records=self._feature_records(split, "eval"))
         return self._eval_data[split]
 
     def _predict(self, split: str) -> Dict[str, np.ndarray]:

@@ -135,20 +135,45 @@ class SquadTask(Task):
             max_query_length=hp.max_query_length, shuffle=shuffle, seed=seed, repeat=repeat)
         return ds.map(lambda f: {k: f[k] for k in TRAIN_KEYS})
 
-    def train_dataset(self, examples, tokenizer, hp, seed):
-        ds = self._train_features(examples, tokenizer, hp, seed)
+    def train_dataset(self, examples, tokenizer, hp, seed, records=None):
+        if records is not None:
+            # One record per question ([K, L] windows): questions shuffled with the same seed as
+            # the tokenizing path, then its windows in order.
+            ds = records.dataset(shuffle_seed=seed, repeat=True).unbatch()
+        else:
+            ds = self._train_features(examples, tokenizer, hp, seed)
         # Windows of one question are adjacent; a window-level shuffle breaks that up.
         return ds.shuffle(2048, seed=seed)
 
-    def num_train_rows(self, examples, tokenizer, hp):
-        """Number of windows (counted by running the in-graph feature builder once)."""
-        ds = self._train_features(examples, tokenizer, hp, 0, shuffle=False, repeat=False)
-        return int(ds.reduce(0, lambda n, _: n + 1).numpy())
+    def record_options(self, hp):
+        return {"max_seq_length": hp.max_seq_length, "doc_stride": hp.doc_stride,
+                "max_query_length": hp.max_query_length}
 
-    def eval_data(self, examples, tokenizer, hp, global_batch):
-        features = text_squad.build_squad_features(
+    def train_units(self, examples, tokenizer, hp):
+        ds = text_squad.squad_question_features(
             examples.examples, tokenizer, seq_len=hp.max_seq_length, doc_stride=hp.doc_stride,
             max_query_length=hp.max_query_length)
+        return ds.map(lambda f: {k: f[k] for k in TRAIN_KEYS})
+
+    def num_train_rows(self, examples, tokenizer, hp):
+        """Number of windows (counted by running the in-graph feature builder once, on this
+        process's CPU: see feature_records.on_local_host)."""
+        from funnel_tf.text.feature_records import on_local_host
+
+        with on_local_host():
+            ds = self._train_features(examples, tokenizer, hp, 0, shuffle=False, repeat=False)
+            return int(ds.reduce(0, lambda n, _: n + 1).numpy())
+
+    def eval_data(self, examples, tokenizer, hp, global_batch, records=None):
+        """The windows' features are built here, on this process's CPU, into numpy arrays (the
+        answer post-processing needs them): the dataset fed to the model is made from those
+        arrays and holds no tokenizer op, so SQuAD evaluation needs no feature records."""
+        from funnel_tf.text.feature_records import on_local_host
+
+        with on_local_host():
+            features = text_squad.build_squad_features(
+                examples.examples, tokenizer, seq_len=hp.max_seq_length,
+                doc_stride=hp.doc_stride, max_query_length=hp.max_query_length)
         ds = features.to_dataset(pad_to_multiple_of=global_batch,
                                  keys=text_squad.MODEL_KEYS + ("example_weight", "example_index"))
         return EvalData(ds, examples, len(features), aux=features)

@@ -312,6 +312,18 @@ def squad_feature_dataset(examples: Sequence[SquadExample], tokenizer, *, seq_le
     For training: `shuffle`/`repeat` act on examples before tokenization; shuffle the windows
     again and batch with `drop_remainder=True` downstream. Every element has static shapes.
     """
+    ds = squad_question_features(examples, tokenizer, seq_len=seq_len, doc_stride=doc_stride,
+                                 max_query_length=max_query_length, shuffle=shuffle, seed=seed,
+                                 repeat=repeat, tokenize_chunk=tokenize_chunk)
+    return ds.unbatch().prefetch(tf.data.AUTOTUNE)
+
+
+def squad_question_features(examples: Sequence[SquadExample], tokenizer, *, seq_len: int = 512,
+                            doc_stride: int = 128, max_query_length: int = 64,
+                            shuffle: bool = False, seed: Optional[int] = None,
+                            repeat: bool = False, tokenize_chunk: int = 32) -> tf.data.Dataset:
+    """One element per question: its K windows' features [K, seq_len] / [K] (what
+    `squad_feature_dataset` unbatches; the unit of finetuning feature records)."""
     if not 0 < max_query_length <= seq_len - 4:
         raise ValueError(f"max_query_length={max_query_length} must be in [1, seq_len - 4] "
                          f"so each window keeps at least one paragraph token")
@@ -339,8 +351,7 @@ def squad_feature_dataset(examples: Sequence[SquadExample], tokenizer, *, seq_le
         return {name: tf.ensure_shape(v, [None, seq_len] if v.shape.rank == 2 else [None])
                 for name, v in feats.items()}
 
-    ds = ds.map(windows, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.map(windows, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 @dataclasses.dataclass
