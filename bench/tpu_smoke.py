@@ -245,6 +245,11 @@ def last_line(path: str, pattern: str = r"(Error|error:|Traceback|FAIL)") -> str
     return ((hits or lines or [""])[-1])[:300]
 
 
+def reason(log_path: str) -> str:
+    """Why a stage's process failed, for its FAIL line: the log's telling line and where it is."""
+    return f"{last_line(log_path)} (log: {log_path})"
+
+
 # ------------------------------------------------------------------------------- settings
 @dataclasses.dataclass
 class Shape:
@@ -397,7 +402,7 @@ class Runner:
         peak = tpu_peak(gen, replicas)
         self.device = dict(info, accelerator_type=accel, slice_chips=slice_chips(accel), peak=peak)
         if rc != 0 or not info:
-            return self.add("devices", FAIL, f"exit {rc}: {last_line(stem + '.log')}", t0)
+            return self.add("devices", FAIL, f"exit {rc}: {reason(stem + '.log')}", t0)
         detail = f"{info.get('describe')}; TF {info.get('tf_version')}"
         if self.a.strategy == "tpu":
             detail += (f"; {accel or info.get('device_kind') or 'unknown TPU'} -> "
@@ -444,7 +449,7 @@ class Runner:
             self.wait(proc, files, 60)
             self.add(f"{config}/pretrain", FAIL,
                      f"no record of the 2nd host loop (step {2 * n}) in metrics.jsonl; exit {rc}: "
-                     f"{last_line(stem + '.log')}", t0)
+                     f"{reason(stem + '.log')}", t0)
             return None
         rec = seen[-1]
         self.add(f"{config}/pretrain", PASS,
@@ -465,7 +470,7 @@ class Runner:
         else:
             why = {0: "the run finished before the SIGTERM landed (raise the loops)",
                    -signal.SIGTERM: "killed by the SIGTERM: no handler saved and exited 75",
-                   None: "timed out"}.get(rc, last_line(stem + ".log"))
+                   None: "timed out"}.get(rc, reason(stem + ".log"))
             self.add(f"{config}/sigterm", FAIL, f"exit {rc} (expected 75), summary {how} at step "
                      f"{step}, newest checkpoint {ckpt}: {why}", t0)
             if ckpt is None:
@@ -485,7 +490,7 @@ class Runner:
         self.add(f"{config}/resume", PASS if ok else FAIL,
                  f"restored step {restored}, finished at step {step2}/{total}, first new record "
                  f"at step {run2[0]['step'] if run2 else None}" + (
-                     "" if ok else f"; exit {rc}: {last_line(stem2 + '.log')}"), t0)
+                     "" if ok else f"; exit {rc}: {reason(stem2 + '.log')}"), t0)
 
         windows = steady_windows(run1) + steady_windows(run2)
         self.figures[config] = self.speed(config, shape, model_dir, windows)
@@ -533,7 +538,7 @@ class Runner:
                  f"RTE {train.get('step')}/{shape.ft_steps} steps, loss "
                  + (f"{loss:.4f}" if isinstance(loss, float) else f"{loss}")
                  + f", dev accuracy {acc} on {shape.ft_max_eval} examples"
-                 + ("" if ok else f"; exit {rc}: {last_line(stem + '.log')}"), t0)
+                 + ("" if ok else f"; exit {rc}: {reason(stem + '.log')}"), t0)
         if not ok:
             self.add(f"{config}/export", SKIP, "finetune failed")
             return
@@ -547,7 +552,7 @@ class Runner:
         ok = rc == 0 and got.get("ok") is True
         self.add(f"{config}/export", PASS if ok else FAIL,
                  (f"SavedModel reloaded: labels {got.get('labels')}" if ok else
-                  f"exit {rc}: {got.get('error') or last_line(stem + '.log')}"), t0)
+                  f"exit {rc}: {got.get('error') or reason(stem + '.log')}"), t0)
 
     # -------------------------------------------------------------------------------- all
     def vocab(self) -> Tuple[str, str]:

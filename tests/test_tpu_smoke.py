@@ -153,3 +153,28 @@ def test_tpu_smoke_end_to_end_on_cpu(tmp_path):
     assert speed["mfu"] is None and speed["steps_timed"] > 0
     assert math.isfinite(speed["step_time_s"]) and speed["step_time_s"] > 0
     assert "MFU" in r.stdout and "n/a (CPU)" in r.stdout
+
+
+def test_a_failing_stage_fails_the_verdict_with_its_reason_and_a_json(tmp_path):
+    """The orchestration's failure path, fast: stages run by an interpreter that fails at once."""
+    fake = tmp_path / "fakepython"
+    fake.write_text("#!/bin/sh\necho 'I1207 starting' >&2\necho 'RuntimeError: no TPU here' >&2\n"
+                    "exit 3\n")
+    fake.chmod(0o755)
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "tpu_smoke.py"),
+                        "--strategy=default", "--configs=tiny", f"--out={out}",
+                        f"--python={fake}"], capture_output=True, text=True, timeout=120)
+    verdict, stages = ts.parse_verdict(r.stdout)
+    assert r.returncode == 1 and verdict == "FAIL" and stages["devices"] == "FAIL", r.stdout
+    assert "exit 3: RuntimeError: no TPU here (log: " in r.stdout
+    summary = json.loads((out / "tpu_smoke.json").read_text())
+    assert summary["verdict"] == "FAIL"
+    assert [s["status"] for s in summary["stages"]] == ["SKIP", "FAIL"]
+    # a folder holding a run's results is refused (its model_dirs would be resumed)
+    (out / "tiny").mkdir()
+    (out / "tiny" / "pretrain.log").write_text("")
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "tpu_smoke.py"),
+                        "--strategy=default", "--configs=tiny", f"--out={out}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "use a new --out" in r.stderr and r.stdout == ""
