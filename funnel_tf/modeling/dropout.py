@@ -44,11 +44,29 @@ class Dropout(keras.layers.Dropout):
         return apply_dropout(inputs, self.next_seed(), self.rate)
 
     def next_seed(self):
-        """The next [2] int32 stateless seed (advances the generator state)."""
+        """The next [2] int32 stateless seed (advances the generator state), distinct per replica."""
         seed = self.seed_generator.next()
         if seed.dtype != tf.int32:  # int64 state on some devices; stateless ops want int32 under XLA
             seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+        return replica_seed(seed)
+
+
+def replica_seed(seed):
+    """`seed` [2] int32 made distinct per replica of a tf.distribute step.
+
+    The generator state is one mirrored variable, so every replica reads the same seed and, without
+    this, applies the same mask to its own batch (the TF1 original drew per core). Replica r > 0
+    folds r in (tf.random.fold_in); replica 0, a one-replica run and code outside `strategy.run`
+    keep the seed as is, so their masks are those of a run without a strategy, bit for bit. The
+    replica id is a Python constant under MirroredStrategy and a tensor under TPUStrategy."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
         return seed
+    replica = context.replica_id_in_sync_group  # int32 scalar
+    static = tf.get_static_value(replica)
+    if static is not None:
+        return seed if int(static) == 0 else tf.random.fold_in(seed, replica, alg="philox")
+    return tf.where(tf.equal(replica, 0), seed, tf.random.fold_in(seed, replica, alg="philox"))
 
 
 MASK_BITS = 16  # random bits per keep/drop decision: two decisions from each 32-bit draw
