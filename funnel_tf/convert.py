@@ -2,8 +2,10 @@
 
     python -m funnel_tf.convert SRC DST --to native          # hf or original -> funnel_tf
     python -m funnel_tf.convert SRC DST --to hf              # funnel_tf or original -> HF safetensors
+    python -m funnel_tf.convert RUN DST --to native          # a pretraining run's newest checkpoint
 
-The source format is detected (funnel_tf.json / net_config.json + model.ckpt-* / config.json + weights).
+The source format is detected (funnel_tf.json / a pretraining run: config.json + pretrain_args.json +
+checkpoints/ckpt-N / net_config.json + model.ckpt-* / config.json + weights).
 After writing, the output is reloaded and run next to the source model on a small batch (`--no_check`
 skips this); the max abs difference is printed.
 """
@@ -74,10 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m funnel_tf.convert original_release/ out/ --to hf --model_class base\n"
                "  python -m funnel_tf.convert hf_dir/ out/ --to native --model_class token_cls "
                "--num_labels 9 --allow_missing head\n")
-    ap.add_argument("src", help="checkpoint directory (funnel_tf, HF) or original TF1 directory / ckpt prefix")
+    ap.add_argument("src", help="checkpoint directory (funnel_tf, HF), a pretraining run (pretrain.py's "
+                                "model_dir: its newest checkpoint, or model_dir/checkpoints/ckpt-N) or an "
+                                "original TF1 directory / ckpt prefix")
     ap.add_argument("dst", help="output directory (created; must be new or empty unless --overwrite)")
     ap.add_argument("--to", required=True, choices=("native", "hf"), help="output format")
-    ap.add_argument("--from", dest="src_format", default="auto", choices=("auto", "native", "hf", "original"),
+    ap.add_argument("--from", dest="src_format", default="auto", choices=("auto", "native", "hf", "original", "training"),
                     help="source format (default: detect)")
     ap.add_argument("--model_class", default=None,
                     help=f"model to build: {', '.join(sorted(ALIASES))} or a class name "

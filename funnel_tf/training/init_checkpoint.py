@@ -117,5 +117,94 @@ def load_init_checkpoint(backbone: keras.Model, path: str,
     return f"{kind} checkpoint {path}: " + report.summary()
 
 
+# ------------------------------------------------------------------- a pretraining run as a model
+RUN_CONFIG = "config.json"           # what pretraining_run writes into its model_dir
+RUN_ARGS = "pretrain_args.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def pretraining_run_of(path: str) -> Optional[str]:
+    """The model_dir of a pretraining run when `path` is one (config.json + pretrain_args.json),
+    its checkpoints/ folder or a ckpt-N prefix in there; None for anything else."""
+    def is_run(folder):
+        return all(tf.io.gfile.exists(os.path.join(folder, n)) for n in (RUN_CONFIG, RUN_ARGS))
+
+    path = path.rstrip("/")
+    if tf.io.gfile.isdir(path):
+        if is_run(path):
+            return path
+        parent = os.path.dirname(path)
+        return parent if os.path.basename(path) == CHECKPOINTS_DIR and is_run(parent) else None
+    if tf.io.gfile.exists(path + ".index"):
+        folder = os.path.dirname(path)
+        parent = os.path.dirname(folder)
+        return parent if os.path.basename(folder) == CHECKPOINTS_DIR and is_run(parent) else None
+    return None
+
+
+def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labels: Optional[int] = None,
+                         return_report: bool = False, **config_overrides):
+    """A model from a pretraining run (`path`: its model_dir or checkpoints/ folder, whose newest
+    readable checkpoint is used, or one ckpt-N prefix), as `funnel_tf.load_model` returns it.
+
+    The run's own models are rebuilt from its config.json and objective (pretrain_args.json) and
+    restored from the checkpoint by the tables the run saved (`checkpointing.model_weights`, as
+    --init_checkpoint reads them), every weight or a CheckpointError; the discriminator of an
+    ELECTRA run or the MLM model is then copied by name into `model_class` (default: that model's
+    class; "base", "seq_cls", ... take its backbone, head tensors they lack need allow_missing)."""
+    import json
+
+    from funnel_tf import checkpoints
+    from funnel_tf.checkpoints.native import copy_weights
+    from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, resolve_class_name
+    from funnel_tf.config import ConfigError, FunnelConfig
+    from funnel_tf.training import objectives
+
+    run = pretraining_run_of(path)
+    if run is None:
+        raise checkpoints.CheckpointError(f"not a pretraining run (a model_dir with {RUN_CONFIG}, {RUN_ARGS} "
+                                          f"and {CHECKPOINTS_DIR}/ckpt-N)", source=path)
+    try:
+        prefix = checkpointing.resolve_checkpoint(path)  # a folder: its newest readable checkpoint
+    except CheckpointError as e:
+        raise checkpoints.CheckpointError(f"a pretraining run without a usable checkpoint: {e} (a run "
+                                          f"saves one every --save_every steps)", source=path) from None
+    try:
+        config = FunnelConfig.from_json_file(os.path.join(run, RUN_CONFIG))
+        if config_overrides:
+            config = config.replace(**config_overrides)
+        with tf.io.gfile.GFile(os.path.join(run, RUN_ARGS)) as f:
+            args = json.loads(f.read())
+    except (ConfigError, ValueError) as e:
+        raise checkpoints.CheckpointError(f"cannot read the run's settings: {e}", source=run) from None
+    objective = args.get("objective") or "mlm"
+    kwargs = {"generator_width": float(args.get("generator_width", 0.25))} if objective == "electra" else {}
+    probe = objectives.make_objective(objective, config, **kwargs)
+    with tf.device("/cpu:0"):
+        probe.build()
+    for name, model in probe.models.items():
+        table = checkpointing.model_weights(model)
+        try:
+            status = tf.train.Checkpoint(weights={name: table}).read(prefix)
+            status.expect_partial().assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            raise checkpoints.CheckpointError(
+                f"does not hold the {objective} run's {name} of its config.json ({str(e).splitlines()[0][:300]})",
+                source=prefix) from None
+        except (tf.errors.OpError, IndexError) as e:
+            raise checkpoints.CheckpointError(f"cannot read this checkpoint ({str(e).splitlines()[0][:200]})",
+                                              source=prefix) from None
+    source = probe.models.get("discriminator") or probe.models["model"]
+    target_name = resolve_class_name(model_class) if model_class else type(source).__name__
+    target_kwargs = {"num_labels": int(num_labels or 2)} if target_name in WITH_NUM_LABELS else {}
+    if num_labels is not None and not target_kwargs:
+        raise checkpoints.CheckpointError(f"num_labels only applies to {list(WITH_NUM_LABELS)}", source=path)
+    target = build_model(target_name, config, **target_kwargs)
+    report = copy_weights(source, target, allow_missing=allow_missing, source=prefix)
+    report.format = "pretraining run"
+    del probe
+    return (target, report) if return_report else target
+
+
 __all__ = ["BEST_DIR", "has_best", "is_training_checkpoint", "detect_format", "kind_of", "resolve",
-           "owner_of", "load_init_checkpoint"]
+           "owner_of", "load_init_checkpoint", "pretraining_run_of", "load_pretraining_run"]
