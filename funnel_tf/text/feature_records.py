@@ -184,22 +184,28 @@ def _spec_of(element_spec) -> Dict[str, dict]:
 def _serialize_rows(batch: Dict[str, np.ndarray], spec: Dict[str, dict]) -> List[bytes]:
     """A numpy batch of features [n, ...] -> n serialized tf.train.Example."""
     n = len(next(iter(batch.values())))
+    rows = {k: batch[k].reshape([n, -1]).tolist() for k in spec}
     out = []
     for i in range(n):
-        feats = {}
+        example = tf.train.Example()
+        feats = example.features.feature
         for k, s in spec.items():
-            v = batch[k][i].reshape([-1]).tolist()
             if s["dtype"] == "float32":
-                feats[k] = tf.train.Feature(float_list=tf.train.FloatList(value=v))
+                feats[k].float_list.value.extend(rows[k][i])
             else:
-                feats[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=v))
-        out.append(tf.train.Example(features=tf.train.Features(feature=feats))
-                   .SerializeToString())
+                feats[k].int64_list.value.extend(rows[k][i])
+        out.append(example.SerializeToString())
     return out
 
 
-def parse_fn(spec: Dict[str, dict]) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
-    """serialized tf.train.Example [] -> the feature dict (core ParseExample ops + casts)."""
+def _ragged(spec: Dict[str, dict]) -> bool:
+    return any(s["shape"] and s["shape"][0] is None for s in spec.values())
+
+
+def parse_fn(spec: Dict[str, dict], batched: bool = False
+             ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+    """serialized tf.train.Example [] (or [B] without a variable leading dim) -> the feature
+    dict ([B, ...]): core ParseExample ops + casts."""
     features = {}
     for k, s in spec.items():
         dtype = tf.float32 if s["dtype"] == "float32" else tf.int64
@@ -209,10 +215,11 @@ def parse_fn(spec: Dict[str, dict]) -> Callable[[tf.Tensor], Dict[str, tf.Tensor
         else:
             features[k] = tf.io.FixedLenFeature(shape, dtype)
 
-    def parse(serialized):
-        parsed = tf.io.parse_single_example(serialized, features)
+    def parse_records(serialized):
+        parse = tf.io.parse_example if batched else tf.io.parse_single_example
+        parsed = parse(serialized, features)
         return {k: tf.cast(parsed[k], tf.as_dtype(spec[k]["dtype"])) for k in spec}
-    return parse
+    return parse_records
 
 
 # ------------------------------------------------------------------------------------ a record set
@@ -236,7 +243,11 @@ class FeatureRecords:
             ds = ds.shuffle(self.num_records, seed=shuffle_seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-        return ds.map(parse_fn(self.spec), num_parallel_calls=tf.data.AUTOTUNE)
+        if _ragged(self.spec):  # one question's K windows a record: parsed one by one
+            return ds.map(parse_fn(self.spec), num_parallel_calls=tf.data.AUTOTUNE)
+        # Parsed 256 at a time (vectorized), then unbatched: the same elements in the same order.
+        return ds.batch(256).map(parse_fn(self.spec, batched=True),
+                                 num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
 
 def _read_manifest(directory: str) -> Optional[dict]:
@@ -289,7 +300,7 @@ def write_records(units: tf.data.Dataset, directory: str, key: dict, *,
     writer = None
     try:
         # Elements of a variable leading dim (SQuAD's windows) cannot be batched: one at a time.
-        ragged = any(s["shape"] and s["shape"][0] is None for s in spec.values())
+        ragged = _ragged(spec)
         with on_local_host():
             batches = (units.map(lambda f: {k: v[None] for k, v in f.items()}) if ragged
                        else units.batch(chunk))

@@ -22,7 +22,7 @@ from funnel_tf.tasks import get_task
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.tasks.finetuning_run import run_finetuning
 from funnel_tf.tasks.runner import FinetuneRunner, Predictor, RunConfig
-from tests.tasks.helpers import csv_args, write_csv_task
+from tests.tasks.helpers import DEMO_VOCAB, csv_args, write_csv_task
 
 WORDS = "the river old stone bridge near village warm cold boat harbor lamp".split()
 FAMILIES = ("glue", "text_cls", "squad", "race")
@@ -223,3 +223,28 @@ def test_auto_mode_and_bad_mode(micro_config, demo_tokenizer, tmp_path):
     assert runner._feature_records("train", "train") is None  # default strategy: tokenize
     with pytest.raises(UserError, match="feature_records"):
         RunConfig(model_dir=str(tmp_path), feature_records="sometimes").validate()
+
+
+def test_feature_records_flags(finetune_main, micro_config, tmp_path, capsys):
+    """--feature_records / --feature_records_dir reach the run config; a bad mode is one line
+    and exit 2 before anything is written."""
+    import finetune
+
+    config_path = tmp_path / "micro.json"
+    micro_config.save(str(config_path))
+    files = write_csv_task(str(tmp_path / "data"))
+    argv = ["--task=csv", f"--train_file={files['train']}", "--text_a_column=text",
+            "--label_column=label", f"--config={config_path}", f"--vocab_file={DEMO_VOCAB}",
+            f"--model_dir={tmp_path / 'run'}", "--do_train", "--batch_size=16",
+            "--max_seq_length=16"]
+    assert finetune_main(*argv, "--feature_records=sometimes") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("finetune.py: error: --feature_records must be one of") and \
+        "\n" not in err, err
+    assert not (tmp_path / "run").exists()
+    finetune.FLAGS.unparse_flags()
+    finetune.FLAGS(["finetune.py", *argv, "--feature_records=always",
+                    f"--feature_records_dir={tmp_path / 'cache'}"])
+    run = finetune.args_from_flags().run
+    assert run["feature_records"] == "always" and run["feature_records_dir"] == str(
+        tmp_path / "cache")
