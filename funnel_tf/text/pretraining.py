@@ -17,7 +17,7 @@ Differences from the original, all for streaming in constant memory:
 Everything is seeded, so the same inputs, vocab and seed give byte-identical shards.
 
 Reading (``make_pretraining_dataset``) shards files across hosts with ``tf.distribute.InputContext``,
-shuffles each epoch with keys of (seed, epoch), repeats, batches with ``drop_remainder=True`` and
+shuffles each epoch with stateless keys of (seed, epoch), repeats, batches with ``drop_remainder=True`` and
 optionally applies an online masker keyed on (seed, batch index): it can start at any batch in
 O(one epoch) of raw reads, which is what a resumed run does.
 
@@ -546,8 +546,9 @@ def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
     sharded instead when there are fewer files than pipelines) and batches per replica
     (``input_context.get_per_replica_batch_size``). Batches are ``drop_remainder=True``.
 
-    Epoch ``e`` is shuffled with keys derived from (``seed``, e) alone, so the input order is a
-    pure function of the seed: ``start_batch=k`` yields exactly the batches k, k+1, ... of the
+    Epoch ``e`` is shuffled with stateless keys derived from (``seed``, e) alone (file order, then
+    records permuted in blocks of ``shuffle_buffer``), so the input order is a pure function of
+    the seed: ``start_batch=k`` yields exactly the batches k, k+1, ... of the
     stream that starts at 0, jumping to k's epoch by arithmetic (records per pipeline come from
     the manifests) and skipping the serialized records before k within it (never parsing or
     masking them): a resume reads at most one epoch of raw records, whatever the step.
@@ -572,29 +573,31 @@ def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
         n_pipes, pipe_id = input_context.num_input_pipelines, input_context.input_pipeline_id
     shard_examples = n_pipes > 1 and len(files) < n_pipes
     own_files = files if (n_pipes == 1 or shard_examples) else files[pipe_id::n_pipes]
-    base_key = None if seed is None else masking.batch_key(seed, 0, stream=-1)  # shuffle keys
+    run_seed = seed if seed is not None else random.SystemRandom().getrandbits(62)
+    base_key = masking.batch_key(run_seed, 0, stream=-1)  # of the shuffles (masks: stream=pipe_id)
+    fold = tf.random.experimental.stateless_fold_in
 
-    def epoch_key(e):  # int64 [2]: the shuffle seeds of epoch e (files, records)
-        return None if base_key is None else tf.cast(
-            tf.random.experimental.stateless_fold_in(base_key, e), tf.int64)
+    def permuted(values, key):  # a stateless uniform permutation of values' first axis
+        return tf.gather(values, tf.argsort(tf.random.stateless_uniform(tf.shape(values)[:1], key)))
 
     def records(key) -> tf.data.Dataset:
         """This pipeline's serialized records of one epoch, files in the order ``key`` gives."""
-        ds = tf.data.Dataset.from_tensor_slices(own_files)
-        if shuffle:
-            ds = ds.shuffle(len(own_files), seed=None if key is None else key[0])
+        names = tf.constant(own_files)
+        ds = tf.data.Dataset.from_tensor_slices(permuted(names, key) if shuffle else names)
         ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(cycle_length, len(files)),
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
         return ds.shard(n_pipes, pipe_id) if shard_examples else ds
 
-    cached = records(epoch_key(0)).cache() if cache else None
+    cached = records(fold(base_key, 0)).cache() if cache else None
 
     def epoch(e) -> tf.data.Dataset:
-        key = epoch_key(e)
-        ds = cached if cache else records(key)
+        """Epoch e: files in the order of key (seed, e), records permuted in blocks of
+        shuffle_buffer by keys (seed, e, block). Stateless, so independent of tf.random.set_seed."""
+        key = fold(base_key, e)
+        ds = cached if cache else records(fold(key, 0))
         if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=None if key is None else key[1],
-                            reshuffle_each_iteration=False)
+            ds = ds.batch(shuffle_buffer).enumerate().map(
+                lambda i, block: permuted(block, fold(fold(key, 1), i))).unbatch()
         return ds
 
     skip = start_batch * per_batch  # records of this pipeline before batch `start_batch`
@@ -614,7 +617,6 @@ def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
     if skip:
         ds = ds.skip(skip)  # serialized records: nothing before start_batch is parsed or masked
     ds = ds.batch(per_batch, drop_remainder=True).enumerate(start=start_batch)
-    mask_seed = seed if seed is not None else random.SystemRandom().getrandbits(62)
     keyed = masker is not None and _takes_seed(masker)
 
     def parse_and_mask(index, serialized):  # index: this batch's position in the input order
@@ -622,7 +624,7 @@ def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
         if masker is None:
             return features
         if keyed:
-            return masker(features, seed=masking.batch_key(mask_seed, index, stream=pipe_id))
+            return masker(features, seed=masking.batch_key(run_seed, index, stream=pipe_id))
         return masker(features)
 
     ds = ds.map(parse_and_mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)

@@ -198,7 +198,9 @@ def test_start_batch_gives_the_same_masked_batches_without_parsing_or_masking_th
         keys, t = [], time.perf_counter()
         assert len(stream(k, 1, keys)) == 1
         times[k] = time.perf_counter() - t
-        assert keys[0] == tuple(masking.batch_key(11, k, stream=pid).numpy().tolist())
+        later = {tuple(masking.batch_key(11, j, stream=pid).numpy().tolist()) for j in range(k, k + 64)}
+        assert tuple(masking.batch_key(11, k, stream=pid).numpy().tolist()) in keys  # parallel: any order
+        assert set(keys) <= later
     assert times[10 ** 9] < 3 * times[5] + 5, times  # O(one epoch), not O(start_batch)
 
 
