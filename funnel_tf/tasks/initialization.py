@@ -34,9 +34,52 @@ def _next_to(path: str, names) -> Optional[str]:
 
 
 
+PRETRAIN_ARGS = "pretrain_args.json"  # training/pretraining_run.ARGS_FILE
+
+
 def find_vocab(init_checkpoint: Optional[str]) -> Optional[str]:
-    """A vocab file next to a checkpoint (vocab.txt / vocab.uncased.txt), or None."""
-    return _next_to(init_checkpoint, VOCAB_NAMES) if init_checkpoint else None
+    """A vocab file next to a checkpoint (vocab.txt / vocab.uncased.txt), else the vocab a
+    pretraining run folder's pretrain_args.json names (runs from before pretraining copied its
+    vocab into model_dir), or None."""
+    if not init_checkpoint:
+        return None
+    return _next_to(init_checkpoint, VOCAB_NAMES) or _pretraining_vocab(init_checkpoint)
+
+
+def _pretraining_vocab(init_checkpoint: str) -> Optional[str]:
+    """The vocab of the pretraining run beside `init_checkpoint`: its --vocab, the demo vocab
+    for the demo, or the vocab_path in its records' manifest.json. TaskError when the file it
+    names is gone."""
+    args_path = _next_to(init_checkpoint, [PRETRAIN_ARGS])
+    if not args_path:
+        return None
+    try:
+        with tf.io.gfile.GFile(args_path) as f:
+            saved = json.load(f)
+    except (ValueError, tf.errors.OpError):
+        return None
+    vocab = saved.get("vocab") if isinstance(saved, dict) else None
+    if not vocab and isinstance(saved, dict):
+        from funnel_tf import resources
+        from funnel_tf.training import inputs
+
+        if not saved.get("train_data"):
+            vocab = resources.demo_vocab_path()
+        else:
+            try:
+                vocab = (inputs.read_manifest(inputs.expand(saved["train_data"])) or {}).get(
+                    "vocab_path")
+            except UserError:
+                vocab = None
+    if not vocab:
+        return None
+    if not tf.io.gfile.exists(vocab) and storage.is_local(vocab) and not os.path.isabs(vocab):
+        beside = os.path.join(os.path.dirname(args_path), vocab)
+        vocab = beside if tf.io.gfile.exists(beside) else vocab
+    if not tf.io.gfile.exists(vocab):
+        raise TaskError(f"{args_path} names the vocab {vocab}, which is not found; pass "
+                        f"--vocab_file")
+    return vocab
 
 
 def resolve_config(config: Optional[str], init_checkpoint: Optional[str]) -> FunnelConfig:

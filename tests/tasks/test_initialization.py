@@ -75,3 +75,31 @@ def test_initialize_from_huggingface_and_original_release(shared_data):
     reference = checkpoints.load_model(original, model_class="full")
     for a, b in zip(model.funnel.weights, reference.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_the_vocab_of_an_older_pretraining_run_is_found_through_pretrain_args(tmp_path):
+    """Issue 20: a pretraining model_dir held no vocab.txt, so `finetune.py --init_checkpoint=
+    <that run>` said "no vocabulary" although its pretrain_args.json names it."""
+    import json
+    import shutil
+
+    from funnel_tf.tasks.initialization import find_vocab
+    from tests.tasks.helpers import DEMO_VOCAB
+
+    vocab = str(tmp_path / "my_vocab.txt")
+    shutil.copy(DEMO_VOCAB, vocab)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt-2.index").write_bytes(b"")
+    args = {"train_data": [str(tmp_path / "corpus.txt")], "vocab": vocab, "seq_len": 32}
+    (run / "pretrain_args.json").write_text(json.dumps(args))
+    assert find_vocab(str(run)) == vocab
+    assert find_vocab(str(run / "checkpoints" / "ckpt-2")) == vocab
+    (run / "pretrain_args.json").write_text(json.dumps(dict(args, train_data=None, vocab=None)))
+    assert os.path.samefile(find_vocab(str(run)), DEMO_VOCAB)  # the demo's vocab
+    os.remove(vocab)
+    (run / "pretrain_args.json").write_text(json.dumps(args))
+    with pytest.raises(TaskError, match="names the vocab .*my_vocab.txt, which is not found"):
+        find_vocab(str(run))
+    shutil.copy(DEMO_VOCAB, run / "vocab.txt")  # a newer run's own copy wins
+    assert find_vocab(str(run)) == str(run / "vocab.txt")
