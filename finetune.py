@@ -15,7 +15,6 @@ rerunning the same command resumes and finishes. Every path may be on gs://.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from absl import app, flags
@@ -187,7 +186,10 @@ def main(argv):
         print(f"{program_name('finetune.py')}: interrupted ({e or 'Ctrl-C'}) before the run finished; rerun with "
               f"the same flags to resume from the last checkpoint", file=sys.stderr)
         return EX_TEMPFAIL
-    print(json.dumps({k: v for k, v in summary.items() if k != "hparams"}, indent=1, default=str))
+    from funnel_tf import json_text
+
+    summary = {k: v for k, v in summary.items() if k != "hparams"}
+    print(json_text.dumps(summary, indent=1, default=str))  # valid JSON: NaN -> null
     if summary.get("preempted"):
         train = summary.get("train", {})
         print(f"{program_name('finetune.py')}: preempted at step {train.get('step')} of {train.get('total_steps')} "

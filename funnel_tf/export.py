@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from funnel_tf import storage
+from funnel_tf import json_text, storage
 from funnel_tf.errors import UserError
 from funnel_tf.text.packing import pack_inputs
 
@@ -272,7 +272,7 @@ def export_saved_model(module: _Serving, export_dir: str, overwrite: bool = Fals
         extra = os.path.join(tmp, "assets.extra")
         tf.io.gfile.makedirs(extra)
         with tf.io.gfile.GFile(os.path.join(extra, "task.json"), "w") as f:
-            f.write(json.dumps(module.info, indent=2, sort_keys=True) + "\n")
+            f.write(json_text.dumps(module.info, indent=2, sort_keys=True) + "\n")
         from funnel_tf.serving import write_readme  # README.txt: how to load this (tensorflow_text first)
 
         write_readme(tmp, module.info)

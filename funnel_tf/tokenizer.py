@@ -19,6 +19,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from funnel_tf import json_text
 from funnel_tf.errors import UserError
 from funnel_tf.text.packing import pack_inputs
 from funnel_tf.text.wordpiece import HF_MAX_CHARS_PER_WORD, WordpieceTokenizer
@@ -164,7 +165,7 @@ class FunnelTokenizer(tf.Module):
         for kind in ("unk", "sep", "pad", "cls", "mask"):
             config[f"{kind}_token"] = self.wordpiece.vocab[getattr(self, f"{kind}_id")]
         with tf.io.gfile.GFile(os.path.join(directory, TOKENIZER_CONFIG_NAME), "w") as f:
-            f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+            f.write(json_text.dumps(config, indent=2, sort_keys=True) + "\n")
         return target
 
     @staticmethod

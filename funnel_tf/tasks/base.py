@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from funnel_tf import json_text
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.defaults import Hparams, default_hparams
 from funnel_tf.tasks.errors import TaskError  # noqa: F401  (re-exported: tasks raise it)
@@ -281,7 +282,7 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 def atomic_write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json_text.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 class TaskObjective(Objective):

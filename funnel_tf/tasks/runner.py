@@ -34,7 +34,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from funnel_tf import storage, xla
+from funnel_tf import json_text, storage, xla
+from funnel_tf.training.progress import evaluation_plan
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json,
                                   atomic_write_text, feature_records_for)
@@ -345,10 +346,10 @@ class FinetuneRunner:
         save_every = run.save_every or (run.eval_every if run.eval_every > 0 else max(
             1, int(round(self.train_rows / hp.batch_size))))
         logging.info("%s: %d training rows, global batch %d, %d steps (%.2f epochs), warmup %d, "
-                     "lr %g, layer decay %g; evaluating every %s", task.name, self.train_rows,
+                     "lr %g, layer decay %g; %s", task.name, self.train_rows,
                      hp.batch_size, total, total * hp.batch_size / max(self.train_rows, 1),
                      warmup, hp.learning_rate, hp.layer_decay,
-                     f"at steps {marks} and at the end" if marks else "at the end")
+                     evaluation_plan(marks) if do_eval else "no evaluation (no --do_eval)")
         train_examples = self.examples[task.train_split]
         seed = run.seed
         tokenizer = self.tokenizer
@@ -470,7 +471,7 @@ class FinetuneRunner:
             path = os.path.join(self.run.model_dir, EVAL_RESULTS)
             tf.io.gfile.makedirs(self.run.model_dir)
             with tf.io.gfile.GFile(path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json_text.dumps(record) + "\n")
         if improved:
             self.best = {"step": int(step), "metric": self.task.main_metric, "value": main,
                          "metrics": record}

@@ -10,11 +10,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import List, Optional
 
+from funnel_tf import json_text
 from funnel_tf.cli import ArgumentParser, main_with_user_errors
 
 _READ_HELP = {
@@ -109,7 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             max_examples=args.max_examples, prefix=args.prefix, progress_every_s=args.progress_every_s,
             overwrite=args.overwrite)
         report = {k: v for k, v in report.items() if k not in ("inputs", "files")}
-    print(json.dumps(report, indent=2))
+    print(json_text.dumps(report, indent=2))
     return 0
 
 

@@ -296,8 +296,13 @@ def read_labelled_file(path: str, *, text_a_column: ColumnRef, label_column: Opt
         if num_columns is None:
             num_columns = len(row)
         if len(row) != num_columns or len(row) < needed:
+            out_of_range = [f"{name}_column {c}" for name, c in (
+                ("text_a", cols["a"]), ("text_b", cols["b"]), ("label", cols["label"]),
+                ("id", cols["id"])) if c is not None and not -len(row) <= c < len(row)]
             counter.report(DataFormatError(
-                f"expected {num_columns} columns, found {len(row)}", path, line))
+                f"expected {num_columns} columns, found {len(row)}" if len(row) != num_columns
+                else f"{', '.join(out_of_range)}: column index out of range for a row of "
+                     f"{len(row)} columns (indices 0..{len(row) - 1})", path, line))
             continue
         a = row[cols["a"]]
         b = row[cols["b"]] if cols["b"] is not None else None

@@ -212,7 +212,7 @@ def read_glue_tsv(task_name: str, path: str, split: str, *,
                 f"{' or '.join(map(str, layout.num_columns))} columns, found "
                 f"{first[1][:3]}... ({len(first[1])} columns)", path, first[0])
     text_a, text_b, labels, ids = [], [], [], []
-    for line, row in records:
+    for position, (line, row) in enumerate(records):  # position: 0-based data row
         if len(row) not in layout.num_columns:
             counter.report(DataFormatError(
                 f"{task.name} {split}: expected {' or '.join(map(str, layout.num_columns))} "
@@ -228,7 +228,9 @@ def read_glue_tsv(task_name: str, path: str, split: str, *,
         text_a.append(row[layout.text_a])
         if layout.text_b is not None:
             text_b.append(row[layout.text_b])
-        ids.append(row[layout.index] if layout.index is not None else f"{split}-{line}")
+        # The file's own index column, else the row's 0-based position among the data rows:
+        # what the GLUE files' `index` column holds, so ids look alike for every task.
+        ids.append(row[layout.index] if layout.index is not None else str(position))
     counter.log(str(path))
     has_labels = layout.label is not None
     label_array = (np.asarray(labels) if has_labels

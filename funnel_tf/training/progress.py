@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
 from tensorflow.core.framework import summary_pb2
+
+from funnel_tf import json_text
 
 # TensorBoard's scalar-plugin metadata: `tf.summary.scalar` needs the tensorboard package, this
 # writes the same event records with TensorFlow alone.
@@ -21,6 +23,19 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
 def write_scalar(name: str, value: float, step: int) -> None:
     """A TensorBoard scalar in the default summary writer (no tensorboard import needed)."""
     tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=_SCALAR_METADATA)
+
+
+def evaluation_plan(marks: Sequence[int], shown: int = 6) -> str:
+    """When a run evaluates, for its log: 'evaluating at step 100, 200 and at the end' (a long
+    list is cut: 'at steps 100, 200, 300, ..., 9900 (99 times) and at the end')."""
+    marks = sorted(int(m) for m in marks)
+    if not marks:
+        return "evaluating at the end"
+    word = "step" if len(marks) == 1 else "steps"
+    if len(marks) <= shown:
+        return f"evaluating at {word} {', '.join(map(str, marks))} and at the end"
+    head = ", ".join(map(str, marks[:shown - 1]))
+    return f"evaluating at steps {head}, ..., {marks[-1]} ({len(marks)} times) and at the end"
 
 
 def format_duration(seconds: float) -> str:
@@ -105,7 +120,7 @@ class ProgressLogger:
                         write_scalar(k, v, int(step))
             self._writer.flush()
             with tf.io.gfile.GFile(self.jsonl_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json_text.dumps(record) + "\n")  # NaN (no ETA yet) -> null
         self._window_start, self._window_step = now, int(step)
         return record
 

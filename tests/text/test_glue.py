@@ -74,7 +74,7 @@ def test_quirks_bom_no_header_raw_quotes(glue_dir):
     assert mrpc.text_a[0].startswith('Amrozi accused his brother , whom he called " the witness "')
     assert not any("\ufeff" in t for t in mrpc.text_a)
     cola = glue.load_glue("cola", glue_dir, "train")      # no header: first line is data
-    assert cola.ids[0] == "train-1" and cola.text_a[0].startswith("Our friends won't buy")
+    assert cola.ids[0] == "0" and cola.text_a[0].startswith("Our friends won't buy")
     rte = glue.load_glue("rte", glue_dir, "train")   # line 52 (id 50): a field opening with "
     assert rte.ids[50] == "50" and rte.text_a[50].startswith('"Instead of action on crime')
     sst = glue.load_glue("sst-2", glue_dir, "dev")
