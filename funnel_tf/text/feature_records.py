@@ -5,7 +5,9 @@ tensorflow-text ops. On a TPU pod (and under MultiWorkerMirroredStrategy) each h
 pipeline runs in that host's TF server, which never loads tensorflow-text ("Op type not
 registered"). So there the features are made once by this process (which has tensorflow-text)
 and written as `tf.train.Example` records; each host's input graph then holds only
-TFRecordDataset, shuffle, repeat, ParseExample(V2), cast, unbatch, shard, batch.
+TFRecordDataset, shuffle, repeat, batch, ParseExampleV2 / ParseSingleExample, cast, unbatch,
+shard (tests/tasks/test_feature_records.py checks every op against a process that never
+imported tensorflow_text).
 
 A *record* is one unit of the in-graph encoder's output, in the encoder's order: one example
 (classification: [seq_len] features; RACE: [4, seq_len]; SQuAD: all K windows of a question,
@@ -25,8 +27,10 @@ is missing, of another key or format, or whose shards are missing or of another 
 or truncated and is rebuilt. Writers build into a hidden temporary sibling and move it into
 place, so readers never see half a folder. Multi-worker: every process that needs records and
 finds no valid copy writes its own (the bytes are identical: the encoder is deterministic), so
-workers never wait on one another and a worker-local path works; on a shared path the first
-complete copy wins. A TPU pod's hosts read the records the one client wrote, so there the folder
+workers never wait on one another (no worker can hang on a chief that died or cannot share its
+disk) and a worker-local path works; on a shared path the first complete copy wins and the
+others drop theirs. Records are made on first use, i.e. when the training input or an
+evaluation first needs them, after the run's checks (`RecordSource`). A TPU pod's hosts read the records the one client wrote, so there the folder
 must be on storage every host reads (gs://); `check_root` says so before anything is written.
 """
 
@@ -351,14 +355,21 @@ def build_or_load(root: str, name: str, key: dict,
         with on_local_host():
             units = make_units()
         write_records(units, tmp, key)
-        done, _ = check_records(directory, digest)  # another worker may have finished first
-        if done is None:
-            storage.recover_dir(directory)
-            storage.replace_dir(tmp, directory)
+        if check_records(directory, digest)[0] is None:  # else another worker finished first
+            try:
+                storage.remove_tree(directory)  # stale or truncated records
+                storage.move_dir(tmp, directory)
+            except (OSError, tf.errors.OpError):  # a racing worker moved its copy in first
+                if check_records(directory, digest)[0] is None:
+                    raise
     finally:
         storage.remove_tree(tmp)
-    records, why = check_records(directory, digest)
-    if records is None:
+    for attempt in range(10):  # a racing worker may be between removing and moving in
+        records, why = check_records(directory, digest)
+        if records is not None:
+            break
+        time.sleep(0.5)
+    else:
         raise RuntimeError(f"feature records in {directory} fail their check right after "
                            f"writing: {why}")
     logging.info("feature records: %d records in %s", records.num_records, directory)

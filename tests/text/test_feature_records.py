@@ -126,3 +126,33 @@ def test_modes_and_pod_storage_check(tmp_path):
     fr.check_root("gs://bucket/records", "tpu", 4)
     with pytest.raises(fr.FeatureRecordsError, match="gs://"):
         fr.check_root(str(tmp_path), "tpu", 4)
+
+
+def test_workers_writing_the_same_records_at_once_agree(tmp_path):
+    """Multi-worker: each worker that finds no valid copy writes its own; racing on one shared
+    folder, every one ends with complete, identical records and no temporary folder is left."""
+    import threading
+
+    root, results, errors = str(tmp_path), [None] * 3, []
+    together = threading.Barrier(3)  # all three found no records and start writing at once
+
+    def make():
+        together.wait(timeout=60)
+        return _units(40)
+
+    def worker(i):
+        try:
+            results[i] = fr.build_or_load(root, "t", {"k": 3}, make)
+        except BaseException as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len({r.directory for r in results}) == 1
+    for r in results:
+        _same(_rows(r.dataset()), _rows(_units(40)))
+    assert sorted(os.listdir(root)) == [os.path.basename(results[0].directory)]
