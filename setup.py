@@ -49,6 +49,7 @@ setup(
             "funnel-finetune=funnel_tf.entry_points:finetune",
             "funnel-convert=funnel_tf.entry_points:convert",
             "funnel-text=funnel_tf.entry_points:text",
+            "funnel-glue-submission=funnel_tf.entry_points:glue_submission",
         ],
     },
 )

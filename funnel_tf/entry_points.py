@@ -1,4 +1,5 @@
-"""Console scripts (setup.py): funnel-pretrain, funnel-finetune, funnel-convert, funnel-text.
+"""Console scripts (setup.py): funnel-pretrain, funnel-finetune, funnel-convert, funnel-text,
+funnel-glue-submission.
 
 Each hides TensorFlow's C++ log noise first (funnel_tf.logs), then runs the script's own
 `if __name__ == "__main__":` block, so `funnel-finetune ...` is exactly `python finetune.py ...`
@@ -36,6 +37,11 @@ def finetune():
 def convert():
     """`funnel-convert`: python -m funnel_tf.convert."""
     _run_as_main("funnel_tf.convert", "python -m funnel_tf.convert")
+
+
+def glue_submission():
+    """`funnel-glue-submission`: python -m funnel_tf.glue_submission (GLUE server zip)."""
+    _run_as_main("funnel_tf.glue_submission", "python -m funnel_tf.glue_submission")
 
 
 def text():

@@ -115,8 +115,13 @@ class Task(abc.ABC):
             except (FileNotFoundError, KeyError) as e:
                 missing.append(f"  {split}: {str(e).strip(chr(39))}")
         if missing:
+            predicted = [s for s in splits if s not in found and s != self.train_split
+                         and s not in self.eval_splits]  # asked for by --do_predict only
+            hint = (f"\n--do_predict reads {', '.join(predicted)}: add those files, or predict "
+                    f"other splits with --predict_splits (e.g. --predict_splits=dev)"
+                    if predicted else "")
             raise TaskError(f"task {self.name}: missing task files under {data_dir}:\n"
-                            + "\n".join(missing))
+                            + "\n".join(missing) + hint)
         return found
 
     def needs_data_dir(self, splits: Sequence[str]) -> bool:

@@ -67,3 +67,24 @@ def test_exporting_an_untrained_model_is_refused(finetune_main, argv, tmp_path, 
     assert finetune_main(*argv, f"--export_dir={tmp_path / 'export'}") == 2
     assert "it would export an untrained model" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not (tmp_path / "export").exists()
+
+
+def test_missing_test_file_says_how_to_predict_other_splits(finetune_main, micro_config, tmp_path,
+                                                           capsys):
+    """A GLUE folder without test.tsv (as the shared data's RTE): --do_predict names the split
+    and --predict_splits, before anything is written."""
+    rte = tmp_path / "glue" / "RTE"
+    rte.mkdir(parents=True)
+    rows = "".join(f"{i}\tthe river {i}\tthe bridge\t{'entailment' if i % 2 else 'not_entailment'}\n"
+                   for i in range(8))
+    for split in ("train", "dev"):
+        (rte / f"{split}.tsv").write_text("index\tsentence1\tsentence2\tlabel\n" + rows)
+    config_path = tmp_path / "micro.json"
+    micro_config.save(str(config_path))
+    assert finetune_main("--task=rte", f"--data_dir={tmp_path / 'glue'}", f"--config={config_path}",
+                         f"--vocab_file={DEMO_VOCAB}", f"--model_dir={tmp_path / 'run'}",
+                         "--do_train", "--do_predict") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "test.tsv" in err
+    assert "--do_predict reads test" in err and "--predict_splits=dev" in err
+    assert not (tmp_path / "run").exists()
