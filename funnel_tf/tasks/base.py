@@ -244,11 +244,13 @@ def rows_by_example(outputs: Dict[str, np.ndarray], num_examples: int) -> Dict[s
 
 def feature_records_for(task: Task, split: str, examples, tokenizer, hp: Hparams, *,
                         mode, root: str, strategy_kind: str, num_workers: int,
-                        purpose: str = "train", global_batch: Optional[int] = None):
+                        is_chief: bool = True, purpose: str = "train",
+                        global_batch: Optional[int] = None):
     """The `feature_records.RecordSource` of `split` when `mode` ("auto": on TPU and
     multi-worker strategies; "always"; "never") asks for records, else None. Nothing is written
     here (the records are made when the input pipeline first asks for them); the cache key
-    (task options, tokenizer, and a sha256 of the parsed examples) is computed now."""
+    (task options, tokenizer, and a sha256 of the parsed examples) is computed now. Only the
+    chief writes; other workers wait for its records."""
     from funnel_tf.text import feature_records as fr
 
     if not fr.use_records(mode, strategy_kind):
@@ -268,7 +270,8 @@ def feature_records_for(task: Task, split: str, examples, tokenizer, hp: Hparams
     key = {"task": task.name, "purpose": purpose, "options": task.record_options(hp),
            "global_batch": global_batch, "tokenizer": fr.tokenizer_identity(tokenizer),
            "examples_sha256": fr.fingerprint(examples), "num_examples": len(examples)}
-    return fr.RecordSource(root, fr.record_name(task.name, split, purpose), key, make)
+    return fr.RecordSource(root, fr.record_name(task.name, split, purpose), key, make,
+                           write=is_chief)
 
 
 def weighted_sum(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:

@@ -415,7 +415,7 @@ class FinetuneRunner:
             self.task, split, self.examples[split], self.tokenizer, self.hp,
             mode=self.run.feature_records, root=self.run.feature_records_dir or os.path.join(
                 self.run.model_dir, "feature_records"), strategy_kind=self.info.kind,
-            num_workers=self.info.num_workers, purpose=purpose,
+            num_workers=self.info.num_workers, is_chief=self.info.is_chief, purpose=purpose,
             global_batch=self.hp.global_eval_batch_size if purpose == "eval" else None)
 
     def _data(self, split: str) -> EvalData:

@@ -25,12 +25,15 @@ of the parsed examples themselves — so changed data, vocab or options never re
 The manifest is written last and lists every shard with its byte size; a folder whose manifest
 is missing, of another key or format, or whose shards are missing or of another size is stale
 or truncated and is rebuilt. Writers build into a hidden temporary sibling and move it into
-place, so readers never see half a folder. Multi-worker: every process that needs records and
-finds no valid copy writes its own (the bytes are identical: the encoder is deterministic), so
-workers never wait on one another (no worker can hang on a chief that died or cannot share its
-disk) and a worker-local path works; on a shared path the first complete copy wins and the
-others drop theirs. Records are made on first use, i.e. when the training input or an
-evaluation first needs them, after the run's checks (`RecordSource`). A TPU pod's hosts read the records the one client wrote, so there the folder
+place, so readers never see half a folder. Multi-worker: the chief writes, the other workers
+wait (polling, `wait_s`) for its complete copy and read it. That keeps the project's rule that
+only the chief writes under model_dir, and needs nothing new: a multi-worker model_dir must
+already be readable by every worker (they restore the chief's checkpoints from it). A worker
+that waits in vain stops with one line naming the folder. Writers racing on one folder (two
+runs, or `write=True` everywhere) still end with one complete copy: the first complete one
+wins, the others drop theirs (the bytes are identical: the encoder is deterministic). Records
+are made on first use, i.e. when the training input or an evaluation first needs them, after
+the run's checks (`RecordSource`). A TPU pod's hosts read the records the one client wrote, so there the folder
 must be on storage every host reads (gs://); `check_root` says so before anything is written.
 """
 
@@ -338,16 +341,35 @@ def write_records(units: tf.data.Dataset, directory: str, key: dict, *,
     return manifest
 
 
-def build_or_load(root: str, name: str, key: dict,
-                  make_units: Callable[[], tf.data.Dataset]) -> FeatureRecords:
+def wait_for_records(directory: str, digest: str, wait_s: float,
+                     poll_s: float = 2.0) -> FeatureRecords:
+    """A non-chief worker: the chief's complete records in `directory`, once they are there."""
+    start = time.time()
+    while True:
+        records, why = check_records(directory, digest)
+        if records is not None:
+            return records
+        if time.time() - start > wait_s:
+            raise FeatureRecordsError(
+                f"waited {wait_s:.0f} s for the chief's feature records in {directory} ({why}); "
+                f"the chief writes them: is that folder on storage every worker reads?")
+        time.sleep(poll_s)
+
+
+def build_or_load(root: str, name: str, key: dict, make_units: Callable[[], tf.data.Dataset],
+                  *, write: bool = True, wait_s: float = 3600.0) -> FeatureRecords:
     """The complete records of `key` under `root`: reused when valid, else (re)built from
-    `make_units()` in a temporary sibling and moved into place (see the module docstring)."""
+    `make_units()` in a temporary sibling and moved into place — or, with `write=False` (a
+    non-chief worker), waited for (see the module docstring)."""
     digest = key_digest(key)
     directory = os.path.join(root, f"{name}-{digest[:16]}")
     records, why = check_records(directory, digest)
     if records is not None:
         logging.info("feature records: reusing %s (%d records)", directory, records.num_records)
         return records
+    if not write:
+        logging.info("feature records: waiting for the chief to write %s", directory)
+        return wait_for_records(directory, digest, wait_s)
     logging.info("feature records: writing %s (%s)", directory, why)
     tf.io.gfile.makedirs(root)
     tmp = os.path.join(root, f".tmp-{name}-{uuid.uuid4().hex[:12]}")
@@ -381,15 +403,18 @@ class RecordSource:
     are done and nothing may be written yet; the input pipeline asks for it when it is built."""
 
     def __init__(self, root: str, name: str, key: dict,
-                 make_units: Callable[[], tf.data.Dataset]):
+                 make_units: Callable[[], tf.data.Dataset], *, write: bool = True,
+                 wait_s: float = 3600.0):
         self.root, self.name, self.key, self._make_units = root, name, key, make_units
+        self.write, self.wait_s = write, wait_s
         self._records: Optional[FeatureRecords] = None
         self._lock = threading.Lock()
 
     def get(self) -> FeatureRecords:
         with self._lock:
             if self._records is None:
-                self._records = build_or_load(self.root, self.name, self.key, self._make_units)
+                self._records = build_or_load(self.root, self.name, self.key, self._make_units,
+                                              write=self.write, wait_s=self.wait_s)
             return self._records
 
     def dataset(self, shuffle_seed: Optional[int] = None, repeat: bool = False
@@ -406,4 +431,4 @@ def record_name(task_name: str, split: str, purpose: str) -> str:
 __all__ = ["FeatureRecords", "FeatureRecordsError", "RecordSource", "build_or_load",
            "check_records", "check_root", "fingerprint", "key_digest", "normalize_mode",
            "on_local_host", "parse_fn", "record_name", "tokenizer_identity", "use_records",
-           "write_records", "MODES"]
+           "wait_for_records", "write_records", "MODES"]

@@ -156,3 +156,21 @@ def test_workers_writing_the_same_records_at_once_agree(tmp_path):
     for r in results:
         _same(_rows(r.dataset()), _rows(_units(40)))
     assert sorted(os.listdir(root)) == [os.path.basename(results[0].directory)]
+
+
+def test_non_chief_waits_for_the_chiefs_records_and_says_when_they_never_come(tmp_path):
+    import threading
+
+    root, key = str(tmp_path), {"k": 4}
+    got = {}
+    waiter = threading.Thread(target=lambda: got.update(r=fr.build_or_load(
+        root, "t", key, lambda: pytest.fail("a non-chief never writes"), write=False,
+        wait_s=120)))
+    waiter.start()
+    chief = fr.build_or_load(root, "t", key, lambda: _units(6))
+    waiter.join()
+    assert got["r"].directory == chief.directory
+    _same(_rows(got["r"].dataset()), _rows(_units(6)))
+    with pytest.raises(fr.FeatureRecordsError, match="chief's feature records"):
+        fr.build_or_load(root, "t", {"k": 5}, lambda: _units(6), write=False, wait_s=0.1)
+    assert sorted(os.listdir(root)) == [os.path.basename(chief.directory)]
