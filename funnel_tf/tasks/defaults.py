@@ -91,6 +91,18 @@ class Hparams:
             if getattr(self, name) < 1:
                 bad(name, ">= 1")
 
+    def check_for_task(self, key: str) -> None:
+        """TaskError for lengths that cannot fit the task family's inputs (`key`, a DEFAULTS key):
+        a SQuAD window keeps the question and at least one paragraph token, a RACE row the
+        question+option and one passage token (3 special tokens each)."""
+        room = self.max_seq_length - 4
+        for family, name, what in (("squad", "max_query_length", "paragraph"),
+                                   ("race", "max_qa_length", "passage")):
+            if key == family and getattr(self, name) > room:
+                raise TaskError(f"--{name}={getattr(self, name)} must be at most --max_seq_length "
+                                f"- 4 = {room} so each sequence keeps a {what} token; lower "
+                                f"--{name} or raise --max_seq_length")
+
     @property
     def global_eval_batch_size(self) -> int:
         return self.eval_batch_size or self.batch_size

@@ -6,6 +6,7 @@ work itself is `tasks/runner.FinetuneRunner`'s."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -16,7 +17,8 @@ from funnel_tf import storage
 from funnel_tf.tasks.base import TaskError, atomic_write_json
 from funnel_tf.tasks.initialization import BEST_DIR, find_vocab, has_best, resolve_config
 from funnel_tf.tasks.interrupts import sigterm_interrupts
-from funnel_tf.tasks.runner import FinetuneRunner, RunConfig, _fmt
+from funnel_tf.tasks.runner import TASK_JSON, FinetuneRunner, RunConfig, _fmt
+from funnel_tf.training import run_record
 from funnel_tf.training.strategy import strategy_info
 
 
@@ -76,6 +78,7 @@ def run_finetuning(args: FinetuneArgs) -> dict:
             raise TaskError(f"--tfds_data_dir is supported for the GLUE tasks, not {task.name}")
         task.use_tfds(args.tfds_data_dir)
     hp = task.default_hparams().replace(**args.hparams)
+    hp.check_for_task(task.defaults_key or task.name)
     predictions_dir = args.predictions_dir or (
         os.path.join(args.model_dir, "predictions") if args.do_predict else None)
     check_output_dirs(args.model_dir, args.export_dir, predictions_dir,
@@ -112,10 +115,15 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     if precision == "auto":
         precision = "mixed_bfloat16" if strategy_info(strategy).kind == "tpu" else "float32"
     set_precision(precision)
+    record = finetune_record(task, hp, config, vocab, precision, args)
+    notes = _check_resume(args, record)
     import keras
 
     keras.utils.set_random_seed(run.seed)  # head/model init, dropout
     runner = FinetuneRunner(task, hp, config, tokenizer, strategy, run)
+    runner.record = record if args.do_train else None
+    for note in notes:
+        logging.info("%s", note)
     runner.load(args.data_dir, args.do_train, args.do_eval, args.do_predict, args.predict_splits)
     summary = {"task": task.name, "hparams": dataclasses.asdict(hp), "model_dir": args.model_dir,
                "preempted": False}
@@ -127,6 +135,75 @@ def run_finetuning(args: FinetuneArgs) -> dict:
         runner.prepare_training(do_eval=args.do_eval)
     with ModelDirLock(args.model_dir, enabled=runner.info.is_chief), sigterm_interrupts():
         return _run(runner, args, summary)
+
+
+# What a resume may not change (run_record.py); the other hparams and run knobs may change and
+# are logged. Without --do_train only what the saved model is (task, config, vocab) is compared.
+DEFINING_HPARAMS = ("batch_size", "learning_rate", "warmup_ratio", "warmup_steps", "layer_decay",
+                    "weight_decay", "max_seq_length", "doc_stride", "max_query_length",
+                    "max_qa_length")
+CHANGEABLE_RUN = ("steps_per_loop", "log_every", "eval_every", "save_every", "keep_checkpoints",
+                  "jit_compile", "skip_malformed", "nonfinite", "max_eval_examples")
+MODEL_ONLY = ("task", "task_options", "config", "vocab")
+
+
+def finetune_record(task, hp, config, vocab: str, precision: str, args: FinetuneArgs) -> dict:
+    """This run's identity (run.json in model_dir): task, model, vocab content, the recipe's
+    defining hparams, seed, precision; train length, cadences and paths may change."""
+    model = config.to_dict()
+    model.pop("init_scheme", None)
+    hparams = dataclasses.asdict(hp)
+    run = RunConfig(model_dir=args.model_dir, **args.run)
+    defining = dict(task=task.name, task_options=args.csv_options, config=model,
+                    vocab=run_record.vocab_fingerprint(vocab), precision=precision,
+                    seed=run.seed, max_train_examples=run.max_train_examples,
+                    **{k: hparams[k] for k in DEFINING_HPARAMS})
+    changeable = dict({k: v for k, v in hparams.items()
+                       if k not in DEFINING_HPARAMS and k != "source"},
+                      **{k: getattr(run, k) for k in CHANGEABLE_RUN}, strategy=args.strategy,
+                      data_dir=args.data_dir, files=args.files,
+                      init_checkpoint=args.init_checkpoint)
+    return run_record.make_record("finetuning", defining, changeable)
+
+
+def _saved_record(model_dir: str):
+    """(record, file) of the run in model_dir: run.json, or for a folder written before it
+    existed the task.json beside its checkpoints."""
+    record = run_record.read_record(model_dir)
+    if record is not None:
+        return record, run_record.RECORD_FILE
+    path = os.path.join(model_dir, TASK_JSON)
+    if not tf.io.gfile.exists(path):
+        return None, ""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            info = json.load(f)
+        hparams = info.get("hparams") or {}
+        defining = {"task": info["task"], **{k: hparams[k] for k in DEFINING_HPARAMS
+                                             if k in hparams}}
+        if isinstance(info.get("config"), dict):
+            defining["config"] = {k: v for k, v in info["config"].items() if k != "init_scheme"}
+        if info.get("vocab_file") and tf.io.gfile.exists(info["vocab_file"]):
+            defining["vocab"] = run_record.vocab_fingerprint(info["vocab_file"])
+    except (ValueError, KeyError, TypeError, tf.errors.OpError):
+        return None, ""
+    return run_record.make_record("finetuning", defining, {}), TASK_JSON
+
+
+def _check_resume(args: FinetuneArgs, record: dict) -> List[str]:
+    """Refuse (one line, nothing written) a model_dir holding checkpoints or best/ of another run;
+    return log lines for what changed safely."""
+    model_dir = args.model_dir
+    has_checkpoint = tf.io.gfile.isdir(os.path.join(model_dir, "checkpoints")) and \
+        tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
+    if not (has_checkpoint or has_best(model_dir)):
+        return []
+    if not args.do_train:
+        record = dict(record, defining={k: v for k, v in record["defining"].items()
+                                        if k in MODEL_ONLY}, changeable={})
+    saved, source = _saved_record(model_dir)
+    notes = run_record.check_resume(model_dir, record, saved, source)
+    return notes if args.do_train else []
 
 
 def _run(runner: FinetuneRunner, args: FinetuneArgs, summary: dict) -> dict:

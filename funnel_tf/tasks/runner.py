@@ -10,6 +10,7 @@ Files under `model_dir`:
   best/                   the best model so far (native save_pretrained format + task.json +
                           vocab.txt), usable as --init_checkpoint and for export
   best_result.json        step and metrics of best/
+  run.json                what defines the run, compared on resume (training/run_record.py)
   predictions/            prediction files (--do_predict)
   RUN_LOCK                held while a run uses the folder (training/run_lock.py)
 
@@ -212,6 +213,7 @@ class FinetuneRunner:
         self._trainer: Optional[_EvaluatingTrainer] = None
         self._do_eval = True
         self._evaluations: List[dict] = []
+        self.record: Optional[dict] = None  # run.json (training/run_record.py), written by train()
         self.jit_compile = run.jit_compile if run.jit_compile is not None else (
             self.info.kind == "tpu" or bool(tf.config.list_physical_devices("GPU")))
 
@@ -553,6 +555,10 @@ class FinetuneRunner:
 
 
 def _head(examples, n: int):
+            if self.record is not None:
+                from funnel_tf.training.run_record import write_record
+
+                write_record(self.run.model_dir, self.record)
     """The first n examples of any examples container (TextExamples, SquadData, RaceExamples)."""
     from funnel_tf.text.classification import TextExamples
     from funnel_tf.text.race import RaceExamples

@@ -1,15 +1,18 @@
 """A pretraining run (MLM or ELECTRA) as one call: `run_pretraining(PretrainArgs)`.
 
 `pretrain.py` maps its flags onto `PretrainArgs`; `demo.py` and tests call `run_pretraining`
-directly. Order matters for "bad input loses nothing": flags, config, vocab, every input file,
-the masking settings, a resumed model_dir's config and the init checkpoint are all checked before
-the first byte is written to model_dir. Then the run takes the model_dir lock (chief only) for its
-whole life, turns raw text into records (cached under `<model_dir>/data`), writes
-`config.json` / `pretrain_args.json` and trains with the shared engine (`loop.Trainer`).
+directly. Order matters for "bad input loses nothing": flags, output folder, config, vocab,
+every input file, the masking settings, a resumed model_dir's config and settings (run.json) and
+the init checkpoint are all checked before the first byte is written to model_dir; the strategy
+is connected before the first TensorFlow op. Then the run takes the model_dir lock (chief only)
+for its whole life, turns raw text into records (cached under `<model_dir>/data`), writes
+`config.json` / `run.json` / `vocab.txt` / `pretrain_args.json` and trains with the shared
+engine (`loop.Trainer`).
 
 Files under `model_dir`: checkpoints/, train/ (TensorBoard), metrics.jsonl (the engine's),
-config.json (+ generator_config.json for ELECTRA), pretrain_args.json, pretrain_flags.txt (when
-run from pretrain.py), data/seq<L>/ (records made from raw text).
+config.json (+ generator_config.json for ELECTRA), vocab.txt (the run's vocab), run.json (what
+defines the run, compared on resume: training/run_record.py), pretrain_args.json,
+pretrain_flags.txt (when run from pretrain.py), data/seq<L>/ (records made from raw text).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from absl import logging
 
 from funnel_tf.config import ConfigError, FunnelConfig, load_config
 from funnel_tf.errors import UserError
-from funnel_tf.training import checkpointing, init_checkpoint, inputs, objectives
+from funnel_tf.training import checkpointing, init_checkpoint, inputs, objectives, run_record
+from funnel_tf.training.output_paths import check_output_dir
 from funnel_tf.training.pretraining_defaults import (DEMO_CORPUS, DEMO_DEFAULTS, DEMO_VOCAB,
                                                      RUN_DEFAULTS, PretrainArgsError)
 
@@ -37,6 +41,7 @@ JIT_MODES = ("auto", "true", "false")
 MASKING = ("single_token", "word_span")
 ARGS_FILE = "pretrain_args.json"
 FLAGS_FILE = "pretrain_flags.txt"
+VOCAB_FILE = "vocab.txt"
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: restart with the same model_dir to resume
 
 
@@ -127,6 +132,7 @@ def check_args(a: PretrainArgs) -> None:
         raise PretrainArgsError("--model_dir is required with --train_data")
     if a.model_dir and tf.io.gfile.exists(a.model_dir) and not tf.io.gfile.isdir(a.model_dir):
         raise PretrainArgsError(f"--model_dir {a.model_dir} exists and is not a directory")
+    check_output_dir("--model_dir", a.model_dir)  # records (data/) and summaries (train/) go inside
     for name, minimum in (("train_steps", 1), ("batch_size", 1), ("seq_len", 1),
                           ("steps_per_loop", 1), ("log_every", 1), ("save_every", 0),
                           ("warmup_steps", 0), ("keep_checkpoints", 1), ("max_nonfinite", 0)):
@@ -207,6 +213,115 @@ def check_same_config(model_dir: str, config: FunnelConfig) -> None:
     if diff:
         raise ConfigError(f"{path} was written with a different model config (fields {diff}); "
                           f"use a new --model_dir or the same config")
+
+
+# What a resume may not change (run_record.py): the rest of PretrainArgs may change, and is logged.
+DEFINING = ("objective", "seq_len", "batch_size", "seed", "learning_rate", "warmup_steps",
+            "weight_decay", "masking", "num_predict")
+ELECTRA_DEFINING = ("disc_weight", "generator_width")
+CHANGEABLE = ("train_steps", "steps_per_loop", "log_every", "save_every", "keep_checkpoints",
+              "clip_norm", "nonfinite", "max_nonfinite", "jit_compile", "strategy", "train_data",
+              "data_resume", "deterministic_input")
+
+
+def _defining(a: PretrainArgs) -> Dict[str, object]:
+    names = DEFINING + (ELECTRA_DEFINING if a.objective == "electra" else ())
+    return {k: getattr(a, k) for k in names}
+
+
+def run_record_of(a: PretrainArgs, config: FunnelConfig, vocab: Optional[str],
+                  precision: str) -> dict:
+    """This run's identity (run.json): the settings above, the model config (less init_scheme,
+    which only decides fresh weights), the vocab's content and the resolved precision."""
+    model = json.loads(config.to_json_string())
+    model.pop("init_scheme", None)
+    defining = dict(_defining(a), config=model, precision=precision)
+    if vocab:
+        defining["vocab"] = run_record.vocab_fingerprint(vocab)
+    return run_record.make_record("pretraining", defining,
+                                  {k: getattr(a, k) for k in CHANGEABLE})
+
+
+def _saved_record(model_dir: str) -> Tuple[Optional[dict], str]:
+    """(record, file it came from) of the run in model_dir: run.json, or for a folder written
+    before it existed the settings in pretrain_args.json (its vocab and config are checked
+    elsewhere: the manifest / config.json)."""
+    record = run_record.read_record(model_dir)
+    if record is not None:
+        return record, run_record.RECORD_FILE
+    path = os.path.join(model_dir, ARGS_FILE)
+    if not tf.io.gfile.exists(path):
+        return None, ""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            saved = json.load(f)
+        fields = {f.name for f in dataclasses.fields(PretrainArgs)}
+        old = PretrainArgs(**{k: v for k, v in saved.items() if k in fields})
+    except (ValueError, TypeError, tf.errors.OpError):
+        return None, ""
+    defining = _defining(old)
+    if old.precision != "auto":
+        defining["precision"] = old.precision
+    return run_record.make_record("pretraining", defining,
+                                  {k: getattr(old, k) for k in CHANGEABLE}), ARGS_FILE
+
+
+def _manifest_seq_len(a: PretrainArgs) -> Optional[int]:
+    """The seq_len in the manifest.json beside record --train_data (no TF op: gfile only)."""
+    if a.demo or a.train_data_format == "text":
+        return None
+    try:  # input that cannot be read is refused, after the flags, by plan_pretraining_input
+        files = inputs.expand(a.train_data)
+        fmt = inputs.detect_format(files) if a.train_data_format == "auto" else \
+            a.train_data_format
+    except UserError:
+        return None
+    files = [f for f in files if os.path.basename(f) != inputs.pretraining.MANIFEST_NAME]
+    if fmt != "tfrecord" or not files:
+        return None
+    try:
+        manifest = inputs.read_manifest(files) or {}
+    except UserError:
+        return None
+    seq_len = manifest.get("seq_len")
+    return seq_len if isinstance(seq_len, int) and not isinstance(seq_len, bool) else None
+
+
+def fill_defaults(args: PretrainArgs, saved: Optional[dict] = None
+                  ) -> Tuple[PretrainArgs, List[str]]:
+    """`args.with_defaults()`, scaled to the run where the user chose nothing, and one line per
+    choice for the log. seq_len: the records' manifest's (a different --seq_len is refused when
+    the input is checked). warmup: the resumed run's (`saved`, its run record), else
+    min(default, 10% of train_steps). steps_per_loop / log_every: min(default,
+    max(1, train_steps // 10)); save_every, when the default would save only at the end:
+    max(1, train_steps // 4). So a short run reports and checkpoints as it goes."""
+    notes = []
+    if args.seq_len is None:
+        seq_len = _manifest_seq_len(args)
+        if seq_len is not None:
+            args = dataclasses.replace(args, seq_len=seq_len)
+            notes.append(f"seq_len {seq_len} (from the records' manifest.json)")
+    a = args.with_defaults()
+    steps = a.train_steps
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        return a, notes  # check_args refuses it
+    scaled = {}
+    if args.warmup_steps is None:
+        recorded = ((saved or {}).get("defining") or {}).get("warmup_steps")
+        if isinstance(recorded, int):
+            scaled["warmup_steps"] = (recorded, "the resumed run's")
+        else:
+            scaled["warmup_steps"] = (min(a.warmup_steps, steps // 10), "10% of train_steps")
+    for name in ("steps_per_loop", "log_every"):
+        if getattr(args, name) is None:
+            scaled[name] = (min(getattr(a, name), max(1, steps // 10)), "train_steps // 10")
+    if args.save_every is None and a.save_every >= steps:  # else no checkpoint before the end
+        scaled["save_every"] = (max(1, steps // 4), "train_steps // 4")
+    for name, (value, why) in scaled.items():
+        if value != getattr(a, name):
+            notes.append(f"{name} {value} ({why}; default {getattr(a, name)}, pass --{name} to "
+                         f"choose)")
+    return dataclasses.replace(a, **{k: v for k, (v, _) in scaled.items()}), notes
 
 
 def _has_training_checkpoint(model_dir: str) -> bool:
@@ -357,6 +472,16 @@ def _write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def _copy_vocab(vocab: str, model_dir: str) -> None:
+    """model_dir/vocab.txt: the run's vocab travels with it (finetune.py --init_checkpoint=<this
+    run> and convert find it there)."""
+    from funnel_tf import storage
+
+    target = os.path.join(model_dir, VOCAB_FILE)
+    if storage.canonical(vocab) != storage.canonical(target):
+        tf.io.gfile.copy(vocab, target, overwrite=True)
+
+
 def _make_strategy(a: PretrainArgs):
     """The run's tf.distribute strategy; a cluster or TPU that cannot be reached is a user error."""
     from funnel_tf.training import strategy as strat
@@ -384,7 +509,11 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     from funnel_tf.training import loop, optimization, strategy as strat
     from funnel_tf.training.run_lock import ModelDirLock
 
-    a = args.with_defaults()
+    saved = None
+    if args.model_dir and tf.io.gfile.isdir(args.model_dir) and \
+            _has_training_checkpoint(args.model_dir):
+        saved = _saved_record(args.model_dir)[0]
+    a, chosen = fill_defaults(args, saved)
     check_args(a)
     config = resolve_config(a)
     train_data = [DEMO_CORPUS] if a.demo else list(a.train_data)
@@ -397,7 +526,7 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
         train_data, a.seq_len, config, vocab=a.vocab or (DEMO_VOCAB if a.demo else None),
         data_format=a.train_data_format, masking_strategy=a.masking, num_predict=a.num_predict,
         fallback_encoding=a.fallback_encoding)
-    notes = []  # logged once everything is checked: a user error stays one line on stderr
+    notes = list(chosen)  # logged once everything is checked: a user error stays one line
     if plan.tokenizer.vocab_size != config.vocab_size:
         notes.append(f"vocab {plan.vocab} has {plan.tokenizer.vocab_size} tokens: vocab_size "
                      f"{config.vocab_size} -> {plan.tokenizer.vocab_size}")
@@ -421,6 +550,9 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     model_dir = a.model_dir or tempfile.mkdtemp(prefix="funnel_pretrain_demo_")
     resuming = tf.io.gfile.exists(model_dir) and _has_training_checkpoint(model_dir)
     check_same_config(model_dir, config)
+    record = run_record_of(a, config, plan.vocab, precision)
+    if resuming:  # a run that differs in what defines it is refused; the rest is logged
+        notes += run_record.check_resume(model_dir, record, *_saved_record(model_dir))
     if a.init_checkpoint and not resuming:
         notes.append("init checkpoint fits: " + check_init_checkpoint(
             a.init_checkpoint, a.objective, config, **extra))
@@ -459,6 +591,8 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
                 logging.info("%s", note)
             if info.is_chief:
                 _write_text(os.path.join(model_dir, "config.json"), config.to_json_string())
+                run_record.write_record(model_dir, record)
+                _copy_vocab(plan.vocab, model_dir)
                 _write_text(os.path.join(model_dir, ARGS_FILE), json.dumps(
                     {k: v for k, v in dataclasses.asdict(a).items() if k != "flags_text"},
                     indent=1) + "\n")

@@ -99,3 +99,47 @@ def test_second_run_on_a_held_model_dir_is_refused_with_the_holders_pid(config_p
         assert "\n" not in one_line(info.value)
         assert sorted(os.listdir(model_dir)) == ["RUN_LOCK"]
     assert not tf.io.gfile.exists(os.path.join(model_dir, "RUN_LOCK"))
+
+
+@pytest.mark.parametrize("flag", ["predictions_dir", "export_dir", "model_dir"])
+def test_an_output_folder_under_a_regular_file_is_refused_up_front(config_path, tmp_path, flag):
+    """Issue 20: --predictions_dir / --export_dir under a regular file trained for 195 s, then
+    ended in a FailedPreconditionError traceback."""
+    files = write_csv_task(str(tmp_path / "data"))
+    (tmp_path / "plain").write_text("a file")
+    where = str(tmp_path / "plain" / "out")
+    paths = dict(model_dir=str(tmp_path / "run"), do_predict=True)
+    paths[flag] = where
+    model_dir = paths.pop("model_dir")
+    before = _tree(tmp_path)
+    with pytest.raises(UserError) as info:
+        run_finetuning(csv_args(model_dir, files, config_path, **paths))
+    msg = one_line(info.value)
+    assert msg == f"--{flag} {where} lies under {tmp_path / 'plain'}, which is a file, not a " \
+                  f"folder", msg
+    assert _tree(tmp_path) == before
+
+
+def test_a_model_dir_name_too_long_is_refused_before_any_folder_is_made(config_path, tmp_path):
+    files = write_csv_task(str(tmp_path / "data"))
+    model_dir = tmp_path / "a" / "b" / ("x" * 300) / "run"
+    with pytest.raises(UserError, match=r"is 300 bytes, longer than the 255"):
+        run_finetuning(csv_args(str(model_dir), files, config_path))
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("task, flag", [("squad_v1.1", "max_query_length"),
+                                        ("race", "max_qa_length")])
+def test_lengths_that_cannot_fit_the_sequence_are_a_user_error(tmp_path, task, flag):
+    """Issue 20: --task=squad with a short --max_seq_length was a ValueError traceback from the
+    feature pipeline (max_query_length=64 must be in [1, seq_len - 4])."""
+    from funnel_tf.tasks.finetuning_run import FinetuneArgs
+    from tests.tasks.helpers import DEMO_VOCAB
+
+    with pytest.raises(UserError) as info:
+        run_finetuning(FinetuneArgs(task=task, model_dir=str(tmp_path / "run"), config="tiny",
+                                    vocab_file=DEMO_VOCAB, data_dir=str(tmp_path),
+                                    hparams=dict(max_seq_length=32)))
+    assert one_line(info.value).startswith(f"--{flag}=") and "at most --max_seq_length - 4 = 28" \
+        in one_line(info.value), one_line(info.value)
+    assert not (tmp_path / "run").exists()

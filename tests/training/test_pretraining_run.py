@@ -92,6 +92,20 @@ def test_user_errors_are_raised_before_model_dir_is_created(tmp_path, case):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_model_dir_that_cannot_be_made_is_refused_before_any_folder_is_made(tmp_path):
+    """Issue 20: a --model_dir under a regular file, or with a name over 255 bytes, failed late
+    (leaving empty parent folders behind)."""
+    (tmp_path / "plain").write_text("a file")
+    with pytest.raises(UserError) as info:
+        run_pretraining(PretrainArgs(model_dir=str(tmp_path / "plain" / "run"), train_steps=2))
+    assert one_line(info.value) == (f"--model_dir {tmp_path / 'plain' / 'run'} lies under "
+                                    f"{tmp_path / 'plain'}, which is a file, not a folder")
+    with pytest.raises(UserError, match="is 256 bytes, longer than the 255"):
+        run_pretraining(PretrainArgs(model_dir=str(tmp_path / "a" / ("x" * 256) / "run"),
+                                     train_steps=2))
+    assert sorted(os.listdir(tmp_path)) == ["plain"]
+
+
 def test_a_failed_run_leaves_an_existing_model_dir_as_it_was(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -286,3 +300,122 @@ def test_a_record_corrupt_mid_file_stops_with_the_file_named(tmp_path):
     assert (tmp_path / "run" / "config.json").exists()
     saved = sorted((tmp_path / "run" / "checkpoints").glob("ckpt-*.index"))
     assert ("last checkpoint" in msg) == bool(saved), (msg, saved)
+
+
+# ------------------------------------------------------------------------ run identity
+MICRO = ["block_sizes=[1,1,1]", "d_model=32", "n_head=2", "d_head=16", "d_inner=64",
+         "num_decoder_layers=1"]
+
+
+def _tiny_run(tmp_path, **overrides):
+    """A 2-step run of a micro model on 16 records of seq_len 32 (seq_len and vocab come from
+    the records' manifest)."""
+    from funnel_tf.text.pretraining import create_pretraining_data
+
+    records = tmp_path / "rec"
+    if not records.exists():
+        create_pretraining_data([str(DEMO_CORPUS)], str(records), DEMO_VOCAB, seq_len=32,
+                                num_shards=1, max_examples=16, progress=None)
+    fields = dict(model_dir=str(tmp_path / "run"), train_data=[str(records / "*.tfrecord")],
+                  config="tiny", config_override=MICRO, batch_size=4, train_steps=2,
+                  steps_per_loop=1, log_every=1, save_every=1, warmup_steps=1, jit_compile="false")
+    fields.update(overrides)
+    return PretrainArgs(**fields)
+
+
+def _listing(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_a_run_folder_from_before_run_json_is_compared_through_pretrain_args(tmp_path):
+    """Issue 20: a resumed pretraining with another --seed / --learning_rate / --batch_size went
+    on silently (loss 6.57 -> 16.78 in one case): pretrain_args.json was written, never compared.
+    Here a folder as an older run left it (a checkpoint, pretrain_args.json, no run.json)."""
+    import dataclasses
+
+    from funnel_tf.training.pretraining_run import ARGS_FILE, fill_defaults
+    from funnel_tf.training.run_record import RunMismatchError
+
+    run = tmp_path / "run"
+    first, _ = fill_defaults(_tiny_run(tmp_path))
+    tf.train.CheckpointManager(tf.train.Checkpoint(step=tf.Variable(2)),
+                               str(run / "checkpoints"), max_to_keep=1).save()
+    (run / ARGS_FILE).write_text(json.dumps(dataclasses.asdict(first)))
+    before = _listing(run)
+    with pytest.raises(RunMismatchError) as info:
+        run_pretraining(_tiny_run(tmp_path, seed=1, learning_rate=1e-2, batch_size=8))
+    assert one_line(info.value).endswith(
+        "holds a pretraining run with other settings (pretrain_args.json): batch_size 4 -> 8; "
+        "learning_rate 0.0001 -> 0.01; seed 0 -> 1; resume with the same settings or use a new "
+        "--model_dir"), one_line(info.value)
+    assert _listing(run) == before
+
+
+@pytest.mark.slow  # a real 2-step run (~20 s on an idle 2-core CPU, over a minute under load)
+def test_a_resume_with_other_defining_settings_is_refused_in_one_line(tmp_path, caplog):
+    """Issue 20: run.json records what defines the run; a resume that differs is one line listing
+    every difference, nothing written; what may change does, and is logged. The run's vocab is
+    copied into model_dir (the pretrain -> finetune chain needs it)."""
+    from funnel_tf.training.run_record import RunMismatchError
+
+    run_pretraining(_tiny_run(tmp_path))
+    run = tmp_path / "run"
+    record = json.loads((run / "run.json").read_text())
+    assert record["kind"] == "pretraining" and record["defining"]["seed"] == 0
+    assert (run / "vocab.txt").read_bytes() == pathlib.Path(DEMO_VOCAB).read_bytes()  # issue 20
+    before = _listing(run)
+    with pytest.raises(RunMismatchError) as info:
+        run_pretraining(_tiny_run(tmp_path, seed=1, learning_rate=1e-2, batch_size=8))
+    msg = one_line(info.value)
+    assert "\n" not in str(info.value), msg
+    for words in ("batch_size 4 -> 8", "learning_rate 0.0001 -> 0.01", "seed 0 -> 1"):
+        assert words in msg, msg
+    assert _listing(run) == before  # nothing written, nothing removed
+
+    # What may change does, and the log says so (the run is complete: nothing is traced again).
+    caplog.set_level("INFO")
+    result = run_pretraining(_tiny_run(tmp_path, log_every=2, keep_checkpoints=3))
+    assert result.step == 2
+    assert "resuming with changed log_every 1 -> 2" in caplog.text
+    assert "resuming with changed keep_checkpoints 5 -> 3" in caplog.text
+    assert json.loads((run / "run.json").read_text())["changeable"]["log_every"] == 2
+
+
+# ------------------------------------------------------------------ defaults scaled to the run
+def test_a_short_run_gets_defaults_scaled_to_it_and_says_so(tmp_path):
+    """Issue 20: --train_steps=100 kept 10,000 warmup steps (all warmup, no decay) and logged
+    every 200 steps (nothing printed for minutes)."""
+    from funnel_tf.training.pretraining_run import RUN_DEFAULTS, fill_defaults
+
+    run = dict(train_data=[str(DEMO_CORPUS)], model_dir=str(tmp_path / "run"))
+    a, notes = fill_defaults(PretrainArgs(train_steps=100, **run))
+    assert (a.warmup_steps, a.steps_per_loop, a.log_every, a.save_every) == (10, 10, 10, 25)
+    assert any(n.startswith("warmup_steps 10 (10% of train_steps; default 10000") for n in notes)
+    assert any(n.startswith("log_every 10 (") for n in notes), notes
+    # What the user chose stays; a long run keeps the defaults.
+    a, notes = fill_defaults(PretrainArgs(train_steps=100, warmup_steps=50, log_every=7, **run))
+    assert (a.warmup_steps, a.log_every, a.steps_per_loop) == (50, 7, 10)
+    a, notes = fill_defaults(PretrainArgs(**run))
+    assert (a.warmup_steps, a.log_every, a.save_every) == (RUN_DEFAULTS["warmup_steps"],
+                                                          RUN_DEFAULTS["log_every"],
+                                                          RUN_DEFAULTS["save_every"]) and not notes
+    # A resumed run keeps its own warmup (a longer --train_steps may not change its schedule).
+    saved = {"defining": {"warmup_steps": 10}}
+    a, notes = fill_defaults(PretrainArgs(train_steps=200, **run), saved)
+    assert a.warmup_steps == 10 and a.log_every == 20
+
+
+def test_seq_len_comes_from_the_records_manifest(tmp_path):
+    """Issue 20: records made with seq_len 32 needed --seq_len=32 (the default 512 was refused)."""
+    from funnel_tf.text.pretraining import create_pretraining_data
+    from funnel_tf.training.pretraining_run import fill_defaults
+
+    out = tmp_path / "rec"
+    create_pretraining_data([str(DEMO_CORPUS)], str(out), DEMO_VOCAB, seq_len=32, num_shards=1,
+                            max_examples=8, progress=None)
+    run = dict(train_data=[str(out / "*.tfrecord")], model_dir=str(tmp_path / "run"))
+    a, notes = fill_defaults(PretrainArgs(**run))
+    assert a.seq_len == 32 and "seq_len 32 (from the records' manifest.json)" in notes
+    with pytest.raises(UserError, match="have seq_len 32, but --seq_len is 64"):
+        run_pretraining(PretrainArgs(seq_len=64, config="tiny", batch_size=4, train_steps=2, **run))
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,65 @@
+"""Issue 20: a finetuning model_dir remembers what run it holds (run.json). A finished SST-2
+folder given to another task, or a resume with another --batch_size / --learning_rate, is one
+line naming every difference before anything is written; what may change (train length,
+cadences) resumes and is logged."""
+
+import json
+
+import pytest
+
+from funnel_tf.errors import one_line
+from funnel_tf.tasks.finetuning_run import run_finetuning
+from funnel_tf.training.run_record import RunMismatchError
+
+from .helpers import csv_args, write_csv_task
+
+
+def _listing(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+def test_a_finetune_folder_refuses_another_run_and_logs_safe_changes(micro_config, tmp_path,
+                                                                      caplog):
+    config_path = str(tmp_path / "micro.json")
+    micro_config.save(config_path)
+    files = write_csv_task(str(tmp_path / "data"), n_train=64, n_dev=16, n_test=16)
+    run = tmp_path / "run"
+
+    def args(**kw):
+        out = csv_args(str(run), files, config_path, **kw)
+        out.hparams.pop("epochs")
+        out.hparams.setdefault("train_steps", 2)
+        return out
+
+    run_finetuning(args())
+    record = json.loads((run / "run.json").read_text())
+    assert record["kind"] == "finetuning" and record["defining"]["task"] == "csv"
+    before = _listing(run)
+    with pytest.raises(RunMismatchError) as info:
+        run_finetuning(args(hparams=dict(batch_size=8, learning_rate=1e-3),
+                            run=dict(seed=5)))
+    msg = one_line(info.value)
+    assert "\n" not in str(info.value)
+    for words in ("batch_size 16 -> 8", "learning_rate 0.003 -> 0.001", "seed 0 -> 5"):
+        assert words in msg, msg
+    assert _listing(run) == before
+
+    # What may change does, and the log says so (training is complete: nothing recompiles).
+    caplog.set_level("INFO")
+    summary = run_finetuning(args(run=dict(log_every=1, keep_checkpoints=3)))
+    assert summary["train"]["step"] == 2
+    assert "resuming with changed log_every 2 -> 1" in caplog.text, caplog.text[-2000:]
+    assert "resuming with changed keep_checkpoints 2 -> 3" in caplog.text
+    assert json.loads((run / "run.json").read_text())["changeable"]["log_every"] == 1
+
+    # A folder written before run.json (here: made to look like an SST-2 run's) is compared
+    # through its task.json: another task is refused even with the same number of classes.
+    (run / "run.json").unlink()
+    info_json = json.loads((run / "task.json").read_text())
+    (run / "task.json").write_text(json.dumps(dict(info_json, task="sst-2")))
+    before = _listing(run)
+    with pytest.raises(RunMismatchError, match=r"task.json\): task sst-2 -> csv"):
+        run_finetuning(args())
+    with pytest.raises(RunMismatchError, match="task sst-2 -> csv"):  # evaluating it, too
+        run_finetuning(args(do_train=False))
+    assert _listing(run) == before
