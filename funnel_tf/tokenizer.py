@@ -1,4 +1,7 @@
-"""FunnelTokenizer: raw text -> the model's input dict, token for token what HF's FunnelTokenizer gives.
+"""FunnelTokenizer: raw text -> the model's input dict, token for token what HF's Python (slow)
+FunnelTokenizer gives (not its Rust "fast" tokenizer, transformers 5's default, which normalises
+some text differently: unassigned code points, some combining marks, final sigma; see
+funnel_tf/text/wordpiece.py).
 
 The "preprocessor" of the keras-hub split: BERT-uncased WordPiece (funnel_tf.text.wordpiece) plus
 `[CLS] A [SEP] (B [SEP])` packing with token types CLS 2, A 0, B 1 and padding to a static length
@@ -22,7 +25,7 @@ import tensorflow as tf
 from funnel_tf import json_text
 from funnel_tf.errors import UserError
 from funnel_tf.text.packing import pack_inputs
-from funnel_tf.text.wordpiece import HF_MAX_CHARS_PER_WORD, WordpieceTokenizer
+from funnel_tf.text.wordpiece import HF_MAX_CHARS_PER_WORD, WordpieceTokenizer, special_ids
 
 # Where the vocab lives: ours / HF folders (vocab.txt), the original release (vocab.uncased.txt).
 VOCAB_NAMES = ("vocab.txt", "vocab.uncased.txt")
@@ -140,8 +143,17 @@ class FunnelTokenizer(tf.Module):
         wp = self.wordpiece
         self.vocab_path, self.lower_case, self.vocab_size = wp.vocab_path, wp.lower_case, wp.vocab_size
         self.max_chars_per_word = wp.max_chars_per_word
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
-            wp.pad_id, wp.unk_id, wp.cls_id, wp.sep_id, wp.mask_id)
+        self.unk_id, self.cls_id, self.sep_id = wp.unk_id, wp.cls_id, wp.sep_id
+
+    # [PAD] / [MASK] are needed only by some uses: asking for one the vocab lacks is a
+    # VocabError naming the token and the use (text/wordpiece.py).
+    @property
+    def pad_id(self) -> int:
+        return self.wordpiece.pad_id
+
+    @property
+    def mask_id(self) -> int:
+        return self.wordpiece.mask_id
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> "FunnelTokenizer":
@@ -221,7 +233,8 @@ class FunnelTokenizer(tf.Module):
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         """Ids -> text with "##" pieces joined (lower-cased, accents stripped: WordPiece is lossy)."""
-        specials = {self.pad_id, self.cls_id, self.sep_id, self.mask_id} if skip_special_tokens else set()
+        specials = ({i for k, i in special_ids(self.wordpiece).items() if k != "unk"}
+                    if skip_special_tokens else set())
         ids = [int(i) for i in (ids.numpy() if hasattr(ids, "numpy") else ids)]
         tokens = [self.wordpiece.vocab[i] for i in ids if i not in specials]
         return " ".join(tokens).replace(" ##", "")

@@ -135,8 +135,8 @@ def test_bad_vocab_files_name_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"dup.txt:3: duplicate"):
         load_vocab(str(dup))
     nospecial = tmp_path / "nospecial.txt"
-    nospecial.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"nospecial.txt.*mask"):
+    nospecial.write_text("[PAD]\n[UNK]\n[CLS]\nhello\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"nospecial.txt.*\[SEP\]"):
         WordpieceTokenizer(str(nospecial))
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"[PAD]\n\xff\xfe\n")
@@ -268,3 +268,44 @@ def test_parity_with_hf_full(tok, bert_vocab, shared_data, source):
         cps = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
         texts = ([f"a{c}b" for c in cps] + [f"ΑΣ{c}" for c in cps] + [f"Σ{c}Σ{c}Σ" for c in cps])
     _report(source, texts, _compare(tok, hf, texts, batch=16384))
+
+
+# BERT's own unit-test vocab (tokenization_test.py): no [PAD], no [MASK].
+BERT_TEST_VOCAB = ["[UNK]", "[CLS]", "[SEP]", "want", "##want", "##ed", "wa", "un", "runn",
+                   "##ing", ","]
+
+
+def test_a_vocab_needs_only_what_its_use_needs(tmp_path):
+    from funnel_tf.text.vocab import VocabError
+
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(BERT_TEST_VOCAB) + "\n")
+    wp = WordpieceTokenizer(str(path))  # tokenizing needs [UNK] [CLS] [SEP] only
+    assert wp.tokenize(tf.constant(["unwanted running"])).to_list() == [[7, 4, 5, 8, 9]]
+    assert special_ids(wp) == {"unk": 0, "cls": 1, "sep": 2}
+    with pytest.raises(VocabError, match=r"no \[PAD\] .*needed for padding sequences to a fixed"):
+        wp.pad_id
+    with pytest.raises(VocabError, match=r"no \[MASK\] .*needed for masked-LM pretraining"):
+        wp.mask_id
+
+    from funnel_tf.tokenizer import FunnelTokenizer
+
+    tok = FunnelTokenizer(str(path), sequence_length=8)
+    assert tok.decode(wp.tokenize(tf.constant(["unwanted"])).to_list()[0]) == "unwanted"
+    with pytest.raises(VocabError, match=r"\[PAD\]"):  # padding to a length is the use needing it
+        tok(["unwanted running"])
+
+    path.write_text("\n".join(t for t in BERT_TEST_VOCAB if t != "[SEP]") + "\n")
+    with pytest.raises(VocabError, match=r"no \[SEP\] \(or <sep>\) token, needed to tokenize"):
+        WordpieceTokenizer(str(path))
+
+
+@pytest.mark.reference
+def test_parity_is_with_hf_slow_not_hf_fast(tok, bert_vocab):
+    """What the README claims, precisely: the same ids as HF's Python (slow) tokenizer, and not as
+    its Rust (fast) one on an unassigned code point, a word-final capital sigma."""
+    slow, fast = _hf_slow_tokenizer(bert_vocab), _hf_fast_tokenizer(bert_vocab)
+    for text in ["a\u0378b stone", "ΟΔΟΣ stone"]:
+        ours = tok.tokenize(tf.constant([text])).to_list()[0]
+        assert ours == slow.encode(text, add_special_tokens=False), text
+        assert ours != fast.encode(text, add_special_tokens=False), text
