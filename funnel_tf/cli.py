@@ -162,7 +162,7 @@ def absl_flags_parser(prog: str, doc: Optional[str] = None):
                 sys.exit(0)
             raise
         if len(rest) > 1:
-            fail(f"unexpected argument(s) {' '.join(map(repr, rest[1:]))}: flags are --name=value")
+            fail(f"unexpected arguments {rest[1:]}: flags are --name=value")
         return rest
     return parse
 
