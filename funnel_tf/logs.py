@@ -150,7 +150,7 @@ def _filter_stderr(level: int) -> None:
         proc = subprocess.Popen(  # its own session: Ctrl-C at the terminal is the run's alone
             [sys.executable, "-S", "-c", code], stdin=subprocess.PIPE, stdout=saved,
             stderr=saved, close_fds=True, start_new_session=True)
-    except OSError:
+    except (OSError, ValueError):  # no interpreter to start (embedded Python): stay unfiltered
         os.close(saved)
         return
     os.dup2(proc.stdin.fileno(), 2)
