@@ -552,13 +552,13 @@ class FinetuneRunner:
             atomic_write_json(os.path.join(self.run.model_dir, TASK_JSON), self.run_info())
             atomic_write_text(os.path.join(self.run.model_dir, "config.json"),
                               self.config.to_json_string())
-
-
-def _head(examples, n: int):
             if self.record is not None:
                 from funnel_tf.training.run_record import write_record
 
                 write_record(self.run.model_dir, self.record)
+
+
+def _head(examples, n: int):
     """The first n examples of any examples container (TextExamples, SquadData, RaceExamples)."""
     from funnel_tf.text.classification import TextExamples
     from funnel_tf.text.race import RaceExamples
