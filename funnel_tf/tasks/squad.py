@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.metrics import squad as squad_metrics
+from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.heads import FunnelForQuestionAnswering
 from funnel_tf.modeling.initializers import dense_initializer
 from funnel_tf.tasks.base import EvalData, Task, TaskError, atomic_write_json
@@ -51,7 +52,8 @@ class FunnelForSquad(FunnelForQuestionAnswering):
             self.answer_dense = keras.layers.Dense(
                 d, activation="tanh", kernel_initializer=dense_initializer(self.config, 2 * d, d),
                 name="answer_class_dense")
-            self.answer_dropout = keras.layers.Dropout(self.config.hidden_dropout)
+            # Ours, not keras.layers.Dropout: a different mask on each replica (dropout.py).
+            self.answer_dropout = Dropout(self.config.hidden_dropout)
             self.answer_logit = keras.layers.Dense(
                 1, use_bias=False, kernel_initializer=dense_initializer(self.config, d, 1),
                 name="answer_class_logit")
