@@ -470,6 +470,9 @@ class FinetuneRunner:
                      " (best so far)" if improved else f" (best {self.best['value']:.4f} at step "
                      f"{self.best['step']})", _fmt(metrics))
         if self.info.is_chief:
+            from funnel_tf.training import run_lock
+
+            run_lock.verify_held(self.run.model_dir)  # a run that lost its lock writes nothing
             path = os.path.join(self.run.model_dir, EVAL_RESULTS)
             tf.io.gfile.makedirs(self.run.model_dir)
             with tf.io.gfile.GFile(path, "a") as f:
