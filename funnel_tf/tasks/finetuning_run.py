@@ -56,7 +56,8 @@ def run_finetuning(args: FinetuneArgs) -> dict:
 
     Returns {"task", "hparams", "init", "train", "eval", "best", "predictions", "export",
     "preempted"}. Order matters for "nothing half-written": the task, the flags, the config, the
-    vocab, where outputs go, every data file, the init checkpoint and the trainer are checked
+    vocab, where outputs go, what run a resumed model_dir holds (run.json: another task or
+    recipe is refused), every data file, the init checkpoint and the trainer are checked
     before model_dir is locked (`ModelDirLock`, held for the whole run) and the first file is
     written. A preempted run (SIGTERM, Ctrl-C during training) returns with "preempted": True
     after saving its checkpoint, without predicting or exporting; SIGTERM outside the training
