@@ -54,7 +54,7 @@ def _case(tmp_path, case):
         return PretrainArgs(vocab=_text(tmp_path, "v.txt", b""), **base), "empty vocab file"
     if case == "vocab_without_specials":
         return (PretrainArgs(vocab=_text(tmp_path, "v.txt", b"a\nb\n"), **base),
-                "vocab has none of ('[PAD]', '<pad>')")
+                "the vocab has no [UNK] (or <unk>) token")
     if case == "empty_corpus":
         return (PretrainArgs(train_data=[_text(tmp_path, "c.txt", b"\n \n")], **text),
                 "the corpus is empty")
