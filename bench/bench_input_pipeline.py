@@ -13,7 +13,15 @@ Prints, on the same text and the same vocab file:
      and of the masker alone with our reproducible item selector vs tf-text's RandomItemSelector
      (its shuffle is not reproducible for a seed; ratio ours / tf-text, same batches, same run),
   4. with ``--step_time_s``: tokens/s a training step consumes (batch * seq_len / step time) and how
-     many times over the input pipeline covers it.
+     many times over the input pipeline covers it,
+  5. resume: seconds from building the pretraining input at step 100 and at step 100k (same run
+     shape) to its first batch, interleaved rounds, and their ratio (``start_batch`` jumps whole
+     epochs and skips serialized records; the replay it replaced parsed and masked every batch),
+  6. masking throughput of the keyed masker mapped in parallel (AUTOTUNE, deterministic) vs one
+     batch at a time (``num_parallel_calls=None``, what deterministic input did before), same
+     parsed batches, interleaved rounds, and the ratio.
+
+``--sections resume,masking`` runs only 5 and 6 (no tokenizer or HF timings).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
 
-from funnel_tf.text.masking import MlmMasker  # noqa: E402
+from funnel_tf.text.masking import MlmMasker, batch_key  # noqa: E402
 from funnel_tf.text.pretraining import create_pretraining_data, make_pretraining_dataset  # noqa: E402
 from funnel_tf.text.wordpiece import WordpieceTokenizer  # noqa: E402
 
@@ -134,7 +142,7 @@ def bench_selector(tok, seq_len, batch, strategy, n_batches, workdir, rounds: in
     import tensorflow_text as tf_text
 
     class TfTextSelector(MlmMasker):
-        def _selector(self, max_selections):
+        def _selector(self, max_selections, seed=None):
             return tf_text.RandomItemSelector(max_selections, 1.0, unselectable_ids=[self.pad_id])
 
     raw = make_pretraining_dataset(os.path.join(workdir, f"records_{seq_len}", "*.tfrecord"), seq_len,
@@ -152,6 +160,93 @@ def bench_selector(tok, seq_len, batch, strategy, n_batches, workdir, rounds: in
     return {k: statistics.median(v) for k, v in timings.items()}
 
 
+def make_records(tok, corpus_dir, seq_len, workdir):
+    """The corpus as pretraining records under `workdir` (made once); returns their glob."""
+    rec_dir = os.path.join(workdir, f"records_{seq_len}")
+    if not os.path.isdir(rec_dir):
+        create_pretraining_data([os.path.join(corpus_dir, "*", "*.txt"), os.path.join(corpus_dir, "*", "*.raw")],
+                                rec_dir, tok.vocab_path, seq_len=seq_len, num_shards=8, seed=1,
+                                fallback_encoding="latin-1", progress=None)
+    return os.path.join(rec_dir, "*.tfrecord")
+
+
+def bench_resume(tok, pattern, seq_len, batch, steps=(100, 100_000), rounds: int = 5):
+    """Seconds from building the masked input at each of `steps` to its first batch (what a
+    replayed resume waits for), interleaved over `rounds`; median per step."""
+    import statistics
+
+    masker = MlmMasker.from_tokenizer(tok, seq_len)
+    timings = {s: [] for s in steps}
+    for _ in range(rounds):
+        for step in steps:
+            t = time.perf_counter()
+            ds = make_pretraining_dataset(pattern, seq_len, batch, masker=masker, seed=1, start_batch=step)
+            next(iter(ds))
+            timings[step].append(time.perf_counter() - t)
+    return {s: statistics.median(v) for s, v in timings.items()}
+
+
+def bench_parallel_masking(tok, pattern, seq_len, batch, n_batches, strategy, rounds: int = 5):
+    """Masker throughput (batches/s) on the same parsed batches: mapped with AUTOTUNE
+    (deterministic) vs one at a time; interleaved rounds, median of each. Also the cores each
+    used (process CPU seconds per wall second): on a loaded machine the speed-up is capped by
+    the CPU left over, the cores used show whether the map ran in parallel."""
+    import statistics
+
+    masker = MlmMasker.from_tokenizer(tok, seq_len, strategy=strategy)
+    raw = make_pretraining_dataset(pattern, seq_len, batch, seed=1).take(n_batches).cache()
+    for _ in raw:  # read and parse once: only masking is timed
+        pass
+    timings = {"parallel": [], "serial": []}
+    cores = {"parallel": [], "serial": []}
+    for _ in range(rounds):
+        for name, calls in (("parallel", tf.data.AUTOTUNE), ("serial", None)):
+            ds = raw.enumerate().map(lambda i, f: masker(f, seed=batch_key(1, i)), num_parallel_calls=calls,
+                                     deterministic=True)
+            it = iter(ds)
+            next(it)  # iterator start-up (function instantiation, graph rewrites) is not masking
+            t, cpu = time.perf_counter(), time.process_time()
+            for _ in it:
+                pass
+            wall = time.perf_counter() - t
+            timings[name].append((n_batches - 1) / wall)
+            cores[name].append((time.process_time() - cpu) / wall)
+    out = {k: statistics.median(v) for k, v in timings.items()}
+    out.update({f"{k}_cores": statistics.median(v) for k, v in cores.items()})
+    return out
+
+
+def resume_and_masking(args, tok):
+    with tempfile.TemporaryDirectory() as work:
+        pattern = make_records(tok, args.corpus_dir, args.seq_len, work)
+        if "masking" in args.sections and "resume" not in args.sections:
+            return parallel_masking(args, tok, pattern)
+        print(f"\n5) resume: building the masked input at a step -> its first batch "
+              f"({args.resume_batch} x {args.seq_len}, median of {args.rounds} interleaved rounds)")
+        res = bench_resume(tok, pattern, args.seq_len, args.resume_batch, rounds=args.rounds)
+        for step, secs in res.items():
+            print(f"  step {step:>7,}: {secs:.2f} s")
+        steps = sorted(res)
+        print(f"  ratio step {steps[-1]:,} / step {steps[0]:,} = {res[steps[-1]] / res[steps[0]]:.2f}x; "
+              f"load average now {os.getloadavg()[0]:.1f}")
+        if "masking" in args.sections or args.sections == "all":
+            parallel_masking(args, tok, pattern)
+
+
+def parallel_masking(args, tok, pattern):
+    print(f"\n6) masking, keyed masker on the same parsed batches, parallel (AUTOTUNE) vs serial "
+          f"(median of {args.rounds} interleaved rounds, {args.pipeline_batches} batches each)")
+    for batch in (8, args.pipeline_batch):
+        for strategy in ("single_token", "word_span"):
+            r = bench_parallel_masking(tok, pattern, args.seq_len, batch, args.pipeline_batches, strategy,
+                                       rounds=args.rounds)
+            print(f"  {batch:3d} x {args.seq_len} {strategy:12s}: parallel {r['parallel']:7.1f} batches/s, "
+                  f"serial {r['serial']:7.1f} batches/s ({1000 / r['serial']:.2f} ms a batch), "
+                  f"ratio {r['parallel'] / r['serial']:.2f}x; cores used {r['parallel_cores']:.2f} vs "
+                  f"{r['serial_cores']:.2f}")
+    print(f"  load average now {os.getloadavg()[0]:.1f}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus_dir", default=os.path.join(SHARED, "corpus"))
@@ -164,10 +259,18 @@ def main(argv=None):
     p.add_argument("--step_time_s", type=float, default=None, help="Seconds per training step to compare with.")
     p.add_argument("--train_batch_size", type=int, default=256, help="Global batch of that training step.")
     p.add_argument("--train_seq_len", type=int, default=512, help="Sequence length of that training step.")
+    p.add_argument("--resume_batch", type=int, default=256, help="Batch of the run resumed in section 5.")
+    p.add_argument("--rounds", type=int, default=5, help="Interleaved rounds of sections 5 and 6.")
+    p.add_argument("--sections", default="all", help="'all', or a comma list of: resume (5), "
+                   "masking (6); these skip sections 1-4.")
     args = p.parse_args(argv)
 
-    lines = corpus_lines(args.corpus_dir)
     tok = WordpieceTokenizer(args.vocab)
+    print(f"CPU threads visible: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+    if args.sections != "all":
+        resume_and_masking(args, tok)
+        return
+    lines = corpus_lines(args.corpus_dir)
     print(f"corpus: {len(lines):,} lines, {sum(map(len, lines)):,} chars from {args.corpus_dir}; "
           f"CPU threads visible: {os.cpu_count()}")
 
@@ -208,6 +311,7 @@ def main(argv=None):
         rows = [("tokenizer (raw text on the fly)", ours_tps)] + [(f"reader+{k}", v) for k, v in pipe.items()]
         for name, tps in rows:
             print(f"  {name:32s}: {tps / need:6.2f}x of what the step needs")
+    resume_and_masking(args, tok)
 
 
 if __name__ == "__main__":
