@@ -46,6 +46,18 @@ def _spec(value, name: str):
     return value, tf.TensorShape(value.shape), dtype
 
 
+def _whole_floats(value, dtype) -> bool:
+    """Float ids that are ids all the same: symbolic ones (Keras builds a subclassed model that
+    wraps ours with float32 placeholders, and casts as its Embedding does) and eager ones whose
+    values are all whole numbers; fractional values are refused."""
+    if not dtype.is_floating:
+        return False
+    if isinstance(value, keras.KerasTensor) or not tf.executing_eagerly():
+        return True
+    values = np.asarray(value)
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
 def check_inputs(inputs, config: Optional[FunnelConfig] = None):
     """The (ids, mask, types) of `inputs` (a dict or the ids alone), checked before any graph op so
     that a wrong input is one ModelInputError naming it: ids and token types must be ints of rank
@@ -59,7 +71,7 @@ def check_inputs(inputs, config: Optional[FunnelConfig] = None):
     if dtype == tf.string:
         raise ModelInputTypeError("input_ids: got strings; the model takes token ids: tokenize first "
                                   "(FunnelTokenizer(vocab)(texts) gives input_ids, attention_mask, token_type_ids)")
-    if not dtype.is_integer:
+    if not (dtype.is_integer or _whole_floats(ids, dtype)):
         raise ModelInputTypeError(f"input_ids: expected integer token ids, got {dtype.name}")
     if shape.rank != 2:
         hint = " (one sequence: input_ids[None] makes it a batch of one)" if shape.rank == 1 else \
@@ -74,7 +86,8 @@ def check_inputs(inputs, config: Optional[FunnelConfig] = None):
             continue
         value, other, other_dtype = _spec(value, name)
         allowed = other_dtype.is_integer or (name == "attention_mask" and
-                                             (other_dtype.is_bool or other_dtype.is_floating))
+                                             (other_dtype.is_bool or other_dtype.is_floating)) \
+            or _whole_floats(value, other_dtype)
         if not allowed:
             raise ModelInputTypeError(f"{name}: expected {kinds}, got {other_dtype.name}")
         if not other.is_compatible_with(shape):

@@ -24,13 +24,13 @@ def model(request):
 BAD = [
     (IDS[0], ModelInputError, r"input_ids: expected shape \[batch, seq_len\], got \[12\].*input_ids\[None\]"),
     (IDS[None], ModelInputError, r"input_ids: expected shape \[batch, seq_len\], got \[1, 2, 12\]"),
-    (IDS.astype(np.float32), TypeError, "input_ids: expected integer token ids, got float32"),
+    (IDS.astype(np.float32) + 0.5, TypeError, "input_ids: expected integer token ids, got float32"),
     (tf.constant([["a b"]]), TypeError, "input_ids: got strings.*tokenize first"),
     ([[1, None, 3]], TypeError, "input_ids"),
     (tf.ragged.constant([[1, 2], [3]]), TypeError, "input_ids: a ragged batch"),
     ({"input_ids": IDS, "attention_mask": np.ones((2, 10), np.int32)}, ModelInputError,
      r"attention_mask: shape \[2, 10\] does not match input_ids \[2, 12\]"),
-    ({"input_ids": IDS, "token_type_ids": np.zeros((2, 12), np.float32)}, TypeError,
+    ({"input_ids": IDS, "token_type_ids": np.full((2, 12), 0.25, np.float32)}, TypeError,
      "token_type_ids: expected ints, got float32"),
     ({"input_ids": IDS, "token_type_ids": np.zeros((12,), np.int32)}, ModelInputError,
      r"token_type_ids: shape \[12\] does not match"),
@@ -54,6 +54,10 @@ def test_good_inputs_still_work(model):
     key = "logits" if "logits" in a else "start_logits" if "start_logits" in a else "last_hidden_state"
     np.testing.assert_allclose(a[key].numpy(), b[key].numpy(), atol=1e-6)
     np.testing.assert_allclose(c[key].numpy(), b[key].numpy(), atol=1e-6)
+    # Whole-number float ids are ids (Keras builds a wrapping subclassed model with float32
+    # placeholders and its Embedding casts the same way); fractional ones are refused above.
+    d = model({"input_ids": IDS.astype(np.float32), "token_type_ids": np.zeros((2, 12), np.float32)})
+    np.testing.assert_allclose(d[key].numpy(), b[key].numpy(), atol=1e-6)
 
 
 def test_multiple_choice_needs_batch_choices_length():
