@@ -20,8 +20,11 @@ def _run_as_main(module: str, default_name: str) -> None:
     """Run `module` as `python -m module` would; sys.argv is left as is, and the messages that
     would name the program `default_name` name it as invoked (sys.argv[0])."""
     set_program_name(default_name, os.path.basename(sys.argv[0]) or default_name)
-    quiet_tensorflow()
-    runpy.run_module(module, run_name="__main__")
+    try:
+        quiet_tensorflow()
+        runpy.run_module(module, run_name="__main__")
+    finally:  # called in-process (tests, a notebook): later direct calls keep their own name
+        set_program_name(default_name, default_name)
 
 
 def pretrain():

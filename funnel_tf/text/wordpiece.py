@@ -298,7 +298,7 @@ class WordpieceTokenizer(tf.Module):
             self._special[kind] = ids[0] if ids else None
             if not ids and kind in _ALWAYS_NEEDED:
                 raise VocabError(f"{self.vocab_path}: the vocab has no {names[0]} (or {names[1]}) "
-                                 f"token, needed to tokenize")
+                                 f"token, needed for tokenizing")
         self.unk_id, self.cls_id, self.sep_id = (self._special[k] for k in _ALWAYS_NEEDED)
         self.unk_token = self.vocab[self.unk_id]
 

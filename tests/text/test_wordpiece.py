@@ -296,7 +296,7 @@ def test_a_vocab_needs_only_what_its_use_needs(tmp_path):
         tok(["unwanted running"])
 
     path.write_text("\n".join(t for t in BERT_TEST_VOCAB if t != "[SEP]") + "\n")
-    with pytest.raises(VocabError, match=r"no \[SEP\] \(or <sep>\) token, needed to tokenize"):
+    with pytest.raises(VocabError, match=r"no \[SEP\] \(or <sep>\) token, needed for tokenizing"):
         WordpieceTokenizer(str(path))
 
 
