@@ -265,9 +265,15 @@ class ModelDirLock:
                 with open(tmp, "w") as f:
                     f.write(data)
                 os.replace(tmp, path)  # atomic: a reader sees the old or the new record
-            else:
-                with _gfile().io.gfile.GFile(self.path, "w") as f:
+            else:  # a new temp file renamed over the lock: TF's ram:// appends when "w" opens an
+                # existing file (the lock would read as two records, i.e. unreadable), and a
+                # temp name not starting with RUN_LOCK (ram:// matches names by prefix)
+                tf = _gfile()
+                tmp = os.path.join(self.model_dir,
+                                   f".run_lock_refresh.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+                with tf.io.gfile.GFile(tmp, "w") as f:
                     f.write(data)
+                tf.io.gfile.rename(tmp, self.path, overwrite=True)
         except _io_errors() as e:  # the lock is still ours; only the heartbeat is missed
             logging.warning("could not refresh the run lock %s: %s", self.path, e)
 

@@ -151,3 +151,20 @@ def test_lock_taken_by_another_run_names_it(tmp_path):
         verify_held(d)
     lock.release()
     assert json.loads(open(os.path.join(d, LOCK_NAME)).read())["host"] == "other-host"
+
+
+def test_refreshing_a_ram_filesystem_lock_keeps_it_readable_and_ours():
+    """verify_held refreshes the lock; TF's ram:// appends when "w" opens an existing file, so a
+    rewrite in place made the lock two records (unreadable) and the next check stopped the run."""
+    from funnel_tf.training.run_lock import verify_held
+
+    d = f"ram://lock_{uuid.uuid4().hex}/model"
+    lock = ModelDirLock(d).acquire()
+    for _ in range(3):  # every check finds the lock ours and leaves one readable record
+        verify_held(d)
+        with tf.io.gfile.GFile(f"{d}/{LOCK_NAME}") as f:
+            record = json.loads(f.read())
+        assert record["token"] == lock._token and "refreshed" in record
+    assert tf.io.gfile.listdir(d) == [LOCK_NAME]  # no temp file left beside it
+    lock.release()
+    assert not tf.io.gfile.exists(f"{d}/{LOCK_NAME}")
