@@ -32,6 +32,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "needs_host_xla" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_levels():
+    """Each test leaves absl's and the root logger's levels as it found them: a test that runs an
+    entry point's flags in-process and then resets them (FLAGS.unparse_flags() sets --verbosity
+    back to its default, -1, whose setter makes absl's logger WARNING for the rest of the
+    process) silenced every later test's absl INFO records (caplog read '')."""
+    import logging
+
+    from absl import logging as absl_logging
+
+    absl_logger, root = absl_logging.get_absl_logger(), logging.getLogger()
+    levels = absl_logger.level, root.level
+    yield
+    absl_logger.setLevel(levels[0])
+    root.setLevel(levels[1])
+
+
 SHARED_DATA = pathlib.Path(os.environ.get("FUNNEL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
