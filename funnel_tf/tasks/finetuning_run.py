@@ -6,7 +6,6 @@ work itself is `tasks/runner.FinetuneRunner`'s."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Dict, List, Optional
 
@@ -170,25 +169,18 @@ def finetune_record(task, hp, config, vocab: str, precision: str, args: Finetune
 def _saved_record(model_dir: str):
     """(record, file) of the run in model_dir: run.json, or for a folder written before it
     existed the task.json beside its checkpoints."""
-    record = run_record.read_record(model_dir)
-    if record is not None:
-        return record, run_record.RECORD_FILE
-    path = os.path.join(model_dir, TASK_JSON)
-    if not tf.io.gfile.exists(path):
-        return None, ""
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            info = json.load(f)
-        hparams = info.get("hparams") or {}
-        defining = {"task": info["task"], **{k: hparams[k] for k in DEFINING_HPARAMS
-                                             if k in hparams}}
-        if isinstance(info.get("config"), dict):
-            defining["config"] = {k: v for k, v in info["config"].items() if k != "init_scheme"}
-        if info.get("vocab_file") and tf.io.gfile.exists(info["vocab_file"]):
-            defining["vocab"] = run_record.vocab_fingerprint(info["vocab_file"])
-    except (ValueError, KeyError, TypeError, tf.errors.OpError):
-        return None, ""
-    return run_record.make_record("finetuning", defining, {}), TASK_JSON
+    return run_record.saved_record(model_dir, TASK_JSON, _record_from_task_json)
+
+
+def _record_from_task_json(info: dict) -> dict:
+    """The defining settings a task.json (written before run.json existed) holds."""
+    hparams = info.get("hparams") or {}
+    defining = {"task": info["task"], **{k: hparams[k] for k in DEFINING_HPARAMS if k in hparams}}
+    if isinstance(info.get("config"), dict):
+        defining["config"] = {k: v for k, v in info["config"].items() if k != "init_scheme"}
+    if info.get("vocab_file") and tf.io.gfile.exists(info["vocab_file"]):
+        defining["vocab"] = run_record.vocab_fingerprint(info["vocab_file"])
+    return run_record.make_record("finetuning", defining, {})
 
 
 def _check_resume(args: FinetuneArgs, record: dict) -> List[str]:

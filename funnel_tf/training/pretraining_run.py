@@ -246,24 +246,18 @@ def _saved_record(model_dir: str) -> Tuple[Optional[dict], str]:
     """(record, file it came from) of the run in model_dir: run.json, or for a folder written
     before it existed the settings in pretrain_args.json (its vocab and config are checked
     elsewhere: the manifest / config.json)."""
-    record = run_record.read_record(model_dir)
-    if record is not None:
-        return record, run_record.RECORD_FILE
-    path = os.path.join(model_dir, ARGS_FILE)
-    if not tf.io.gfile.exists(path):
-        return None, ""
-    try:
-        with tf.io.gfile.GFile(path) as f:
-            saved = json.load(f)
-        fields = {f.name for f in dataclasses.fields(PretrainArgs)}
-        old = PretrainArgs(**{k: v for k, v in saved.items() if k in fields})
-    except (ValueError, TypeError, tf.errors.OpError):
-        return None, ""
+    return run_record.saved_record(model_dir, ARGS_FILE, _record_from_args)
+
+
+def _record_from_args(saved: dict) -> dict:
+    """The record of a pretrain_args.json (written before run.json existed)."""
+    fields = {f.name for f in dataclasses.fields(PretrainArgs)}
+    old = PretrainArgs(**{k: v for k, v in saved.items() if k in fields})
     defining = _defining(old)
     if old.precision != "auto":
         defining["precision"] = old.precision
     return run_record.make_record("pretraining", defining,
-                                  {k: getattr(old, k) for k in CHANGEABLE}), ARGS_FILE
+                                  {k: getattr(old, k) for k in CHANGEABLE})
 
 
 def _manifest_seq_len(a: PretrainArgs) -> Optional[int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
@@ -57,6 +57,24 @@ def read_record(model_dir: str) -> Optional[dict]:
         raise RunMismatchError(f"{path} is unreadable ({str(e).splitlines()[0][:200]}); use a new "
                                f"--model_dir") from None
     return record
+
+
+def saved_record(model_dir: str, legacy_file: str,
+                 from_legacy: Callable[[dict], dict]) -> Tuple[Optional[dict], str]:
+    """(record, file it came from) of the run in `model_dir`: run.json, or for a folder written
+    before run.json existed, `from_legacy(<legacy_file's JSON>)`; (None, "") when neither is there
+    or the legacy file cannot be read as one."""
+    record = read_record(model_dir)
+    if record is not None:
+        return record, RECORD_FILE
+    path = os.path.join(model_dir, legacy_file)
+    if not tf.io.gfile.exists(path):
+        return None, ""
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            return from_legacy(json.load(f)), legacy_file
+    except (ValueError, KeyError, TypeError, AttributeError, tf.errors.OpError):
+        return None, ""
 
 
 def write_record(model_dir: str, record: dict) -> None:
