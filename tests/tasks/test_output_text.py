@@ -2,7 +2,6 @@
 reads as English, GLUE example ids follow one rule, and a CSV column past the row's end says so."""
 
 import json
-import logging
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from funnel_tf.text.classification import read_labelled_file
 from funnel_tf.text.errors import DataFormatError
 from funnel_tf.training.progress import evaluation_plan
 
-from .helpers import DEMO_VOCAB, write_csv_task
 
 
 def strict_json(text):
@@ -30,33 +28,9 @@ def test_json_text_writes_null_for_non_finite_numbers():
                                        "nested": {"mcc": None, "ok": True, "name": "a"}}
 
 
-def test_finetune_summary_and_metrics_are_valid_json(finetune_main, micro_config, tmp_path,
-                                                     capsys):
-    config_path = tmp_path / "micro.json"
-    micro_config.save(str(config_path))
-    files = write_csv_task(str(tmp_path / "data"), n_train=32, n_dev=8, n_test=8)
-    from absl import logging as absl_logging
-
-    logged = []
-    handler = logging.Handler()
-    handler.emit = lambda record: logged.append(record.getMessage())
-    absl_logging.get_absl_logger().addHandler(handler)
-    # One progress record, at the compiling first loop: no speed yet, so no ETA (NaN inside).
-    assert finetune_main(
-        "--task=csv", f"--train_file={files['train']}", f"--dev_file={files['dev']}",
-        "--text_a_column=text", "--label_column=label", f"--config={config_path}",
-        f"--vocab_file={DEMO_VOCAB}", f"--model_dir={tmp_path / 'run'}", "--do_train",
-        "--do_eval", "--batch_size=16", "--max_seq_length=16", "--train_steps=2",
-        "--steps_per_loop=2", "--log_every=2", "--eval_every=-1", "--verbosity=0") == 0
-    absl_logging.get_absl_logger().removeHandler(handler)
-    summary = strict_json(capsys.readouterr().out)
-    assert summary["train"]["final"]["eta_sec"] is None
-    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert [strict_json(line)["eta_sec"] for line in lines] == [None]
-    for line in (tmp_path / "run" / "eval_results.jsonl").read_text().splitlines():
-        strict_json(line)
-    plan = [m for m in logged if "training rows" in m]
-    assert len(plan) == 1 and plan[0].endswith("; evaluating at the end"), logged
+# The finetune summary, metrics.jsonl and eval_results.jsonl of a real run are checked for strict
+# JSON (a NaN ETA written as null) and the evaluation plan's log line in
+# tests/tasks/test_run_identity.py, whose first run is finetune.py's main: one run for both.
 
 
 @pytest.mark.parametrize("marks, text", [

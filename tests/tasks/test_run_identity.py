@@ -3,7 +3,9 @@ folder given to another task, or a resume with another --batch_size / --learning
 line naming every difference before anything is written; what may change (train length,
 cadences) resumes and is logged."""
 
+import dataclasses
 import json
+import logging
 
 import pytest
 
@@ -11,27 +13,62 @@ from funnel_tf.errors import one_line
 from funnel_tf.tasks.finetuning_run import run_finetuning
 from funnel_tf.training.run_record import RunMismatchError
 
-from .helpers import csv_args, write_csv_task
+from .helpers import DEMO_VOCAB, write_csv_task
+from .test_output_text import strict_json
 
 
 def _listing(folder):
     return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns) for p in folder.rglob("*"))
 
 
-def test_a_finetune_folder_refuses_another_run_and_logs_safe_changes(micro_config, tmp_path,
-                                                                      caplog):
+def test_a_finetune_folder_refuses_another_run_and_logs_safe_changes(
+        finetune_main, micro_config, tmp_path, caplog, capsys):
+    """The first run is finetune.py's main (in-process); it also checks that every JSON it
+    writes is strict JSON (tests/tasks/test_output_text.py; folded in here to share the run)."""
+    import finetune
+
     config_path = str(tmp_path / "micro.json")
     micro_config.save(config_path)
     files = write_csv_task(str(tmp_path / "data"), n_train=64, n_dev=16, n_test=16)
     run = tmp_path / "run"
+    argv = ["--task=csv", f"--train_file={files['train']}", f"--dev_file={files['dev']}",
+            f"--test_file={files['test']}", "--text_a_column=text", "--label_column=label",
+            f"--config={config_path}", f"--vocab_file={DEMO_VOCAB}", f"--model_dir={run}",
+            "--do_train", "--do_eval", "--batch_size=16", "--max_seq_length=16",
+            "--learning_rate=3e-3", "--train_steps=2", "--steps_per_loop=2", "--log_every=2",
+            "--eval_every=-1"]
+
+    from absl import logging as absl_logging
+
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    absl_logging.get_absl_logger().addHandler(handler)
+    # One progress record, at the compiling first loop: no speed yet, so no ETA (NaN inside).
+    try:
+        assert finetune_main(*argv, "--verbosity=0") == 0
+    finally:
+        absl_logging.get_absl_logger().removeHandler(handler)
+    summary = strict_json(capsys.readouterr().out)
+    assert summary["train"]["final"]["eta_sec"] is None
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [strict_json(line)["eta_sec"] for line in lines] == [None]
+    evaluated = (run / "eval_results.jsonl").read_text().splitlines()
+    assert len(evaluated) == 1 and all(strict_json(line) for line in evaluated)
+    plan = [m for m in logged if "training rows" in m]
+    assert len(plan) == 1 and plan[0].endswith("; evaluating at the end"), logged
+
+    finetune.FLAGS.unparse_flags()  # (resets --verbosity: absl's logger to WARNING)
+    finetune.FLAGS(["finetune.py", *argv, "--verbosity=0"])  # INFO again, for caplog below
+    flag_args = finetune.args_from_flags()  # the same run as FinetuneArgs, to vary below
 
     def args(**kw):
-        out = csv_args(str(run), files, config_path, **kw)
-        out.hparams.pop("epochs")
-        out.hparams.setdefault("train_steps", 2)
-        return out
+        out = dataclasses.replace(flag_args, hparams=dict(flag_args.hparams),
+                                  run=dict(flag_args.run))
+        out.hparams.update(kw.pop("hparams", {}))
+        out.run.update(kw.pop("run", {}))
+        return dataclasses.replace(out, **kw)
 
-    run_finetuning(args())
     record = json.loads((run / "run.json").read_text())
     assert record["kind"] == "finetuning" and record["defining"]["task"] == "csv"
     before = _listing(run)
