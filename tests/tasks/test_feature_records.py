@@ -148,7 +148,8 @@ def graphs(tmp_path_factory, micro_config, demo_tokenizer):
         runners[family] = runner
         for mode in ("always", "never"):  # the same runner, its input rebuilt for each mode
             runner.run.feature_records = mode
-            runner._eval_data.clear()
+            if mode == "never":  # load() built the "always" eval data: rebuild it only once
+                runner._eval_data.clear()
             trainer = runner.prepare_training(do_eval=False)
             split = runner.task.eval_splits[0]
             train = trainer.dataset_fn(ctx)
