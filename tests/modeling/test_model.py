@@ -68,6 +68,9 @@ def test_xla_matches_eager_and_train_step_compiles():
     np.testing.assert_allclose(eager.numpy(), xla.numpy(), atol=1e-5)
 
     opt = keras.optimizers.Adam(1e-3)
+    # Slots made up front: a first apply_gradients inside the tf.function would create them there,
+    # and TF traces a function that creates variables twice (~5 s more for the same compile).
+    opt.build(model.trainable_variables)
 
     @tf.function(jit_compile=True)
     def step(inp):
