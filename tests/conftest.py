@@ -72,6 +72,6 @@ def bert_vocab(shared_data):
 
 @pytest.fixture(scope="session")
 def mirrored():
-    """One MirroredStrategy over the two logical CPUs for the whole session: separate strategy objects
-    in one process can reuse collective instance keys and abort each other's all-reduces."""
+    """One MirroredStrategy over the two logical CPUs for the whole session (built once: cheaper;
+    separate strategies in one process no longer collide, see funnel_tf/modeling/collective_keys.py)."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

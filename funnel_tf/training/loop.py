@@ -21,9 +21,10 @@ everything.
 Resume: checkpoints hold every model variable (including dropout seed states), the optimizer
 (slots + iteration count) and the step. The input position comes back in one of two ways:
 the tf.data iterator state itself (default strategy, when the pipeline can be serialised), or a
-replay that rebuilds the input and skips the consumed batches (distributed iterators cannot be
-checkpointed in TF 2.19-2.21). Either is exact only if the input pipeline is deterministic for its
-seed; "restart" skips nothing (cheap, for very long pod runs).
+replay that rebuilds the input at the resume step (distributed iterators cannot be checkpointed in
+TF 2.19-2.21): a dataset_fn that takes `start_batch` (pretraining's) starts there in O(1), skipping
+serialized records it never parses or masks; any other dataset_fn has its consumed batches skipped.
+Either is exact only if the input pipeline is deterministic for its seed; "restart" skips nothing.
 Preemption: every platform saves and returns `preempted=True` (entry points exit 75). SIGTERM is
 caught and the loop saves at the next host-call boundary; with several workers (multi-worker) each
 boundary sums every worker's 0/1 stop flag in one all-reduce, so a notice that reaches one worker
