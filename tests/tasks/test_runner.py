@@ -186,3 +186,28 @@ def test_task_steps_compile_with_xla_under_mixed_bfloat16(micro_config):
             assert model.funnel.embeddings.word_embeddings.dtype == tf.float32
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_an_evaluation_of_a_run_that_lost_its_lock_writes_nothing(tmp_path):
+    """evaluate_and_keep_best re-checks the model_dir lock before it appends eval_results.jsonl or
+    refreshes best/: a run whose RUN_LOCK was deleted stops there (the checkpoints' own check is in
+    tests/training/test_loop.py). Only the runner's bookkeeping is faked: the evaluation itself."""
+    from types import SimpleNamespace
+
+    from funnel_tf.training.run_lock import LOCK_NAME, ModelDirLock, RunLockLostError
+
+    model_dir = str(tmp_path / "run")
+    lock = ModelDirLock(model_dir).acquire()
+    runner = SimpleNamespace(
+        _read_evaluated=dict, _read_best=lambda: None, best=None,
+        evaluate=lambda: {"accuracy": 0.5}, task=SimpleNamespace(main_metric="accuracy"),
+        hp=SimpleNamespace(batch_size=4), train_rows=8, info=SimpleNamespace(is_chief=True),
+        run=SimpleNamespace(model_dir=model_dir),
+        save_model=lambda d: pytest.fail("best/ written by a run that lost its lock"))
+    os.remove(os.path.join(model_dir, LOCK_NAME))
+    try:
+        with pytest.raises(RunLockLostError, match="was removed while this run held it"):
+            FinetuneRunner.evaluate_and_keep_best(runner, 2)
+        assert os.listdir(model_dir) == []  # no eval_results.jsonl, no best/
+    finally:
+        lock.release()
