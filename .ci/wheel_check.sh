@@ -49,15 +49,20 @@ import importlib.util
 assert importlib.util.find_spec("pretrain") and importlib.util.find_spec("finetune")  # shipped entry scripts
 print(f"wheel_check: funnel_tf {funnel_tf.__version__} from {os.path.dirname(where)}; configs + demo data ok")
 PYEOF
-for script in funnel-pretrain funnel-finetune funnel-convert funnel-text; do
+for script in funnel-pretrain funnel-finetune funnel-convert funnel-text funnel-glue-submission; do
   [[ -x "$WORK/venv/bin/$script" ]] || { echo "wheel_check: console script $script missing" >&2; exit 1; }
 done
 "$WORK/venv/bin/funnel-convert" --help > /dev/null
 "$WORK/venv/bin/funnel-text" --help > /dev/null
-for script in funnel-pretrain funnel-finetune; do  # absl's --helpshort exits 1 after printing the usage
-  usage="$("$WORK/venv/bin/$script" --helpshort 2>&1 || true)"
-  grep -q "USAGE: .*/$script " <<< "$usage" \
-    || { echo "wheel_check: $script --helpshort did not print its usage: $usage" >&2; exit 1; }
+"$WORK/venv/bin/funnel-glue-submission" --help > /dev/null
+# --helpshort: exit 0, the script's own description (its docstring) and its flags on stdout.
+for pair in "funnel-pretrain:Pretrain a Funnel-Transformer" "funnel-finetune:Finetune"; do
+  script="${pair%%:*}"; words="${pair#*:}"
+  usage="$("$WORK/venv/bin/$script" --helpshort 2>/dev/null)" \
+    || { echo "wheel_check: $script --helpshort exited non-zero" >&2; exit 1; }
+  { grep -q "^$words" <<< "$usage" && grep -q "^flags:" <<< "$usage" \
+      && grep -q "/$script:" <<< "$usage"; } \
+    || { echo "wheel_check: $script --helpshort did not print its help: $usage" >&2; exit 1; }
 done
 echo "wheel_check: console scripts ok"
 "$VPY" readme_quickstart.py README.md "$WORK/run/quickstart"
