@@ -162,3 +162,14 @@ def recover_dir(directory: str) -> None:
     if exists(old) and not exists(directory):
         remove_tree(directory)
         move_dir(old, directory)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write via a temp file + rename so a crash never leaves a half-written file."""
+    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+    tmp = path + ".tmp"
+    if tf.io.gfile.exists(tmp):  # left by a killed run; ram:// would append to it, not replace
+        tf.io.gfile.remove(tmp)
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(tmp, path, overwrite=True)

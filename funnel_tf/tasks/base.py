@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -24,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from funnel_tf import json_text
+from funnel_tf.storage import atomic_write_text  # noqa: F401  (tasks import it from here)
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.defaults import Hparams, default_hparams
 from funnel_tf.tasks.errors import TaskError  # noqa: F401  (re-exported: tasks raise it)
@@ -276,17 +276,6 @@ def feature_records_for(task: Task, split: str, examples, tokenizer, hp: Hparams
 
 def weighted_sum(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(values, tf.float32) * tf.cast(weights, tf.float32))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write via a temp file + rename so a crash never leaves a half-written file."""
-    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    tmp = path + ".tmp"
-    if tf.io.gfile.exists(tmp):  # left by a killed run; ram:// would append to it, not replace
-        tf.io.gfile.remove(tmp)
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def atomic_write_json(path: str, obj) -> None:

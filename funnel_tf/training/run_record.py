@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
+from funnel_tf import storage
 from funnel_tf.errors import UserError
 
 RECORD_FILE = "run.json"
@@ -79,11 +80,8 @@ def saved_record(model_dir: str, legacy_file: str,
 
 def write_record(model_dir: str, record: dict) -> None:
     """Write `record` as `<model_dir>/run.json` (a temp file renamed into place)."""
-    path = os.path.join(model_dir, RECORD_FILE)
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    storage.atomic_write_text(os.path.join(model_dir, RECORD_FILE),
+                              json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def _flat(d: Dict[str, object], prefix: str = "") -> Dict[str, object]:
