@@ -27,7 +27,7 @@ from absl import app, flags, logging
 
 from funnel_tf.cli import main_with_user_errors
 from funnel_tf.logs import quiet_tensorflow
-from funnel_tf.training.pretraining_defaults import DEMO_VOCAB
+from funnel_tf.pretraining.defaults import DEMO_VOCAB
 
 flags.DEFINE_string("out_dir", None, "Folder for every output (default: a new temp folder).")
 flags.DEFINE_integer("pretrain_steps", 300, "Pretraining steps (pretrain.py's demo default).")
@@ -79,7 +79,7 @@ def write_task(folder: str, num_train: int, seed: int) -> dict:
 def pretrain(model_dir: str, steps: int) -> float:
     """pretrain.py's demo (tiny MLM on the shipped corpus): `run_pretraining` with the demo
     defaults, its progress log kept quiet as when pretrain.py ran in a subprocess here."""
-    from funnel_tf.training.pretraining_run import (PretrainArgs, format_summary,
+    from funnel_tf.pretraining.run import (PretrainArgs, format_summary,
                                                     run_pretraining)
 
     t0 = time.time()
@@ -118,7 +118,7 @@ def main(argv):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops a SavedModel needs)
 
-    from funnel_tf.tasks.finetuning_run import FinetuneArgs, run_finetuning
+    from funnel_tf.finetuning.run import FinetuneArgs, run_finetuning
 
     out = FLAGS.out_dir or tempfile.mkdtemp(prefix="funnel_demo_")
     os.makedirs(out, exist_ok=True)

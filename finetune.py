@@ -6,7 +6,7 @@ r"""Finetune a Funnel-Transformer on GLUE, text classification, SQuAD or RACE.
 
 Defaults per task come from the paper's recipes (funnel_tf/tasks/defaults.py); every flag left
 unset keeps the recipe's value. `--helpfull` explains every flag. The work itself is done by
-`funnel_tf.tasks.runner.run_finetuning`; this file only maps flags onto it.
+`funnel_tf.finetuning.runner.run_finetuning`; this file only maps flags onto it.
 
 Exit status: 0 done; 2 a user error (one line on stderr, nothing written); 75 preempted or
 interrupted (SIGTERM, Ctrl-C): the checkpoint is saved, nothing was predicted or exported, and
@@ -137,7 +137,7 @@ def _column(value):
 
 
 def args_from_flags(f=FLAGS):
-    from funnel_tf.tasks.finetuning_run import FinetuneArgs
+    from funnel_tf.finetuning.run import FinetuneArgs
 
     hparams = {k: getattr(f, k) for k in (
         "batch_size", "eval_batch_size", "learning_rate", "epochs", "train_steps", "warmup_ratio",
@@ -178,7 +178,7 @@ def main(argv):
 
     if len(argv) > 1:  # the flags parser refuses these already; main() called directly too
         raise TaskError(f"unexpected arguments {argv[1:]}: flags are --name=value")
-    from funnel_tf.tasks.finetuning_run import run_finetuning
+    from funnel_tf.finetuning.run import run_finetuning
 
     try:
         summary = run_finetuning(args_from_flags())

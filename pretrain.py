@@ -10,7 +10,7 @@ every flag you leave unset (shown as "demo:" in the help); with it, the run sett
 Restarting with the same --model_dir resumes from its newest checkpoint; one run at a time holds
 a --model_dir. Bad flags, files, vocab, config or init checkpoint end with one line on stderr and
 exit status 2 before anything is written; a preempted run exits with 75 (rerun to resume). The
-work is done by `funnel_tf.training.pretraining_run.run_pretraining`; this file maps flags onto it.
+work is done by `funnel_tf.pretraining.run.run_pretraining`; this file maps flags onto it.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from absl import app, flags
 from funnel_tf import cli
 from funnel_tf.cli import absl_flags_parser, define_engine_flags, main_with_user_errors
 from funnel_tf.logs import quiet_tensorflow
-from funnel_tf.training.pretraining_defaults import DEMO_DEFAULTS as DEMO
-from funnel_tf.training.pretraining_defaults import RUN_DEFAULTS as RUN
-from funnel_tf.training.pretraining_defaults import PretrainArgsError
+from funnel_tf.pretraining.defaults import DEMO_DEFAULTS as DEMO
+from funnel_tf.pretraining.defaults import RUN_DEFAULTS as RUN
+from funnel_tf.pretraining.defaults import PretrainArgsError
 
 
 def _both(name):
@@ -112,7 +112,7 @@ flags.DEFINE_alias("max_seq_length", "seq_len")
 def args_from_flags():
     """PretrainArgs from the parsed flags (unset flags stay None: the library fills the demo /
     run defaults)."""
-    from funnel_tf.training.pretraining_run import PretrainArgs
+    from funnel_tf.pretraining.run import PretrainArgs
 
     f = FLAGS
     return PretrainArgs(
@@ -137,7 +137,7 @@ def args_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise PretrainArgsError(f"unexpected arguments {argv[1:]}: flags are --name=value")
-    from funnel_tf.training.pretraining_run import format_summary, run_pretraining
+    from funnel_tf.pretraining.run import format_summary, run_pretraining
 
     result = run_pretraining(args_from_flags())
     print(format_summary(result))

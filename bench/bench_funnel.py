@@ -89,11 +89,11 @@ def _train_step(model, mode):
     """inputs -> loss of one full train step of `model` (mean-square loss on its last hidden state,
     AdamW lr 1e-4, weight decay 0.01, as the peers). mode "hybrid" is the training engine's
     jit_compile=False step: the model on TF's kernels and the update as one XLA function
-    (funnel_tf.training.update.FusedUpdate) with bf16 weight copies under mixed_bfloat16."""
+    (funnel_tf.engine.update.FusedUpdate) with bf16 weight copies under mixed_bfloat16."""
     import keras
     import tensorflow as tf
-    from funnel_tf.training.update import FusedUpdate
-    from funnel_tf.training.weight_copies import maybe_weight_copies
+    from funnel_tf.engine.update import FusedUpdate
+    from funnel_tf.engine.weight_copies import maybe_weight_copies
     opt = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=0.01)
     variables = model.trainable_variables
 

@@ -1,5 +1,5 @@
 """The training engine's step (forward + backward + cross-replica sum + global-norm clip + guarded
-AdamW, as `funnel_tf.training.loop.Trainer` runs it) for the small config at seq 128 and 512.
+AdamW, as `funnel_tf.engine.loop.Trainer` runs it) for the small config at seq 128 and 512.
 
     python bench/bench_train_step.py                         # small, MLM, batch 2, seq 128 + 512
     python bench/bench_train_step.py --objective electra --jit --batch 4 --steps 10
@@ -42,10 +42,10 @@ def _worker(args) -> dict:
     from funnel_tf import xla
     from funnel_tf.config import load_config
     from funnel_tf.text.masking import num_predictions_for
-    from funnel_tf.training.loop import LoopConfig, Trainer
-    from funnel_tf.training.objectives import make_objective
-    from funnel_tf.training.optimization import WarmupLinearDecay, make_optimizer
-    from funnel_tf.training.strategy import make_strategy, set_precision
+    from funnel_tf.engine.loop import LoopConfig, Trainer
+    from funnel_tf.pretraining.objectives import make_objective
+    from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer
+    from funnel_tf.engine.strategy import make_strategy, set_precision
 
     logging.set_verbosity(logging.WARNING)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -330,7 +330,7 @@ def _param_count(config) -> int:
 
 # ------------------------------------------------------------------------------------ stage 2
 def finetune_args(plan: Plan, work_dir: str, model: str, task: str, lr: float, seed: int):
-    from funnel_tf.tasks.finetuning_run import FinetuneArgs
+    from funnel_tf.finetuning.run import FinetuneArgs
 
     recipe = dict(plan.recipes[task])
     max_train = int(recipe.pop("max_train_examples", 0))
@@ -351,7 +351,7 @@ def run_finetune(args) -> dict:
     """One finetuning run in this process; -> {"metrics", "metric", "value", "steps"}."""
     import keras
 
-    from funnel_tf.tasks.finetuning_run import run_finetuning
+    from funnel_tf.finetuning.run import run_finetuning
 
     keras.backend.clear_session()
     summary = run_finetuning(args)

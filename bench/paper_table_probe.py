@@ -57,7 +57,7 @@ def cls_probe(work_dir: str, name: str, features, pretrained: bool) -> dict:
     import numpy as np
 
     from funnel_tf.tasks import get_task
-    from funnel_tf.tasks.initialization import initialize_model
+    from funnel_tf.finetuning.initialization import initialize_model
 
     keras.utils.set_random_seed(0)
     task = get_task("sst-2")
@@ -82,8 +82,9 @@ def bypass_probe(work_dir: str, vocab: str) -> dict:
     from funnel_tf.text import masking
     from funnel_tf.text.pretraining import make_pretraining_dataset
     from funnel_tf.text.wordpiece import WordpieceTokenizer
-    from funnel_tf.training import checkpointing, objectives
-    from funnel_tf.training.checkpointing import resolve_checkpoint
+    from funnel_tf.pretraining import objectives
+    from funnel_tf.engine import checkpointing
+    from funnel_tf.engine.checkpointing import resolve_checkpoint
 
     config = _config(work_dir, "funnel")
     objective = objectives.make_objective("mlm", config)

@@ -664,7 +664,7 @@ def probe_devices(strategy: str, tpu: str) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from funnel_tf.training import strategy as strat
+    from funnel_tf.engine import strategy as strat
     s = strat.make_strategy(strategy, tpu=tpu if strategy == "tpu" else None)
     info = strat.strategy_info(s)
     kind = None

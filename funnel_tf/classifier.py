@@ -86,7 +86,7 @@ class FunnelTextClassifier(keras.Model):
         A finetune.py run (its model_dir or best/) keeps its task's label names, pair flag and
         max_seq_length (task.json); a FunnelTextClassifier.save_pretrained folder its own.
         """
-        from funnel_tf.training.init_checkpoint import resolve
+        from funnel_tf.checkpoints.init_checkpoint import resolve
 
         path = resolve(path)  # a finetuning model_dir stands for its best/ model
         saved = _read_classifier_config(path)
@@ -125,7 +125,7 @@ class FunnelTextClassifier(keras.Model):
 
         nonfinite: what fit does with a step whose loss or a gradient is NaN/inf (the scripts'
         --nonfinite): its update is never applied; "stop" then raises
-        funnel_tf.training.loop.NonFiniteLossError (a UserError) naming the step, with the weights
+        funnel_tf.engine.loop.NonFiniteLossError (a UserError) naming the step, with the weights
         at their last finite values; "skip" goes on, counting such steps in
         history["nonfinite_steps"], and raises once more than `max_nonfinite` were skipped."""
         from funnel_tf.nonfinite_guard import NonFiniteGuard, check_policy

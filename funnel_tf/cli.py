@@ -12,7 +12,7 @@ from funnel_tf.errors import UserError, one_line, storage_problem
 USAGE_ERROR = 2
 
 # --init_checkpoint means the same in pretrain.py and finetune.py: one loading route
-# (funnel_tf/training/init_checkpoint.py).
+# (funnel_tf/checkpoints/init_checkpoint.py).
 INIT_CHECKPOINT_HELP = (
     "Initialise a fresh run from a checkpoint of any kind: a funnel_tf directory (save_pretrained "
     "or a finetune model_dir), a HuggingFace directory (config.json + weights), an original-release "

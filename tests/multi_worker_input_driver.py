@@ -28,7 +28,7 @@ def unmasked_input(records: str, vocab: str):
     """The pretraining input pretrain.py builds, with masking replaced by the identity so the
     batches carry the records' own token ids (masking does not decide which examples are read)."""
     from funnel_tf.config import load_config
-    from funnel_tf.training import inputs
+    from funnel_tf.pretraining import inputs
 
     data = inputs.build_pretraining_input([records], SEQ_LEN, GLOBAL_BATCH, load_config("tiny"),
                                           vocab=vocab, can_write=False)
@@ -51,7 +51,7 @@ def first_epoch(dataset: tf.data.Dataset, limit: int = 100_000) -> list:
 
 
 def main(records: str, vocab: str, out_dir: str) -> None:
-    from funnel_tf.training.strategy import make_strategy, strategy_info
+    from funnel_tf.engine.strategy import make_strategy, strategy_info
 
     strategy = make_strategy("multi_worker")
     info = strategy_info(strategy)

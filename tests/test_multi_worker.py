@@ -122,7 +122,7 @@ def test_malformed_tf_config_is_a_user_error(monkeypatch, raw, message):
     """A TF_CONFIG that cannot describe this worker fails up front with what is wrong (TF would
     fail obscurely, or wait forever for a peer that is not in the cluster)."""
     from funnel_tf.errors import UserError, one_line
-    from funnel_tf.training.strategy import StrategyError, make_strategy
+    from funnel_tf.engine.strategy import StrategyError, make_strategy
 
     monkeypatch.setenv("TF_CONFIG", raw)
     with pytest.raises(StrategyError) as info:
@@ -133,7 +133,7 @@ def test_malformed_tf_config_is_a_user_error(monkeypatch, raw, message):
 def test_multi_worker_after_tensorflow_started_says_so(monkeypatch):
     """Creating the strategy after TF has run ops (a library bug, e.g. building a model first) is
     a RuntimeError that says what to do, not TF's bare 'Collective ops must be configured'."""
-    from funnel_tf.training.strategy import make_strategy
+    from funnel_tf.engine.strategy import make_strategy
 
     tf.constant(1.0) + 1.0  # this process's runtime is up (as in any test)
     monkeypatch.setenv("TF_CONFIG", _tf_config(TWO, {"type": "worker", "index": 0}))
@@ -356,7 +356,7 @@ def test_finetune_two_workers_trains_and_only_the_chief_writes(tmp_path, micro_c
 # ---------------------------------------------------------------------------------- preemption
 def _preemption_argv(model_dir, out_dir, steps, gcp=True):
     def argv(i):
-        return python("-m", "tests.training.preemption_driver", model_dir, steps,
+        return python("-m", "tests.engine.preemption_driver", model_dir, steps,
                       os.path.join(str(out_dir), f"worker{i}.json"), *(["--gcp"] if gcp else []))
     return argv
 
@@ -420,7 +420,7 @@ def test_pretrain_sigterm_to_both_workers_on_gcp_saves_exits_75_and_resumes(
     model_dir = str(tmp_path / "model")
 
     def argv(steps):
-        return python("-m", "tests.training.on_gcp", *pretrain_argv(model_dir, records,
+        return python("-m", "tests.engine.on_gcp", *pretrain_argv(model_dir, records,
                                                                      micro_config, steps)[1:])
     with Cluster(argv(100_000), tmp_path / "first") as cluster:
         wait_for(_first_progress(model_dir), timeout=400, procs=cluster.procs, what="training")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from funnel_tf.training.progress import read_metrics
+from funnel_tf.engine.progress import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # As a user runs it: no TF_CPP_MIN_LOG_LEVEL, so the entry point's own quiet mode decides what
@@ -78,14 +78,15 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path):
     import tensorflow as tf
 
     from funnel_tf.config import load_config
-    from funnel_tf.training import checkpointing, objectives
+    from funnel_tf.pretraining import objectives
+    from funnel_tf.engine import checkpointing
 
     objective = objectives.make_objective(
         "mlm", load_config("tiny").replace(vocab_size=919, d_inner=64))
     objective.build()
     init = str(tmp_path / "init" / "ckpt-1")
     tf.train.Checkpoint(weights={"model": checkpointing.model_weights(objective.backbone)}).write(init)
-    # One case end to end (more, in process: tests/training/test_pretraining_run.py).
+    # One case end to end (more, in process: tests/pretraining/test_run.py).
     cases = [([f"--init_checkpoint={init}"], "of 163 backbone tensors have another shape")]
     for i, (flags, words) in enumerate(cases):
         model_dir = tmp_path / f"run{i}"

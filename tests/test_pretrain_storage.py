@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf import storage
-from funnel_tf.training.pretraining_run import PretrainArgs, run_pretraining
-from funnel_tf.training.progress import read_metrics
+from funnel_tf.pretraining.run import PretrainArgs, run_pretraining
+from funnel_tf.engine.progress import read_metrics
 
 
 @pytest.fixture

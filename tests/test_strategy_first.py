@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = r"""
 import sys
 from tensorflow.python.eager import context
-from funnel_tf.training import strategy
+from funnel_tf.engine import strategy
 
 class Reached(Exception):
     pass
@@ -29,14 +29,14 @@ demo_corpus = f"{repo}/data/demo_corpus.txt"
 demo_vocab = f"{repo}/data/demo_vocab.txt"
 try:
     if entry == "pretrain":
-        from funnel_tf.training.pretraining_run import PretrainArgs, run_pretraining
+        from funnel_tf.pretraining.run import PretrainArgs, run_pretraining
         run_pretraining(PretrainArgs(train_data=[demo_corpus], model_dir=f"{tmp}/run",
                                      vocab=demo_vocab, config="tiny", seq_len=32, batch_size=4,
                                      train_steps=2))
     else:
         sys.path.insert(0, f"{repo}/tests/tasks")
         from helpers import csv_args, write_csv_task
-        from funnel_tf.tasks.finetuning_run import run_finetuning
+        from funnel_tf.finetuning.run import run_finetuning
         run_finetuning(csv_args(f"{tmp}/run", write_csv_task(f"{tmp}/data"), "tiny",
                                 do_predict=True, predictions_dir=f"{tmp}/pred"))
 except Reached:

@@ -92,10 +92,10 @@ def test_fallback_gives_the_fused_path_values_and_gradients(monkeypatch):
 
 
 def _trainer(tmp_path, jit_compile):
-    from funnel_tf.training.loop import LoopConfig, Trainer
-    from funnel_tf.training.objectives import make_objective
-    from funnel_tf.training.optimization import make_optimizer
-    from funnel_tf.training.strategy import make_strategy
+    from funnel_tf.engine.loop import LoopConfig, Trainer
+    from funnel_tf.pretraining.objectives import make_objective
+    from funnel_tf.engine.optimization import make_optimizer
+    from funnel_tf.engine.strategy import make_strategy
 
     keras.utils.set_random_seed(1)
     cfg = load_config("tiny").replace(vocab_size=64, block_sizes=[1, 1], block_repeats=[1, 1],

@@ -21,7 +21,7 @@ def detect_format(path: str) -> str:
     ckpt-N prefix), 'original' (net_config.json or a TF checkpoint) or 'hf' (config.json or HF
     weight files); CheckpointError when `path` is none of them."""
     from funnel_tf.checkpoints import hf, native, original
-    from funnel_tf.training.init_checkpoint import pretraining_run_of
+    from funnel_tf.checkpoints.init_checkpoint import pretraining_run_of
 
     if "://" in path:  # gs:// (ram:// in tests): only our own formats are read through tf.io.gfile
         if native.is_native_dir(path):
@@ -57,7 +57,7 @@ def detect_format(path: str) -> str:
 def _refuse_loose_training_checkpoint(path: str) -> None:
     """A TF2 training checkpoint (our runs write them) outside a pretraining run folder: the model
     it holds is only known from that run's config.json, so say where to point instead."""
-    from funnel_tf.training.init_checkpoint import is_training_checkpoint
+    from funnel_tf.checkpoints.init_checkpoint import is_training_checkpoint
 
     if is_training_checkpoint(path):
         raise CheckpointError(
@@ -79,12 +79,12 @@ def load_model(path: str, model_class: Optional[str] = None, allow_missing: Sequ
     values. kwargs go to the format's loader (num_labels, net_config, truncate_seq, config overrides).
     """
     if format is None:
-        from funnel_tf.training.init_checkpoint import resolve
+        from funnel_tf.checkpoints.init_checkpoint import resolve
 
         path = resolve(path)  # a finetuning run's model_dir stands for its best/ model
     fmt = format or detect_format(path)
     if fmt == "training":
-        from funnel_tf.training.init_checkpoint import load_pretraining_run as load
+        from funnel_tf.checkpoints.init_checkpoint import load_pretraining_run as load
     elif fmt == "native":
         from funnel_tf.checkpoints.native import from_pretrained as load
     elif fmt == "hf":

@@ -27,7 +27,7 @@ from funnel_tf.storage import atomic_write_text  # noqa: F401  (tasks import it 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.defaults import Hparams, default_hparams
 from funnel_tf.tasks.errors import TaskError  # noqa: F401  (re-exported: tasks raise it)
-from funnel_tf.training.objectives import Objective
+from funnel_tf.pretraining.objectives import Objective
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ from funnel_tf.json_text import dumps
 from funnel_tf.text import glue
 from funnel_tf.text.classification import read_labelled_file
 from funnel_tf.text.errors import DataFormatError
-from funnel_tf.training.progress import evaluation_plan
+from funnel_tf.engine.progress import evaluation_plan
 
 
 

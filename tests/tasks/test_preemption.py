@@ -19,7 +19,7 @@ import tensorflow as tf
 from funnel_tf import storage
 from funnel_tf.checkpoints.native import from_pretrained
 from funnel_tf.export import ClassifierServing
-from funnel_tf.tasks import runner as runner_module
+from funnel_tf.finetuning import runner as runner_module
 from tests.tasks.helpers import DEMO_VOCAB, write_csv_task
 
 

@@ -10,8 +10,8 @@ import logging
 import pytest
 
 from funnel_tf.errors import one_line
-from funnel_tf.tasks.finetuning_run import run_finetuning
-from funnel_tf.training.run_record import RunMismatchError
+from funnel_tf.finetuning.run import run_finetuning
+from funnel_tf.engine.run_record import RunMismatchError
 
 from .helpers import DEMO_VOCAB, write_csv_task
 from .test_output_text import strict_json

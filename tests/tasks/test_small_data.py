@@ -6,7 +6,7 @@ import os
 import pytest
 
 from funnel_tf.errors import UserError, one_line
-from funnel_tf.tasks.finetuning_run import run_finetuning
+from funnel_tf.finetuning.run import run_finetuning
 from tests.tasks.helpers import csv_args, csv_rows, write_csv_task
 
 

@@ -16,8 +16,8 @@ import tensorflow as tf
 from funnel_tf import storage
 from funnel_tf.checkpoints.native import from_pretrained
 from funnel_tf.export import ClassifierServing
-from funnel_tf.tasks import runner as runner_module
-from funnel_tf.tasks.finetuning_run import FinetuneArgs, run_finetuning
+from funnel_tf.finetuning import runner as runner_module
+from funnel_tf.finetuning.run import FinetuneArgs, run_finetuning
 from tests.tasks.helpers import CSV_OPTIONS, csv_args, write_csv_task
 
 

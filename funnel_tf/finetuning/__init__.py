@@ -1,0 +1,1 @@
+"""Finetuning runs: data, model initialisation, evaluation, best model, predictions, export."""

@@ -1,0 +1,237 @@
+"""`run_finetuning(FinetuneArgs)`: one finetuning run as a library call (finetune.py and the
+`funnel-finetune` console script only map flags onto it), beside `run_pretraining` in
+training/pretraining_run.py. Everything is checked before model_dir is locked and written; the
+work itself is `tasks/runner.FinetuneRunner`'s."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from funnel_tf import storage
+from funnel_tf.tasks.base import TaskError, atomic_write_json
+from funnel_tf.finetuning.initialization import BEST_DIR, find_vocab, has_best, resolve_config
+from funnel_tf.engine.interrupts import sigterm_interrupts
+from funnel_tf.finetuning.runner import TASK_JSON, FinetuneRunner, RunConfig, _fmt
+from funnel_tf.engine import run_record
+from funnel_tf.engine.strategy import strategy_info
+
+
+@dataclasses.dataclass
+class FinetuneArgs:
+    """Everything a finetuning run needs, as plain values (finetune.py's flags map 1:1)."""
+
+    task: str
+    model_dir: str
+    data_dir: Optional[str] = None
+    tfds_data_dir: Optional[str] = None                               # GLUE from prepared TFDS
+    files: Dict[str, str] = dataclasses.field(default_factory=dict)   # split -> path overrides
+    predict_splits: Optional[List[str]] = None
+    init_checkpoint: Optional[str] = None
+    config: Optional[str] = None
+    vocab_file: Optional[str] = None
+    do_train: bool = True
+    do_eval: bool = True
+    do_predict: bool = False
+    predictions_dir: Optional[str] = None
+    export_dir: Optional[str] = None
+    overwrite_export: bool = False
+    strategy: str = "default"
+    tpu: Optional[str] = None
+    tpu_zone: Optional[str] = None
+    gcp_project: Optional[str] = None
+    precision: str = "auto"          # auto: mixed_bfloat16 on TPU, float32 elsewhere (as pretraining)
+    hparams: Dict[str, object] = dataclasses.field(default_factory=dict)  # Hparams overrides
+    run: Dict[str, object] = dataclasses.field(default_factory=dict)      # RunConfig overrides
+    csv_options: Optional[Dict[str, object]] = None
+
+
+def run_finetuning(args: FinetuneArgs) -> dict:
+    """Validate everything, then train / evaluate / predict / export as asked.
+
+    Returns {"task", "hparams", "init", "train", "eval", "best", "predictions", "export",
+    "preempted"}. Order matters for "nothing half-written": the task, the flags, the config, the
+    vocab, where outputs go, what run a resumed model_dir holds (run.json: another task or
+    recipe is refused), every data file, the init checkpoint and the trainer are checked
+    before model_dir is locked (`ModelDirLock`, held for the whole run) and the first file is
+    written. A preempted run (SIGTERM, Ctrl-C during training) returns with "preempted": True
+    after saving its checkpoint, without predicting or exporting; SIGTERM outside the training
+    loop raises `RunInterrupted` (a KeyboardInterrupt), which cleans up what was being written.
+    """
+    from funnel_tf.tasks import get_task
+    from funnel_tf.finetuning.outputs import check_output_dirs
+    from funnel_tf.text.wordpiece import WordpieceTokenizer
+    from funnel_tf.engine.run_lock import ModelDirLock
+    from funnel_tf.engine.strategy import make_strategy, set_precision
+
+    if not (args.do_train or args.do_eval or args.do_predict or args.export_dir):
+        raise TaskError("nothing to do: set --do_train, --do_eval, --do_predict or --export_dir")
+    run = RunConfig(model_dir=args.model_dir, **args.run)
+    run.validate()
+    task = get_task(args.task, files=args.files, csv_options=args.csv_options)
+    if args.tfds_data_dir:
+        if not hasattr(task, "use_tfds"):
+            raise TaskError(f"--tfds_data_dir is supported for the GLUE tasks, not {task.name}")
+        task.use_tfds(args.tfds_data_dir)
+    hp = task.default_hparams().replace(**args.hparams)
+    hp.check_for_task(task.defaults_key or task.name)
+    predictions_dir = args.predictions_dir or (
+        os.path.join(args.model_dir, "predictions") if args.do_predict else None)
+    check_output_dirs(args.model_dir, args.export_dir, predictions_dir,
+                      args.overwrite_export, inputs=[
+                          ("--data_dir", args.data_dir), ("--tfds_data_dir", args.tfds_data_dir),
+                          ("--init_checkpoint", args.init_checkpoint),
+                          ("--config", args.config if args.config and tf.io.gfile.exists(
+                              args.config) else None), ("--vocab_file", args.vocab_file)]
+                      + [(f"--{split}_file", path) for split, path in args.files.items()])
+    if args.do_predict and args.do_train is False and args.do_eval is False \
+            and not args.init_checkpoint and not has_best(args.model_dir):
+        raise TaskError("--do_predict without training needs --init_checkpoint (a finetuned "
+                        "model) or a model_dir holding best/")
+    if args.export_dir and not args.do_train and not args.init_checkpoint \
+            and not has_best(args.model_dir):
+        raise TaskError("--export_dir without --do_train needs --init_checkpoint (a finetuned "
+                        "model) or a model_dir holding best/; it would export an untrained "
+                        "model")
+    config = resolve_config(args.config, args.init_checkpoint or (
+        args.model_dir if not args.do_train else None))
+    vocab = args.vocab_file or find_vocab(args.init_checkpoint) or find_vocab(
+        os.path.join(args.model_dir, BEST_DIR))
+    if not vocab:
+        raise TaskError("no vocabulary: pass --vocab_file (BERT uncased vocab.txt for the "
+                        "published checkpoints)")
+    if not tf.io.gfile.exists(vocab):
+        raise TaskError(f"--vocab_file {vocab} not found")
+    # Before anything runs a TF op (the tokenizer's lookup tables do): MultiWorkerMirroredStrategy
+    # can only configure its collective ops before TF's runtime starts.
+    strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
+                             project=args.gcp_project)
+    tokenizer = WordpieceTokenizer(vocab)
+    precision = args.precision
+    if precision == "auto":
+        precision = "mixed_bfloat16" if strategy_info(strategy).kind == "tpu" else "float32"
+    set_precision(precision)
+    record = finetune_record(task, hp, config, vocab, precision, args)
+    notes = _check_resume(args, record)
+    import keras
+
+    keras.utils.set_random_seed(run.seed)  # head/model init, dropout
+    runner = FinetuneRunner(task, hp, config, tokenizer, strategy, run)
+    runner.record = record if args.do_train else None
+    for note in notes:
+        logging.info("%s", note)
+    runner.load(args.data_dir, args.do_train, args.do_eval, args.do_predict, args.predict_splits)
+    summary = {"task": task.name, "hparams": dataclasses.asdict(hp), "model_dir": args.model_dir,
+               "preempted": False}
+    init = args.init_checkpoint
+    if not init and not args.do_train and has_best(args.model_dir):
+        init = args.model_dir  # evaluate / predict / export the run's own best model
+    summary["init"] = runner.initialize(init)
+    if args.do_train:
+        runner.prepare_training(do_eval=args.do_eval)
+    with ModelDirLock(args.model_dir, enabled=runner.info.is_chief), sigterm_interrupts():
+        return _run(runner, args, summary)
+
+
+# What a resume may not change (run_record.py); the other hparams and run knobs may change and
+# are logged. Without --do_train only what the saved model is (task, config, vocab) is compared.
+DEFINING_HPARAMS = ("batch_size", "learning_rate", "warmup_ratio", "warmup_steps", "layer_decay",
+                    "weight_decay", "max_seq_length", "doc_stride", "max_query_length",
+                    "max_qa_length")
+CHANGEABLE_RUN = ("steps_per_loop", "log_every", "eval_every", "save_every", "keep_checkpoints",
+                  "jit_compile", "skip_malformed", "nonfinite", "max_eval_examples")
+MODEL_ONLY = ("task", "task_options", "config", "vocab")
+
+
+def finetune_record(task, hp, config, vocab: str, precision: str, args: FinetuneArgs) -> dict:
+    """This run's identity (run.json in model_dir): task, model, vocab content, the recipe's
+    defining hparams, seed, precision; train length, cadences and paths may change."""
+    model = config.to_dict()
+    model.pop("init_scheme", None)
+    hparams = dataclasses.asdict(hp)
+    run = RunConfig(model_dir=args.model_dir, **args.run)
+    defining = dict(task=task.name, task_options=args.csv_options, config=model,
+                    vocab=run_record.vocab_fingerprint(vocab), precision=precision,
+                    seed=run.seed, max_train_examples=run.max_train_examples,
+                    **{k: hparams[k] for k in DEFINING_HPARAMS})
+    changeable = dict({k: v for k, v in hparams.items()
+                       if k not in DEFINING_HPARAMS and k != "source"},
+                      **{k: getattr(run, k) for k in CHANGEABLE_RUN}, strategy=args.strategy,
+                      data_dir=args.data_dir, files=args.files,
+                      init_checkpoint=args.init_checkpoint)
+    return run_record.make_record("finetuning", defining, changeable)
+
+
+def _saved_record(model_dir: str):
+    """(record, file) of the run in model_dir: run.json, or for a folder written before it
+    existed the task.json beside its checkpoints."""
+    return run_record.saved_record(model_dir, TASK_JSON, _record_from_task_json)
+
+
+def _record_from_task_json(info: dict) -> dict:
+    """The defining settings a task.json (written before run.json existed) holds."""
+    hparams = info.get("hparams") or {}
+    defining = {"task": info["task"], **{k: hparams[k] for k in DEFINING_HPARAMS if k in hparams}}
+    if isinstance(info.get("config"), dict):
+        defining["config"] = {k: v for k, v in info["config"].items() if k != "init_scheme"}
+    if info.get("vocab_file") and tf.io.gfile.exists(info["vocab_file"]):
+        defining["vocab"] = run_record.vocab_fingerprint(info["vocab_file"])
+    return run_record.make_record("finetuning", defining, {})
+
+
+def _check_resume(args: FinetuneArgs, record: dict) -> List[str]:
+    """Refuse (one line, nothing written) a model_dir holding checkpoints or best/ of another run;
+    return log lines for what changed safely."""
+    model_dir = args.model_dir
+    has_checkpoint = tf.io.gfile.isdir(os.path.join(model_dir, "checkpoints")) and \
+        tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
+    if not (has_checkpoint or has_best(model_dir)):
+        return []
+    if not args.do_train:
+        record = dict(record, defining={k: v for k, v in record["defining"].items()
+                                        if k in MODEL_ONLY}, changeable={})
+    saved, source = _saved_record(model_dir)
+    notes = run_record.check_resume(model_dir, record, saved, source)
+    return notes if args.do_train else []
+
+
+def _run(runner: FinetuneRunner, args: FinetuneArgs, summary: dict) -> dict:
+    """The writing half of `run_finetuning`, under the model_dir lock."""
+    task = runner.task
+    if runner.info.is_chief:  # best/ copies a killed run (SIGKILL) left half-written
+        for stale in tf.io.gfile.glob(os.path.join(args.model_dir, ".tmp_best_*")):
+            storage.remove_tree(stale)
+    if args.do_train:
+        result = runner.train()
+        summary["train"] = {"step": result["step"], "total_steps": runner.total_steps,
+                            "final": result["history"][-1] if result["history"] else None}
+        summary["evaluations"] = result["evaluations"]
+        if result["preempted"]:
+            summary["preempted"] = True
+            logging.warning("preempted at step %d of %d: checkpoint %s saved; not evaluated at "
+                            "the end, nothing predicted or exported. Rerun with the same flags "
+                            "to resume and finish.", result["step"], runner.total_steps,
+                            result["checkpoint"])
+            return summary
+        if args.do_eval and runner.restore_best():
+            summary["best"] = runner.best
+        elif runner.info.is_chief:
+            runner.save_model(os.path.join(args.model_dir, BEST_DIR))  # the last model
+    elif args.do_eval:
+        metrics = runner.evaluate()
+        summary["eval"] = metrics
+        logging.info("eval: %s", _fmt(metrics))
+        if runner.info.is_chief:
+            atomic_write_json(os.path.join(args.model_dir, "eval_only_results.json"), metrics)
+    if args.do_predict:
+        out_dir = args.predictions_dir or os.path.join(args.model_dir, "predictions")
+        summary["predictions"] = runner.predict(out_dir)
+    if args.export_dir:
+        summary["export"] = runner.export(args.export_dir, overwrite=args.overwrite_export)
+        logging.info("exported the %s model with in-graph tokenization to %s", task.name,
+                     args.export_dir)
+    return summary

@@ -1,0 +1,1 @@
+"""Pretraining runs (MLM, ELECTRA): inputs, defaults and the run folder."""

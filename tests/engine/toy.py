@@ -1,0 +1,87 @@
+"""A stand-in objective and synthetic data for fast engine tests (seconds to compile, not a minute).
+
+ToyMLM has the interface the engine uses from a Funnel MLM head: `model(inputs, masked_positions=,
+training=)` -> {"logits": float32 [B, P, V]}, a `funnel` backbone with `embeddings` and `layer_0`,
+and dropout so that RNG state matters for exact resume.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from funnel_tf.pretraining.objectives import MaskedLMObjective
+
+V, L, P = 32, 8, 2
+MASK = 3
+
+
+class ToyBackbone(keras.Model):
+    def __init__(self, dim=16, dropout=0.1, **kw):
+        super().__init__(**kw)
+        self.embeddings = keras.layers.Embedding(V, dim, name="embeddings")
+        self.layer_0 = keras.layers.Dense(dim, activation="gelu", name="layer_0")
+        self.norm = keras.layers.LayerNormalization(name="layer_norm")
+        self.drop = keras.layers.Dropout(dropout, seed=7)
+        self.embeddings.build((None, L))
+        self.layer_0.build((None, L, dim))
+        self.norm.build((None, L, dim))
+        self.built = True
+
+    def call(self, inputs, training=False):
+        h = self.embeddings(inputs["input_ids"])
+        h = self.norm(h + self.drop(self.layer_0(h), training=training))
+        return {"last_hidden_state": h}
+
+
+class ToyMLM(keras.Model):
+    def __init__(self, dim=16, dropout=0.1, **kw):
+        super().__init__(**kw)
+        self.funnel = ToyBackbone(dim, dropout, name="funnel")
+        self.head = keras.layers.Dense(V, dtype="float32", name="head")
+        self.head.build((None, P, dim))
+        self.built = True
+
+    def call(self, inputs, masked_positions=None, training=False):
+        h = self.funnel(inputs, training=training)["last_hidden_state"]
+        if masked_positions is not None:
+            h = tf.gather(h, masked_positions, batch_dims=1)
+        return {"logits": tf.cast(self.head(h), tf.float32)}
+
+
+class ToyObjective(MaskedLMObjective):
+    def __init__(self, dropout=0.1):
+        super().__init__(config=None)
+        self.dropout = dropout
+
+    def build(self):
+        self.model = ToyMLM(dropout=self.dropout, name="masked_lm")
+
+
+def examples(n=64, seed=0, nan_rows=()):
+    """Learnable synthetic MLM data: half of the targets keep their token (the 10% 'unchanged'
+    case), so a per-token model can learn; rows in `nan_rows` carry a NaN weight."""
+    r = np.random.RandomState(seed)
+    ids = r.randint(4, V, (n, L)).astype(np.int32)
+    mask = np.ones((n, L), np.int32)
+    mask[::4, -2:] = 0
+    ids[mask == 0] = 0
+    pos = np.stack([r.choice(np.arange(0, L - 2), P, replace=False) for _ in range(n)])
+    pos = pos.astype(np.int32)
+    orig = np.take_along_axis(ids, pos, 1)
+    masked = ids.copy()
+    np.put_along_axis(masked, pos[:, :1], MASK, 1)
+    w = np.ones((n, P), np.float32)
+    w[::3, -1] = 0.0
+    for i in nan_rows:
+        w[i, 0] = np.nan
+    return dict(input_ids=masked, attention_mask=mask, token_type_ids=np.zeros_like(ids),
+                masked_positions=pos, masked_ids=orig, masked_weights=w)
+
+
+def dataset_fn(global_batch, data=None):
+    data = examples() if data is None else data
+
+    def fn(ctx):
+        ds = tf.data.Dataset.from_tensor_slices(data).repeat()
+        return ds.batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True)
+    return fn
