@@ -16,7 +16,7 @@ import os
 import sys
 from typing import List, Optional
 
-from funnel_tf.checkpoints.registry import ALIASES, CLASS_NAMES
+from funnel_tf.registry import MODEL_CLASSES
 from funnel_tf.cli import ArgumentParser, main_with_user_errors
 from funnel_tf.errors import UserError
 
@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--from", dest="src_format", default="auto", choices=("auto", "native", "hf", "original", "training"),
                     help="source format (default: detect)")
     ap.add_argument("--model_class", default=None,
-                    help=f"model to build: {', '.join(sorted(ALIASES))} or a class name "
-                         f"({', '.join(CLASS_NAMES)}); default: what the checkpoint holds")
+                    help=f"model to build: {', '.join(sorted(MODEL_CLASSES.aliases()))} or a class name "
+                         f"({', '.join(MODEL_CLASSES.names())}); default: what the checkpoint holds")
     ap.add_argument("--num_labels", type=int, default=None, help="labels of a seq_cls / token_cls head")
     ap.add_argument("--allow_missing", action="append", default=[], metavar="PATTERN",
                     help="tensor-name pattern (fnmatch, checkpoint naming) allowed to be absent, or 'head' "

@@ -14,7 +14,7 @@ from funnel_tf import (FunnelBaseModel, FunnelForMaskedLM, FunnelForMultipleChoi
                        FunnelForQuestionAnswering, FunnelForSequenceClassification, FunnelForTokenClassification,
                        FunnelModel, load_model)
 from funnel_tf.checkpoints import CheckpointError, from_pretrained
-from funnel_tf.checkpoints.registry import UnknownModelClassError
+from funnel_tf.registry import UnknownModelClassError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "hf"

@@ -16,7 +16,8 @@ import numpy as np
 from funnel_tf.checkpoints import hf_names
 from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
 from funnel_tf.checkpoints.errors import CheckpointError, read_error
-from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, head_kwargs, resolve_class_name
+from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, head_kwargs
+from funnel_tf.registry import resolve_class_name
 from funnel_tf.config import ConfigError, FunnelConfig
 
 CONFIG_NAME = "config.json"

@@ -156,7 +156,8 @@ def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labe
 
     from funnel_tf import checkpoints
     from funnel_tf.checkpoints.native import copy_weights
-    from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, resolve_class_name
+    from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model
+    from funnel_tf.registry import resolve_class_name
     from funnel_tf.config import ConfigError, FunnelConfig
     from funnel_tf.pretraining import objectives
 

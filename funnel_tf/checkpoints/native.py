@@ -14,7 +14,8 @@ import numpy as np
 
 from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
 from funnel_tf.checkpoints.errors import CheckpointError, read_error
-from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, model_classes, resolve_class_name
+from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, model_classes
+from funnel_tf.registry import resolve_class_name
 from funnel_tf.config import ConfigError, FunnelConfig
 
 MARKER_NAME = "funnel_tf.json"

@@ -21,7 +21,8 @@ import numpy as np
 
 from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
 from funnel_tf.checkpoints.errors import CheckpointError, read_error
-from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, resolve_class_name
+from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model
+from funnel_tf.registry import resolve_class_name
 from funnel_tf.config import ConfigError, FunnelConfig
 
 NET_CONFIG_NAME = "net_config.json"

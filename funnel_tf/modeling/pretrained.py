@@ -27,10 +27,10 @@ class PretrainedMixin:
         go to `funnel_tf.checkpoints.load_model` (e.g. `hidden_dropout=0.0`, `truncate_seq`).
         """
         from funnel_tf.checkpoints import load_model
-        from funnel_tf.checkpoints.registry import CLASS_NAMES
+        from funnel_tf.registry import MODEL_CLASSES
 
-        if cls.__name__ not in CLASS_NAMES:
-            raise TypeError(f"{cls.__name__}.from_pretrained: only {list(CLASS_NAMES)} load checkpoints; "
+        if cls.__name__ not in MODEL_CLASSES.names():
+            raise TypeError(f"{cls.__name__}.from_pretrained: only {list(MODEL_CLASSES.names())} load checkpoints; "
                             f"load the nearest of them and build {cls.__name__} from its layers")
         if allow_missing is None:
             allow_missing = ("head",) if cls.is_task_model else ()
