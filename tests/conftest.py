@@ -51,6 +51,15 @@ def _restore_log_levels():
     root.setLevel(levels[1])
 
 
+@pytest.fixture
+def tiny_config():
+    """The shipped "tiny" FunnelConfig (configs/tiny.json: 3 blocks of 2 layers, d_model 64), a fresh
+    copy per test; shrink it further with `tiny_config.replace(vocab_size=..., ...)`."""
+    from funnel_tf.config import load_config
+
+    return load_config("tiny")
+
+
 SHARED_DATA = pathlib.Path(os.environ.get("FUNNEL_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
