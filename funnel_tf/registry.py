@@ -74,7 +74,7 @@ class Registry(Generic[T]):
 
     def canonical(self, name: str) -> str:
         """The canonical name of `name` (itself or an alias, after `normalize`); `error` if unknown."""
-        key = self._normalize(name) if isinstance(name, str) else name
+        key = self._normalize(name)
         try:
             return self._lookup[key]
         except (KeyError, TypeError):

@@ -74,6 +74,29 @@ def test_model_classes_names_and_aliases_unchanged():
 
 def test_model_class_registry_imports_neither_tensorflow_nor_checkpoints():
     code = ("import sys, funnel_tf.registry as r; r.resolve_class_name('qa'); "
-            "print(sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('funnel_tf.checkpoints')))")
+            "print(sorted(m for m in sys.modules if m in ('tensorflow', 'funnel_tf.checkpoints.registry')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_dataset_and_metric_lookups_are_registries_with_user_errors():
+    from funnel_tf.metrics import glue as glue_metrics
+    from funnel_tf.text import classification as text_cls
+    from funnel_tf.text import glue as text_glue
+
+    assert isinstance(text_glue.GLUE_TASKS, Registry) and isinstance(text_cls.TEXT_CLS_TASKS, Registry)
+    assert isinstance(text_glue.get_glue_task("MNLI_mismatched"), text_glue.GlueDataset)
+    assert text_glue.GLUE_TASKS.aliases_of("sts-b") == ("stsb", "sts")
+    assert text_cls.get_text_cls_task("Amazon_Polarity").name == "amazon2"
+    assert glue_metrics.canonical_task("MNLI_matched") == "mnli-m"
+    for lookup, name in ((text_glue.get_glue_task, "sst-3"), (text_cls.get_text_cls_task, "sst-3"),
+                         (glue_metrics.canonical_task, "sst-3")):
+        with pytest.raises(UserError, match=r"^unknown .*'sst-3'; (known|expected one of)"):
+            lookup(name)
+
+
+def test_task_registry_takes_its_aliases_from_the_dataset_registries():
+    from funnel_tf.tasks import get_task
+
+    assert get_task(" Amazon_Polarity ").name == "amazon2" and get_task("mnli_mismatched").name == "mnli"
+    assert get_task("diagnostic").name == "ax" and get_task("SQUAD_V2").v2

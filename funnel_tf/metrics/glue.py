@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from funnel_tf.metrics import classification as cls
+from funnel_tf.registry import Registry
 
 __all__ = ["GLUE_TASKS", "canonical_task", "label_names", "compute_glue_metrics", "main_metric",
            "write_glue_submission"]
@@ -39,7 +40,7 @@ class _Task:
     submission: str | None  # official file name; None for the combined "mnli" task
 
 
-_TASKS: dict[str, _Task] = {
+_SPECS: dict[str, _Task] = {
     "cola": _Task(_BINARY, "mcc", "mcc", "CoLA.tsv"),
     "sst-2": _Task(_BINARY, "acc", "accuracy", "SST-2.tsv"),
     "mrpc": _Task(_BINARY, "acc_f1", "accuracy_f1_mean", "MRPC.tsv"),
@@ -53,22 +54,23 @@ _TASKS: dict[str, _Task] = {
     "wnli": _Task(_BINARY, "acc", "accuracy", "WNLI.tsv"),
     "ax": _Task(_NLI3, "mcc", "mcc", "AX.tsv"),
 }
-GLUE_TASKS = tuple(_TASKS)
-
-_ALIASES = {
-    "sst2": "sst-2", "stsb": "sts-b", "mnli-matched": "mnli-m", "mnli-mismatched": "mnli-mm",
-    "diagnostic": "ax",
-}
+_ALIASES = {"sst-2": ("sst2",), "sts-b": ("stsb",), "mnli-m": ("mnli-matched",),
+            "mnli-mm": ("mnli-mismatched",), "ax": ("diagnostic",)}
+# The registry: a user task name ("SST-2", "sst2", "mnli_matched"; case, blanks and "_" vs "-"
+# don't matter) -> its metric spec.
+_TASKS: Registry[_Task] = Registry(
+    "GLUE task", normalize=lambda task: str(task).strip().lower().replace("_", "-"),
+    message=lambda task, reg: f"unknown GLUE task {task!r}; expected one of {', '.join(reg.names())}")
+for _name, _spec in _SPECS.items():
+    _TASKS.register(_name, *_ALIASES.get(_name, ()), value=_spec)
+GLUE_TASKS = _TASKS.names()
 _MNLI_SPLITS = ("matched", "mismatched")
 
 
 def canonical_task(task: str) -> str:
-    """Maps a user task name ("SST-2", "sst2", "mnli_matched", "STS-B", ...) to our canonical key."""
-    key = str(task).strip().lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
-    if key not in _TASKS:
-        raise ValueError(f"unknown GLUE task {task!r}; expected one of {', '.join(GLUE_TASKS)}")
-    return key
+    """Maps a user task name ("SST-2", "sst2", "mnli_matched", "STS-B", ...) to our canonical key;
+    UnknownNameError (a UserError and ValueError) listing the known ones otherwise."""
+    return _TASKS.canonical(task)
 
 
 def label_names(task: str) -> tuple[str, ...] | None:

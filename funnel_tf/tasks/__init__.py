@@ -3,24 +3,65 @@
 Names: every GLUE task (cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli, ax; aliases such as
 sst2, stsb, mnli-m accepted), the text-classification benchmarks (imdb, ag_news, dbpedia, yelp2,
 yelp5, amazon2, amazon5), `csv` (any labelled CSV/TSV, columns given by options), squad_v1.1,
-squad_v2.0 and race.
+squad_v2.0 and race. Each name is registered once in `TASKS` (a `funnel_tf.registry.Registry`) with
+a factory `(files, csv_options) -> Task`; GLUE and text-classification names and aliases come from
+their dataset registries (text/glue.py, text/classification.py).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, Mapping, Optional
 
-from funnel_tf.tasks.base import EvalData, Task, TaskError, TaskObjective
+from funnel_tf.registry import Registry
+from funnel_tf.tasks.base import EvalData, Task, TaskError
 
-_SQUAD = {"squad_v1.1": "1.1", "squad1.1": "1.1", "squad_v1": "1.1", "squad": "1.1",
-          "squad_v2.0": "2.0", "squad2.0": "2.0", "squad_v2": "2.0", "squad2": "2.0"}
+
+def _unknown_task(name, registry: Registry) -> str:
+    return (f"unknown task {name!r}; choose one of {list(registry.names())} "
+            f"(GLUE aliases like sst2/stsb/mnli-m also work)")
+
+
+def _csv_task(files, csv_options) -> Task:
+    from funnel_tf.tasks.classification import CsvClassificationTask
+
+    options = dict(csv_options or {})
+    if not files:
+        raise TaskError("task csv needs its files (--train_file, --dev_file, --test_file)")
+    if options.get("text_a_column") is None:
+        raise TaskError("task csv needs --text_a_column (index or header name)")
+    if options.get("label_column") is None:
+        raise TaskError("task csv needs --label_column (index or header name)")
+    return CsvClassificationTask(files, **options)
+
+
+@functools.lru_cache(maxsize=None)
+def _registry() -> Registry:
+    """Built on first use: the task modules import TensorFlow and the dataset registries."""
+    from funnel_tf.tasks import classification, race, squad
+    from funnel_tf.text.classification import TEXT_CLS_TASKS
+    from funnel_tf.text.glue import GLUE_TASKS
+
+    tasks = Registry("task", normalize=lambda name: str(name).strip().lower(), error=TaskError,
+                     message=_unknown_task)
+    for name in GLUE_TASKS:
+        tasks.register(name, *GLUE_TASKS.aliases_of(name),
+                       value=lambda files, options, name=name: classification.GlueTask(name))
+    for name in TEXT_CLS_TASKS:
+        tasks.register(name, *TEXT_CLS_TASKS.aliases_of(name),
+                       value=lambda files, options, name=name: classification.TextClassificationTask(name))
+    tasks.register("csv", value=_csv_task)
+    tasks.register("squad_v1.1", "squad1.1", "squad_v1", "squad",
+                   value=lambda files, options: squad.SquadTask("1.1"))
+    tasks.register("squad_v2.0", "squad2.0", "squad_v2", "squad2",
+                   value=lambda files, options: squad.SquadTask("2.0"))
+    tasks.register("race", value=lambda files, options: race.RaceTask())
+    return tasks
 
 
 def task_names():
     """Canonical task names accepted by `get_task` (aliases not listed)."""
-    from funnel_tf.tasks.classification import GLUE_NAMES, TEXT_CLS_NAMES
-
-    return list(GLUE_NAMES) + list(TEXT_CLS_NAMES) + ["csv", "squad_v1.1", "squad_v2.0", "race"]
+    return list(_registry().names())
 
 
 def get_task(name: str, files: Optional[Mapping[str, str]] = None,
@@ -29,32 +70,10 @@ def get_task(name: str, files: Optional[Mapping[str, str]] = None,
     ({"train": ..., "dev": ..., "test": ...}); `csv_options` configures the `csv` task
     (text_a_column, label_column, text_b_column, label_names, regression, has_header, delimiter,
     id_column, clean). Unknown names raise TaskError listing the known ones."""
-    from funnel_tf.tasks import classification, race, squad
-
-    key = str(name).strip().lower()
-    if key == "csv":
-        options = dict(csv_options or {})
-        if not files:
-            raise TaskError("task csv needs its files (--train_file, --dev_file, --test_file)")
-        if options.get("text_a_column") is None:
-            raise TaskError("task csv needs --text_a_column (index or header name)")
-        if options.get("label_column") is None:
-            raise TaskError("task csv needs --label_column (index or header name)")
-        return classification.CsvClassificationTask(files, **options)
-    if key in _SQUAD:
-        task = squad.SquadTask(_SQUAD[key])
-    elif key == "race":
-        task = race.RaceTask()
-    else:
-        try:
-            task = classification.GlueTask(key)
-        except KeyError:
-            try:
-                task = classification.TextClassificationTask(key)
-            except KeyError:
-                raise TaskError(f"unknown task {name!r}; choose one of {task_names()} "
-                                f"(GLUE aliases like sst2/stsb/mnli-m also work)") from None
-    return task.set_files(files)
+    registry = _registry()
+    key = registry.canonical(name)
+    task = registry.get(key)(files, csv_options)
+    return task if key == "csv" else task.set_files(files)
 
 
-__all__ = ["Task", "TaskError", "TaskObjective", "EvalData", "get_task", "task_names"]
+__all__ = ["Task", "TaskError", "EvalData", "get_task", "task_names"]

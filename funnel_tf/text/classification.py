@@ -29,6 +29,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
+from funnel_tf.registry import Registry
 from funnel_tf.text.errors import DataFormatError, MalformedCounter
 
 # Model-input keys every classification/regression feature dict carries.
@@ -383,29 +384,28 @@ def _numbered(k: int) -> Tuple[str, ...]:
 
 # The original evaluates on test.csv ("dev" = "test" here); label "1".."K" → 0..K-1.
 _ZHANG_FILES = {"train": "train.csv", "dev": "test.csv", "test": "test.csv"}
-TEXT_CLS_TASKS: Dict[str, TextClsTask] = {
-    "ag_news": TextClsTask("ag_news", _numbered(4), 3, _ZHANG_FILES),
-    "dbpedia": TextClsTask("dbpedia", _numbered(14), 3, _ZHANG_FILES),
-    "yelp2": TextClsTask("yelp2", _numbered(2), 2, _ZHANG_FILES),
-    "yelp5": TextClsTask("yelp5", _numbered(5), 2, _ZHANG_FILES),
-    "amazon2": TextClsTask("amazon2", _numbered(2), 3, _ZHANG_FILES),
-    "amazon5": TextClsTask("amazon5", _numbered(5), 3, _ZHANG_FILES),
+_ALIASES = {"ag_news": ("ag", "agnews"), "yelp2": ("yelp-2", "yelp_polarity"), "yelp5": ("yelp-5",),
+            "amazon2": ("amazon-2", "amazon_polarity"), "amazon5": ("amazon-5",)}
+# The registry (benchmark name or alias, case-insensitive -> its TextClsTask spec).
+TEXT_CLS_TASKS: Registry[TextClsTask] = Registry("text-classification task",
+                                                 normalize=lambda name: name.lower().strip())
+for _spec in (
+    TextClsTask("ag_news", _numbered(4), 3, _ZHANG_FILES),
+    TextClsTask("dbpedia", _numbered(14), 3, _ZHANG_FILES),
+    TextClsTask("yelp2", _numbered(2), 2, _ZHANG_FILES),
+    TextClsTask("yelp5", _numbered(5), 2, _ZHANG_FILES),
+    TextClsTask("amazon2", _numbered(2), 3, _ZHANG_FILES),
+    TextClsTask("amazon5", _numbered(5), 3, _ZHANG_FILES),
     # IMDB: aclImdb folders train/{neg,pos}, test/{neg,pos}; or a `label,text` CSV (label 0/1).
-    "imdb": TextClsTask("imdb", ("neg", "pos"), 2, {"train": "train", "dev": "test",
-                                                    "test": "test"}),
-}
-_ALIASES = {"ag": "ag_news", "agnews": "ag_news", "yelp-2": "yelp2", "yelp-5": "yelp5",
-            "amazon-2": "amazon2", "amazon-5": "amazon5", "yelp_polarity": "yelp2",
-            "amazon_polarity": "amazon2"}
+    TextClsTask("imdb", ("neg", "pos"), 2, {"train": "train", "dev": "test", "test": "test"}),
+):
+    TEXT_CLS_TASKS.register(_spec.name, *_ALIASES.get(_spec.name, ()), value=_spec)
 
 
 def get_text_cls_task(name: str) -> TextClsTask:
-    key = name.lower().strip()
-    key = _ALIASES.get(key, key)
-    if key not in TEXT_CLS_TASKS:
-        raise KeyError(f"unknown text-classification task {name!r}; "
-                       f"known: {sorted(TEXT_CLS_TASKS)}")
-    return TEXT_CLS_TASKS[key]
+    """Registry lookup, case-insensitive, accepting aliases (ag, yelp-2, amazon_polarity); an
+    unknown name raises UnknownNameError (a UserError and KeyError) listing the known ones."""
+    return TEXT_CLS_TASKS.get(name)
 
 
 def read_zhang_csv(path: str, task: TextClsTask, *, skip_malformed: bool = False,

@@ -1,7 +1,7 @@
 """GLUE: task registry, readers for the original TSV files and for TFDS `glue/*`, and features.
 
-The registry (`GLUE_TASKS`) is the one place that knows, per task: the file of every split, its
-header and column count, which columns hold text A / text B / label / index, the label list (or
+The registry (`GLUE_TASKS`: task name -> `GlueDataset`) is the one place that knows, per task: the
+file of every split, its header and column count, which columns hold text A / text B / label / index, the label list (or
 regression), the metric the paper reports and the GLUE submission file name. `finetune.py` and the
 metrics read it from here.
 
@@ -25,6 +25,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from funnel_tf.registry import Registry
 from funnel_tf.text.classification import (TextExamples, encode_text_examples, iter_csv_records,
                                            unlabelled)
 from funnel_tf.text.errors import DataFormatError, MalformedCounter
@@ -44,8 +45,9 @@ class GlueLayout:
 
 
 @dataclasses.dataclass(frozen=True)
-class GlueTask:
-    """Everything task-specific about one GLUE task."""
+class GlueDataset:
+    """Everything dataset-specific about one GLUE task (files, columns, labels, metric, TFDS names);
+    the trainable task is `funnel_tf.tasks.classification.GlueTask`."""
 
     name: str                                  # registry key, e.g. "mnli"
     folder: str                                # folder of the original GLUE download, e.g. "MNLI"
@@ -92,7 +94,7 @@ def _pair_task(name, folder, label_names, metric, tfds_config, tfds_labels, subm
                header="index", columns=4, a=1, b=2, label=3, test_columns=3, test_a=1, test_b=2,
                index=0, test_index=0, test_header="index"):
     labelled = GlueLayout("", header, (columns,), a, b, label, index)
-    return GlueTask(
+    return GlueDataset(
         name=name, folder=folder,
         splits={"train": dataclasses.replace(labelled, file="train.tsv"),
                 "dev": dataclasses.replace(labelled, file="dev.tsv"),
@@ -103,8 +105,8 @@ def _pair_task(name, folder, label_names, metric, tfds_config, tfds_labels, subm
         tfds_splits=dict(_STD_TFDS_SPLITS), tfds_label_names=tfds_labels)
 
 
-GLUE_TASKS: Dict[str, GlueTask] = {
-    "cola": GlueTask(
+_DATASETS: Dict[str, GlueDataset] = {
+    "cola": GlueDataset(
         name="cola", folder="CoLA",
         splits={"train": GlueLayout("train.tsv", None, (4,), 3, None, 1),
                 "dev": GlueLayout("dev.tsv", None, (4,), 3, None, 1),
@@ -112,7 +114,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
         label_names=_BINARY, metric="mcc", eval_splits=("dev",), test_splits=("test",),
         submission_files={"test": "CoLA.tsv"}, tfds_config="cola",
         tfds_splits=dict(_STD_TFDS_SPLITS), tfds_label_names=("unacceptable", "acceptable")),
-    "sst-2": GlueTask(
+    "sst-2": GlueDataset(
         name="sst-2", folder="SST-2",
         splits={"train": GlueLayout("train.tsv", "sentence", (2,), 0, None, 1),
                 "dev": GlueLayout("dev.tsv", "sentence", (2,), 0, None, 1),
@@ -132,7 +134,7 @@ GLUE_TASKS: Dict[str, GlueTask] = {
     "rte": _pair_task("rte", "RTE", _ENT, "accuracy", "rte", _ENT, "RTE.tsv"),
     "wnli": _pair_task("wnli", "WNLI", _BINARY, "accuracy", "wnli",
                        ("not_entailment", "entailment"), "WNLI.tsv"),
-    "mnli": GlueTask(
+    "mnli": GlueDataset(
         name="mnli", folder="MNLI",
         splits={
             "train": GlueLayout("train.tsv", "index", (12, 16), 8, 9, -1, 0),
@@ -149,28 +151,28 @@ GLUE_TASKS: Dict[str, GlueTask] = {
                      "test_mismatched": "test_mismatched"},
         tfds_label_names=("entailment", "neutral", "contradiction")),
     # GLUE diagnostic: test only, scored by the GLUE server with a model trained on MNLI.
-    "ax": GlueTask(
+    "ax": GlueDataset(
         name="ax", folder="AX", folder_aliases=("diagnostic",),
         splits={"test": GlueLayout("diagnostic.tsv", "index", (3,), 1, 2, None, 0)},
         label_names=_NLI, metric="mcc", eval_splits=(), test_splits=("test",),
         submission_files={"test": "AX.tsv"}, tfds_config="ax", tfds_splits={"test": "test"},
         tfds_label_names=("entailment", "neutral", "contradiction")),
 }
-_ALIASES = {"sst2": "sst-2", "stsb": "sts-b", "sts": "sts-b", "diagnostic": "ax",
-            "mnli_matched": "mnli", "mnli_mismatched": "mnli", "mnli-m": "mnli",
-            "mnli-mm": "mnli"}
+_ALIASES = {"sst-2": ("sst2",), "sts-b": ("stsb", "sts"), "ax": ("diagnostic",),
+            "mnli": ("mnli_matched", "mnli_mismatched", "mnli-m", "mnli-mm")}
+# The registry (task name or alias, case-insensitive -> its GlueDataset).
+GLUE_TASKS: Registry[GlueDataset] = Registry("GLUE task", normalize=lambda name: name.lower().strip())
+for _name, _spec in _DATASETS.items():
+    GLUE_TASKS.register(_name, *_ALIASES.get(_name, ()), value=_spec)
 
 
-def get_glue_task(name: str) -> GlueTask:
-    """Registry lookup, case-insensitive, accepting common aliases (sst2, stsb, diagnostic)."""
-    key = name.lower().strip()
-    key = _ALIASES.get(key, key)
-    if key not in GLUE_TASKS:
-        raise KeyError(f"unknown GLUE task {name!r}; known: {sorted(GLUE_TASKS)}")
-    return GLUE_TASKS[key]
+def get_glue_task(name: str) -> GlueDataset:
+    """Registry lookup, case-insensitive, accepting common aliases (sst2, stsb, diagnostic); an
+    unknown name raises UnknownNameError (a UserError and KeyError) listing the known ones."""
+    return GLUE_TASKS.get(name)
 
 
-def _split_layout(task: GlueTask, split: str) -> GlueLayout:
+def _split_layout(task: GlueDataset, split: str) -> GlueLayout:
     if split not in task.splits:
         raise KeyError(f"{task.name}: unknown split {split!r}; known: {sorted(task.splits)}")
     return task.splits[split]
@@ -239,7 +241,7 @@ def read_glue_tsv(task_name: str, path: str, split: str, *,
                         task.label_names, has_labels, counter.count, str(path))
 
 
-def _parse_label(task: GlueTask, raw: str):
+def _parse_label(task: GlueDataset, raw: str):
     if task.label_names is None:
         try:
             value = float(raw)
