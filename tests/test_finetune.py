@@ -32,13 +32,12 @@ def eval_records(model_dir):
 
 
 @pytest.fixture
-def micro_config_file(tmp_path):
+def micro_config_file(tmp_path, tiny_config):
     """A very small model on the demo vocab, as a config JSON a user could pass with --config."""
-    from funnel_tf.config import load_config
 
     path = tmp_path / "micro.json"
-    load_config("tiny").replace(vocab_size=919, block_sizes=[1, 1, 1], d_model=32, n_head=2,
-                                d_head=16, d_inner=64).save(str(path))
+    tiny_config.replace(vocab_size=919, block_sizes=[1, 1, 1], d_model=32, n_head=2,
+                        d_head=16, d_inner=64).save(str(path))
     return path
 
 

@@ -103,15 +103,14 @@ def test_nothing_is_lost_when_the_run_crashes(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_real_finetune_with_export_has_no_tensorflow_noise(tmp_path):
+def test_a_real_finetune_with_export_has_no_tensorflow_noise(tmp_path, tiny_config):
     """funnel-finetune (console-script form) on a tiny pair task: train, eval, predict, export."""
     sys.path.insert(0, REPO)
     from tests.tasks.helpers import DEMO_VOCAB, write_csv_task
-    from funnel_tf.config import load_config
 
     files = write_csv_task(str(tmp_path / "data"), n_train=32, n_dev=8, n_test=8)
-    load_config("tiny").replace(vocab_size=919, block_sizes=[1, 1, 1], d_model=32, n_head=2,
-                                d_head=16, d_inner=64).save(str(tmp_path / "micro.json"))
+    tiny_config.replace(vocab_size=919, block_sizes=[1, 1, 1], d_model=32, n_head=2,
+                        d_head=16, d_inner=64).save(str(tmp_path / "micro.json"))
     argv = ["--task=csv", f"--train_file={files['train']}", f"--dev_file={files['dev']}",
             f"--test_file={files['test']}", "--text_a_column=text", "--text_b_column=text",
             "--label_column=label", f"--config={tmp_path / 'micro.json'}",

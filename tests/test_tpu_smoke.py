@@ -15,7 +15,6 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 import tpu_smoke as ts  # noqa: E402
 
 from funnel_tf import flops  # noqa: E402
-from funnel_tf.config import load_config  # noqa: E402
 
 
 @pytest.mark.parametrize("name, gen", [
@@ -58,8 +57,8 @@ def test_no_peak_off_tpu():
     assert ts.mfu(1e12, None, 1e14) is None          # no steady window timed
 
 
-def test_mlm_step_flops_are_the_model_plus_the_head_at_the_masked_positions():
-    cfg = load_config("tiny").replace(vocab_size=1000)
+def test_mlm_step_flops_are_the_model_plus_the_head_at_the_masked_positions(tiny_config):
+    cfg = tiny_config.replace(vocab_size=1000)
     body = flops.train_flops(cfg, 64, 8, with_decoder=True)
     got = ts.mlm_train_flops_per_step(cfg, 64, 8, num_predict=10)
     assert got == body + 3 * 2 * 8 * 10 * cfg.d_model * 1000

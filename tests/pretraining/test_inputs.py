@@ -38,7 +38,7 @@ def test_non_utf8_line_skipped_on_request(tmp_path):
     assert manifest["num_examples"] > 0
 
 
-def test_dataset_fn_starts_at_a_batch_with_the_masks_of_the_uninterrupted_stream(tmp_path):
+def test_dataset_fn_starts_at_a_batch_with_the_masks_of_the_uninterrupted_stream(tmp_path, tiny_config):
     """`PretrainingInput.dataset_fn(ctx, start_batch=k)` (what a replayed resume calls) yields the
     batches k, k+1, ... of `dataset_fn(ctx)`, masks included, several epochs in."""
     import numpy as np
@@ -49,7 +49,7 @@ def test_dataset_fn_starts_at_a_batch_with_the_masks_of_the_uninterrupted_stream
     records = tmp_path / "records"
     pretraining.create_pretraining_data([str(DEMO_CORPUS)], str(records), DEMO_VOCAB, seq_len=32,
                                         num_shards=2, seed=3, max_examples=40, progress=None)
-    cfg = load_config("tiny").replace(vocab_size=919)
+    cfg = tiny_config.replace(vocab_size=919)
     data = inputs.build_pretraining_input([str(records / "*.tfrecord")], 32, 8, cfg, seed=5)
     ctx = tf.distribute.InputContext()
 
