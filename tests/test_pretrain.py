@@ -72,17 +72,16 @@ def test_flag_errors_are_one_line_exit_2(flag, words):
     assert lines[0].startswith("pretrain.py: error: ") and words in lines[0], lines
 
 
-def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path):
+def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, tiny_config):
     """Each case once failed with a traceback (or 439 lines of checkpoint warnings) after writing
     config.json, data/ and pretrain_flags.txt into model_dir, so a corrected rerun was refused."""
     import tensorflow as tf
 
-    from funnel_tf.config import load_config
     from funnel_tf.pretraining import objectives
     from funnel_tf.engine import checkpointing
 
     objective = objectives.make_objective(
-        "mlm", load_config("tiny").replace(vocab_size=919, d_inner=64))
+        "mlm", tiny_config.replace(vocab_size=919, d_inner=64))
     objective.build()
     init = str(tmp_path / "init" / "ckpt-1")
     tf.train.Checkpoint(weights={"model": checkpointing.model_weights(objective.backbone)}).write(init)

@@ -153,8 +153,8 @@ def _training_style_checkpoint(tmp_path, config):
     return prefix
 
 
-def test_init_checkpoint_of_another_size_is_one_line_naming_the_tensors(tmp_path):
-    tiny = load_config("tiny").replace(vocab_size=919)
+def test_init_checkpoint_of_another_size_is_one_line_naming_the_tensors(tmp_path, tiny_config):
+    tiny = tiny_config.replace(vocab_size=919)
     prefix = _training_style_checkpoint(tmp_path, tiny.replace(d_inner=64))
     assert "backbone" in check_init_checkpoint(_training_style_checkpoint(
         tmp_path / "same", tiny), "mlm", tiny)
@@ -226,10 +226,10 @@ def test_records_follow_the_corpus_after_an_empty_first_try(tmp_path):
     assert sorted(os.path.basename(f) for f in data.files) == [e["path"] for e in changed["files"]]
 
 
-def test_init_weights_file_of_another_size_is_one_line_with_the_shapes(tmp_path):
+def test_init_weights_file_of_another_size_is_one_line_with_the_shapes(tmp_path, tiny_config):
     from funnel_tf.checkpoints.native import save_pretrained
 
-    tiny = load_config("tiny").replace(vocab_size=919)
+    tiny = tiny_config.replace(vocab_size=919)
     other = objectives.make_objective("mlm", tiny.replace(d_inner=64))
     other.build()
     save_pretrained(other.backbone, str(tmp_path / "native"))
@@ -240,13 +240,13 @@ def test_init_weights_file_of_another_size_is_one_line_with_the_shapes(tmp_path)
     assert "24 of the model's" in msg and "[64, 64] x" in msg and "[64, 256] x" in msg, msg
 
 
-def test_a_records_glob_may_match_the_manifest_and_a_stray_shard_is_refused(tmp_path):
+def test_a_records_glob_may_match_the_manifest_and_a_stray_shard_is_refused(tmp_path, tiny_config):
     from funnel_tf.text.pretraining import create_pretraining_data
 
     out = tmp_path / "rec"
     create_pretraining_data([str(DEMO_CORPUS)], str(out), DEMO_VOCAB, seq_len=32, num_shards=2,
                             max_examples=8, progress=None)
-    cfg = load_config("tiny").replace(vocab_size=919)
+    cfg = tiny_config.replace(vocab_size=919)
     data = inputs.build_pretraining_input([str(out / "*")], 32, 4, cfg)  # vocab from the manifest
     assert sorted(os.path.basename(f) for f in data.files) == [
         "pretrain-00000-of-00002.tfrecord", "pretrain-00001-of-00002.tfrecord"]
@@ -255,8 +255,8 @@ def test_a_records_glob_may_match_the_manifest_and_a_stray_shard_is_refused(tmp_
         inputs.build_pretraining_input([str(out / "*.tfrecord")], 32, 4, cfg)
 
 
-def test_pretraining_from_scratch_uses_the_original_initialisation(tmp_path):
-    from funnel_tf.config import FunnelConfig, load_config
+def test_pretraining_from_scratch_uses_the_original_initialisation(tmp_path, tiny_config):
+    from funnel_tf.config import FunnelConfig
     from funnel_tf.pretraining.run import (PretrainArgs, check_same_config,
                                                     resolve_config)
 
@@ -267,12 +267,12 @@ def test_pretraining_from_scratch_uses_the_original_initialisation(tmp_path):
     override = resolve_config(PretrainArgs(config="small", config_override=["init_scheme=hf"]))
     assert override.init_scheme == "hf"
     # a model_dir written before init_scheme existed resumes
-    old = json.loads(load_config("tiny").to_json_string())
+    old = json.loads(tiny_config.to_json_string())
     old.pop("init_scheme")
     (tmp_path / "config.json").write_text(json.dumps(old))
     check_same_config(str(tmp_path), resolve_config(PretrainArgs(config="tiny")))
     with pytest.raises(Exception, match=r"fields \['d_model'\]"):
-        check_same_config(str(tmp_path), load_config("tiny").replace(d_model=32))
+        check_same_config(str(tmp_path), tiny_config.replace(d_model=32))
     assert isinstance(FunnelConfig.from_dict(old), FunnelConfig)
 
 
