@@ -6,7 +6,7 @@ r"""Finetune a Funnel-Transformer on GLUE, text classification, SQuAD or RACE.
 
 Defaults per task come from the paper's recipes (funnel_tf/tasks/defaults.py); every flag left
 unset keeps the recipe's value. `--helpfull` explains every flag. The work itself is done by
-`funnel_tf.finetuning.runner.run_finetuning`; this file only maps flags onto it.
+`funnel_tf.finetuning.run.run_finetuning`; this file only maps flags onto it.
 
 Exit status: 0 done; 2 a user error (one line on stderr, nothing written); 75 preempted or
 interrupted (SIGTERM, Ctrl-C): the checkpoint is saved, nothing was predicted or exported, and

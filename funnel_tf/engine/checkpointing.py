@@ -32,7 +32,9 @@ from typing import Dict, Mapping, Optional
 import keras
 import tensorflow as tf
 from absl import logging
+# private: the public tf.compat.v1.train.update_checkpoint_state cannot write relative paths
 from tensorflow.python.checkpoint import checkpoint_management
+# private: the Trackable base class has no public name (only tf.__internal__.tracking)
 from tensorflow.python.trackable import base as trackable_base
 
 from funnel_tf.errors import UserError

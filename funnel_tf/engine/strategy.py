@@ -236,6 +236,7 @@ def tf_preemption_handler_works(kind: str) -> bool:
 def preemption_platform() -> str:
     """TF's name for where this process runs ("GCE_TPU", "INTERNAL_CPU", ...), as the preemption
     handler detects it (asks the GCE metadata server once; the runtime must be up)."""
+    # private: TF exports no API for the platform its PreemptionCheckpointHandler detects
     from tensorflow.python.distribute.failure_handling import failure_handling_util
 
     return failure_handling_util.detect_platform().name

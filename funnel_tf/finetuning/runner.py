@@ -591,12 +591,3 @@ def _fmt(metrics: Dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                      for k, v in sorted(metrics.items()))
 
-
-def __getattr__(name):
-    """`FinetuneArgs` and `run_finetuning` live in `tasks/finetuning_run.py` (the library call
-    behind finetune.py, beside training/pretraining_run.py); the old import path still works."""
-    if name in ("FinetuneArgs", "run_finetuning"):
-        from funnel_tf.finetuning import run as finetuning_run
-
-        return getattr(finetuning_run, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

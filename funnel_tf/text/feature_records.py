@@ -109,7 +109,7 @@ def on_local_host():
     """Run eager ops (tokenization) on this process's own CPU. After
     `experimental_connect_to_cluster` a TPU client places eager ops on the pod's first host by
     default, whose TF server lacks tensorflow-text's ops; this process has them."""
-    from tensorflow.python.eager import context
+    from tensorflow.python.eager import context  # private: no public API names the host's device
 
     with tf.device(context.context().host_address_space() + "/device:CPU:0"):
         yield

@@ -45,11 +45,11 @@ import tensorflow as tf
 from absl import logging
 
 from funnel_tf.errors import UserError
-from funnel_tf.text.corpus import (  # noqa: F401  (re-exported: the corpus side used to live here)
-    DOC_MODES, MissingInputError, ReadStats, check_text_inputs, expand_inputs, iter_documents,
-    iter_text_batches, iter_tokenized_documents, shuffle_documents)
+from funnel_tf.text.corpus import (DOC_MODES, MissingInputError, ReadStats, check_text_inputs,
+                                   expand_inputs, iter_documents, iter_tokenized_documents,
+                                   shuffle_documents)
 from funnel_tf.text import masking
-from funnel_tf.text.errors import DataFormatError, PretrainingDataError  # noqa: F401
+from funnel_tf.text.errors import PretrainingDataError
 from funnel_tf.text.packing import A_TYPE_ID, B_TYPE_ID, CLS_TYPE_ID
 from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256, special_ids
 
@@ -632,7 +632,6 @@ def make_pretraining_dataset(file_pattern, seq_len: int, batch_size: int,
 
 
 __all__ = ["create_pretraining_data", "make_pretraining_dataset", "parse_pretraining_batch",
-           "iter_documents", "iter_text_batches", "expand_inputs", "ExampleMaker", "ReadStats",
-           "MANIFEST_NAME", "PretrainingDataError", "MissingInputError", "check_text_inputs",
+           "ExampleMaker", "MANIFEST_NAME",
            "check_files_against_manifests", "prepare_output_dir", "load_tokenizer",
            "input_fingerprints", "check_pretraining_settings", "records_per_file"]

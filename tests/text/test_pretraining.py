@@ -247,7 +247,7 @@ def test_reader_refuses_shards_the_manifest_does_not_list(tmp_path):
                             seed=1, max_examples=6, progress=None)
     stray = out / "old-00000-of-00001.tfrecord"
     stray.write_bytes((out / "pretrain-00000-of-00002.tfrecord").read_bytes())
-    from funnel_tf.text.pretraining import PretrainingDataError
+    from funnel_tf.text.errors import PretrainingDataError
     with pytest.raises(PretrainingDataError, match=r"1 file\(s\) are not listed in its manifest.json "
                                                    r"\(e\.g\. old-00000-of-00001\.tfrecord\)"):
         make_pretraining_dataset(str(out / "*.tfrecord"), SEQ, 2)
@@ -257,7 +257,7 @@ def test_reader_refuses_shards_the_manifest_does_not_list(tmp_path):
 def test_a_truncated_shard_is_refused_before_reading(tmp_path):
     """The manifest records each shard's size: an interrupted copy is named up front, not found
     as a DataLossError mid-training."""
-    from funnel_tf.text.pretraining import PretrainingDataError
+    from funnel_tf.text.errors import PretrainingDataError
 
     out = tmp_path / "rec"
     manifest = create_pretraining_data([str(DEMO_CORPUS)], str(out), str(DEMO_VOCAB), seq_len=SEQ,
@@ -307,7 +307,7 @@ def test_cli_bad_vocab_is_one_line(tmp_path, capsys, vocab_text, words):
 def test_too_short_corpus_leaves_no_shards(tmp_path):
     corpus = tmp_path / "short.txt"
     corpus.write_text("one short line.\nand another.\n")
-    from funnel_tf.text.pretraining import PretrainingDataError
+    from funnel_tf.text.errors import PretrainingDataError
     with pytest.raises(PretrainingDataError, match="no complete 48-token example"):
         create_pretraining_data([str(corpus)], str(tmp_path / "rec"), str(DEMO_VOCAB), seq_len=SEQ,
                                 progress=None)
