@@ -42,7 +42,42 @@ _TRUNCATION = "longest_first"
 
 @keras.saving.register_keras_serializable(package="funnel_tf")
 class FunnelTextClassifier(keras.Model):
-    """Raw strings [N] (or pairs) -> logits [N, num_classes] (float32; [N, 1] scores for regression)."""
+    """Raw strings [N] (or pairs) -> logits [N, num_classes] (float32; [N, 1] scores for regression).
+
+    Usually made with `FunnelTextClassifier.from_pretrained(checkpoint, num_classes=...)`. After
+    `compile()` (AdamW 2e-5, cross-entropy, accuracy), `fit`, `evaluate` and `predict` take texts
+    (or `(texts, pair_texts)`) and labels directly, e.g. `clf.fit(texts, labels, epochs=1)`.
+
+    Args:
+        model: the FunnelForSequenceClassification that scores the features.
+        tokenizer: the FunnelTokenizer of the model's vocab (its sequence_length is the input length).
+        label_names: one name per class (kept in saves and exports), or None.
+        pair: the task reads text pairs (`(texts, pair_texts)` inputs).
+
+    Returns (when called):
+        Logits, float32 [N, num_classes].
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import tensorflow as tf
+    >>> from funnel_tf import (FunnelForSequenceClassification, FunnelTextClassifier,
+    ...                        FunnelTokenizer, load_config)
+    >>> vocab = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+    >>> with open(vocab, "w") as f:
+    ...     _ = f.write("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "good",
+    ...                            "bad", "film"]) + "\\n")
+    >>> tokenizer = FunnelTokenizer(vocab, sequence_length=8)
+    >>> config = load_config("tiny").replace(vocab_size=tokenizer.vocab_size, block_sizes=[1, 1],
+    ...                                      block_repeats=[1, 1], num_decoder_layers=0, d_inner=64)
+    >>> model = FunnelForSequenceClassification(config, num_labels=2)
+    >>> clf = FunnelTextClassifier(model, tokenizer, label_names=["negative", "positive"])
+    >>> clf(tf.constant(["a good film", "a bad film"])).shape  # logits [2, num_classes]
+    TensorShape([2, 2])
+    >>> folder = clf.save_pretrained(tempfile.mkdtemp())  # weights, vocab, label names
+    >>> FunnelTextClassifier.from_pretrained(folder).label_names
+    ['negative', 'positive']
+    """
 
     def __init__(self, model: FunnelForSequenceClassification, tokenizer: Optional[FunnelTokenizer],
                  label_names: Optional[Sequence[str]] = None, pair: bool = False, **kwargs):

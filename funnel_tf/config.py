@@ -79,7 +79,60 @@ def _check_field_types(config: "FunnelConfig") -> None:
 
 @dataclasses.dataclass
 class FunnelConfig:
-    """Hyper-parameters of a Funnel-Transformer (HF-compatible names)."""
+    """Hyper-parameters of a Funnel-Transformer, with HuggingFace's field names.
+
+    Checked on construction: a value of the wrong type or out of range is a `ConfigError` (a
+    `UserError`) naming the field. Read one from a file with `load_config` or `from_json_file`.
+
+    Args:
+        vocab_size: tokens in the vocab (the embedding table's rows).
+        block_sizes: encoder layers per block; the sequence is pooled (halved) between blocks.
+        block_repeats: times each block's layers are applied with shared weights (default 1 each).
+        num_decoder_layers: layers of the upsampling decoder (FunnelModel and token-level heads).
+        decoder_repeats: times each decoder layer is applied with shared weights.
+        d_model: hidden width; d_model = n_head * d_head in the published models.
+        n_head: attention heads.
+        d_head: width of each attention head.
+        d_inner: width of the feed-forward layer.
+        hidden_act: feed-forward activation, one of `SUPPORTED_ACTIVATIONS`.
+        hidden_dropout: dropout on embeddings and residual branches, in [0, 1).
+        attention_dropout: dropout on attention probabilities, in [0, 1).
+        activation_dropout: dropout after the feed-forward activation, in [0, 1).
+        initializer_range: uniform-init range of the relative attention biases (HF's rule).
+        initializer_std: std of the weight matrices' normal init (None: HF's fan-in rule, or
+            0.02 with init_scheme="original").
+        init_scheme: "hf" or "original": how a model that loads no checkpoint draws its weights.
+        layer_norm_eps: LayerNorm epsilon.
+        pooling_type: "mean" or "max" pooling between blocks.
+        attention_type: "relative_shift" (fast, TPU friendly) or "factorized" position attention.
+        separate_cls: keep the CLS token out of pooling.
+        truncate_seq: drop the last token before pooling when separate_cls (keeps lengths even).
+        pool_q_only: pool only the queries of each block's first layer (keys/values full length).
+        pad_token_id: HF bookkeeping; unused by the model.
+        tie_word_embeddings: the MLM head projects with the input embedding table.
+        d_embed: embedding width when it differs from d_model (original release); None = d_model.
+        always_mask_cls: zero the CLS row/column of the position terms without separate_cls too.
+        mlm_transform: dense -> activation -> LayerNorm before the MLM projection (original release).
+        mask_pooling: "min" (HF) or "max" (original release) pooling of the attention mask.
+
+    Example:
+
+    >>> from funnel_tf import FunnelConfig
+    >>> config = FunnelConfig(vocab_size=100, block_sizes=[1, 1], num_decoder_layers=1,
+    ...                       d_model=32, n_head=2, d_head=16, d_inner=64)
+    >>> config.num_hidden_layers
+    2
+    >>> config.pooled_lengths(16)  # the sequence length each block sees
+    [16, 8]
+    >>> FunnelConfig.from_dict(config.to_dict()) == config  # JSON-able, round trips
+    True
+    >>> config.replace(d_model=48, n_head=3).d_model
+    48
+    >>> FunnelConfig(d_model="big")
+    Traceback (most recent call last):
+    ...
+    funnel_tf.config.ConfigError: FunnelConfig: d_model must be an integer, got 'big' (str)
+    """
 
     vocab_size: int = 30522
     block_sizes: List[int] = dataclasses.field(default_factory=lambda: [4, 4, 4])
@@ -375,7 +428,28 @@ class FunnelConfig:
 
 
 def load_config(name_or_path: str, configs_dir: Optional[str] = None) -> FunnelConfig:
-    """A config by short name from `configs/` (e.g. "small", "tiny") or by path."""
+    """A config by short name from the shipped `configs/` (e.g. "tiny", "small") or by path.
+
+    Args:
+        name_or_path: a shipped config's name, or the path of a JSON file: our own, an HF
+            `config.json` or the original release's `net_config.json` (told apart by their keys).
+        configs_dir: where to look names up instead of the shipped configs.
+
+    Returns:
+        The `FunnelConfig`; a `ConfigError` (a `UserError`) for an unknown name or a bad file.
+
+    Example:
+
+    >>> from funnel_tf import load_config
+    >>> config = load_config("tiny")
+    >>> config.block_sizes, config.d_model
+    ([2, 2, 2], 64)
+    >>> small = config.replace(vocab_size=100, d_inner=128)  # a validated copy
+    >>> load_config("no-such-config")
+    Traceback (most recent call last):
+    ...
+    funnel_tf.config.ConfigError: unknown config 'no-such-config'; not a file and not one of [...]
+    """
     if os.path.exists(name_or_path):
         return FunnelConfig.from_json_file(name_or_path)
     if configs_dir is None:  # the checkout's configs/, or the wheel's package data

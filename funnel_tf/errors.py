@@ -10,7 +10,21 @@ from typing import Optional
 
 
 class UserError(Exception):
-    """An error in what the user asked for or gave us; its message says what and where."""
+    """An error in what the user asked for or gave us; its message says what and where.
+
+    Every error a user can cause is a subclass (ConfigError, TokenizerError, CheckpointError,
+    TaskError, ...): catch this one class to tell them from bugs. Entry points print its message
+    as one line on stderr and exit with status 2.
+
+    Example:
+
+    >>> from funnel_tf import UserError, load_config
+    >>> try:
+    ...     load_config("tiny").replace(d_modle=32)
+    ... except UserError as e:
+    ...     print(e)
+    FunnelConfig: unknown fields ['d_modle'] (did you mean d_model?)
+    """
 
 
 def one_line(error: BaseException) -> str:

@@ -125,6 +125,38 @@ class FunnelTokenizer(tf.Module):
     token when both segments are long and the budget is odd). Words over `max_chars_per_word` characters (HF's 100 by default) become
     the unknown token. Special-token strings in the text ("[SEP]") stay plain text (HF maps them
     to their ids), so user text can never forge a segment boundary.
+
+    Args:
+        vocab_path: a WordPiece vocab file, one token a line (its line number is the id);
+            `FunnelTokenizer.from_pretrained(folder)` finds it in a model folder.
+        lower_case: lower-case and strip accents first (the uncased models; HF's do_lower_case).
+        sequence_length: the default length calls pad or truncate to (2 special tokens + text).
+        max_chars_per_word: longer words become the unknown token.
+        truncation: "hf_longest_first" or "longest_first", how a pair is cut (see above).
+
+    Returns (when called):
+        A dict of int32 tensors `input_ids`, `attention_mask` (1 = token, 0 = padding) and
+        `token_type_ids` (CLS 2, first segment 0, second 1), each [N, sequence_length].
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from funnel_tf import FunnelTokenizer
+    >>> vocab = os.path.join(tempfile.mkdtemp(), "vocab.txt")
+    >>> with open(vocab, "w") as f:
+    ...     _ = f.write("\\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "funnel",
+    ...                            "models", "squeeze", "##s", "text", "."]) + "\\n")
+    >>> tokenizer = FunnelTokenizer(vocab, sequence_length=8)
+    >>> features = tokenizer(["Funnel models squeeze text.", "Texts!"])
+    >>> features["input_ids"].numpy().tolist()  # [CLS] ... [SEP] [PAD]...; "!" is unknown
+    [[2, 5, 6, 7, 9, 10, 3, 0], [2, 9, 8, 1, 3, 0, 0, 0]]
+    >>> features["attention_mask"].numpy().tolist()
+    [[1, 1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0, 0, 0]]
+    >>> pair = tokenizer("funnel models", "squeeze text")  # one pair: [sequence_length]
+    >>> pair["token_type_ids"].numpy().tolist()
+    [2, 0, 0, 0, 1, 1, 1, 0]
+    >>> tokenizer.decode(features["input_ids"][1])
+    'texts [UNK]'
     """
 
     def __init__(self, vocab_path: str, lower_case: bool = True,
