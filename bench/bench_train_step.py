@@ -43,9 +43,10 @@ def _worker(args) -> dict:
     from funnel_tf.config import load_config
     from funnel_tf.text.masking import num_predictions_for
     from funnel_tf.engine.loop import LoopConfig, Trainer
-    from funnel_tf.pretraining.objectives import make_objective
+    from funnel_tf.tasks.pretraining import pretraining_task
     from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer
-    from funnel_tf.engine.strategy import make_strategy, set_precision
+    from funnel_tf.engine.precision import set_precision
+    from funnel_tf.engine.strategy import make_strategy
 
     logging.set_verbosity(logging.WARNING)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -69,7 +70,7 @@ def _worker(args) -> dict:
         return tf.data.Dataset.from_tensors(feats).repeat()
 
     total = args.steps * (args.repeats + 1)
-    trainer = Trainer(make_strategy("default"), make_objective(args.objective, cfg),
+    trainer = Trainer(make_strategy("default"), pretraining_task(args.objective, cfg),
                       lambda vs: make_optimizer(vs, WarmupLinearDecay(1e-4, 1, total)),
                       dataset_fn,
                       LoopConfig(train_steps=total, global_batch_size=b, seq_len=L,

@@ -64,7 +64,7 @@ def cls_probe(work_dir: str, name: str, features, pretrained: bool) -> dict:
     model = task.build_model(_config(work_dir, name))
     if pretrained:
         initialize_model(model, task, os.path.join(work_dir, "pretrain", name))
-    hidden = np.asarray(task.backbone(model)(features, training=False)["last_hidden_state"])
+    hidden = np.asarray(model.funnel(features, training=False)["last_hidden_state"])
     cls = hidden[:, 0]  # [n, d_model]
     unit = cls / np.linalg.norm(cls, axis=1, keepdims=True)
     cos = unit @ unit.T
@@ -82,12 +82,12 @@ def bypass_probe(work_dir: str, vocab: str) -> dict:
     from funnel_tf.text import masking
     from funnel_tf.text.pretraining import make_pretraining_dataset
     from funnel_tf.text.wordpiece import WordpieceTokenizer
-    from funnel_tf.pretraining import objectives
+    from funnel_tf.tasks.pretraining import pretraining_task
     from funnel_tf.engine import checkpointing
     from funnel_tf.engine.checkpointing import resolve_checkpoint
 
     config = _config(work_dir, "funnel")
-    objective = objectives.make_objective("mlm", config)
+    objective = pretraining_task("mlm", config)
     objective.build()
     model = objective.model
     prefix = resolve_checkpoint(os.path.join(work_dir, "pretrain", "funnel"))

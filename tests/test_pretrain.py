@@ -77,10 +77,10 @@ def test_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, tiny_config
     config.json, data/ and pretrain_flags.txt into model_dir, so a corrected rerun was refused."""
     import tensorflow as tf
 
-    from funnel_tf.pretraining import objectives
+    from funnel_tf.tasks.pretraining import pretraining_task
     from funnel_tf.engine import checkpointing
 
-    objective = objectives.make_objective(
+    objective = pretraining_task(
         "mlm", tiny_config.replace(vocab_size=919, d_inner=64))
     objective.build()
     init = str(tmp_path / "init" / "ckpt-1")

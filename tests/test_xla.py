@@ -93,7 +93,7 @@ def test_fallback_gives_the_fused_path_values_and_gradients(monkeypatch):
 
 def _trainer(tmp_path, jit_compile):
     from funnel_tf.engine.loop import LoopConfig, Trainer
-    from funnel_tf.pretraining.objectives import make_objective
+    from funnel_tf.tasks.pretraining import pretraining_task
     from funnel_tf.engine.optimization import make_optimizer
     from funnel_tf.engine.strategy import make_strategy
 
@@ -114,7 +114,7 @@ def _trainer(tmp_path, jit_compile):
         return tf.data.Dataset.from_tensor_slices(data).repeat().batch(
             ctx.get_per_replica_batch_size(8), drop_remainder=True)
 
-    return Trainer(make_strategy("default"), make_objective("mlm", cfg),
+    return Trainer(make_strategy("default"), pretraining_task("mlm", cfg),
                    lambda vs: make_optimizer(vs, 1e-3), dataset_fn,
                    LoopConfig(train_steps=3, global_batch_size=8, seq_len=16, steps_per_loop=3,
                               log_every=1, save_every=0, model_dir=str(tmp_path),

@@ -159,7 +159,7 @@ def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labe
     from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model
     from funnel_tf.registry import resolve_class_name
     from funnel_tf.config import ConfigError, FunnelConfig
-    from funnel_tf.pretraining import objectives
+    from funnel_tf.tasks.pretraining import pretraining_task
 
     run = pretraining_run_of(path)
     if run is None:
@@ -180,7 +180,7 @@ def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labe
         raise checkpoints.CheckpointError(f"cannot read the run's settings: {e}", source=run) from None
     objective = args.get("objective") or "mlm"
     kwargs = {"generator_width": float(args.get("generator_width", 0.25))} if objective == "electra" else {}
-    probe = objectives.make_objective(objective, config, **kwargs)
+    probe = pretraining_task(objective, config, **kwargs)
     with tf.device("/cpu:0"):
         probe.build()
     for name, model in probe.models.items():

@@ -59,7 +59,7 @@ from funnel_tf.errors import UserError
 from funnel_tf.engine import run_lock
 from funnel_tf.engine import checkpointing
 from funnel_tf.checkpoints import init_checkpoint
-from funnel_tf.pretraining.objectives import Objective
+from funnel_tf.tasks.base import Task
 from funnel_tf.engine.progress import ProgressLogger, format_duration
 from funnel_tf.engine.strategy import strategy_info
 from funnel_tf.engine.update import FusedUpdate
@@ -178,13 +178,13 @@ class Trainer:
     """Builds everything inside the strategy scope and runs the loop.
 
     strategy:      a tf.distribute.Strategy (see strategy.make_strategy).
-    objective:     an `objectives.Objective` (not yet built).
+    objective:     a `tasks.base.Task` (not yet built).
     optimizer_fn:  variables -> built optimizer (see optimization.make_optimizer); called in scope.
     dataset_fn:    tf.distribute.InputContext -> tf.data.Dataset of *per-replica* batches (use
                    `ctx.get_per_replica_batch_size(global)` and shard by `ctx.input_pipeline_id`).
     """
 
-    def __init__(self, strategy: tf.distribute.Strategy, objective: Objective,
+    def __init__(self, strategy: tf.distribute.Strategy, objective: Task,
                  optimizer_fn: Callable, dataset_fn: Callable, config: LoopConfig):
         config.validate()
         info = strategy_info(strategy)
@@ -638,7 +638,7 @@ class _Prepared:
     restored: Optional[str]
 
 
-def _compute_dtype(objective: Objective):
+def _compute_dtype(objective: Task):
     """The dtype the objective's models compute in (bfloat16 under mixed_bfloat16)."""
     model = next(iter(objective.models.values()))
     return model.dtype_policy.compute_dtype

@@ -125,7 +125,7 @@ def initialize_model(model, task: Task, path: str) -> str:
     Any shape or name mismatch raises TaskError naming the tensors (nothing is half-loaded).
     """
     try:
-        return init_route.load_init_checkpoint(task.backbone(model), path, {"model": model})
+        return init_route.load_init_checkpoint(model.funnel, path, {"model": model})
     except UserError as e:  # already says what and where
         raise TaskError(f"--init_checkpoint {e}") from None
     except (ValueError, tf.errors.OpError) as e:

@@ -38,7 +38,7 @@ from absl import logging
 from funnel_tf import json_text, storage, xla
 from funnel_tf.engine.progress import evaluation_plan
 from funnel_tf.config import FunnelConfig
-from funnel_tf.tasks.base import (EvalData, Task, TaskError, TaskObjective, atomic_write_json,
+from funnel_tf.tasks.base import (EvalData, Task, TaskError, atomic_write_json,
                                   atomic_write_text, feature_records_for)
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.engine.interrupts import RunInterrupted, sigterm_interrupts  # noqa: F401
@@ -370,8 +370,7 @@ class FinetuneRunner:
             return make_optimizer(variables, schedule, weight_decay=hp.weight_decay,
                                   layer_decay=hp.layer_decay)
 
-        objective = TaskObjective(task, self.config)
-        objective.model = self.model
+        objective = task.bind(self.config, {"model": self.model})  # trains the model it evaluates
         loop = LoopConfig(train_steps=total, global_batch_size=hp.batch_size,
                           seq_len=task.tokens_per_row(hp), model_dir=run.model_dir,
                           steps_per_loop=run.steps_per_loop,

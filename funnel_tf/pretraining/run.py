@@ -30,7 +30,7 @@ from absl import logging
 from funnel_tf.config import ConfigError, FunnelConfig, load_config
 from funnel_tf.errors import UserError
 from funnel_tf.pretraining import inputs
-from funnel_tf.pretraining import objectives
+from funnel_tf.tasks.pretraining import pretraining_task
 from funnel_tf.engine import run_record
 from funnel_tf.engine import checkpointing
 from funnel_tf.checkpoints import init_checkpoint
@@ -369,7 +369,7 @@ def check_init_checkpoint(path: str, objective_name: str, config: FunnelConfig,
         kind = init_checkpoint.kind_of(path)
     except UserError as e:
         raise checkpointing.CheckpointError(f"--init_checkpoint {e}") from None
-    probe = objectives.make_objective(objective_name, config, **objective_kwargs)
+    probe = pretraining_task(objective_name, config, **objective_kwargs)
     with tf.device("/cpu:0"):
         probe.build()
     fix = "pass the --config / --config_override the checkpoint was trained with"
@@ -475,7 +475,7 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
                      f"{config.vocab_size} -> {plan.tokenizer.vocab_size}")
         config = config.replace(vocab_size=plan.tokenizer.vocab_size)
     extra = _objective_kwargs(a)
-    objective = objectives.make_objective(a.objective, config, **extra)
+    objective = pretraining_task(a.objective, config, **extra)
 
     info = strat.strategy_info(strategy)
     if a.batch_size % info.num_replicas:

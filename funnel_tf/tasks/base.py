@@ -1,12 +1,20 @@
-"""The Task interface: everything finetune.py needs to know about one downstream task family.
+"""The one Task interface: everything a run trains (MLM, ELECTRA, GLUE, text classification,
+SQuAD, RACE), in the spirit of Model Garden's `official/core/base_task.py`.
 
-A `Task` says which files a split lives in and how to parse them (through `funnel_tf.text`), builds
-the head model (through `funnel_tf.modeling.heads`), defines the per-example loss and the
-prediction outputs, turns gathered outputs into the paper's metrics (`funnel_tf.metrics`) and
-prediction files, and builds the text-in serving module for export. The training engine sees a
-task only through `TaskObjective`, which adapts it to `training.objectives.Objective`.
+`Task` is what the engine (`engine/loop.py`) sees: the features a batch must hold (inputs), the
+models it builds (model), its loss split across replicas (loss) and the training statistics it
+reports (metrics). `FinetuningTask` adds what finetune.py needs on top: which files a split lives in
+and how to parse them (through `funnel_tf.text`), the per-example loss, prediction outputs, the
+paper's metrics (`funnel_tf.metrics`), prediction files and the text-in serving module for export.
 
-Feature conventions shared by every reader: model inputs int32, `label` per example,
+Distribution contract (read by the loop): every loss is a *global* weighted mean. The loop first
+sums `local_normalizers(features)` across replicas, then each replica returns
+`sum_of_its_weighted_losses / global_normalizer`; summing gradients across replicas then gives
+exactly the gradient of the global-batch mean, for any replica count. Statistics are local sums
+(numerators and "<name>_count" style denominators) that the loop sums across replicas and steps
+before dividing, as `metrics` says.
+
+Finetuning feature conventions shared by every reader: model inputs int32, `label` per example,
 `example_weight` float32 (0 for the padding rows that make an eval set a multiple of the global
 batch), `example_index` int32 (row in the parsed examples, -1 for padding).
 """
@@ -14,6 +22,7 @@ batch), `example_index` int32 (row in the parsed examples, -1 for padding).
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -27,7 +36,100 @@ from funnel_tf.storage import atomic_write_text  # noqa: F401  (tasks import it 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.defaults import Hparams, default_hparams
 from funnel_tf.tasks.errors import TaskError  # noqa: F401  (re-exported: tasks raise it)
-from funnel_tf.pretraining.objectives import Objective
+from funnel_tf.tasks.losses import weighted_sum
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class Task(abc.ABC):
+    """One thing a run trains: inputs, models, loss and training statistics.
+
+    Args of the subclasses vary (a GLUE name, an MLM config); every task holds the model `config`
+    it builds with (`bind` sets it) and, once `build()` ran, its `models`.
+    """
+
+    name: str = ""
+    # Training statistics: metric name -> (numerator stat, denominator stat or None = per step).
+    metrics: Dict[str, Tuple[str, Optional[str]]] = {}
+    # Model-input feature keys the model consumes, and every feature key the loss reads.
+    input_keys: Tuple[str, ...] = MODEL_INPUTS
+    feature_keys: Tuple[str, ...] = ()
+    backbone_model: str = "model"    # the entry of `models` whose `.funnel` is the backbone
+    config: Optional[FunnelConfig] = None
+    _models: Optional[Dict[str, keras.Model]] = None
+
+    # ------------------------------------------------------------------ inputs
+    def model_inputs(self, features: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """The model's own inputs among `features` ([B, L] int32 each)."""
+        return {k: features[k] for k in self.input_keys if k in features}
+
+    def check_features(self, features: Mapping[str, tf.Tensor]) -> None:
+        """Fail early (at trace time) with the missing key names instead of a KeyError deep
+        inside."""
+        missing = [k for k in self.feature_keys if k not in features]
+        if missing:
+            raise KeyError(f"{self.name} features lack {missing}; got {sorted(features)}")
+
+    # ------------------------------------------------------------------ model
+    def build_model(self, config: FunnelConfig) -> keras.Model:
+        """A fresh head model (its backbone is `model.funnel`)."""
+        raise NotImplementedError(f"task {self.name} builds {self.backbone_model} and more: "
+                                  f"use build_models")
+
+    def build_models(self, config: FunnelConfig) -> Dict[str, keras.Model]:
+        """Fresh named models, as they are checkpointed (default: {"model": build_model})."""
+        return {"model": self.build_model(config)}
+
+    def bind(self, config: FunnelConfig,
+             models: Optional[Dict[str, keras.Model]] = None) -> "Task":
+        """A copy of this task for one run: it builds with `config`, or trains `models` that are
+        already built (the finetuning runner's, which it also evaluates)."""
+        task = copy.copy(self)
+        task.config, task._models = config, (dict(models) if models is not None else None)
+        return task
+
+    def build(self) -> None:
+        """Create the models from `config` unless they exist; call inside `strategy.scope()`."""
+        if self._models is None:
+            self._models = self.build_models(self.config)
+
+    @property
+    def models(self) -> Dict[str, keras.Model]:
+        """Named models to checkpoint (after `build`)."""
+        if self._models is None:
+            raise RuntimeError(f"task {self.name}: call build() first")
+        return self._models
+
+    @property
+    def model(self) -> keras.Model:
+        return self.models["model"]
+
+    @property
+    def backbone(self) -> keras.Model:
+        """The Funnel backbone that a converted checkpoint warm-starts."""
+        return self.models[self.backbone_model].funnel
+
+    @property
+    def trainable_variables(self) -> List:
+        seen, out = set(), []
+        for model in self.models.values():
+            for v in model.trainable_variables:
+                if id(v) not in seen:  # shared layers (ELECTRA embeddings) appear once
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    # ------------------------------------------------------------------ loss and metrics
+    @abc.abstractmethod
+    def local_normalizers(self, features) -> Dict[str, tf.Tensor]:
+        """{name: float32 scalar} this replica's share of each loss denominator."""
+
+    @abc.abstractmethod
+    def loss_and_stats(self, features, normalizers, training: bool,
+                       seed: tf.Tensor) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """-> (this replica's share of the global loss, {stat: local float32 sum}). `normalizers`
+        are the global sums of `local_normalizers`; `seed` is an int32 [2] stateless-RNG seed that
+        differs per step and per replica."""
 
 
 @dataclasses.dataclass
@@ -49,8 +151,10 @@ class EvalData:
         return self.dataset
 
 
-class Task(abc.ABC):
-    """One downstream task. Subclasses fill in the abstract methods; see the module docstring."""
+class FinetuningTask(Task):
+    """One downstream task family: the Task contract through `per_example_loss` (a mean weighted
+    by `example_weight` over the global batch), plus data files, evaluation, predictions and
+    export. Subclasses fill in the abstract methods; see the module docstring."""
 
     name: str = ""                   # registry name, e.g. "sst-2"
     defaults_key: str = ""           # key into defaults.DEFAULTS
@@ -59,8 +163,6 @@ class Task(abc.ABC):
     train_split: Optional[str] = "train"
     eval_splits: Tuple[str, ...] = ("dev",)
     predict_splits: Tuple[str, ...] = ("test",)
-    # Model-input feature keys the head consumes.
-    input_keys: Tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 
     # ------------------------------------------------------------------ recipe
     def default_hparams(self) -> Hparams:
@@ -166,16 +268,10 @@ class Task(abc.ABC):
         """Tokens the model reads per training row (for the tokens/s progress figure)."""
         return hp.max_seq_length
 
-    # ------------------------------------------------------------------ model
+    # ------------------------------------------------------------------ model and loss
     @abc.abstractmethod
     def build_model(self, config: FunnelConfig) -> keras.Model:
-        """The head model (its backbone is `model.funnel`)."""
-
-    def backbone(self, model: keras.Model) -> keras.Model:
-        return model.funnel
-
-    def model_inputs(self, features: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        return {k: features[k] for k in self.input_keys if k in features}
+        """A fresh head model (its backbone is `model.funnel`)."""
 
     @abc.abstractmethod
     def per_example_loss(self, model, features, training: bool
@@ -183,8 +279,25 @@ class Task(abc.ABC):
         """-> (loss float32 [B], {stat: float32 [B] per-example values to be weight-summed})."""
 
     # Stats reported during training: name -> (numerator stat, denominator stat or None).
-    train_metrics: Dict[str, Tuple[str, Optional[str]]] = {
+    metrics: Dict[str, Tuple[str, Optional[str]]] = {
         "loss": ("loss_sum", "weight"), "accuracy": ("correct", "weight")}
+
+    def local_normalizers(self, features):
+        return {"weight": tf.reduce_sum(tf.cast(features["example_weight"], tf.float32))}
+
+    def loss_and_stats(self, features, normalizers, training, seed):
+        """The weighted mean of the per-example losses over the *global* batch: each replica
+        returns sum(loss * weight) / global_weight_sum, so gradients summed across replicas equal
+        one-device gradients."""
+        del seed
+        weights = tf.cast(features["example_weight"], tf.float32)             # [B]
+        per_example, stats = self.per_example_loss(self.model, features, training)
+        loss_sum = weighted_sum(per_example, weights)
+        loss = tf.math.divide_no_nan(loss_sum, normalizers["weight"])
+        out = {"loss_sum": loss_sum, "weight": tf.reduce_sum(weights)}
+        for k, v in stats.items():
+            out[k] = weighted_sum(v, weights)
+        return loss, out
 
     @abc.abstractmethod
     def predict(self, model, features) -> Dict[str, tf.Tensor]:
@@ -200,10 +313,6 @@ class Task(abc.ABC):
     def write_predictions(self, split: str, data: EvalData, outputs: Dict[str, np.ndarray],
                           hp: Hparams, out_dir: str) -> List[str]:
         """Prediction files for `split` (validated first, then written atomically)."""
-
-    def eval_group(self, split: str) -> str:
-        """Splits evaluated together (MNLI matched + mismatched) share a group; default: itself."""
-        return split
 
     def combine_metrics(self, per_split: Dict[str, Dict[str, float]]) -> Dict[str, float]:
         """Merge the metrics of all eval splits into one flat dict holding `main_metric`."""
@@ -242,7 +351,7 @@ def rows_by_example(outputs: Dict[str, np.ndarray], num_examples: int) -> Dict[s
     return {k: np.asarray(v)[keep][order] for k, v in outputs.items()}
 
 
-def feature_records_for(task: Task, split: str, examples, tokenizer, hp: Hparams, *,
+def feature_records_for(task: "FinetuningTask", split: str, examples, tokenizer, hp: Hparams, *,
                         mode, root: str, strategy_kind: str, num_workers: int,
                         is_chief: bool = True, purpose: str = "train",
                         global_batch: Optional[int] = None):
@@ -260,7 +369,7 @@ def feature_records_for(task: Task, split: str, examples, tokenizer, hp: Hparams
     else:
         make = lambda: task.eval_units(examples, tokenizer, hp, global_batch)  # noqa: E731
     probe = getattr(type(task), "train_units" if purpose == "train" else "eval_units")
-    if probe is getattr(Task, probe.__name__):
+    if probe is getattr(FinetuningTask, probe.__name__):
         if purpose == "train":
             raise TaskError(f"task {task.name} cannot feed pre-tokenized feature records "
                             f"(--feature_records); run it with --feature_records=never on a "
@@ -274,52 +383,5 @@ def feature_records_for(task: Task, split: str, examples, tokenizer, hp: Hparams
                            write=is_chief)
 
 
-def weighted_sum(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_sum(tf.cast(values, tf.float32) * tf.cast(weights, tf.float32))
-
-
 def atomic_write_json(path: str, obj) -> None:
     atomic_write_text(path, json_text.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-class TaskObjective(Objective):
-    """Adapts a Task to the training engine's Objective contract (see training/objectives.py).
-
-    The loss is the weighted mean of the per-example losses over the *global* batch: each replica
-    returns sum(loss * weight) / global_weight_sum, so gradients summed across replicas equal
-    one-device gradients. `model` may be passed in already built (e.g. to reuse it for eval).
-    """
-
-    name = "finetune"
-
-    def __init__(self, task: Task, config: FunnelConfig):
-        self.task = task
-        self.config = config
-        self.model: Optional[keras.Model] = None
-        self.metrics = dict(task.train_metrics)
-
-    def build(self) -> None:
-        if self.model is None:
-            self.model = self.task.build_model(self.config)
-
-    @property
-    def models(self):
-        return {"model": self.model}
-
-    @property
-    def backbone(self):
-        return self.task.backbone(self.model)
-
-    def local_normalizers(self, features):
-        return {"weight": tf.reduce_sum(tf.cast(features["example_weight"], tf.float32))}
-
-    def loss_and_stats(self, features, normalizers, training, seed):
-        del seed
-        weights = tf.cast(features["example_weight"], tf.float32)
-        per_example, stats = self.task.per_example_loss(self.model, features, training)
-        loss_sum = weighted_sum(per_example, weights)
-        loss = tf.math.divide_no_nan(loss_sum, normalizers["weight"])
-        out = {"loss_sum": loss_sum, "weight": tf.reduce_sum(weights)}
-        for k, v in stats.items():
-            out[k] = weighted_sum(v, weights)
-        return loss, out

@@ -19,14 +19,16 @@ import tensorflow as tf
 from funnel_tf.metrics import classification as cls_metrics
 from funnel_tf.metrics import glue as glue_metrics
 from funnel_tf.modeling.heads import FunnelForSequenceClassification
-from funnel_tf.tasks.base import (EvalData, Task, TaskError, atomic_write_text, rows_by_example)
+from funnel_tf.tasks.base import (EvalData, FinetuningTask, TaskError, atomic_write_text,
+                                  rows_by_example)
 from funnel_tf.tasks.defaults import Hparams
+from funnel_tf.tasks.losses import cross_entropy_and_correct
 from funnel_tf.text import classification as text_cls
 from funnel_tf.text import glue as text_glue
 from funnel_tf.text.classification import TextExamples
 
 
-class SequenceClassificationTask(Task):
+class SequenceClassificationTask(FinetuningTask):
     """Shared model, loss, datasets, predictions and export; subclasses say how to read files."""
 
     # Fixed at construction for GLUE / benchmarks; the generic CSV task learns them from train.
@@ -40,7 +42,7 @@ class SequenceClassificationTask(Task):
         return 1 if self.regression else len(self.label_names)
 
     @property
-    def train_metrics(self):
+    def metrics(self):
         if self.regression:
             return {"loss": ("loss_sum", "weight")}
         return {"loss": ("loss_sum", "weight"), "accuracy": ("correct", "weight")}
@@ -94,10 +96,7 @@ class SequenceClassificationTask(Task):
             score = logits[:, 0]
             target = tf.cast(features["label"], tf.float32)
             return tf.square(score - target), {}
-        labels = tf.cast(features["label"], tf.int32)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
-                          tf.float32)
+        ce, correct = cross_entropy_and_correct(logits, features["label"])     # [B] each
         return ce, {"correct": correct}
 
     def predict(self, model, features):

@@ -16,13 +16,14 @@ import tensorflow as tf
 
 from funnel_tf.metrics import race as race_metrics
 from funnel_tf.modeling.heads import FunnelForMultipleChoice
-from funnel_tf.tasks.base import EvalData, Task, atomic_write_json, rows_by_example
+from funnel_tf.tasks.base import EvalData, FinetuningTask, atomic_write_json, rows_by_example
+from funnel_tf.tasks.losses import cross_entropy_and_correct
 from funnel_tf.text import race as text_race
 
 _LETTERS = "ABCD"
 
 
-class RaceTask(Task):
+class RaceTask(FinetuningTask):
     """RACE from the original download:
     `<data_dir>/[RACE/]{train,dev,test}/{middle,high}/*.txt`."""
 
@@ -87,10 +88,7 @@ class RaceTask(Task):
 
     def per_example_loss(self, model, features, training):
         logits = model(self.model_inputs(features), training=training)["logits"]   # [B, 4]
-        labels = tf.cast(features["label"], tf.int32)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
-                          tf.float32)
+        ce, correct = cross_entropy_and_correct(logits, features["label"])     # [B] each
         return ce, {"correct": correct}
 
     def predict(self, model, features):

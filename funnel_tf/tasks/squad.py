@@ -27,8 +27,9 @@ from funnel_tf.metrics import squad as squad_metrics
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.heads import FunnelForQuestionAnswering
 from funnel_tf.modeling.initializers import dense_initializer
-from funnel_tf.tasks.base import EvalData, Task, TaskError, atomic_write_json
+from funnel_tf.tasks.base import EvalData, FinetuningTask, TaskError, atomic_write_json
 from funnel_tf.tasks.defaults import Hparams
+from funnel_tf.tasks.losses import cross_entropy_and_correct
 from funnel_tf.text import squad as text_squad
 
 _NEG = -1e30
@@ -80,7 +81,7 @@ class FunnelForSquad(FunnelForQuestionAnswering):
         return out
 
 
-class SquadTask(Task):
+class SquadTask(FinetuningTask):
     """SQuAD v1.1 (`squad_v1.1`) or v2.0 (`squad_v2.0`) from the official JSON files.
 
     Files: `<data_dir>/{train,dev}-v<version>.json` (or --train_file/--dev_file). There is no
@@ -102,7 +103,7 @@ class SquadTask(Task):
         self.main_metric = squad_metrics.MAIN_METRIC_V2 if self.v2 else squad_metrics.MAIN_METRIC_V1
 
     @property
-    def train_metrics(self):
+    def metrics(self):
         metrics = {"loss": ("loss_sum", "weight"), "start_accuracy": ("start_correct", "weight")}
         if self.v2:
             metrics["answer_class_accuracy"] = ("cls_correct", "weight")
@@ -188,13 +189,11 @@ class SquadTask(Task):
         out = model(self.model_inputs(features), training=training)
         start_pos = tf.cast(features["start_positions"], tf.int32)
         end_pos = tf.cast(features["end_positions"], tf.int32)
-        start_ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=start_pos,
-                                                                  logits=out["start_logits"])
+        start_ce, start_correct = cross_entropy_and_correct(out["start_logits"], start_pos)  # [B]
         end_ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=end_pos,
                                                                 logits=out["end_logits"])
         loss = 0.5 * (start_ce + end_ce)
-        stats = {"start_correct": tf.cast(tf.equal(
-            tf.argmax(out["start_logits"], -1, output_type=tf.int32), start_pos), tf.float32)}
+        stats = {"start_correct": start_correct}
         if self.v2:
             target = tf.cast(features["is_impossible"], tf.float32)
             bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=out["cls_logits"])

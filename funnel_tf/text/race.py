@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -206,11 +206,3 @@ def encode_race_examples(examples: RaceExamples, tokenizer, seq_len: int = 512, 
         ds = ds.batch(batch_size, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
-
-def race_dataset(data_dir: str, split: str, tokenizer, seq_len: int = 512, *,
-                 max_qa_length: int = 128, skip_malformed: bool = False, **kwargs
-                 ) -> Tuple[tf.data.Dataset, RaceExamples]:
-    """`load_race` + `encode_race_examples`; returns (dataset, examples)."""
-    examples = load_race(data_dir, split, skip_malformed=skip_malformed)
-    return encode_race_examples(examples, tokenizer, seq_len, max_qa_length=max_qa_length,
-                                **kwargs), examples

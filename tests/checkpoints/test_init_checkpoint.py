@@ -14,7 +14,7 @@ from funnel_tf.config import load_config
 from funnel_tf.modeling.heads import FunnelForMaskedLM
 from funnel_tf.tasks import get_task
 from funnel_tf.finetuning.initialization import initialize_model
-from funnel_tf.pretraining import objectives
+from funnel_tf.tasks.pretraining import pretraining_task
 from funnel_tf.engine import checkpointing
 from funnel_tf.checkpoints.init_checkpoint import BEST_DIR, kind_of, load_init_checkpoint
 from funnel_tf.engine.optimization import make_optimizer
@@ -31,7 +31,7 @@ def _values(model, prefix=""):
 
 def _both_routes(path, config):
     """The pretraining objective's model and a finetuning (CoLA) model, each fresh, loaded from path."""
-    objective = objectives.make_objective("mlm", config)
+    objective = pretraining_task("mlm", config)
     objective.build()
     pre = load_init_checkpoint(objective.backbone, path, objective.models)
     task = get_task("cola")
@@ -67,7 +67,7 @@ def test_native_folder_and_finetune_model_dir(tmp_path):
 
 
 def test_training_checkpoint_and_weights_file(tmp_path):
-    objective = objectives.make_objective("mlm", CONFIG)
+    objective = pretraining_task("mlm", CONFIG)
     objective.build()
     step = tf.Variable(5, dtype=tf.int64)
     optimizer = make_optimizer(objective.trainable_variables, 1e-3)
@@ -98,7 +98,7 @@ def test_huggingface_folder_in_pretraining_and_finetuning():
 
 def test_anything_else_is_one_error_saying_what_is_read(tmp_path):
     (tmp_path / "notes.txt").write_text("not a checkpoint")
-    objective = objectives.make_objective("mlm", CONFIG)
+    objective = pretraining_task("mlm", CONFIG)
     objective.build()
     with pytest.raises(checkpointing.CheckpointError, match="expected a funnel-tf training"):
         load_init_checkpoint(objective.backbone, str(tmp_path), objective.models)

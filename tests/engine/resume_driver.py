@@ -16,7 +16,7 @@ import tensorflow as tf  # noqa: E402
 
 from funnel_tf.config import load_config  # noqa: E402
 from funnel_tf.engine.loop import LoopConfig, Trainer  # noqa: E402
-from funnel_tf.pretraining.objectives import make_objective  # noqa: E402
+from funnel_tf.tasks.pretraining import pretraining_task  # noqa: E402
 from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer  # noqa: E402
 from funnel_tf.engine.strategy import make_strategy  # noqa: E402
 
@@ -53,7 +53,7 @@ def main(model_dir, steps, save_every, kind):
         return ds.batch(ctx.get_per_replica_batch_size(BATCH), drop_remainder=True)
 
     schedule = WarmupLinearDecay(1e-3, 5, steps)
-    trainer = Trainer(strategy, make_objective("mlm", cfg),
+    trainer = Trainer(strategy, pretraining_task("mlm", cfg),
                       lambda vs: make_optimizer(vs, schedule), dataset_fn,
                       LoopConfig(train_steps=steps, global_batch_size=BATCH, seq_len=L,
                                  model_dir=model_dir, steps_per_loop=1, log_every=1,

@@ -224,7 +224,7 @@ def _funnel_features(n=32, seq=16, vocab=64, seed=0):
 
 def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **kw):
     from funnel_tf.config import load_config
-    from funnel_tf.pretraining.objectives import make_objective
+    from funnel_tf.tasks.pretraining import pretraining_task
     keras.utils.set_random_seed(1)
     cfg = load_config("tiny").replace(vocab_size=64, block_sizes=[1, 1], block_repeats=[1, 1],
                                       num_decoder_layers=1, hidden_dropout=dropout,
@@ -237,7 +237,7 @@ def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **
     kw.setdefault("steps_per_loop", steps)
     kw.setdefault("log_every", 1)
     kw.setdefault("save_every", 0)
-    return Trainer(strategy, make_objective(objective_name, cfg),
+    return Trainer(strategy, pretraining_task(objective_name, cfg),
                    lambda vs: make_optimizer(vs, 1e-3), fn,
                    LoopConfig(train_steps=steps, global_batch_size=8, seq_len=16,
                               model_dir=str(tmp_path), **kw))

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from funnel_tf.pretraining.objectives import MaskedLMObjective
+from funnel_tf.tasks.mlm import MaskedLMTask
 
 V, L, P = 32, 8, 2
 MASK = 3
@@ -48,13 +48,13 @@ class ToyMLM(keras.Model):
         return {"logits": tf.cast(self.head(h), tf.float32)}
 
 
-class ToyObjective(MaskedLMObjective):
+class ToyObjective(MaskedLMTask):
     def __init__(self, dropout=0.1):
         super().__init__(config=None)
         self.dropout = dropout
 
-    def build(self):
-        self.model = ToyMLM(dropout=self.dropout, name="masked_lm")
+    def build_model(self, config):
+        return ToyMLM(dropout=self.dropout, name="masked_lm")
 
 
 def examples(n=64, seed=0, nan_rows=()):

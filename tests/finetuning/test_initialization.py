@@ -35,10 +35,10 @@ def test_initialize_from_native_and_wrong_shapes(micro_config, tmp_path):
 def test_initialize_from_a_training_checkpoint(micro_config, tmp_path):
     """A pretrain.py-style checkpoint (model + optimizer) warm-starts the backbone by path."""
     from funnel_tf.engine.checkpointing import TrainingCheckpoint
-    from funnel_tf.pretraining.objectives import MaskedLMObjective
+    from funnel_tf.tasks.mlm import MaskedLMTask
     from funnel_tf.engine.optimization import make_optimizer
 
-    objective = MaskedLMObjective(micro_config)
+    objective = MaskedLMTask(micro_config)
     objective.build()
     optimizer = make_optimizer(objective.trainable_variables, 1e-3)
     step = tf.Variable(7, dtype=tf.int64)

@@ -120,7 +120,7 @@ def test_first_mlm_loss_of_small_is_near_ln_vocab_with_the_original_init():
 
 
 def test_electra_generator_inherits_the_original_init():
-    from funnel_tf.pretraining.objectives import generator_config
+    from funnel_tf.tasks.electra import generator_config
 
     gen = generator_config(load_config("small").replace(init_scheme="original"))
     assert gen.init_scheme == "original"

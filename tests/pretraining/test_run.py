@@ -12,10 +12,10 @@ import tensorflow as tf
 from funnel_tf.config import load_config
 from funnel_tf.errors import UserError, one_line
 from funnel_tf.pretraining import inputs
-from funnel_tf.pretraining import objectives
+from funnel_tf.tasks.pretraining import pretraining_task
 from funnel_tf.engine import checkpointing
-from funnel_tf.pretraining.run import (PretrainArgs, check_init_checkpoint,
-                                                run_pretraining)
+from funnel_tf.pretraining.args import PretrainArgs
+from funnel_tf.pretraining.run import check_init_checkpoint, run_pretraining
 from funnel_tf.engine.run_lock import ModelDirLock, ModelDirLockedError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -146,7 +146,7 @@ def test_a_locked_model_dir_is_refused_before_anything_is_written(tmp_path):
 # ----------------------------------------------------------------------- init checkpoint
 def _training_style_checkpoint(tmp_path, config):
     """A checkpoint laid out like the engine's (weights/model/<variable path>), without training."""
-    objective = objectives.make_objective("mlm", config)
+    objective = pretraining_task("mlm", config)
     objective.build()
     prefix = str(tmp_path / "init" / "ckpt-1")
     tf.train.Checkpoint(weights={"model": checkpointing.model_weights(objective.backbone)}).write(prefix)
@@ -230,7 +230,7 @@ def test_init_weights_file_of_another_size_is_one_line_with_the_shapes(tmp_path,
     from funnel_tf.checkpoints.native import save_pretrained
 
     tiny = tiny_config.replace(vocab_size=919)
-    other = objectives.make_objective("mlm", tiny.replace(d_inner=64))
+    other = pretraining_task("mlm", tiny.replace(d_inner=64))
     other.build()
     save_pretrained(other.backbone, str(tmp_path / "native"))
     with pytest.raises(checkpointing.CheckpointError) as info:
@@ -257,8 +257,8 @@ def test_a_records_glob_may_match_the_manifest_and_a_stray_shard_is_refused(tmp_
 
 def test_pretraining_from_scratch_uses_the_original_initialisation(tmp_path, tiny_config):
     from funnel_tf.config import FunnelConfig
-    from funnel_tf.pretraining.run import (PretrainArgs, check_same_config,
-                                                    resolve_config)
+    from funnel_tf.pretraining.args import PretrainArgs
+    from funnel_tf.pretraining.run import check_same_config, resolve_config
 
     for name in ("tiny", "small", "large-base"):
         assert resolve_config(PretrainArgs(config=name)).init_scheme == "original"

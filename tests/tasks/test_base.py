@@ -1,4 +1,4 @@
-"""Task plumbing: row ordering, the engine adapter's loss normalisation, file overrides, writes."""
+"""Task plumbing: row ordering, the finetuning loss normalisation, file overrides, writes."""
 
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf.tasks import TaskObjective, get_task
+from funnel_tf.tasks import get_task
 from funnel_tf.tasks.base import atomic_write_json, rows_by_example
 
 
@@ -20,9 +20,9 @@ def test_rows_by_example_orders_and_drops_padding():
         rows_by_example({"example_index": np.array([0, 1])}, 3)
 
 
-def test_objective_is_the_weighted_mean_over_the_global_batch(micro_config):
+def test_loss_is_the_weighted_mean_over_the_global_batch(micro_config):
     task = get_task("sst-2")
-    objective = TaskObjective(task, micro_config)
+    objective = task.bind(micro_config)
     objective.build()
     assert objective.backbone is objective.model.funnel
     ids = tf.constant([[2, 5, 6, 3, 0, 0, 0, 0], [2, 7, 8, 3, 0, 0, 0, 0],

@@ -90,7 +90,7 @@ def test_loss_is_cross_entropy_and_mse(micro_config):
     loss, stats = sts.per_example_loss(reg, features, training=False)
     score = reg(sts.model_inputs(features))["logits"].numpy()[:, 0]
     np.testing.assert_allclose(loss.numpy(), (score - [1.5, 4.0]) ** 2, rtol=1e-5)
-    assert stats == {} and list(sts.train_metrics) == ["loss"]
+    assert stats == {} and list(sts.metrics) == ["loss"]
 
 
 def test_metrics_reorder_rows_and_drop_padding():
