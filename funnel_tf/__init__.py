@@ -28,6 +28,10 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
+# The checkpoint loaders register themselves with modeling's from_/save_pretrained (modeling/ does
+# not import checkpoints/); cheap: no TensorFlow.
+from funnel_tf import checkpoints as _checkpoints  # noqa: E402,F401
+
 
 def __getattr__(name):
     module = _LAZY.get(name)

@@ -121,9 +121,10 @@ class FunnelTextClassifier(keras.Model):
         A finetune.py run (its model_dir or best/) keeps its task's label names, pair flag and
         max_seq_length (task.json); a FunnelTextClassifier.save_pretrained folder its own.
         """
-        from funnel_tf.checkpoints.init_checkpoint import resolve
+        from funnel_tf.checkpoints.resolver import BEST_DIR, has_best
 
-        path = resolve(path)  # a finetuning model_dir stands for its best/ model
+        if tf.io.gfile.isdir(path) and has_best(path):
+            path = os.path.join(path, BEST_DIR)  # a finetuning model_dir stands for its best/ model
         saved = _read_classifier_config(path)
         if num_classes is None and label_names is not None:
             num_classes = len(label_names)

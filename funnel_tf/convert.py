@@ -11,6 +11,7 @@ skips this); the max abs difference is printed.
 """
 
 import argparse
+import functools
 import fnmatch
 import os
 import sys
@@ -127,11 +128,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     clear = check_destination(args.src, args.dst, args.overwrite)
-    from funnel_tf.checkpoints import CheckpointError, detect_format, load_model
+    from funnel_tf.checkpoints import CheckpointError, load_model, resolve
     from funnel_tf.checkpoints.hf import export_hf, hf_incompatibilities
     from funnel_tf.checkpoints.native import save_pretrained
 
-    fmt = detect_format(args.src) if args.src_format == "auto" else args.src_format
+    resolved = resolve(args.src) if args.src_format == "auto" else None  # what the source is, once
+    fmt = resolved.format if resolved else args.src_format
     kwargs = {"num_labels": args.num_labels}
     if fmt == "original":
         kwargs.update(net_config=args.net_config, truncate_seq=not args.no_truncate_seq)
@@ -139,9 +141,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise CheckpointError("--net_config / --no_truncate_seq only apply to original TF1 checkpoints",
                               source=args.src)
     try:
-        model, report = load_model(args.src, model_class=args.model_class,
-                                   allow_missing=args.allow_missing, format=fmt,
-                                   return_report=True, **kwargs)
+        load = resolved.load if resolved else functools.partial(load_model, args.src, format=fmt)
+        model, report = load(model_class=args.model_class, allow_missing=args.allow_missing,
+                             return_report=True, **kwargs)
     except UserError:
         raise
     except ValueError as e:  # unknown --model_class and similar argument errors

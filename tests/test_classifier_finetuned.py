@@ -12,7 +12,8 @@ from funnel_tf.config import load_config
 from funnel_tf.resources import demo_vocab_path
 from funnel_tf.tasks import get_task
 from funnel_tf.tasks.defaults import Hparams
-from funnel_tf.finetuning.runner import BEST_DIR, FinetuneRunner, RunConfig
+from funnel_tf.checkpoints.resolver import BEST_DIR
+from funnel_tf.finetuning.runner import FinetuneRunner, RunConfig
 from funnel_tf.text.wordpiece import WordpieceTokenizer
 
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf import FunnelBaseModel, FunnelForMaskedLM, FunnelForSequenceClassification, convert, load_model
-from funnel_tf.checkpoints import CheckpointError, detect_format
+from funnel_tf.checkpoints import CheckpointError, resolve
 from funnel_tf.pretraining.defaults import DEMO_CORPUS, DEMO_VOCAB
 from funnel_tf.pretraining.run import PretrainArgs, run_pretraining
 
@@ -41,7 +41,7 @@ def _stored(prefix, key):
 
 def test_load_model_takes_the_newest_checkpoint_or_a_given_one(run_dir):
     ckpts = run_dir / "checkpoints"
-    assert detect_format(str(run_dir)) == "training"
+    assert resolve(str(run_dir)).kind == "pretraining_run"
     model, report = load_model(str(run_dir), return_report=True)
     assert type(model) is FunnelForMaskedLM and report.source.endswith("ckpt-2")
     assert not report.missing_allowed and len(report.loaded) == len(model.weights)

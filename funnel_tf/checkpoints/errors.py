@@ -1,5 +1,7 @@
-"""CheckpointError: a checkpoint that does not fit the model, with every missing, unexpected and
-mis-shaped tensor named, so a load is either complete or refused (never silently partial)."""
+"""The one family of checkpoint errors, all UserErrors (one line, exit 2 in entry points):
+CheckpointError (a checkpoint that cannot be used as asked, with every missing, unexpected and
+mis-shaped tensor named, so a load is complete or refused, never silently partial) and its kinds:
+unreadable files, a model_dir holding another run's checkpoints, a failed write."""
 
 import fnmatch
 from typing import Iterable, List, Optional, Sequence, Tuple
@@ -46,8 +48,16 @@ class CheckpointError(UserError, ValueError):
 
 
 class CheckpointReadError(CheckpointError):
-    """A weight or checkpoint file that cannot be read at all: truncated, corrupt, or not the
-    format its name says (the message names the file; no traceback)."""
+    """A weight or checkpoint file that cannot be read at all: truncated, corrupt, incomplete or
+    not the format its name says (the message names the file; no traceback)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A model_dir's training checkpoint was written by another objective or model config."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, no permission); the previous one is intact."""
 
 
 def read_error(source: str, error: BaseException, what: str = "file") -> CheckpointReadError:

@@ -14,9 +14,7 @@ read) names a checkpoint only once its files are complete. Every save first re-c
 model_dir's run lock held by this process (run_lock.verify_held): a run whose lock was deleted or
 taken over stops with RunLockLostError before it writes.
 
-`warm_start` loads a Funnel backbone from a converted checkpoint (Keras `*.weights.h5`, a
-`save_pretrained` directory, or a TF object checkpoint such as one of our own training runs) and
-fails loudly when the backbone would not be fully restored.
+Warm starts (`--init_checkpoint`) are `funnel_tf.checkpoints`' (resolver.py, training.py).
 """
 
 from __future__ import annotations
@@ -26,8 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
-from typing import Dict, Mapping, Optional
+from typing import Mapping, Optional
 
 import keras
 import tensorflow as tf
@@ -37,13 +34,12 @@ from tensorflow.python.checkpoint import checkpoint_management
 # private: the Trackable base class has no public name (only tf.__internal__.tracking)
 from tensorflow.python.trackable import base as trackable_base
 
-from funnel_tf.errors import UserError
 from funnel_tf.engine import run_lock
 from funnel_tf.engine import checkpoint_files
-
-
-class CheckpointError(UserError, RuntimeError):
-    """A checkpoint that cannot be used as asked; the message names the path and the problem."""
+# One error family (checkpoints/errors.py); reading a checkpoint's tables is checkpoints/training.py's.
+from funnel_tf.checkpoints.errors import (  # noqa: F401 (the engine's names)
+    CheckpointError, CheckpointMismatchError, CheckpointReadError, CheckpointWriteError)
+from funnel_tf.checkpoints.training import model_weights, resolve_checkpoint  # noqa: F401
 
 
 def is_trackable(obj) -> bool:
@@ -53,36 +49,6 @@ def is_trackable(obj) -> bool:
     TF 2.19-2.21, so the loop falls back to replaying the input (see loop.py).
     """
     return isinstance(obj, trackable_base.Trackable)
-
-
-def model_weights(model: keras.Model) -> Dict[str, tf.Variable]:
-    """{variable path: variable} for the trainable variables of `model` (a repeated path gets a
-    '#k' suffix). Paths are stable for a given model code and config, so they key checkpoints.
-
-    Why explicit tables: `tf.train.Checkpoint` follows object attributes, and Keras 3 layers held in
-    nested Python lists (or Keras `SeedGenerator` states) are not reachable that way, so a plain
-    `Checkpoint(model=...)` can silently skip them.
-    """
-    out = {}
-    for v in model.trainable_variables:
-        key, k = v.path, 1
-        while key in out:
-            k += 1
-            key = f"{v.path}#{k}"
-        out[key] = v
-    return out
-
-
-class CheckpointMismatchError(CheckpointError):
-    """The model_dir's checkpoint was written by another objective or model config."""
-
-
-class UnreadableCheckpointError(CheckpointError):
-    """Checkpoint files exist but none of them can be read (truncated, corrupt, incomplete)."""
-
-
-class CheckpointWriteError(CheckpointError):
-    """A checkpoint could not be written (disk full, no permission); the previous one is intact."""
 
 
 class TrainingCheckpoint:
@@ -156,7 +122,7 @@ class TrainingCheckpoint:
         """Restore the newest readable checkpoint of the chief's directory (every worker reads
         the same one), if there is any checkpoint; returns its path.
 
-        Unreadable newer checkpoints are skipped with a warning. Raises UnreadableCheckpointError
+        Unreadable newer checkpoints are skipped with a warning. Raises CheckpointReadError
         when checkpoint files exist but none can be read, CheckpointMismatchError when the newest
         readable one belongs to another objective or model config. Writes nothing unless a
         checkpoint was restored (then a stale `checkpoint` state file is rewritten on the chief).
@@ -181,7 +147,7 @@ class TrainingCheckpoint:
             logging.warning("skipping checkpoint %s: %s", path, reason)
             self._unreadable.add(path)
             skipped.append(f"{os.path.basename(path)}: {reason}")
-        raise UnreadableCheckpointError(
+        raise CheckpointReadError(
             f"{self.chief_directory}: holds checkpoint files but none can be read: "
             f"{'; '.join(skipped)}. Restore them from a copy, or move them away (or use another "
             f"--model_dir) to start from scratch")
@@ -415,132 +381,8 @@ def read_step(path: str) -> int:
         reader = checkpoint_files.open_reader(prefix)
         return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.OpError, IndexError) as e:
-        raise UnreadableCheckpointError(
+        raise CheckpointReadError(
             f"{prefix}: checkpoint is truncated or unreadable "
             f"({checkpoint_files.first_line(e)})") from e
     except KeyError as e:
         raise CheckpointError(f"{prefix}: not a funnel-tf training checkpoint (no step)") from e
-
-
-def resolve_checkpoint(path: str) -> str:
-    """A checkpoint prefix from a prefix or a directory (its newest readable checkpoint, also
-    under `<path>/checkpoints`); CheckpointError when there is none or none is readable."""
-    if tf.io.gfile.isdir(path):
-        for directory in (path, os.path.join(path, "checkpoints")):
-            candidates = [p for p in checkpoint_files.find_checkpoints(directory)] or \
-                checkpoint_files.find_checkpoints(directory, "model.ckpt")
-            if not candidates:
-                latest = tf.train.latest_checkpoint(directory)
-                candidates = [latest] if latest else []
-            if not candidates:
-                continue
-            reasons = []
-            for prefix in candidates:
-                reason = checkpoint_files.unreadable_reason(prefix)
-                if reason is None:
-                    if reasons:
-                        logging.warning("using %s; skipped unreadable: %s", prefix,
-                                        "; ".join(reasons))
-                    return prefix
-                reasons.append(f"{os.path.basename(prefix)}: {reason}")
-            raise UnreadableCheckpointError(
-                f"{directory}: no readable checkpoint: {'; '.join(reasons)}")
-        raise CheckpointError(f"{path}: directory holds no TF checkpoint")
-    if not tf.io.gfile.exists(path + ".index"):
-        raise CheckpointError(f"{path}: not a checkpoint (no {path}.index)")
-    reason = checkpoint_files.unreadable_reason(path)
-    if reason is not None:
-        raise UnreadableCheckpointError(f"{path}: checkpoint cannot be read: {reason}")
-    return path
-
-
-# ---------------------------------------------------------------------------------- warm start
-# Models of our training checkpoints whose backbone can warm-start another run.
-_WARM_START_MODELS = ("model", "discriminator")
-
-
-def weights_file(path: str) -> Optional[str]:
-    """The Keras weights file `path` names: itself (an existing `*.weights.h5`) or the one
-    `*.weights.h5` in a folder (as `save_pretrained` writes); None when there is none.
-    CheckpointError when a folder holds several, since picking one would be a guess."""
-    if path.endswith(".weights.h5") and tf.io.gfile.exists(path):
-        return path
-    if tf.io.gfile.isdir(path):
-        found = sorted(tf.io.gfile.glob(os.path.join(path, "*.weights.h5")))
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            raise CheckpointError(f"{path}: several *.weights.h5 files {found}; pass one of them")
-    return None
-
-
-def _check_h5_opens(path: str) -> None:
-    """CheckpointReadError (one line, the file named) if h5py cannot open `path`: a truncated
-    download is caught here, before it looks like a model mismatch."""
-    import h5py
-
-    from funnel_tf.checkpoints.errors import read_error
-    try:
-        if os.path.exists(path):
-            h5py.File(path, "r").close()
-    except (OSError, ValueError) as e:
-        raise read_error(path, e, "HDF5 weights file") from e
-
-
-def _load_weights_strictly(model: keras.Model, path: str) -> None:
-    """`model.load_weights(path)`, but Keras' "skipping ... will retain their freshly-initialized
-    weights" warnings (a partial load) become an error."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.load_weights(path)
-    partial = [str(w.message) for w in caught
-               if "retain" in str(w.message) or "Skipping" in str(w.message)]
-    if partial:
-        raise CheckpointError(f"{path}: partial load into {model.name}: {partial[0][:300]}")
-
-
-def warm_start(backbone: keras.Model, path: str,
-               models: Optional[Mapping[str, keras.Model]] = None) -> str:
-    """Initialise `backbone` (a FunnelModel/FunnelBaseModel) from the converted checkpoint `path`.
-
-    Accepted: a Keras `*.weights.h5` file (or a directory holding exactly one, as written by
-    `save_pretrained`) saved from the backbone itself or from one of `models` (a full head model;
-    its backbone weights are then used); or one of our training checkpoints (directory or prefix),
-    whose backbone weights are matched by variable path. Every backbone variable must be restored;
-    otherwise this raises CheckpointError listing what was tried. Returns a one-line description.
-    """
-    h5 = weights_file(path)
-    if h5 is not None:
-        _check_h5_opens(h5)
-        errors = []
-        for name, target in [("backbone", backbone)] + list((models or {}).items()):
-            try:
-                _load_weights_strictly(target, h5)
-                return f"{name} weights from {h5}"
-            except Exception as e:  # keras raises ValueError/KeyError on a structure mismatch
-                errors.append(f"{name}: {type(e).__name__}: {str(e)[:300]}")
-        raise CheckpointError(f"{h5}: matches neither the backbone nor the head models:\n  "
-                              + "\n  ".join(errors))
-    prefix = resolve_checkpoint(path)
-    tried = []
-    # No pre-filter on the stored key names: the `weights/<model>/...` table entries are only edges
-    # of the object graph, and a variable is stored once, often under the optimizer's path (every
-    # checkpoint pretrain.py writes). The restore itself decides what matched.
-    for name in _WARM_START_MODELS:
-        table = model_weights(backbone)
-        try:
-            status = tf.train.Checkpoint(weights={name: table}).read(prefix)
-        except (tf.errors.OpError, IndexError) as e:
-            raise UnreadableCheckpointError(
-                f"{prefix}: checkpoint is truncated or unreadable "
-                f"({checkpoint_files.first_line(e)})") from e
-        try:
-            status.expect_partial().assert_existing_objects_matched()
-        except AssertionError as e:
-            tried.append(f"{name}: {str(e)[:300]}")
-            continue
-        return f"backbone ({len(table)} tensors) from training checkpoint {prefix} [{name}]"
-    raise CheckpointError(
-        f"{prefix}: no complete Funnel backbone of this config under any of "
-        f"{list(_WARM_START_MODELS)} (another model size? pass the config the checkpoint was "
-        f"trained with)" + ("; partial matches: " + "; ".join(tried) if tried else ""))

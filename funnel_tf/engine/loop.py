@@ -122,7 +122,8 @@ class LoopConfig:
     seed: int = 0                   # base seed of the objective's stateless RNG (ELECTRA sampling)
     data_resume: str = "auto"       # "auto": checkpoint the tf.data iterator when possible, else
                                     # replay; "replay": skip the consumed batches; "restart": from 0
-    warm_start: Optional[str] = None  # --init_checkpoint, any kind (fresh runs only; init_checkpoint.py)
+    warm_start: Optional[object] = None  # --init_checkpoint (fresh runs only): the run's Resolved
+                                         # (checkpoints/resolver.py), resolved once; a path also works
     handle_sigterm: bool = True     # save and return on SIGTERM (unless TF's preemption handler
                                     # watches SIGTERM itself on this platform)
     handle_sigint: bool = True      # Ctrl-C: save and return (one host); a second Ctrl-C aborts
@@ -401,7 +402,7 @@ class Trainer:
     def prepare(self) -> Optional[str]:
         """Open model_dir's checkpoints and restore the newest readable one (or warm-start a fresh
         run); returns the restored path or None. Raises a UserError (CheckpointMismatchError,
-        UnreadableCheckpointError, a warm-start CheckpointError) before anything in model_dir is
+        CheckpointReadError, a warm-start CheckpointError) before anything in model_dir is
         written, so entry points call it before writing their own files; `train()` calls it when
         they did not. Idempotent."""
         if self._prepared is not None:

@@ -14,7 +14,8 @@ from absl import logging
 
 from funnel_tf import storage
 from funnel_tf.tasks.base import TaskError, atomic_write_json
-from funnel_tf.finetuning.initialization import BEST_DIR, find_vocab, has_best, resolve_config
+from funnel_tf.checkpoints.resolver import BEST_DIR, has_best
+from funnel_tf.finetuning.initialization import find_vocab, resolve_config, resolve_init
 from funnel_tf.engine.interrupts import sigterm_interrupts
 from funnel_tf.finetuning.runner import TASK_JSON, FinetuneRunner, RunConfig, _fmt
 from funnel_tf.engine import run_record
@@ -97,10 +98,13 @@ def run_finetuning(args: FinetuneArgs) -> dict:
         raise TaskError("--export_dir without --do_train needs --init_checkpoint (a finetuned "
                         "model) or a model_dir holding best/; it would export an untrained "
                         "model")
-    config = resolve_config(args.config, args.init_checkpoint or (
-        args.model_dir if not args.do_train else None))
-    vocab = args.vocab_file or find_vocab(args.init_checkpoint) or find_vocab(
-        os.path.join(args.model_dir, BEST_DIR))
+    # --init_checkpoint resolved once, here (nothing written yet); without it, evaluating /
+    # predicting / exporting takes the run's own best/.
+    init = resolve_init(args.init_checkpoint) or (
+        resolve_init(args.model_dir, "--model_dir") if not args.do_train and has_best(args.model_dir)
+        else None)
+    config = resolve_config(args.config, init)
+    vocab = args.vocab_file or find_vocab(init) or find_vocab(os.path.join(args.model_dir, BEST_DIR))
     if not vocab:
         raise TaskError("no vocabulary: pass --vocab_file (BERT uncased vocab.txt for the "
                         "published checkpoints)")
@@ -127,9 +131,6 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     runner.load(args.data_dir, args.do_train, args.do_eval, args.do_predict, args.predict_splits)
     summary = {"task": task.name, "hparams": dataclasses.asdict(hp), "model_dir": args.model_dir,
                "preempted": False}
-    init = args.init_checkpoint
-    if not init and not args.do_train and has_best(args.model_dir):
-        init = args.model_dir  # evaluate / predict / export the run's own best model
     summary["init"] = runner.initialize(init)
     if args.do_train:
         runner.prepare_training(do_eval=args.do_eval)

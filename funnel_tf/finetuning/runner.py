@@ -42,8 +42,8 @@ from funnel_tf.tasks.base import (EvalData, Task, TaskError, atomic_write_json,
                                   atomic_write_text, feature_records_for)
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.engine.interrupts import RunInterrupted, sigterm_interrupts  # noqa: F401
-from funnel_tf.finetuning.initialization import (  # noqa: F401  (re-exported for callers)
-    BEST_DIR, find_vocab, has_best, initialize_model, resolve_config)
+from funnel_tf.finetuning.initialization import initialize_model
+from funnel_tf.checkpoints.resolver import BEST_DIR, Resolved, has_best
 from funnel_tf.engine.loop import NONFINITE_POLICIES, LoopConfig, Trainer
 from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer
 from funnel_tf.engine.strategy import strategy_info
@@ -300,12 +300,13 @@ class FinetuneRunner:
                 self.model = self.task.build_model(self.config)
         return self.model
 
-    def initialize(self, init_checkpoint: Optional[str]) -> str:
+    def initialize(self, init: Optional[Resolved]) -> str:
+        """Load the run's resolved --init_checkpoint (or its own best/) into the built model."""
         self.build()
-        if not init_checkpoint:
+        if not init:
             return "random initialisation"
         with self.strategy.scope():
-            desc = initialize_model(self.model, self.task, init_checkpoint)
+            desc = initialize_model(self.model, self.task, init)
         logging.info("initialised from %s", desc)
         return desc
 

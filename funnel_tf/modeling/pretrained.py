@@ -1,12 +1,27 @@
 """`from_pretrained` / `save_pretrained` on every model class, HuggingFace style.
 
-The checkpoint code is imported inside the methods: `modeling/` knows nothing of files, and
-`funnel_tf.checkpoints.load_model` stays the one format-detecting loader (ours, HF, original).
+`modeling/` knows nothing of files: `funnel_tf.checkpoints` registers its loader and writer here
+when it is imported (`import funnel_tf` imports it), so `load_model` stays the one loader that
+resolves any checkpoint (ours, HF, original, a run) without modeling importing checkpoints.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
+
+_IO = {}  # "load" -> checkpoints.load_model, "save" -> checkpoints.save_pretrained
+
+
+def register_checkpoint_io(load: Callable, save: Callable) -> None:
+    """Called by `funnel_tf.checkpoints` at import: the functions behind from_/save_pretrained."""
+    _IO.update(load=load, save=save)
+
+
+def _checkpoint_io(name: str) -> Callable:
+    if name not in _IO:
+        raise RuntimeError("no checkpoint loader registered: import funnel_tf.checkpoints (or funnel_tf) "
+                           "before from_pretrained / save_pretrained")
+    return _IO[name]
 
 
 class PretrainedMixin:
@@ -26,7 +41,6 @@ class PretrainedMixin:
         loader logs a warning naming its tensors; pass `allow_missing=()` to make that an error). Other kwargs
         go to `funnel_tf.checkpoints.load_model` (e.g. `hidden_dropout=0.0`, `truncate_seq`).
         """
-        from funnel_tf.checkpoints import load_model
         from funnel_tf.registry import MODEL_CLASSES
 
         if cls.__name__ not in MODEL_CLASSES.names():
@@ -36,7 +50,7 @@ class PretrainedMixin:
             allow_missing = ("head",) if cls.is_task_model else ()
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
-        model, report = load_model(path, model_class=cls.__name__, allow_missing=allow_missing,
+        model, report = _checkpoint_io("load")(path, model_class=cls.__name__, allow_missing=allow_missing,
                                    return_report=True, **kwargs)
         return (model, report) if return_report else model
 
@@ -45,6 +59,4 @@ class PretrainedMixin:
         `Class.from_pretrained(directory)` (or `funnel_tf.load_model`) reads it back. A folder that
         is not empty (other files, or an earlier save) is refused with a CheckpointError unless
         `overwrite=True`, which replaces those three files and keeps every other file."""
-        from funnel_tf.checkpoints import save_pretrained
-
-        return save_pretrained(self, directory, overwrite=overwrite)
+        return _checkpoint_io("save")(self, directory, overwrite=overwrite)

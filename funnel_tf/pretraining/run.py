@@ -32,8 +32,9 @@ from funnel_tf.errors import UserError
 from funnel_tf.pretraining import inputs
 from funnel_tf.tasks.pretraining import pretraining_task
 from funnel_tf.engine import run_record
-from funnel_tf.engine import checkpointing
-from funnel_tf.checkpoints import init_checkpoint
+from funnel_tf import checkpoints
+from funnel_tf.checkpoints import init_checkpoint, training
+from funnel_tf.checkpoints.errors import CheckpointError
 from funnel_tf.engine.output_paths import check_output_dir
 from funnel_tf.pretraining.defaults import (DEMO_CORPUS, DEMO_DEFAULTS, DEMO_VOCAB,
                                                      RUN_DEFAULTS, PretrainArgsError,
@@ -269,126 +270,46 @@ def _has_training_checkpoint(model_dir: str) -> bool:
     return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
 
 
-def _object_graph(reader) -> "object":
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-    return graph
-
-
-def _child(graph, node_id: Optional[int], name: str) -> Optional[int]:
-    if node_id is None:
-        return None
-    for c in graph.nodes[node_id].children:
-        if c.local_name == name:
-            return c.node_id
-    return None
-
-
-def _compare_training_checkpoint(prefix: str, backbone) -> Tuple[str, List[str], List[str], int]:
-    """(model name, missing, mismatched, n) of the best-matching backbone table in a funnel-tf
-    training checkpoint, comparing shapes only (nothing is restored, nothing is logged)."""
+def resolve_init_checkpoint(path: str):
+    """--init_checkpoint resolved (once per run, during its checks): a `checkpoints.resolver.Resolved`
+    or a CheckpointError naming the flag."""
     try:
-        reader = tf.train.load_checkpoint(prefix)
-        graph = _object_graph(reader)
-    except (tf.errors.OpError, ValueError) as e:
-        raise checkpointing.CheckpointError(
-            f"--init_checkpoint {prefix}: unreadable checkpoint "
-            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    shapes = reader.get_variable_to_shape_map()
-    table = checkpointing.model_weights(backbone)
-    weights = _child(graph, 0, "weights")
-    best = None
-    for name in ("model", "discriminator"):
-        node = _child(graph, weights, name)
-        if node is None:
-            continue
-        missing, mismatched = [], []
-        for key, var in table.items():
-            n = _child(graph, node, key)
-            ckey = None if n is None else next(
-                (a.checkpoint_key for a in graph.nodes[n].attributes
-                 if a.name == "VARIABLE_VALUE"), None)
-            if ckey is None or ckey not in shapes:
-                missing.append(key)
-            elif list(shapes[ckey]) != list(var.shape):
-                mismatched.append(f"{key} {list(shapes[ckey])} vs {list(var.shape)}")
-        if best is None or len(missing) + len(mismatched) < len(best[1]) + len(best[2]):
-            best = (name, missing, mismatched, len(table))
-    if best is None:
-        raise checkpointing.CheckpointError(
-            f"--init_checkpoint {prefix}: not a funnel-tf training checkpoint (no weights/model "
-            f"or weights/discriminator table): a TF checkpoint of another program")
-    return best
-
-
-def _h5_shape_mismatch(h5_path: str, candidates) -> Optional[str]:
-    """Compare the tensor shapes stored in a Keras weights file with each candidate model's and
-    describe the closest: '24 of 163 tensors differ (file: [64, 64] x12, ...; model: ...)'."""
-    import collections
-
-    try:
-        import h5py
-
-        shapes: collections.Counter = collections.Counter()
-        with h5py.File(h5_path, "r") as f:
-            f.visititems(lambda _, obj: shapes.update([tuple(obj.shape)])
-                         if isinstance(obj, h5py.Dataset) else None)
-    except (ImportError, OSError, ValueError):
-        return None
-    best = None
-    for model in candidates:
-        want = collections.Counter(tuple(v.shape) for v in model.weights)
-        only_file, only_model = shapes - want, want - shapes
-        n = sum(only_model.values())
-        if best is None or n < best[0]:
-            best = (n, sum(want.values()), only_file, only_model)
-    if best is None or best[0] == 0:
-        return None
-
-    def fmt(counter):
-        items = sorted(counter.items(), key=lambda kv: -kv[1])
-        return ", ".join(f"{list(k)} x{v}" for k, v in items[:3]) + (", ..." if len(items) > 3 else "")
-
-    n, total, only_file, only_model = best
-    return (f"{n} of the model's {total} tensors have no same-shaped tensor in the file (file "
-            f"has {fmt(only_file) or 'none left'}; model needs {fmt(only_model)})")
-
-
-def check_init_checkpoint(path: str, objective_name: str, config: FunnelConfig,
-                          **objective_kwargs) -> str:
-    """Load `path` into throwaway models of this run, built on the host, by the same route the run
-    then takes (`init_checkpoint.load_init_checkpoint`): a checkpoint of another size is one
-    CheckpointError that counts and names the tensors that do not fit, before anything is
-    written. Returns what would be loaded."""
-    if not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):
-        raise checkpointing.CheckpointError(f"--init_checkpoint {path}: not found")
-    path = init_checkpoint.resolve(path)
-    try:
-        kind = init_checkpoint.kind_of(path)
+        return checkpoints.resolve(path)
     except UserError as e:
-        raise checkpointing.CheckpointError(f"--init_checkpoint {e}") from None
-    probe = pretraining_task(objective_name, config, **objective_kwargs)
+        raise CheckpointError(f"--init_checkpoint {e}") from None
+
+
+def check_init_checkpoint(init, objective_name: str, config: FunnelConfig,
+                          **objective_kwargs) -> str:
+    """Load `init` (resolved by `resolve_init_checkpoint`; a path is resolved here) into throwaway
+    models of this run, built on the host, by the same route the run then takes
+    (`init_checkpoint.load_init_checkpoint`): a checkpoint of another size is one CheckpointError
+    that counts and names the tensors that do not fit, before anything is written. Returns what
+    would be loaded."""
+    if isinstance(init, str):
+        init = resolve_init_checkpoint(init)
+    probe = objectives.make_objective(objective_name, config, **objective_kwargs)
     with tf.device("/cpu:0"):
         probe.build()
     fix = "pass the --config / --config_override the checkpoint was trained with"
-    if kind != "training":
+    path = init.path
+    if init.kind not in ("pretraining_run", "training_checkpoint"):
         try:
-            return init_checkpoint.load_init_checkpoint(probe.backbone, path, probe.models)
+            return init_checkpoint.load_init_checkpoint(probe.backbone, init, probe.models)
         except UserError as e:
             try:
-                h5 = checkpointing.weights_file(path) if kind in ("h5", "native") else None
-            except checkpointing.CheckpointError:
+                h5 = training.weights_file(path) if init.kind in ("keras_weights", "native", "finetuning_run") \
+                    else None
+            except CheckpointError:
                 h5 = None  # several files: the load error itself says so
-            detail = h5 and _h5_shape_mismatch(h5, [probe.backbone, *probe.models.values()])
+            detail = h5 and training.h5_shape_mismatch(h5, [probe.backbone, *probe.models.values()])
             if not detail:
                 lines = [ln.strip(" :;") for ln in str(e).strip().splitlines() if ln.strip(" :;")]
                 detail = "; ".join(lines[2:6] if len(lines) > 2 else lines)[:400]
-            raise checkpointing.CheckpointError(
+            raise CheckpointError(
                 f"--init_checkpoint {path} does not fit this model: {detail}; {fix}") from None
-    prefix = checkpointing.resolve_checkpoint(path)
-    name, missing, mismatched, n = _compare_training_checkpoint(prefix, probe.backbone)
+    prefix = training.resolve_checkpoint(path)
+    name, missing, mismatched, n = training.compare_backbone(prefix, probe.backbone)
     if not missing and not mismatched:
         return f"backbone ({n} tensors) from training checkpoint {prefix} [{name}]"
     parts = []
@@ -398,7 +319,7 @@ def check_init_checkpoint(path: str, objective_name: str, config: FunnelConfig,
                      f"{'; ...' if len(mismatched) > 3 else ''})")
     if missing:
         parts.append(f"{len(missing)} of {n} are missing (e.g. {', '.join(missing[:3])})")
-    raise checkpointing.CheckpointError(
+    raise CheckpointError(
         f"--init_checkpoint {prefix} does not fit this model: {' and '.join(parts)}; {fix}")
 
 
@@ -496,9 +417,11 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     record = run_record_of(a, config, plan.vocab, precision)
     if resuming:  # a run that differs in what defines it is refused; the rest is logged
         notes += run_record.check_resume(model_dir, record, *_saved_record(model_dir))
+    init = None  # --init_checkpoint, resolved once here and handed to the loop
     if a.init_checkpoint and not resuming:
+        init = resolve_init_checkpoint(a.init_checkpoint)
         notes.append("init checkpoint fits: " + check_init_checkpoint(
-            a.init_checkpoint, a.objective, config, **extra))
+            init, a.objective, config, **extra))
     keras.utils.set_random_seed(a.seed)  # after the probe models: the run's init is unchanged
 
     train_steps = a.train_steps
@@ -513,7 +436,7 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
         model_dir=model_dir, steps_per_loop=a.steps_per_loop, log_every=a.log_every,
         save_every=a.save_every, keep_checkpoints=a.keep_checkpoints, clip_norm=a.clip_norm,
         jit_compile=jit, nonfinite=a.nonfinite, max_nonfinite=a.max_nonfinite, seed=a.seed,
-        data_resume=a.data_resume, warm_start=a.init_checkpoint)
+        data_resume=a.data_resume, warm_start=init)
     loop_config.validate()
 
     # Everything is checked: from here on the run writes, holding the model_dir for its life.
@@ -594,5 +517,5 @@ def format_summary(result: PretrainResult) -> str:
 
 
 __all__ = ["PretrainArgs", "PretrainResult", "PretrainArgsError", "run_pretraining",
-           "format_summary", "check_args", "check_init_checkpoint", "parse_config_overrides",
+           "format_summary", "check_args", "resolve_init_checkpoint", "check_init_checkpoint", "parse_config_overrides",
            "DEMO_DEFAULTS", "RUN_DEFAULTS", "EXIT_PREEMPTED"]

@@ -16,7 +16,8 @@ from funnel_tf.tasks import get_task
 from funnel_tf.finetuning.initialization import initialize_model
 from funnel_tf.tasks.pretraining import pretraining_task
 from funnel_tf.engine import checkpointing
-from funnel_tf.checkpoints.init_checkpoint import BEST_DIR, kind_of, load_init_checkpoint
+from funnel_tf.checkpoints.init_checkpoint import load_init_checkpoint
+from funnel_tf.checkpoints.resolver import BEST_DIR, resolve
 from funnel_tf.engine.optimization import make_optimizer
 
 HF_MLM = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "hf" / "head_masked_lm_L8"
@@ -74,8 +75,9 @@ def test_training_checkpoint_and_weights_file(tmp_path):
     checkpointing.TrainingCheckpoint(str(tmp_path / "pre"), {"model": objective.model,
                                                              "optimizer": optimizer}, step).save()
     objective.backbone.save_weights(str(tmp_path / "backbone.weights.h5"))
-    for path, kind in ((tmp_path / "pre", "training"), (tmp_path / "backbone.weights.h5", "h5")):
-        assert kind_of(str(path)) == kind
+    for path, kind in ((tmp_path / "pre", "training_checkpoint"),
+                       (tmp_path / "backbone.weights.h5", "keras_weights")):
+        assert resolve(str(path)).kind == kind
         mlm, pre, fine_model, fine = _both_routes(str(path), CONFIG)
         _assert_same_encoder(mlm, objective.model)
         _assert_same_encoder(fine_model, objective.model)

@@ -14,10 +14,10 @@ from tensorflow.python.checkpoint import checkpoint_management
 from funnel_tf.config import load_config
 from funnel_tf.errors import UserError, one_line
 from funnel_tf.modeling.heads import FunnelForMaskedLM, FunnelForPreTraining
-from funnel_tf.engine.checkpointing import (
-    CheckpointError, CheckpointMismatchError, CheckpointWriteError, TrainingCheckpoint,
-    UnreadableCheckpointError, model_weights, read_step, resolve_checkpoint, warm_start,
-    weights_file)
+from funnel_tf.checkpoints.errors import (
+    CheckpointError, CheckpointMismatchError, CheckpointReadError, CheckpointWriteError)
+from funnel_tf.checkpoints.training import model_weights, resolve_checkpoint, warm_start, weights_file
+from funnel_tf.engine.checkpointing import TrainingCheckpoint, read_step
 from funnel_tf.engine.optimization import make_optimizer
 
 from . import toy
@@ -283,7 +283,7 @@ def test_no_readable_checkpoint_is_an_error_naming_them_not_a_fresh_start(tmp_pa
         _truncate(f, 0.1)
     before = _files(tmp_path)
     ck, step = _fresh(tmp_path)
-    with pytest.raises(UnreadableCheckpointError) as e:
+    with pytest.raises(CheckpointReadError) as e:
         ck.restore_latest()
     msg = one_line(e.value)
     assert "ckpt-200" in msg and "ckpt-100" in msg and "truncated" in msg and str(d) in msg
@@ -295,7 +295,7 @@ def test_state_file_naming_deleted_checkpoints_is_an_error(tmp_path):
     for f in tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-*")):
         os.remove(f)
     ck, _ = _fresh(tmp_path)
-    with pytest.raises(UnreadableCheckpointError, match="ckpt-200.*index file is missing"):
+    with pytest.raises(CheckpointReadError, match="ckpt-200.*index file is missing"):
         ck.restore_latest()
 
 
@@ -359,9 +359,9 @@ def test_read_step_and_resolve_of_a_truncated_checkpoint_are_one_line_errors(tmp
     d = tmp_path / "checkpoints"
     _truncate(tf.io.gfile.glob(str(d / "ckpt-100.data-*"))[0], 0.3)
     for fn in (read_step, resolve_checkpoint):
-        with pytest.raises(UnreadableCheckpointError, match=r"ckpt-100.*truncated"):
+        with pytest.raises(CheckpointReadError, match=r"ckpt-100.*truncated"):
             fn(str(tmp_path))
-        with pytest.raises(UnreadableCheckpointError, match=r"ckpt-100.*truncated"):
+        with pytest.raises(CheckpointReadError, match=r"ckpt-100.*truncated"):
             fn(str(d / "ckpt-100"))
 
 
@@ -378,7 +378,7 @@ def test_warm_start_from_truncated_files_names_the_file(tmp_path):
     raw = bytearray(open(data, "rb").read())
     raw[len(raw) // 3] ^= 0xFF  # passes the size check; the read itself fails
     open(data, "wb").write(bytes(raw))
-    with pytest.raises(UnreadableCheckpointError, match=r"ckpt-100.*truncated or unreadable"):
+    with pytest.raises(CheckpointReadError, match=r"ckpt-100.*truncated or unreadable"):
         warm_start(toy.ToyMLM().funnel, str(tmp_path / "run"))
 
 

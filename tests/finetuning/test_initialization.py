@@ -58,7 +58,7 @@ def test_initialize_from_huggingface_and_original_release(shared_data):
 
     hf_dir = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "hf",
                           "head_seq_cls_L8")
-    config = resolve_config(None, hf_dir)
+    config = resolve_config(None, checkpoints.resolve(hf_dir))
     assert config.d_model == 32 and config.block_sizes == [1, 1, 1]
     task = get_task("mnli")  # 3 labels, like the fixture's head: the head is loaded too
     model = task.build_model(config)
@@ -68,7 +68,7 @@ def test_initialize_from_huggingface_and_original_release(shared_data):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
     original = str(shared_data / "original_tf1" / "B2-1-1_D2_sepcls_mean_electra")
-    config = resolve_config(None, original)
+    config = resolve_config(None, checkpoints.resolve(original))
     squad = get_task("squad_v1.1")  # the full model: encoder and decoder come from the release
     model = squad.build_model(config)
     assert "original checkpoint" in initialize_model(model, squad, original)

@@ -1,0 +1,121 @@
+"""A pretraining run's model_dir (config.json, pretrain_args.json, checkpoints/ckpt-N) as a model:
+its objective's model is rebuilt from the run's files and restored from the tables the run saved,
+then copied by name into the class asked for. Knows the run's file layout, not the pretraining code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from funnel_tf.checkpoints.errors import CheckpointError
+from funnel_tf.checkpoints.training import model_weights, resolve_checkpoint
+
+RUN_CONFIG = "config.json"           # what pretraining/run.py writes into its model_dir
+RUN_ARGS = "pretrain_args.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+# objective -> (table of the checkpoint, class, Keras name) of the model whose weights a run's
+# checkpoint holds for it (as pretraining/objectives.py builds them: the Keras name fixes the
+# variable paths that key the table). ELECTRA's generator is not needed to rebuild the discriminator.
+RUN_MODELS = {"mlm": ("model", "FunnelForMaskedLM", "masked_lm"),
+              "electra": ("discriminator", "FunnelForPreTraining", "discriminator")}
+
+
+def pretraining_run_of(path: str) -> Optional[str]:
+    """The model_dir of a pretraining run when `path` is one (config.json + pretrain_args.json),
+    its checkpoints/ folder or a ckpt-N prefix in there; None for anything else."""
+    def is_run(folder):
+        return all(tf.io.gfile.exists(os.path.join(folder, n)) for n in (RUN_CONFIG, RUN_ARGS))
+
+    path = path.rstrip("/")
+    if tf.io.gfile.isdir(path):
+        if is_run(path):
+            return path
+        parent = os.path.dirname(path)
+        return parent if os.path.basename(path) == CHECKPOINTS_DIR and is_run(parent) else None
+    if tf.io.gfile.exists(path + ".index"):
+        folder = os.path.dirname(path)
+        parent = os.path.dirname(folder)
+        return parent if os.path.basename(folder) == CHECKPOINTS_DIR and is_run(parent) else None
+    return None
+
+
+def read_run_args(run: str) -> dict:
+    """The run's pretrain_args.json; CheckpointError when it cannot be read."""
+    try:
+        with tf.io.gfile.GFile(os.path.join(run, RUN_ARGS)) as f:
+            args = json.loads(f.read())
+    except (ValueError, tf.errors.OpError) as e:
+        raise CheckpointError(f"cannot read the run's settings: {e}", source=run) from None
+    if not isinstance(args, dict):
+        raise CheckpointError(f"cannot read the run's settings: {RUN_ARGS} is not an object", source=run)
+    return args
+
+
+def run_model_class(run: str) -> Optional[str]:
+    """The class of the model a pretraining run trains (its objective's), or None when unknown."""
+    try:
+        objective = read_run_args(run).get("objective") or "mlm"
+    except CheckpointError:
+        return None
+    return RUN_MODELS.get(objective, (None, None))[1]
+
+
+def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labels: Optional[int] = None,
+                         return_report: bool = False, **config_overrides):
+    """A model from a pretraining run (`path`: its model_dir or checkpoints/ folder, whose newest
+    readable checkpoint is used, or one ckpt-N prefix), as `funnel_tf.load_model` returns it.
+
+    The run's model (the discriminator of an ELECTRA run, else the MLM model) is rebuilt from its
+    config.json and restored from the table the run saved (`training.model_weights`), every weight
+    or a CheckpointError; it is then copied by name into `model_class` (default: that model's class;
+    "base", "seq_cls", ... take its backbone, head tensors they lack need allow_missing)."""
+    from funnel_tf.checkpoints.native import copy_weights
+    from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, resolve_class_name
+    from funnel_tf.config import ConfigError, FunnelConfig
+
+    run = pretraining_run_of(path)
+    if run is None:
+        raise CheckpointError(f"not a pretraining run (a model_dir with {RUN_CONFIG}, {RUN_ARGS} "
+                              f"and {CHECKPOINTS_DIR}/ckpt-N)", source=path)
+    try:
+        prefix = resolve_checkpoint(path)  # a folder: its newest readable checkpoint
+    except CheckpointError as e:
+        raise CheckpointError(f"a pretraining run without a usable checkpoint: {e} (a run "
+                              f"saves one every --save_every steps)", source=path) from None
+    try:
+        config = FunnelConfig.from_json_file(os.path.join(run, RUN_CONFIG))
+        if config_overrides:
+            config = config.replace(**config_overrides)
+    except (ConfigError, ValueError) as e:
+        raise CheckpointError(f"cannot read the run's settings: {e}", source=run) from None
+    objective = read_run_args(run).get("objective") or "mlm"
+    if objective not in RUN_MODELS:
+        raise CheckpointError(f"a run of objective {objective!r}; this version reads {sorted(RUN_MODELS)}",
+                              source=run)
+    table_name, class_name, keras_name = RUN_MODELS[objective]
+    with tf.device("/cpu:0"):
+        source = build_model(class_name, config, name=keras_name)
+    try:
+        status = tf.train.Checkpoint(weights={table_name: model_weights(source)}).read(prefix)
+        status.expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+        raise CheckpointError(
+            f"does not hold the {objective} run's {table_name} of its config.json "
+            f"({str(e).splitlines()[0][:300]})", source=prefix) from None
+    except (tf.errors.OpError, IndexError) as e:
+        raise CheckpointError(f"cannot read this checkpoint ({str(e).splitlines()[0][:200]})",
+                              source=prefix) from None
+    target_name = resolve_class_name(model_class) if model_class else type(source).__name__
+    target_kwargs = {"num_labels": int(num_labels or 2)} if target_name in WITH_NUM_LABELS else {}
+    if num_labels is not None and not target_kwargs:
+        raise CheckpointError(f"num_labels only applies to {list(WITH_NUM_LABELS)}", source=path)
+    target = build_model(target_name, config, **target_kwargs)
+    report = copy_weights(source, target, allow_missing=allow_missing, source=prefix)
+    report.format = "pretraining run"
+    del source
+    return (target, report) if return_report else target
