@@ -36,6 +36,8 @@ def test_public_api_has_args_and_a_runnable_example(name):
     assert doc.strip(), f"{name} has no docstring"
     if _takes_arguments(obj):
         assert "\nArgs:\n" in f"\n{doc}", f"{name}'s docstring has no 'Args:' section"
+    if inspect.isfunction(obj):
+        assert "\nReturns:\n" in f"\n{doc}", f"{name}'s docstring has no 'Returns:' section"
     assert "\nExample:\n" in f"\n{doc}" and ">>> " in doc.split("Example:", 1)[1], \
         f"{name}'s docstring has no 'Example:' section with a doctest"
 
