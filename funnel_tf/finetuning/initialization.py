@@ -101,7 +101,7 @@ def initialize_model(model, task: Task, init: Union[Resolved, str]) -> str:
     Any shape or name mismatch raises TaskError naming the tensors (nothing is half-loaded).
     """
     try:
-        return load_init_checkpoint(task.backbone(model), init, {"model": model})
+        return load_init_checkpoint(model.funnel, init, {"model": model})
     except UserError as e:  # already says what and where
         raise TaskError(f"--init_checkpoint {e}") from None
     except (ValueError, tf.errors.OpError) as e:

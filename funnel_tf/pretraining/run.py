@@ -288,7 +288,7 @@ def check_init_checkpoint(init, objective_name: str, config: FunnelConfig,
     would be loaded."""
     if isinstance(init, str):
         init = resolve_init_checkpoint(init)
-    probe = objectives.make_objective(objective_name, config, **objective_kwargs)
+    probe = pretraining_task(objective_name, config, **objective_kwargs)
     with tf.device("/cpu:0"):
         probe.build()
     fix = "pass the --config / --config_override the checkpoint was trained with"
