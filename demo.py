@@ -79,8 +79,8 @@ def write_task(folder: str, num_train: int, seed: int) -> dict:
 def pretrain(model_dir: str, steps: int) -> float:
     """pretrain.py's demo (tiny MLM on the shipped corpus): `run_pretraining` with the demo
     defaults, its progress log kept quiet as when pretrain.py ran in a subprocess here."""
-    from funnel_tf.pretraining.run import (PretrainArgs, format_summary,
-                                                    run_pretraining)
+    from funnel_tf.pretraining.args import PretrainArgs
+    from funnel_tf.pretraining.run import format_summary, run_pretraining
 
     t0 = time.time()
     verbosity = logging.get_verbosity()
@@ -118,7 +118,8 @@ def main(argv):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops a SavedModel needs)
 
-    from funnel_tf.finetuning.run import FinetuneArgs, run_finetuning
+    from funnel_tf.finetuning.args import FinetuneArgs
+    from funnel_tf.finetuning.run import run_finetuning
 
     out = FLAGS.out_dir or tempfile.mkdtemp(prefix="funnel_demo_")
     os.makedirs(out, exist_ok=True)

@@ -330,7 +330,7 @@ def _param_count(config) -> int:
 
 # ------------------------------------------------------------------------------------ stage 2
 def finetune_args(plan: Plan, work_dir: str, model: str, task: str, lr: float, seed: int):
-    from funnel_tf.finetuning.run import FinetuneArgs
+    from funnel_tf.finetuning.args import FinetuneArgs
 
     recipe = dict(plan.recipes[task])
     max_train = int(recipe.pop("max_train_examples", 0))

@@ -114,3 +114,90 @@ def test_pretraining_with_a_vocab_without_mask_is_one_line(tmp_path):
                          "pretrain.py")
     assert "no [MASK]" in err and "masked-LM pretraining" in err
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ flags generated from the run dataclasses
+def _parse(cls, *argv):
+    """A fresh absl FlagValues with `cls`'s generated flags, parsed from argv; its dataclass back."""
+    from absl import flags
+
+    from funnel_tf import flags_from_args
+
+    values = flags.FlagValues()
+    flags_from_args.define_flags(cls, values)
+    values(["prog", *argv])
+    return values, flags_from_args.args_from_flags(cls, values)
+
+
+def test_every_run_field_is_a_flag_with_its_help():
+    import dataclasses
+
+    from funnel_tf.finetuning.args import FinetuneArgs
+    from funnel_tf.flags_from_args import flag_names
+    from funnel_tf.pretraining.args import PretrainArgs
+
+    pre = flag_names(PretrainArgs)
+    assert set(pre) == {f.name for f in dataclasses.fields(PretrainArgs)} - {"flags_text"}
+    fin = flag_names(FinetuneArgs)
+    assert len(fin) == len(set(fin)) == 58 and {"train_file", "max_seq_length", "jit_compile",
+                                                "text_a_column", "strategy", "do_train"} <= set(fin)
+    values, _ = _parse(FinetuneArgs)
+    for name in fin:
+        assert len(values[name].help) > 15, name
+
+
+def test_pretrain_flags_parse_back_into_pretrain_args():
+    from funnel_tf.pretraining.args import PretrainArgs
+
+    _, args = _parse(PretrainArgs)
+    assert args == PretrainArgs()  # every flag's default is the field's
+    _, args = _parse(PretrainArgs, "--train_data=a.txt,b*.txt", "--config_override=d_model=8",
+                     "--config_override=n_head=2", "--seq_len=32", "--objective=electra",
+                     "--nodeterministic_input", "--strategy=cpu", "--jit_compile=true")
+    assert args == PretrainArgs(train_data=["a.txt", "b*.txt"], seq_len=32, objective="electra",
+                                config_override=["d_model=8", "n_head=2"], deterministic_input=False,
+                                strategy="cpu", jit_compile="true")
+
+
+def test_finetune_flags_parse_back_into_finetune_args():
+    from funnel_tf.finetuning.args import FinetuneArgs
+
+    _, args = _parse(FinetuneArgs, "--task=CSV", "--model_dir=m", "--train_file=t.csv",
+                     "--test_file=x.csv", "--text_a_column=1", "--label_column=label",
+                     "--label_names=neg,pos", "--clean_text", "--jit_compile=false",
+                     "--max_seq_length=64", "--do_train", "--tpu=local")
+    assert args.task == "CSV" and args.model_dir == "m" and not args.do_eval and args.do_train
+    assert args.files == {"train": "t.csv", "test": "x.csv"} and args.strategy == "tpu"
+    assert args.csv_options == {"text_a_column": 1, "text_b_column": None, "label_column": "label",
+                                "id_column": None, "label_names": ["neg", "pos"],
+                                "regression": False, "has_header": True, "delimiter": None,
+                                "clean": True}
+    assert args.run["jit_compile"] is False and args.run["keep_checkpoints"] == 2
+    assert args.hparams["max_seq_length"] == 64 and args.hparams["batch_size"] is None
+    _, args = _parse(FinetuneArgs, "--task=sst-2", "--model_dir=m")
+    assert args.csv_options is None and args.strategy == "default" and args.files == {}
+    assert args.run["jit_compile"] is None
+
+
+@pytest.mark.parametrize("script, old, new, value", [
+    ("pretrain", "max_seq_length", "seq_len", 64), ("pretrain", "vocab_file", "vocab", "v.txt"),
+    ("finetune", "seq_len", "max_seq_length", 64), ("finetune", "vocab", "vocab_file", "v.txt"),
+])
+def test_old_spellings_still_work_and_warn(script, old, new, value, monkeypatch):
+    from absl import logging
+
+    from funnel_tf.finetuning.args import FinetuneArgs
+    from funnel_tf.pretraining.args import PretrainArgs
+
+    warnings = []
+    monkeypatch.setattr(logging, "warning", lambda msg, *a: warnings.append(msg % a))
+    cls = PretrainArgs if script == "pretrain" else FinetuneArgs
+    values, args = _parse(cls, f"--{old}={value}", *(["--task=rte", "--model_dir=m"]
+                                                     if script == "finetune" else []))
+    assert values[new].value == value
+    assert (args.hparams["max_seq_length"] if new == "max_seq_length" else getattr(args, new)) == value
+    assert warnings == [f"--{old} is deprecated: use --{new} (same meaning)"]
+    assert "Deprecated spelling of --" + new in values[old].help
+    warnings.clear()
+    _parse(cls, f"--{new}={value}", *(["--task=rte", "--model_dir=m"] if script == "finetune" else []))
+    assert warnings == []

@@ -85,7 +85,8 @@ def test_pretraining_out_of_space_mid_run_keeps_the_checkpoint_and_resumes(tmp_p
     """The disk fills while the progress log is written (after the step-10 checkpoint): one line,
     exit 2, the checkpoint is intact, the model_dir is free again and the rerun resumes from it."""
     from funnel_tf.engine import progress
-    from funnel_tf.pretraining.run import PretrainArgs, run_pretraining
+    from funnel_tf.pretraining.args import PretrainArgs
+    from funnel_tf.pretraining.run import run_pretraining
 
     args = PretrainArgs(model_dir=str(tmp_path / "run"), train_steps=20, save_every=10,
                         log_every=10, steps_per_loop=10)

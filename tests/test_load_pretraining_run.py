@@ -13,7 +13,8 @@ import tensorflow as tf
 from funnel_tf import FunnelBaseModel, FunnelForMaskedLM, FunnelForSequenceClassification, convert, load_model
 from funnel_tf.checkpoints import CheckpointError, resolve
 from funnel_tf.pretraining.defaults import DEMO_CORPUS, DEMO_VOCAB
-from funnel_tf.pretraining.run import PretrainArgs, run_pretraining
+from funnel_tf.pretraining.args import PretrainArgs
+from funnel_tf.pretraining.run import run_pretraining
 
 IDS = (np.arange(32).reshape(2, 16) * 7 % 900).astype(np.int32)
 

@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf import storage
-from funnel_tf.pretraining.run import PretrainArgs, run_pretraining
+from funnel_tf.pretraining.args import PretrainArgs
+from funnel_tf.pretraining.run import run_pretraining
 from funnel_tf.engine.progress import read_metrics
 
 

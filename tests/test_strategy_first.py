@@ -29,7 +29,8 @@ demo_corpus = f"{repo}/data/demo_corpus.txt"
 demo_vocab = f"{repo}/data/demo_vocab.txt"
 try:
     if entry == "pretrain":
-        from funnel_tf.pretraining.run import PretrainArgs, run_pretraining
+        from funnel_tf.pretraining.args import PretrainArgs
+        from funnel_tf.pretraining.run import run_pretraining
         run_pretraining(PretrainArgs(train_data=[demo_corpus], model_dir=f"{tmp}/run",
                                      vocab=demo_vocab, config="tiny", seq_len=32, batch_size=4,
                                      train_steps=2))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import List
 
 import tensorflow as tf
 from absl import logging
@@ -20,35 +20,7 @@ from funnel_tf.engine.interrupts import sigterm_interrupts
 from funnel_tf.finetuning.runner import TASK_JSON, FinetuneRunner, RunConfig, _fmt
 from funnel_tf.engine import run_record
 from funnel_tf.engine.strategy import strategy_info
-
-
-@dataclasses.dataclass
-class FinetuneArgs:
-    """Everything a finetuning run needs, as plain values (finetune.py's flags map 1:1)."""
-
-    task: str
-    model_dir: str
-    data_dir: Optional[str] = None
-    tfds_data_dir: Optional[str] = None                               # GLUE from prepared TFDS
-    files: Dict[str, str] = dataclasses.field(default_factory=dict)   # split -> path overrides
-    predict_splits: Optional[List[str]] = None
-    init_checkpoint: Optional[str] = None
-    config: Optional[str] = None
-    vocab_file: Optional[str] = None
-    do_train: bool = True
-    do_eval: bool = True
-    do_predict: bool = False
-    predictions_dir: Optional[str] = None
-    export_dir: Optional[str] = None
-    overwrite_export: bool = False
-    strategy: str = "default"
-    tpu: Optional[str] = None
-    tpu_zone: Optional[str] = None
-    gcp_project: Optional[str] = None
-    precision: str = "auto"          # auto: mixed_bfloat16 on TPU, float32 elsewhere (as pretraining)
-    hparams: Dict[str, object] = dataclasses.field(default_factory=dict)  # Hparams overrides
-    run: Dict[str, object] = dataclasses.field(default_factory=dict)      # RunConfig overrides
-    csv_options: Optional[Dict[str, object]] = None
+from funnel_tf.finetuning.args import FinetuneArgs
 
 
 def run_finetuning(args: FinetuneArgs) -> dict:

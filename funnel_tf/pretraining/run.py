@@ -24,6 +24,8 @@ import os
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
+from funnel_tf.pretraining.args import JIT_MODES, MASKING, OBJECTIVES, PretrainArgs
+
 import tensorflow as tf
 from absl import logging
 
@@ -40,76 +42,12 @@ from funnel_tf.pretraining.defaults import (DEMO_CORPUS, DEMO_DEFAULTS, DEMO_VOC
                                                      RUN_DEFAULTS, PretrainArgsError,
                                                      fill_defaults)
 
-OBJECTIVES = ("mlm", "electra")
 STRATEGIES = ("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
-JIT_MODES = ("auto", "true", "false")
-MASKING = ("single_token", "word_span")
 ARGS_FILE = "pretrain_args.json"
 FLAGS_FILE = "pretrain_flags.txt"
 VOCAB_FILE = "vocab.txt"
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: restart with the same model_dir to resume
-
-
-@dataclasses.dataclass
-class PretrainArgs:
-    """Everything a pretraining run needs, as plain values (pretrain.py's flags map 1:1).
-
-    Fields left None take DEMO_DEFAULTS without train_data and RUN_DEFAULTS with it."""
-
-    train_data: Optional[List[str]] = None       # globs; None = the shipped demo corpus
-    model_dir: Optional[str] = None              # None only for the demo (a fresh temp dir)
-    config: Optional[str] = None
-    config_override: List[str] = dataclasses.field(default_factory=list)  # "key=json value"
-    objective: Optional[str] = None
-    train_data_format: str = "auto"
-    skip_undecodable_lines: bool = False
-    fallback_encoding: Optional[str] = None
-    vocab: Optional[str] = None
-    train_steps: Optional[int] = None
-    batch_size: Optional[int] = None             # global
-    seq_len: Optional[int] = None
-    learning_rate: Optional[float] = None
-    warmup_steps: Optional[int] = None
-    weight_decay: float = 0.01
-    clip_norm: float = 1.0
-    tpu: Optional[str] = None
-    tpu_zone: Optional[str] = None
-    gcp_project: Optional[str] = None
-    strategy: Optional[str] = None
-    precision: str = "auto"
-    steps_per_loop: Optional[int] = None
-    log_every: Optional[int] = None
-    save_every: Optional[int] = None
-    keep_checkpoints: int = 5
-    init_checkpoint: Optional[str] = None
-    masking: str = "single_token"
-    num_predict: Optional[int] = None
-    disc_weight: float = 50.0
-    generator_width: float = 0.25
-    jit_compile: str = "auto"
-    nonfinite: str = "stop"
-    max_nonfinite: int = 100
-    data_resume: str = "replay"
-    deterministic_input: bool = True
-    seed: int = 0
-    # Fresh weights: "original" = the original release's truncated normal 0.02 (first MLM loss ~ln V);
-    # "hf" = HF PyTorch's rule (~240-350 at the published sizes). Restored or warm-started weights
-    # are not affected. See funnel_tf/modeling/initializers.py.
-    init_scheme: str = "original"
-    flags_text: Optional[str] = None             # pretrain.py's flags, saved as pretrain_flags.txt
-
-    @property
-    def demo(self) -> bool:
-        return self.train_data is None
-
-    def with_defaults(self) -> "PretrainArgs":
-        """A copy with every unset (None) setting filled from DEMO_DEFAULTS / RUN_DEFAULTS."""
-        table = DEMO_DEFAULTS if self.demo else RUN_DEFAULTS
-        filled = {k: v for k, v in table.items() if getattr(self, k) is None}
-        if "strategy" in filled and self.tpu:
-            filled["strategy"] = "tpu"
-        return dataclasses.replace(self, **filled)
 
 
 @dataclasses.dataclass
@@ -516,6 +454,6 @@ def format_summary(result: PretrainResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PretrainArgs", "PretrainResult", "PretrainArgsError", "run_pretraining",
+__all__ = ["PretrainResult", "PretrainArgsError", "run_pretraining",
            "format_summary", "check_args", "resolve_init_checkpoint", "check_init_checkpoint", "parse_config_overrides",
            "DEMO_DEFAULTS", "RUN_DEFAULTS", "EXIT_PREEMPTED"]

@@ -133,7 +133,7 @@ def test_a_model_dir_name_too_long_is_refused_before_any_folder_is_made(config_p
 def test_lengths_that_cannot_fit_the_sequence_are_a_user_error(tmp_path, task, flag):
     """Issue 20: --task=squad with a short --max_seq_length was a ValueError traceback from the
     feature pipeline (max_query_length=64 must be in [1, seq_len - 4])."""
-    from funnel_tf.finetuning.run import FinetuneArgs
+    from funnel_tf.finetuning.args import FinetuneArgs
     from tests.tasks.helpers import DEMO_VOCAB
 
     with pytest.raises(UserError) as info:

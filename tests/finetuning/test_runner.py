@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from funnel_tf.tasks import TaskError, get_task
 from funnel_tf.tasks.defaults import Hparams
-from funnel_tf.finetuning.run import FinetuneArgs, run_finetuning
+from funnel_tf.finetuning.args import FinetuneArgs
+from funnel_tf.finetuning.run import run_finetuning
 from funnel_tf.finetuning.runner import FinetuneRunner, Predictor, RunConfig
 from funnel_tf.text.classification import TextExamples
 

@@ -14,8 +14,8 @@ from funnel_tf.errors import UserError, one_line
 from funnel_tf.pretraining import inputs
 from funnel_tf.tasks.pretraining import pretraining_task
 from funnel_tf.engine import checkpointing
-from funnel_tf.pretraining.run import (PretrainArgs, check_init_checkpoint,
-                                                run_pretraining)
+from funnel_tf.pretraining.args import PretrainArgs
+from funnel_tf.pretraining.run import check_init_checkpoint, run_pretraining
 from funnel_tf.engine.run_lock import ModelDirLock, ModelDirLockedError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -257,8 +257,8 @@ def test_a_records_glob_may_match_the_manifest_and_a_stray_shard_is_refused(tmp_
 
 def test_pretraining_from_scratch_uses_the_original_initialisation(tmp_path, tiny_config):
     from funnel_tf.config import FunnelConfig
-    from funnel_tf.pretraining.run import (PretrainArgs, check_same_config,
-                                                    resolve_config)
+    from funnel_tf.pretraining.args import PretrainArgs
+    from funnel_tf.pretraining.run import check_same_config, resolve_config
 
     for name in ("tiny", "small", "large-base"):
         assert resolve_config(PretrainArgs(config=name)).init_scheme == "original"

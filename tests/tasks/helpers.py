@@ -7,7 +7,7 @@ from typing import Dict
 
 import numpy as np
 
-from funnel_tf.finetuning.run import FinetuneArgs
+from funnel_tf.finetuning.args import FinetuneArgs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_VOCAB = os.path.join(REPO, "data", "demo_vocab.txt")

@@ -17,7 +17,8 @@ from funnel_tf import storage
 from funnel_tf.checkpoints.native import from_pretrained
 from funnel_tf.export import ClassifierServing
 from funnel_tf.finetuning import runner as runner_module
-from funnel_tf.finetuning.run import FinetuneArgs, run_finetuning
+from funnel_tf.finetuning.args import FinetuneArgs
+from funnel_tf.finetuning.run import run_finetuning
 from tests.tasks.helpers import CSV_OPTIONS, csv_args, write_csv_task
 
 
