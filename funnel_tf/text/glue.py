@@ -1,9 +1,9 @@
 """GLUE: task registry, readers for the original TSV files and for TFDS `glue/*`, and features.
 
 The registry (`GLUE_TASKS`: task name -> `GlueDataset`) is the one place that knows, per task: the
-file of every split, its header and column count, which columns hold text A / text B / label / index, the label list (or
-regression), the metric the paper reports and the GLUE submission file name. `finetune.py` and the
-metrics read it from here.
+file of every split, its header and column count, which columns hold text A / text B / label /
+index, the label list (or regression), the metric the paper reports and the GLUE submission file
+name. `finetune.py` and the metrics read it from here.
 
 TSV convention (GLUE's own): split every line on TAB with no quote processing (`QUOTE_NONE`), so
 raw `"` characters stay in the text; the MRPC files start with a UTF-8 BOM; CoLA train/dev have no
