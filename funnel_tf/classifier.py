@@ -27,8 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from funnel_tf import xla
-from funnel_tf.classifier_inputs import (ClassifierError, ClassifierTypeError, as_texts, check_dataset,
-                                         check_features, check_labels, is_features)
+from funnel_tf.classifier_inputs import (ClassifierError, as_texts, check_dataset, check_features,
+                                         check_labels, is_features)
 from funnel_tf.modeling.heads import FunnelForSequenceClassification
 from funnel_tf.tokenizer import DEFAULT_SEQUENCE_LENGTH, FunnelTokenizer
 
@@ -380,4 +380,4 @@ def _read_json_object(config_path: str) -> Optional[dict]:
     return config
 
 
-__all__ = ["FunnelTextClassifier", "ClassifierError", "ClassifierTypeError"]
+__all__ = ["FunnelTextClassifier"]

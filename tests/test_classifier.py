@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf import FunnelConfig, FunnelForSequenceClassification, FunnelTextClassifier, FunnelTokenizer
-from funnel_tf.classifier import ClassifierError
+from funnel_tf.classifier_inputs import ClassifierError
 from funnel_tf.resources import demo_vocab_path
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf import FunnelConfig, FunnelForSequenceClassification, FunnelTextClassifier, FunnelTokenizer
-from funnel_tf.classifier import ClassifierError, ClassifierTypeError
+from funnel_tf.classifier_inputs import ClassifierError, ClassifierTypeError
 from funnel_tf.errors import UserError
 from funnel_tf.resources import demo_vocab_path
 
