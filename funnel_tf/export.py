@@ -264,6 +264,14 @@ def export_saved_model(module: _Serving, export_dir: str, overwrite: bool = Fals
     Written to a temporary sibling directory first and renamed at the end, so an interrupted
     export never leaves a half-written SavedModel at `export_dir`. Works on any filesystem
     tf.io.gfile knows (gs://, ram://). `overwrite` replaces an existing SavedModel only.
+
+    Args:
+        module: a serving module (ClassifierServing, QuestionAnsweringServing, MultipleChoiceServing).
+        export_dir: where the SavedModel goes; it must not exist, unless `overwrite`.
+        overwrite: replace an earlier SavedModel at export_dir (never any other folder).
+
+    Returns:
+        export_dir, which then holds the SavedModel, assets.extra/task.json and README.txt.
     """
     check_export_dir(export_dir, overwrite)
     tmp = storage.make_temp_dir_beside(export_dir, ".export_")

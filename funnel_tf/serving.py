@@ -37,6 +37,13 @@ def load(export_dir: str):
 
     Call `loaded.signatures["serving_default"](text=tf.constant([...]))` (inputs per task: see the
     folder's README.txt) or `loaded.serve(...)`.
+
+    Args:
+        export_dir: a folder written by `finetune.py --export_dir` or `FunnelTextClassifier.export`.
+
+    Returns:
+        The loaded SavedModel; a ServingError (a UserError) when the folder is not one, or when
+        tensorflow-text is missing or of another TensorFlow version.
     """
     try:
         import tensorflow_text  # noqa: F401  (registers the TFText>... ops the graph uses)
