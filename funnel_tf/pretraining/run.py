@@ -455,5 +455,6 @@ def format_summary(result: PretrainResult) -> str:
 
 
 __all__ = ["PretrainResult", "PretrainArgsError", "run_pretraining",
-           "format_summary", "check_args", "resolve_init_checkpoint", "check_init_checkpoint", "parse_config_overrides",
+           "format_summary", "check_args", "resolve_init_checkpoint", "check_init_checkpoint",
+           "parse_config_overrides",
            "DEMO_DEFAULTS", "RUN_DEFAULTS", "EXIT_PREEMPTED"]
