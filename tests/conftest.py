@@ -84,3 +84,8 @@ def mirrored():
     """One MirroredStrategy over the two logical CPUs for the whole session (built once: cheaper;
     separate strategies in one process no longer collide, see funnel_tf/modeling/collective_keys.py)."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+# The run fixtures (demo vocab tokenizer, micro config, finetune.py in-process) for every test
+# folder: tasks/, finetuning/, engine/ and the top-level entry-point tests all use them.
+pytest_plugins = ["run_fixtures"]

@@ -1,4 +1,4 @@
-"""Fixtures for the task tests: the shipped demo vocab (fast, no shared data needed) and a micro
+"""Fixtures for the run tests (a pytest plugin of tests/conftest.py): the shipped demo vocab (fast, no shared data needed) and a micro
 config small enough that building and running a model takes a fraction of a second."""
 
 import os
@@ -8,7 +8,7 @@ import pytest
 
 from funnel_tf.config import load_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_VOCAB = os.path.join(REPO, "data", "demo_vocab.txt")
 
 
