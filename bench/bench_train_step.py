@@ -45,7 +45,8 @@ def _worker(args) -> dict:
     from funnel_tf.engine.loop import LoopConfig, Trainer
     from funnel_tf.tasks.pretraining import pretraining_task
     from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer
-    from funnel_tf.engine.strategy import make_strategy, set_precision
+    from funnel_tf.engine.precision import set_precision
+    from funnel_tf.engine.strategy import make_strategy
 
     logging.set_verbosity(logging.WARNING)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

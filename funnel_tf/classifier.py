@@ -161,7 +161,7 @@ class FunnelTextClassifier(keras.Model):
 
         nonfinite: what fit does with a step whose loss or a gradient is NaN/inf (the scripts'
         --nonfinite): its update is never applied; "stop" then raises
-        funnel_tf.engine.loop.NonFiniteLossError (a UserError) naming the step, with the weights
+        funnel_tf.engine.actions.NonFiniteLossError (a UserError) naming the step, with the weights
         at their last finite values; "skip" goes on, counting such steps in
         history["nonfinite_steps"], and raises once more than `max_nonfinite` were skipped."""
         from funnel_tf.nonfinite_guard import NonFiniteGuard, check_policy

@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from funnel_tf.errors import UserError
-from funnel_tf.engine.loop import NONFINITE_POLICIES, NonFiniteLossError
+from funnel_tf.engine.actions import NONFINITE_POLICIES, NonFiniteLossError
 
 __all__ = ["NONFINITE_POLICIES", "NonFiniteGuard", "NonFiniteLossError", "check_policy"]
 

@@ -82,7 +82,10 @@ def bert_vocab(shared_data):
 @pytest.fixture(scope="session")
 def mirrored():
     """One MirroredStrategy over the two logical CPUs for the whole session (built once: cheaper;
-    separate strategies in one process no longer collide, see funnel_tf/modeling/collective_keys.py)."""
+    separate strategies in one process no longer collide, see funnel_tf/engine/collective_keys.py)."""
+    from funnel_tf.engine import collective_keys
+
+    collective_keys.install()  # as engine/strategy.py does for the strategies runs build
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 

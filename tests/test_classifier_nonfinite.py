@@ -10,7 +10,7 @@ import tensorflow as tf
 from funnel_tf import FunnelConfig, FunnelForSequenceClassification, FunnelTextClassifier, FunnelTokenizer
 from funnel_tf.errors import UserError
 from funnel_tf.resources import demo_vocab_path
-from funnel_tf.engine.loop import NonFiniteLossError
+from funnel_tf.engine.actions import NonFiniteLossError
 
 TEXTS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad"] * 3  # 6 batches of 4
 

@@ -9,7 +9,7 @@ One training step, per replica:
   3. sum gradients across replicas, clip them by their global norm (1.0: the norm of the global
      gradient, identical on every replica), and apply AdamW unless the loss or the gradient norm is
      not finite (then the update is skipped on every replica and counted).
-Metric sums live in sync-on-read variables, read by the host at log boundaries.
+Metric sums live in sync-on-read variables (accumulators.py), read by the host at log boundaries.
 
 What is XLA-compiled: on the default / one-device strategy the whole replica step (including the
 optimizer update), or with jit_compile=False the update alone (`jit_update`: clipping and AdamW in
@@ -25,19 +25,13 @@ replay that rebuilds the input at the resume step (distributed iterators cannot 
 TF 2.19-2.21): a dataset_fn that takes `start_batch` (pretraining's) starts there in O(1), skipping
 serialized records it never parses or masks; any other dataset_fn has its consumed batches skipped.
 Either is exact only if the input pipeline is deterministic for its seed; "restart" skips nothing.
-Preemption: every platform saves and returns `preempted=True` (entry points exit 75). SIGTERM is
-caught and the loop saves at the next host-call boundary; with several workers (multi-worker) each
-boundary sums every worker's 0/1 stop flag in one all-reduce, so a notice that reaches one worker
-stops all of them at the same step and they save together. TF's PreemptionCheckpointHandler is used
-as well only where TF implements it (strategy.tf_preemption_handler_works: TPU/multi-worker off
-GCP and on GCE GPU VMs; on a Cloud TPU VM or GCE CPU VM it does nothing in TF 2.19-2.21); where it
-watches SIGTERM itself it saves through TrainingCheckpoint.save and the run returns preempted too.
-A host call cannot be interrupted (Python runs the handler once it returns), so the save starts up
-to one host call after the notice: keep `steps_per_loop` x step time well under the ~30 s a
-preempted Cloud TPU VM gets (e.g. 100 steps of 0.1 s = 10 s, plus the save). Ctrl-C (SIGINT) is
-a preemption too on single-host runs: the first one saves at the next host-call boundary and
-returns `preempted=True`, a second one aborts at once (KeyboardInterrupt; a save it cuts short is
-removed).
+Side effects live in actions the loop calls at host-call boundaries (actions.py): the non-finite
+policy, saving on preemption (every platform saves and returns `preempted=True`; entry points exit
+75; the signal handling, TF's preemption handler and the multi-worker stop agreement are
+preemption.py's), and whatever a run adds (finetuning evaluates and keeps the best model).
+A host call cannot be interrupted (Python runs a signal handler once it returns), so a save starts
+up to one host call after the notice: keep `steps_per_loop` x step time well under the ~30 s a
+preempted Cloud TPU VM gets (e.g. 100 steps of 0.1 s = 10 s, plus the save).
 Restores fall back past unreadable checkpoints and refuse another objective's or config's
 (checkpointing.TrainingCheckpoint); `Trainer.prepare()` does that before anything is written.
 """
@@ -46,9 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import signal
-import threading
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -58,6 +50,11 @@ from funnel_tf import xla
 from funnel_tf.errors import UserError
 from funnel_tf.engine import run_lock
 from funnel_tf.engine import checkpointing
+from funnel_tf.engine.accumulators import Accumulators
+from funnel_tf.engine.inputs import distributed_iterator
+from funnel_tf.engine.actions import (NONFINITE_POLICIES, Action, Boundary, NonFinitePolicy,
+                                      SaveIfPreempted)
+from funnel_tf.engine.preemption import Preemption, PreemptionSaved
 from funnel_tf.checkpoints import init_checkpoint
 from funnel_tf.tasks.base import Task
 from funnel_tf.engine.progress import ProgressLogger, format_duration
@@ -65,17 +62,7 @@ from funnel_tf.engine.strategy import strategy_info
 from funnel_tf.engine.update import FusedUpdate
 from funnel_tf.engine.weight_copies import maybe_weight_copies
 
-NONFINITE_POLICIES = ("stop", "skip")
 DATA_RESUME_MODES = ("auto", "replay", "restart")
-
-
-class NonFiniteLossError(UserError, RuntimeError):
-    """Training hit a non-finite loss or gradient and the policy is "stop"."""
-
-
-class _PreemptionSaved(Exception):
-    """Raised by TF's PreemptionCheckpointHandler (our exit_fn) once it has saved: the loop
-    returns `preempted=True` as on any other platform instead of exiting the process."""
 
 
 class CorruptInputError(UserError, RuntimeError):
@@ -153,28 +140,6 @@ class TrainResult:
     start_step: int = 0
 
 
-class _Accumulators:
-    """Sync-on-read sums, one per objective stat, plus step counters; read+reset by the host."""
-
-    def __init__(self, names):
-        on_read = tf.VariableSynchronization.ON_READ
-        self.sums = {n: tf.Variable(0.0, trainable=False, synchronization=on_read,
-                                    aggregation=tf.VariableAggregation.SUM, name=f"acc_{n}")
-                     for n in names}
-        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
-        self.steps = tf.Variable(0.0, trainable=False, synchronization=on_read,
-                                 aggregation=first, name="acc_steps")
-        self.nonfinite = tf.Variable(0.0, trainable=False, synchronization=on_read,
-                                     aggregation=first, name="acc_nonfinite")
-
-    def read(self):
-        return {n: float(v.numpy()) for n, v in self.sums.items()}, float(self.steps.numpy())
-
-    def reset(self):
-        for v in list(self.sums.values()) + [self.steps]:
-            v.assign(tf.zeros_like(v))
-
-
 class Trainer:
     """Builds everything inside the strategy scope and runs the loop.
 
@@ -183,10 +148,13 @@ class Trainer:
     optimizer_fn:  variables -> built optimizer (see optimization.make_optimizer); called in scope.
     dataset_fn:    tf.distribute.InputContext -> tf.data.Dataset of *per-replica* batches (use
                    `ctx.get_per_replica_batch_size(global)` and shard by `ctx.input_pipeline_id`).
+    actions:       more `actions.Action`s to call at host-call boundaries, after the loop's own
+                   (the non-finite policy, then saving on preemption), e.g. actions.Evaluate.
     """
 
     def __init__(self, strategy: tf.distribute.Strategy, objective: Task,
-                 optimizer_fn: Callable, dataset_fn: Callable, config: LoopConfig):
+                 optimizer_fn: Callable, dataset_fn: Callable, config: LoopConfig,
+                 actions: Sequence[Action] = ()):
         config.validate()
         info = strategy_info(strategy)
         if config.jit_compile and info.kind != "tpu" and not xla.effective_jit_compile(
@@ -207,15 +175,15 @@ class Trainer:
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.variables = objective.trainable_variables
             self.optimizer = optimizer_fn(self.variables)
-            self.acc = _Accumulators(sorted({s for pair in objective.metrics.values()
+            self.acc = Accumulators(sorted({s for pair in objective.metrics.values()
                                              for s in pair if s}))
             self._fused = None
             if self._uses_fused_update():
                 copies = maybe_weight_copies(self.variables, _compute_dtype(objective),
                                              config.weight_copies)
                 self._fused = FusedUpdate(self.optimizer, self.variables, config.clip_norm, copies)
-        self._stop_requested = threading.Event()
-        self._stop_reason = "request"
+        self.preemption = Preemption(strategy, info, config.handle_sigterm, config.handle_sigint)
+        self.actions: List[Action] = list(actions)
         self._train_fn = None
         self._prepared: Optional[_Prepared] = None
 
@@ -274,7 +242,7 @@ class Trainer:
                 norm = tf.linalg.global_norm(grads)
             finite = tf.logical_and(tf.math.is_finite(global_loss), tf.math.is_finite(norm))
             guarded_apply(grads, finite)
-            self._accumulate(stats, finite)
+            self.acc.add(stats, finite)
 
         if cfg.jit_compile and kind in ("default", "one_device"):
             replica_step = tf.function(replica_step, jit_compile=True)
@@ -293,7 +261,7 @@ class Trainer:
                                                            seed=self._seed(step))
             direct, through_copy = fused.gradients(tape, loss)
             _, finite = fused(direct, through_copy, loss)
-            self._accumulate(stats, finite)
+            self.acc.add(stats, finite)
         return replica_step
 
     def _global_normalizers(self, features):
@@ -305,14 +273,6 @@ class Trainer:
         ctx = tf.distribute.get_replica_context()
         return tf.stack([tf.cast(step % (2 ** 31 - 1), tf.int32) + self.config.seed,
                          tf.cast(ctx.replica_id_in_sync_group, tf.int32)])
-
-    def _accumulate(self, stats, finite):
-        okf = tf.cast(finite, tf.float32)
-        for name, var in self.acc.sums.items():
-            value = tf.cast(stats[name], tf.float32)
-            var.assign_add(tf.where(finite, value, tf.zeros_like(value)))
-        self.acc.steps.assign_add(okf)
-        self.acc.nonfinite.assign_add(1.0 - okf)
 
     def _make_train_fn(self):
         replica_step = self._make_replica_step()
@@ -326,70 +286,19 @@ class Trainer:
                 step.assign_add(1)
         return train_loop
 
-    # ------------------------------------------------------------------ data
     def _distributed_iterator(self, skip_batches: int):
-        """Iterator over the input from step `skip_batches` on. A dataset_fn with a `start_batch`
-        parameter starts there itself (pretraining's skips serialized records and jumps whole
-        epochs: O(1) in the step); any other is built from 0 and `skip`s its batches."""
-        import inspect
-
-        try:
-            starts = "start_batch" in inspect.signature(self.dataset_fn).parameters
-        except (TypeError, ValueError):
-            starts = False
-
-        def fn(ctx):
-            # The per-host pipeline feeds its local replicas one batch each per step.
-            skip = skip_batches * (self.info.num_replicas // max(ctx.num_input_pipelines, 1))
-            if skip and starts:
-                return self.dataset_fn(ctx, start_batch=skip)
-            ds = self.dataset_fn(ctx)
-            return ds.skip(skip) if skip else ds
-        return iter(self.strategy.distribute_datasets_from_function(fn))
+        return distributed_iterator(self.strategy, self.dataset_fn, self.info.num_replicas,
+                                    skip_batches)
 
     # ------------------------------------------------------------------ host loop
     def _learning_rate(self) -> float:
         lr = self.optimizer.learning_rate
         return float(lr.numpy() if hasattr(lr, "numpy") else lr)
 
-    def _metrics(self):
-        sums, steps = self.acc.read()
-        out = {}
-        for name, (num, den) in self.objective.metrics.items():
-            d = steps if den is None else sums[den]
-            out[name] = sums[num] / d if d else float("nan")
-        return out, steps
-
     def request_stop(self, reason: str = "request") -> None:
         """Ask the loop to save a checkpoint and return at the next host-call boundary (what the
         SIGTERM and first SIGINT handlers do; thread-safe)."""
-        self._stop_reason = reason
-        self._stop_requested.set()
-
-    def _install_signal_handlers(self, sigterm: bool) -> Dict[int, object]:
-        """SIGTERM (when `sigterm`) and SIGINT (single host) -> save and stop; a second SIGINT
-        raises KeyboardInterrupt at once. Returns the previous handlers, to put back."""
-        cfg = self.config
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        if sigterm and cfg.handle_sigterm:
-            def on_term(signum, frame):
-                logging.warning("SIGTERM received: will save a checkpoint at the next loop "
-                                "boundary")
-                self.request_stop("SIGTERM")
-            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_term)
-        # Multi-worker: every worker must take part in a save, so one worker's Ctrl-C cannot.
-        if cfg.handle_sigint and self.info.num_workers == 1:
-            def on_int(signum, frame):
-                if self._stop_requested.is_set() and self._stop_reason == "Ctrl-C":
-                    signal.signal(signal.SIGINT, signal.default_int_handler)
-                    raise KeyboardInterrupt("second Ctrl-C: aborted without saving")
-                logging.warning("Ctrl-C: will save a checkpoint at the next loop boundary and "
-                                "stop (press Ctrl-C again to abort at once without saving)")
-                self.request_stop("Ctrl-C")
-            previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_int)
-        return previous
+        self.preemption.request(reason)
 
     def _async_checkpoint(self) -> bool:
         """Whether saves are asynchronous: LoopConfig.async_checkpoint, by default on for TPU only.
@@ -431,115 +340,112 @@ class Trainer:
                      sum(int(np.prod(v.shape)) for v in self.variables) / 1e6)
         self.prepare()
         ckpt, iterator = self._prepared.checkpoint, self._prepared.iterator
-        handler = self._preemption_handler(ckpt)
-        start = int(self.step.numpy())
-        if self._fused is not None and self._fused.weight_copies is not None:
-            self._fused.weight_copies.refresh()  # restored / warm-started / initial weights
-        if iterator is None or not ckpt.saves_data:
-            skip = start if (start and cfg.data_resume in ("auto", "replay")) else 0
-            if skip:
-                logging.info("resuming input at step %d: it starts %d batch(es) per replica in "
-                             "(the iterator state is not checkpointable here)", start, skip)
-            elif start:
-                logging.warning("data_resume=restart: the input starts again from its beginning")
-            iterator = self._distributed_iterator(skip)
-        if start >= cfg.train_steps:
-            logging.info("already at step %d >= train_steps %d: nothing to do", start,
-                         cfg.train_steps)
-            return TrainResult(start, [], ckpt.latest, start_step=start)
+        with self.preemption.watching(ckpt):  # TF's handler (it restores again), signal handlers
+            start = int(self.step.numpy())
+            if self._fused is not None and self._fused.weight_copies is not None:
+                self._fused.weight_copies.refresh()  # restored / warm-started / initial weights
+            if iterator is None or not ckpt.saves_data:
+                skip = start if (start and cfg.data_resume in ("auto", "replay")) else 0
+                if skip:
+                    logging.info("resuming input at step %d: it starts %d batch(es) per replica "
+                                 "in (the iterator state is not checkpointable here)", start, skip)
+                elif start:
+                    logging.warning("data_resume=restart: the input starts again from its "
+                                    "beginning")
+                iterator = self._distributed_iterator(skip)
+            if start >= cfg.train_steps:
+                logging.info("already at step %d >= train_steps %d: nothing to do", start,
+                             cfg.train_steps)
+                return TrainResult(start, [], ckpt.latest, start_step=start)
+            return self._loop(ckpt, iterator, start)
 
+    def _loop(self, ckpt, iterator, start: int) -> TrainResult:
+        """The host loop: host calls of `_chunk` steps; at each boundary the actions' checks,
+        progress, the periodic save and the workers' stop agreement, then the actions' work."""
+        cfg, info = self.config, self.info
         train_fn = self._make_train_fn()
         progress = ProgressLogger(cfg.train_steps, cfg.global_batch_size, cfg.seq_len,
                                   cfg.model_dir, write=info.is_chief)
-        # Our SIGTERM save wherever TF's handler does not catch SIGTERM itself (no handler; GCE
-        # GPU VMs, where it polls the maintenance event; Borg TPUs, told by the cluster).
-        tf_watches_sigterm = handler is not None and getattr(
-            signal.getsignal(signal.SIGTERM), "__self__", None) is handler
-        previous = self._install_signal_handlers(sigterm=not tf_watches_sigterm)
-        any_worker_stops = self._make_stop_agreement()
-        history, step, compiled = [], start, False
-        nonfinite_total = 0
+        actions = [NonFinitePolicy(cfg.nonfinite, cfg.max_nonfinite), SaveIfPreempted()]
+        actions += self.actions
+        history, step, compiled, nonfinite, stop = [], start, False, 0, False
         self.acc.reset()
         progress.start(step)
         failing = False
+
+        def result(preempted: bool) -> TrainResult:
+            return TrainResult(step, history, ckpt.latest, preempted=preempted,
+                               nonfinite_steps=nonfinite, start_step=start)
+
+        def boundary() -> Boundary:
+            return Boundary(step, cfg.train_steps, nonfinite, ckpt, stop,
+                            self.preemption.describe() if stop else "")
         try:
-            scope = handler.watch_preemption_scope() if (
-                handler is not None and info.kind == "tpu") else _null_scope()
-            with scope:
-                while step < cfg.train_steps:
-                    n = self._chunk(step)
-                    try:
-                        if handler is not None:
-                            handler.run(train_fn, iterator, tf.constant(n, tf.int32))
-                        else:
-                            train_fn(iterator, tf.constant(n, tf.int32))
-                        step = int(self.step.numpy())  # waits for the device
-                    except _PreemptionSaved:  # TF's handler saved (through ckpt.save) on a notice
-                        step = int(self.step.numpy())
-                        logging.warning("stopped at step %d on TF's preemption notice; restart "
-                                        "with the same --model_dir to resume", step)
-                        return TrainResult(step, history, ckpt.latest, preempted=True,
-                                           nonfinite_steps=nonfinite_total, start_step=start)
-                    except tf.errors.DataLossError as e:
-                        detail = data_loss_detail(e)
-                        where = (f"training stopped within steps {step + 1}-{step + n}; " + (
-                            f"last checkpoint {ckpt.latest} (intact)" if ckpt.latest
-                            else "no checkpoint saved yet"))
-                        raise CorruptInputError(
-                            f"the training input holds a corrupt or truncated record ({detail}); "
-                            f"{where}: fix or remove the bad file and rerun", detail=detail,
-                            where=where) from None
-                    if not compiled:
-                        progress.mark_compiled(step)
-                        compiled = True
-                    bad = int(round(float(self.acc.nonfinite.numpy())))
-                    if bad > nonfinite_total:
-                        self._on_nonfinite(step, bad - nonfinite_total, bad, ckpt)
-                        nonfinite_total = bad
-                    if step % cfg.log_every == 0 or step == cfg.train_steps:
-                        metrics, steps = self._metrics()
-                        if steps > 0:
-                            history.append(progress.log(step, metrics, self._learning_rate(),
-                                                        {"nonfinite_steps": nonfinite_total}))
-                        self.acc.reset()
-                    save_due = ((cfg.save_every and step % cfg.save_every == 0)
-                                or step == cfg.train_steps) and ckpt.saved_step != step
-                    # Every worker reaches every boundary: all of them stop at the same step, and
-                    # all of them stop when the chief's run lock was lost before a save.
-                    lost = self._check_lock() if save_due else None
-                    stop, any_lost = any_worker_stops(self._stop_requested.is_set(),
-                                                      lost is not None)
-                    if any_lost:
-                        raise lost or run_lock.RunLockLostError(
-                            f"{cfg.model_dir}: the chief worker's run lock was removed or taken "
-                            f"by another run; stopped before writing (see the chief's log)")
-                    if save_due:
-                        # never the same step twice (a 0-step host call on a stop); the last
-                        # one and a preemption's are complete before the run returns
-                        ckpt.save(wait=stop or step == cfg.train_steps)
-                    if stop:
-                        if ckpt.saved_step != step:
-                            ckpt.save(wait=True)
-                        ckpt.wait()
-                        logging.warning("stopped at step %d on request (%s); restart with "
-                                        "the same --model_dir to resume", step,
-                                        self._stop_reason if self._stop_requested.is_set()
-                                        else "another worker's")
-                        return TrainResult(step, history, ckpt.latest, preempted=True,
-                                           nonfinite_steps=nonfinite_total, start_step=start)
+            while True:
+                b = boundary()
+                for action in actions:  # SaveIfPreempted before any other work
+                    if action.at_boundary(b):
+                        return result(preempted=True)
+                if step >= cfg.train_steps:
+                    break
+                n = self._chunk(step)
+                try:
+                    self.preemption.run(train_fn, iterator, tf.constant(n, tf.int32))
+                    step = int(self.step.numpy())  # waits for the device
+                except PreemptionSaved:  # TF's handler saved (through ckpt.save) on a notice
+                    step = int(self.step.numpy())
+                    logging.warning("stopped at step %d on TF's preemption notice; restart "
+                                    "with the same --model_dir to resume", step)
+                    return result(preempted=True)
+                except tf.errors.DataLossError as e:
+                    raise self._corrupt_input(e, step, n, ckpt) from None
+                if not compiled:
+                    progress.mark_compiled(step)
+                    compiled = True
+                nonfinite = int(round(float(self.acc.nonfinite.numpy())))
+                b = boundary()
+                for action in actions:
+                    action.after_steps(b)
+                if step % cfg.log_every == 0 or step == cfg.train_steps:
+                    metrics, steps = self.acc.metrics(self.objective.metrics)
+                    if steps > 0:
+                        history.append(progress.log(step, metrics, self._learning_rate(),
+                                                    {"nonfinite_steps": nonfinite}))
+                    self.acc.reset()
+                save_due = ((cfg.save_every and step % cfg.save_every == 0)
+                            or step == cfg.train_steps) and ckpt.saved_step != step
+                # Every worker reaches every boundary: all of them stop at the same step, and
+                # all of them stop when the chief's run lock was lost before a save.
+                lost = self._check_lock() if save_due else None
+                stop, any_lost = self.preemption.agree(lost is not None)
+                if any_lost:
+                    raise lost or run_lock.RunLockLostError(
+                        f"{cfg.model_dir}: the chief worker's run lock was removed or taken "
+                        f"by another run; stopped before writing (see the chief's log)")
+                if save_due:
+                    # never the same step twice (a 0-step host call on a stop); the last
+                    # one and a preemption's are complete before the run returns
+                    ckpt.save(wait=stop or step == cfg.train_steps)
         except BaseException:
             failing = True
             raise
         finally:
             progress.close()
-            for signum, old in previous.items():
-                signal.signal(signum, old)
             self._finish_writes(ckpt, failing)
         took = progress.compile_seconds
         logging.info("done: step %d; checkpoint %s%s", step, ckpt.latest,
                      f" (first loop incl. compile {format_duration(took)})" if took else "")
-        return TrainResult(step, history, ckpt.latest, nonfinite_steps=nonfinite_total,
-                           start_step=start)
+        return result(preempted=False)
+
+    @staticmethod
+    def _corrupt_input(e: tf.errors.DataLossError, step: int, n: int, ckpt) -> Exception:
+        detail = data_loss_detail(e)
+        where = (f"training stopped within steps {step + 1}-{step + n}; " + (
+            f"last checkpoint {ckpt.latest} (intact)" if ckpt.latest
+            else "no checkpoint saved yet"))
+        return CorruptInputError(
+            f"the training input holds a corrupt or truncated record ({detail}); "
+            f"{where}: fix or remove the bad file and rerun", detail=detail, where=where)
 
     @staticmethod
     def _finish_writes(ckpt, failing: bool) -> None:
@@ -552,31 +458,11 @@ class Trainer:
                 raise
             logging.error("%s", e)
 
-    def _preemption_handler(self, ckpt):
-        """TF's PreemptionCheckpointHandler where TF implements it (else None), saving through
-        `ckpt.save` (checkpoint named by step, the run lock verified) and, on multi-worker
-        platforms, raising _PreemptionSaved instead of exiting (Borg TPUs keep TF's exit)."""
-        if not self.info.supports_preemption_handler:
-            return None
-
-        def exit_fn():
-            raise _PreemptionSaved()
-
-        config = tf.distribute.experimental.TerminationConfig(
-            save_fn=lambda *args, **kwargs: ckpt.save(wait=True),
-            exit_fn=exit_fn if self.info.kind == "multi_worker" else None)
-        # Restores the manager's latest checkpoint again (the one prepare() restored: the state
-        # file points at it) and saves on a preemption notice.
-        return tf.distribute.experimental.PreemptionCheckpointHandler(
-            self.strategy.cluster_resolver, ckpt.manager, termination_config=config)
-
-    def _multi_worker(self) -> bool:
-        return self.info.kind == "multi_worker" and self.info.num_workers > 1
-
     def _check_lock(self) -> Optional[run_lock.RunLockLostError]:
         """Multi-worker chief, before a save: the run lock error to share with every worker (the
         save itself checks it too, see checkpointing.py); None when it is still held."""
-        if not (self._multi_worker() and self.info.is_chief):
+        if not (self.info.kind == "multi_worker" and self.info.num_workers > 1
+                and self.info.is_chief):
             return None
         try:
             run_lock.verify_held(self.config.model_dir)
@@ -584,50 +470,18 @@ class Trainer:
             return e
         return None
 
-    def _make_stop_agreement(self) -> Callable[[bool, bool], tuple]:
-        """(local stop flag, local lock-lost flag) -> whether any worker set each. One process
-        (single host, or TPUStrategy's one client): the flags themselves. Several workers: a SUM
-        all-reduce of the 0/1 flags, run by every worker at every host-call boundary (so they
-        stop at the same step)."""
-        if not self._multi_worker():
-            return lambda stop, lost: (bool(stop), bool(lost))
-        strategy = self.strategy
-
-        @tf.function
-        def flags_sum(flags):
-            def replica(f):  # identity: a value on the replica's device (else no destination)
-                return tf.distribute.get_replica_context().all_reduce(
-                    tf.distribute.ReduceOp.SUM, tf.identity(f))
-            return strategy.experimental_local_results(strategy.run(replica, args=(flags,)))[0]
-
-        def any_worker(stop: bool, lost: bool) -> tuple:
-            total = flags_sum(tf.constant([float(stop), float(lost)])).numpy()
-            return bool(total[0] > 0), bool(total[1] > 0)
-        return any_worker
-
     def _chunk(self, step: int) -> int:
-        """Steps for the next host call: up to steps_per_loop, stopping at log/save/end marks."""
+        """Steps for the next host call: up to steps_per_loop, stopping at log/save/end marks and
+        the actions' marks. With actions, a stop requested while they worked (SIGTERM during an
+        evaluation) takes 0 steps: the boundary saves and stops at `step`."""
         cfg = self.config
+        if self.actions and self.preemption.requested:
+            return 0
         marks = [cfg.train_steps, (step // cfg.log_every + 1) * cfg.log_every]
         if cfg.save_every:
             marks.append((step // cfg.save_every + 1) * cfg.save_every)
+        marks += [m for m in (a.next_mark(step) for a in self.actions) if m is not None]
         return max(1, min(cfg.steps_per_loop, min(marks) - step))
-
-    def _on_nonfinite(self, step: int, new: int, total: int, ckpt) -> None:
-        cfg = self.config
-        if cfg.nonfinite == "stop":
-            raise NonFiniteLossError(
-                f"non-finite loss or gradient in the {new} step(s) before step {step}; the update "
-                f"was not applied and training stopped. Last good checkpoint: "
-                f"{ckpt.latest or 'none (no checkpoint saved yet)'}. Lower the learning rate, "
-                f"check the input, or pass --nonfinite=skip to skip such steps.")
-        logging.warning("skipped %d step(s) with a non-finite loss/gradient before step %d "
-                        "(%d so far)", new, step, total)
-        if total > cfg.max_nonfinite:
-            raise NonFiniteLossError(
-                f"{total} steps skipped for non-finite loss/gradient (more than "
-                f"max_nonfinite={cfg.max_nonfinite}); stopping at step {step}. Last good "
-                f"checkpoint: {ckpt.latest}")
 
 
 @dataclasses.dataclass
@@ -643,11 +497,3 @@ def _compute_dtype(objective: Task):
     """The dtype the objective's models compute in (bfloat16 under mixed_bfloat16)."""
     model = next(iter(objective.models.values()))
     return model.dtype_policy.compute_dtype
-
-
-class _null_scope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -2,7 +2,8 @@
 
 One function, `make_strategy`, turns a kind name plus TPU coordinates into a ready
 `tf.distribute.Strategy` (for TPUs it also connects to the cluster and initialises the TPU
-system). `set_precision` sets the Keras dtype policy; it must run before any model is built.
+system). Every MirroredStrategy built in this process gets its own collective keys
+(collective_keys.py, installed on import). Precision is precision.py's.
 No flags here: `pretrain.py` / `finetune.py` pass plain values.
 """
 
@@ -14,14 +15,15 @@ import json
 import os
 from typing import Optional, Sequence
 
-import keras
 import tensorflow as tf
 from absl import logging
 
+from funnel_tf.engine import collective_keys
 from funnel_tf.errors import UserError
 
-STRATEGY_KINDS = ("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_bfloat16")
+STRATEGIES = ("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
+
+collective_keys.install()  # before any MirroredStrategy this module builds (idempotent)
 
 
 class StrategyError(UserError, ValueError):
@@ -44,8 +46,8 @@ def make_strategy(kind: str = "default", tpu: Optional[str] = None, zone: Option
     `tpu` given with any other kind is an error (a typo would silently train on CPU otherwise).
     """
     kind = (kind or "default").lower()
-    if kind not in STRATEGY_KINDS:
-        raise StrategyError(f"unknown strategy {kind!r}; choose one of {STRATEGY_KINDS}")
+    if kind not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {kind!r}; choose one of {STRATEGIES}")
     if tpu and kind != "tpu":
         raise StrategyError(f"--tpu={tpu!r} was given but the strategy is {kind!r}; "
                             f"use strategy 'tpu' (or drop --tpu)")
@@ -240,17 +242,3 @@ def preemption_platform() -> str:
     from tensorflow.python.distribute.failure_handling import failure_handling_util
 
     return failure_handling_util.detect_platform().name
-
-
-# ---------------------------------------------------------------------------------- precision
-def set_precision(precision: str) -> None:
-    """Set the global Keras dtype policy; call before building any model.
-
-    "mixed_bfloat16" keeps variables in float32 and computes in bfloat16 (no loss scaling needed);
-    the heads and objectives keep logits and losses in float32. float16 is refused: it needs
-    dynamic loss scaling, which the engine does not implement.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS} "
-                         f"(float16 is not supported: it would need loss scaling)")
-    keras.config.set_dtype_policy(precision)

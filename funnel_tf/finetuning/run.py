@@ -16,7 +16,7 @@ from funnel_tf import storage
 from funnel_tf.tasks.base import TaskError, atomic_write_json
 from funnel_tf.checkpoints.resolver import BEST_DIR, has_best
 from funnel_tf.finetuning.initialization import find_vocab, resolve_config, resolve_init
-from funnel_tf.engine.interrupts import sigterm_interrupts
+from funnel_tf.engine.preemption import sigterm_interrupts
 from funnel_tf.finetuning.runner import TASK_JSON, FinetuneRunner, RunConfig, _fmt
 from funnel_tf.engine import run_record
 from funnel_tf.engine.strategy import strategy_info
@@ -39,7 +39,8 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     from funnel_tf.finetuning.outputs import check_output_dirs
     from funnel_tf.text.wordpiece import WordpieceTokenizer
     from funnel_tf.engine.run_lock import ModelDirLock
-    from funnel_tf.engine.strategy import make_strategy, set_precision
+    from funnel_tf.engine import precision as run_precision
+    from funnel_tf.engine.strategy import make_strategy
 
     if not (args.do_train or args.do_eval or args.do_predict or args.export_dir):
         raise TaskError("nothing to do: set --do_train, --do_eval, --do_predict or --export_dir")
@@ -87,10 +88,11 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
                              project=args.gcp_project)
     tokenizer = WordpieceTokenizer(vocab)
-    precision = args.precision
-    if precision == "auto":
-        precision = "mixed_bfloat16" if strategy_info(strategy).kind == "tpu" else "float32"
-    set_precision(precision)
+    resolved = run_precision.resolve(args.precision, run.jit_compile,
+                                     strategy_info(strategy).kind)
+    run_precision.set_precision(resolved.precision)
+    precision = resolved.precision
+    run = dataclasses.replace(run, jit_compile=resolved.jit_compile)  # resolved once, here
     record = finetune_record(task, hp, config, vocab, precision, args)
     notes = _check_resume(args, record)
     import keras

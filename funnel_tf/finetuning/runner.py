@@ -1,7 +1,8 @@
 """A finetuning run: load and validate the task's data, build and initialise the model, train with
-the shared engine (training.loop.Trainer: strategy, jit-compiled custom loop, AdamW + warmup/decay
-+ layer-wise LR decay, checkpoints, progress), evaluate every epoch or N steps keeping the best
-model by the task's main metric, predict, export.
+the shared engine (engine.loop.Trainer: strategy, jit-compiled custom loop, AdamW + warmup/decay
++ layer-wise LR decay, checkpoints, progress), evaluate every epoch or N steps (an
+engine.actions.Evaluate action of the loop) keeping the best model by the task's main metric
+(engine.actions.KeepBest), predict (finetuning/predictor.py), export.
 
 Files under `model_dir`:
   checkpoints/            training checkpoints (exact resume; the engine's)
@@ -10,43 +11,42 @@ Files under `model_dir`:
   best/                   the best model so far (native save_pretrained format + task.json +
                           vocab.txt), usable as --init_checkpoint and for export
   best_result.json        step and metrics of best/
-  run.json                what defines the run, compared on resume (training/run_record.py)
+  run.json                what defines the run, compared on resume (engine/run_record.py)
   predictions/            prediction files (--do_predict)
-  RUN_LOCK                held while a run uses the folder (training/run_lock.py)
+  RUN_LOCK                held while a run uses the folder (engine/run_lock.py)
 
 Every path may be on any filesystem tf.io.gfile knows (gs:// on pods). A run that is preempted
 (SIGTERM, Ctrl-C) saves a checkpoint and returns `preempted=True` without the final evaluation,
-predictions or export; rerunning it resumes and does them.
-
-Only this module knows both the task and the engine; `tasks/finetuning_run.run_finetuning` is
-the one call that checks the arguments and drives it (`finetune.py` maps flags onto that).
+predictions or export; rerunning it resumes and does them. `finetuning/run.run_finetuning`
+checks the arguments and drives it (`finetune.py` maps flags onto that).
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import os
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from funnel_tf import json_text, storage, xla
+from funnel_tf import json_text, storage
 from funnel_tf.engine.progress import evaluation_plan
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.base import (EvalData, Task, TaskError, atomic_write_json,
                                   atomic_write_text, feature_records_for)
 from funnel_tf.tasks.defaults import Hparams
-from funnel_tf.engine.interrupts import RunInterrupted, sigterm_interrupts  # noqa: F401
 from funnel_tf.finetuning.initialization import initialize_model
 from funnel_tf.checkpoints.resolver import BEST_DIR, Resolved, has_best
-from funnel_tf.engine.loop import NONFINITE_POLICIES, LoopConfig, Trainer
+from funnel_tf.engine.actions import NONFINITE_POLICIES, Evaluate, KeepBest
+from funnel_tf.engine.loop import LoopConfig, Trainer
 from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer
+from funnel_tf.engine.precision import resolve_jit
 from funnel_tf.engine.strategy import strategy_info
+from funnel_tf.finetuning.predictor import Predictor
 
 EVAL_RESULTS = "eval_results.jsonl"
 BEST_RESULT = "best_result.json"
@@ -94,94 +94,6 @@ class RunConfig:
                             f"got {self.nonfinite!r}")
 
 
-# ---------------------------------------------------------------------------------- prediction
-class Predictor:
-    """Runs `task.predict` over an EvalData under the strategy; returns numpy rows in dataset
-    order (padding rows included; tasks drop them by example_index)."""
-
-    def __init__(self, strategy: tf.distribute.Strategy, task: Task, model,
-                 jit_compile: bool = True):
-        self.strategy = strategy
-        kind = strategy_info(strategy).kind
-
-        def replica_fn(features):
-            out = dict(task.predict(model, features))
-            out["_row"] = features["_row"]
-            return out
-
-        if kind != "tpu" and xla.effective_jit_compile(jit_compile, "prediction"):
-            replica_fn = tf.function(replica_fn, jit_compile=True)
-
-        @tf.function
-        def step(batch):
-            out = strategy.run(replica_fn, args=(batch,))
-            return {k: strategy.gather(v, axis=0) for k, v in out.items()}
-
-        self._step = step
-
-    @staticmethod
-    def input_dataset(data: EvalData, global_batch: int) -> tf.data.Dataset:
-        """The global batches handed to `experimental_distribute_dataset` (rows numbered)."""
-        ds = data.input_dataset().enumerate().map(
-            lambda i, f: dict(f, _row=tf.cast(i, tf.int32)))
-        ds = ds.batch(global_batch, drop_remainder=True)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = \
-            tf.data.experimental.AutoShardPolicy.DATA
-        return ds.with_options(options)
-
-    def __call__(self, data: EvalData, global_batch: int) -> Dict[str, np.ndarray]:
-        dist = self.strategy.experimental_distribute_dataset(
-            self.input_dataset(data, global_batch))
-        parts: Dict[str, List[np.ndarray]] = collections.defaultdict(list)
-        for batch in dist:
-            for k, v in self._step(batch).items():
-                parts[k].append(v.numpy())
-        if not parts:
-            raise RuntimeError("evaluation dataset produced no batch")
-        arrays = {k: np.concatenate(v, axis=0) for k, v in parts.items()}
-        order = np.argsort(arrays.pop("_row"), kind="stable")
-        out = {k: v[order] for k, v in arrays.items()}
-        n = len(order)
-        if n < data.num_rows:
-            raise RuntimeError(f"evaluation produced {n} rows for {data.num_rows} inputs")
-        return out
-
-
-class _EvaluatingTrainer(Trainer):
-    """The engine's Trainer, also stopping its host loop at evaluation marks (sorted steps).
-
-    The loop asks `_chunk(step)` for the size of its next host call right after finishing the
-    previous one (and after saving a checkpoint at that step), so this is where an evaluation at
-    `step` runs. Once a stop is requested (SIGTERM, Ctrl-C) it asks for 0 steps, so the loop
-    saves and returns at `step` instead of training on through a whole host call (and an
-    evaluation not yet started is left to the resumed run). (A public "on boundary" hook in
-    training/loop.py would make this override unnecessary.)
-    """
-
-    def __init__(self, *args, eval_marks: Sequence[int] = (),
-                 on_eval: Optional[Callable[[int], None]] = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._marks = sorted(set(int(m) for m in eval_marks))
-        self._on_eval = on_eval
-
-    def _stopping(self) -> bool:
-        return self._stop_requested.is_set()
-
-    def _chunk(self, step: int) -> int:
-        if self._stopping():
-            return 0
-        if self._on_eval is not None and step in self._marks and step < self.config.train_steps:
-            self._on_eval(step)
-            if self._stopping():
-                return 0
-        n = super()._chunk(step)
-        upcoming = [m for m in self._marks if m > step]
-        if upcoming:
-            n = min(n, upcoming[0] - step)
-        return max(1, n)
-
-
 # ---------------------------------------------------------------------------------- the run
 class FinetuneRunner:
     """One finetuning run of `task` (see the module docstring for the files it writes)."""
@@ -207,15 +119,15 @@ class FinetuneRunner:
         self.model = None
         self._eval_data: Dict[str, EvalData] = {}
         self._predictor: Optional[Predictor] = None
-        self.best: Optional[dict] = None
+        self._keep_best = KeepBest(task.main_metric, os.path.join(run.model_dir, BEST_RESULT),
+                                   self._save_best, is_chief=self.info.is_chief)
         self.train_rows = 0
         self.predict_splits: List[str] = []
-        self._trainer: Optional[_EvaluatingTrainer] = None
+        self._trainer: Optional[Trainer] = None
         self._do_eval = True
         self._evaluations: List[dict] = []
         self.record: Optional[dict] = None  # run.json (training/run_record.py), written by train()
-        self.jit_compile = run.jit_compile if run.jit_compile is not None else (
-            self.info.kind == "tpu" or bool(tf.config.list_physical_devices("GPU")))
+        self.jit_compile = resolve_jit(run.jit_compile, self.info.kind)  # None: auto
 
     # ------------------------------------------------------------------ data
     def load(self, data_dir: Optional[str], do_train: bool, do_eval: bool, do_predict: bool,
@@ -336,7 +248,7 @@ class FinetuneRunner:
         # anyway: skip marks closer to the end than half an epoch.
         return sorted(m for m in marks if 0 < m and total - m >= per_epoch / 2)
 
-    def prepare_training(self, do_eval: bool = True) -> "_EvaluatingTrainer":
+    def prepare_training(self, do_eval: bool = True) -> Trainer:
         """Build the engine's trainer (model, optimizer, input pipeline): every check it makes
         comes before anything is written. `train()` then runs it."""
         if self.task.train_split not in self.examples:
@@ -384,9 +296,10 @@ class FinetuneRunner:
             self._evaluations.append(self.evaluate_and_keep_best(step))
 
         self._do_eval = do_eval
-        self._trainer = _EvaluatingTrainer(self.strategy, objective, optimizer_fn, dataset_fn,
-                                           loop, eval_marks=marks,
-                                           on_eval=on_eval if do_eval else None)
+        # Evaluating at the marks is an action of the loop (engine/actions.py); with it, a stop
+        # requested while evaluating saves and returns at that step.
+        self._trainer = Trainer(self.strategy, objective, optimizer_fn, dataset_fn, loop,
+                                actions=[Evaluate(marks, on_eval)])
         return self._trainer
 
     def train(self, do_eval: bool = True) -> dict:
@@ -456,8 +369,7 @@ class FinetuneRunner:
         """Evaluate at `step` (once per step, also across restarts), log, append to
         eval_results.jsonl and refresh best/ when the main metric improved."""
         done = self._read_evaluated()
-        if self.best is None:
-            self.best = self._read_best()
+        best = self._keep_best.best  # best_result.json of an earlier (preempted) run
         if step in done:
             return None
         t0 = time.time()
@@ -465,10 +377,10 @@ class FinetuneRunner:
         main = float(metrics[self.task.main_metric])
         record = {"step": int(step), "epoch": step * self.hp.batch_size / max(self.train_rows, 1),
                   "eval_seconds": time.time() - t0, **{k: _jsonable(v) for k, v in metrics.items()}}
-        improved = self.best is None or main > float(self.best["value"])
+        improved = self._keep_best.improves(main)
         logging.info("eval at step %d: %s = %.4f%s | %s", step, self.task.main_metric, main,
-                     " (best so far)" if improved else f" (best {self.best['value']:.4f} at step "
-                     f"{self.best['step']})", _fmt(metrics))
+                     " (best so far)" if improved else f" (best {best['value']:.4f} at step "
+                     f"{best['step']})", _fmt(metrics))
         if self.info.is_chief:
             from funnel_tf.engine import run_lock
 
@@ -477,20 +389,16 @@ class FinetuneRunner:
             tf.io.gfile.makedirs(self.run.model_dir)
             with tf.io.gfile.GFile(path, "a") as f:
                 f.write(json_text.dumps(record) + "\n")
-        if improved:
-            self.best = {"step": int(step), "metric": self.task.main_metric, "value": main,
-                         "metrics": record}
-            self.save_model(os.path.join(self.run.model_dir, BEST_DIR))
-            if self.info.is_chief:
-                atomic_write_json(os.path.join(self.run.model_dir, BEST_RESULT), self.best)
+        self._keep_best.offer(step, main, record)  # best/, then best_result.json
         return record
 
-    def _read_best(self) -> Optional[dict]:
-        path = os.path.join(self.run.model_dir, BEST_RESULT)
-        if not tf.io.gfile.exists(path):
-            return None
-        with tf.io.gfile.GFile(path) as f:
-            return json.loads(f.read())
+    @property
+    def best(self) -> Optional[dict]:
+        """best_result.json's record: step, metric, value and metrics of best/ (None: none yet)."""
+        return self._keep_best.best
+
+    def _save_best(self, step: int) -> None:
+        self.save_model(os.path.join(self.run.model_dir, BEST_DIR))
 
     # ------------------------------------------------------------------ save / restore
     def save_model(self, directory: str) -> Optional[str]:

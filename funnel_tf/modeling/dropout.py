@@ -14,8 +14,6 @@ import tensorflow as tf
 from tensorflow.python.framework import ops
 from tensorflow.python.ops import control_flow_util
 
-from funnel_tf.modeling import collective_keys  # noqa: F401  (every MirroredStrategy built from
-# here on gets its own collective keys; every funnel model imports this module: see its doc)
 from funnel_tf.modeling.fusion import plain_ops
 
 

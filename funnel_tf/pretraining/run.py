@@ -38,12 +38,12 @@ from funnel_tf import checkpoints
 from funnel_tf.checkpoints import init_checkpoint, training
 from funnel_tf.checkpoints.errors import CheckpointError
 from funnel_tf.engine.output_paths import check_output_dir
+from funnel_tf.engine.precision import PRECISIONS
+from funnel_tf.engine.strategy import STRATEGIES
 from funnel_tf.pretraining.defaults import (DEMO_CORPUS, DEMO_DEFAULTS, DEMO_VOCAB,
                                                      RUN_DEFAULTS, PretrainArgsError,
                                                      fill_defaults)
 
-STRATEGIES = ("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 ARGS_FILE = "pretrain_args.json"
 FLAGS_FILE = "pretrain_flags.txt"
 VOCAB_FILE = "vocab.txt"
@@ -309,6 +309,7 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     from funnel_tf.engine import loop
     from funnel_tf.engine import strategy as strat
     from funnel_tf.engine import optimization
+    from funnel_tf.engine import precision as run_precision
     from funnel_tf.engine.run_lock import ModelDirLock
 
     saved = None
@@ -340,13 +341,9 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     if a.batch_size % info.num_replicas:
         raise PretrainArgsError(f"--batch_size={a.batch_size} (global) is not divisible by the "
                                 f"{info.num_replicas} replicas of {info.describe()}")
-    precision = a.precision
-    if precision == "auto":
-        precision = "mixed_bfloat16" if info.kind == "tpu" else "float32"
-    strat.set_precision(precision)
-    jit = {"true": True, "false": False}.get(a.jit_compile)
-    if jit is None:
-        jit = bool(tf.config.list_physical_devices("GPU")) or info.kind == "tpu"
+    resolved = run_precision.resolve(a.precision, a.jit_compile, info.kind)
+    run_precision.set_precision(resolved.precision)
+    precision, jit = resolved.precision, resolved.jit_compile
 
     created = a.model_dir is None or not tf.io.gfile.exists(a.model_dir)
     model_dir = a.model_dir or tempfile.mkdtemp(prefix="funnel_pretrain_demo_")

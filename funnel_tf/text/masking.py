@@ -43,7 +43,7 @@ import tensorflow_text as tf_text
 
 from funnel_tf.errors import UserError
 
-STRATEGIES = ("single_token", "word_span")
+MASKING_STRATEGIES = ("single_token", "word_span")
 _PREDICT_PER_512 = 85
 
 
@@ -145,8 +145,8 @@ class MlmMasker:
                  word_starts: Optional[np.ndarray] = None, mask_token_rate: float = 0.8,
                  random_token_rate: float = 0.1, min_span_words: int = 1, max_span_words: int = 5,
                  truncate_stride: int = 1):
-        if strategy not in STRATEGIES:
-            raise MaskingError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if strategy not in MASKING_STRATEGIES:
+            raise MaskingError(f"strategy must be one of {MASKING_STRATEGIES}, got {strategy!r}")
         if strategy == "word_span" and word_starts is None:
             raise MaskingError("word_span masking needs word_starts (see word_start_table / from_tokenizer)")
         if truncate_stride < 1 or truncate_stride >= seq_len:
@@ -305,4 +305,4 @@ _CONTRACT = ("input_ids", "attention_mask", "token_type_ids", "masked_positions"
              "masked_weights")
 
 __all__ = ["MlmMasker", "ReproducibleItemSelector", "KeyedMaskValuesChooser", "batch_key",
-           "num_predictions_for", "word_start_table", "span_length_probs", "STRATEGIES"]
+           "num_predictions_for", "word_start_table", "span_length_probs", "MASKING_STRATEGIES"]

@@ -14,10 +14,12 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf.engine import loop as loop_lib
-from funnel_tf.engine.loop import LoopConfig, NonFiniteLossError, Trainer
+from funnel_tf.engine.actions import NonFiniteLossError
+from funnel_tf.engine.loop import LoopConfig, Trainer
 from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer
 from funnel_tf.engine.progress import read_metrics
-from funnel_tf.engine.strategy import make_strategy, set_precision
+from funnel_tf.engine.precision import set_precision
+from funnel_tf.engine.strategy import make_strategy
 
 from . import toy
 

@@ -4,8 +4,9 @@ import keras
 import pytest
 import tensorflow as tf
 
-from funnel_tf.engine.strategy import (StrategyError, make_strategy, set_precision,
-                                         strategy_info)
+from funnel_tf.engine import precision
+from funnel_tf.engine.precision import set_precision
+from funnel_tf.engine.strategy import StrategyError, make_strategy, strategy_info
 
 
 def test_default_and_cpu():
@@ -51,6 +52,35 @@ def test_set_precision():
     finally:
         set_precision("float32")
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_precision_and_jit_auto_resolve_from_the_strategy_kind():
+    """One resolution for every run: "auto" precision is bf16 on TPU only; "auto" jit is on for
+    TPU and GPU, off on CPU; explicit values pass through; unknown values are refused."""
+    assert precision.resolve("auto", "auto", "tpu", has_gpu=False) == precision.Resolved(
+        "mixed_bfloat16", True)
+    assert precision.resolve("auto", None, "default", has_gpu=False) == precision.Resolved(
+        "float32", False)
+    assert precision.resolve("auto", "auto", "mirrored", has_gpu=True).precision == "float32"
+    assert precision.resolve_jit("false", "tpu") is False
+    assert precision.resolve_jit(False, "default", has_gpu=True) is False
+    assert precision.resolve("mixed_bfloat16", "false", "default").describe() == \
+        "precision mixed_bfloat16, jit_compile=False"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.resolve("float16", "auto", "default")
+    with pytest.raises(ValueError, match="jit_compile must be one of"):
+        precision.resolve_jit("yes", "default")
+    with pytest.raises(ValueError, match="unknown precision 'auto'"):
+        set_precision("auto")  # resolve first
+
+
+def test_strategies_built_here_get_their_own_collective_keys():
+    """engine/strategy.py installs collective_keys: two MirroredStrategies never share a key
+    base (modeling/ no longer installs it, so the engine must)."""
+    a = make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+    b = make_strategy("mirrored", devices=["/cpu:0", "/cpu:1"])
+    assert tf.distribute.MirroredStrategy.__init__._funnel_unique_collective_keys
+    assert a._collective_key_base != b._collective_key_base
 
 
 def test_preemption_handler_only_where_tf_implements_it(monkeypatch):

@@ -2,7 +2,9 @@
 strategy and then a funnel model under a new one. TF gives every MirroredStrategy the same
 collective keys, so the second strategy's first all-reduce met the first one's record of the same
 (group, instance) and aborted with "Shape mismatch in the collective instance 100". Fresh process:
-the collective runtime keeps those records for the life of the process."""
+the collective runtime keeps those records for the life of the process. The fix is
+funnel_tf/engine/collective_keys.py: installed by engine/strategy.py, and by hand before a
+strategy built outside the engine, as here."""
 
 import os
 import subprocess
@@ -26,7 +28,10 @@ plain.fit(ids.astype(np.float32), labels, batch_size=8, epochs=1, verbose=0)
 
 # 2. A funnel model under a new strategy: its first all-reduce has another shape than the plain one's.
 from funnel_tf.config import FunnelConfig
+from funnel_tf.engine import collective_keys
 from funnel_tf.modeling.heads import FunnelForSequenceClassification
+
+collective_keys.install()  # what engine/strategy.py does for the strategies a run builds
 
 class Classifier(keras.Model):
     def __init__(self):

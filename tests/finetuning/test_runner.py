@@ -12,7 +12,8 @@ from funnel_tf.tasks import TaskError, get_task
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.finetuning.args import FinetuneArgs
 from funnel_tf.finetuning.run import run_finetuning
-from funnel_tf.finetuning.runner import FinetuneRunner, Predictor, RunConfig
+from funnel_tf.finetuning.predictor import Predictor
+from funnel_tf.finetuning.runner import FinetuneRunner, RunConfig
 from funnel_tf.text.classification import TextExamples
 
 DEMO_VOCAB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -195,12 +196,15 @@ def test_an_evaluation_of_a_run_that_lost_its_lock_writes_nothing(tmp_path):
     tests/engine/test_loop.py). Only the runner's bookkeeping is faked: the evaluation itself."""
     from types import SimpleNamespace
 
+    from funnel_tf.engine.actions import KeepBest
     from funnel_tf.engine.run_lock import LOCK_NAME, ModelDirLock, RunLockLostError
 
     model_dir = str(tmp_path / "run")
     lock = ModelDirLock(model_dir).acquire()
     runner = SimpleNamespace(
-        _read_evaluated=dict, _read_best=lambda: None, best=None,
+        _read_evaluated=dict, _keep_best=KeepBest(
+            "accuracy", os.path.join(model_dir, "best_result.json"),
+            lambda step: pytest.fail("best/ written by a run that lost its lock")),
         evaluate=lambda: {"accuracy": 0.5}, task=SimpleNamespace(main_metric="accuracy"),
         hp=SimpleNamespace(batch_size=4), train_rows=8, info=SimpleNamespace(is_chief=True),
         run=SimpleNamespace(model_dir=model_dir),

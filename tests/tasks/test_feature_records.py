@@ -21,7 +21,8 @@ import tensorflow as tf
 from funnel_tf.tasks import get_task
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.finetuning.run import run_finetuning
-from funnel_tf.finetuning.runner import FinetuneRunner, Predictor, RunConfig
+from funnel_tf.finetuning.predictor import Predictor
+from funnel_tf.finetuning.runner import FinetuneRunner, RunConfig
 from tests.tasks.helpers import DEMO_VOCAB, csv_args, write_csv_task
 
 WORDS = "the river old stone bridge near village warm cold boat harbor lamp".split()

@@ -7,10 +7,11 @@ instance keys 100, 101, ... again. The process-wide collective parameter resolve
 first strategy's record and aborts: "Shape mismatch in the collective instance 100 ... expected
 shape [4898] but another member ... expected shape [122]" (a notebook fitting a second model of
 another size under a new strategy; TF issue #62790). TF's own tests avoid it by raising the base
-by 100000 before each strategy; importing this module does the same for every MirroredStrategy
-constructed afterwards. Eager MirroredStrategy is single-worker, so the keys only have to be
-unique within this process (MultiWorkerMirroredStrategy, whose keys workers must agree on, is
-left alone).
+by 100000 before each strategy; `install()` does the same for every MirroredStrategy constructed
+afterwards. engine/strategy.py installs it on import (every strategy a run builds has it); code
+that builds a MirroredStrategy itself calls `install()` first. Eager MirroredStrategy is
+single-worker, so the keys only have to be unique within this process (MultiWorkerMirroredStrategy,
+whose keys workers must agree on, is left alone).
 """
 
 import functools
@@ -20,7 +21,7 @@ import threading
 import tensorflow as tf
 
 KEY_STRIDE = 100_000  # TF's own per-strategy step (strategy_combinations): room for its groups
-_counter = itertools.count(1)  # 1: a strategy built before this import keeps TF's base, 0
+_counter = itertools.count(1)  # 1: a strategy built before install() keeps TF's base, 0
 _lock = threading.Lock()
 
 
@@ -45,6 +46,3 @@ def install() -> None:
 
     __init__._funnel_unique_collective_keys = True
     cls.__init__ = __init__
-
-
-install()
