@@ -108,8 +108,9 @@ class FunnelConfig:
         separate_cls: keep the CLS token out of pooling.
         truncate_seq: drop the last token before pooling when separate_cls (keeps lengths even).
         pool_q_only: pool only the queries of each block's first layer (keys/values full length).
-        pad_token_id: HF bookkeeping; unused by the model.
-        tie_word_embeddings: the MLM head projects with the input embedding table.
+        pad_token_id: HF bookkeeping, kept for HF export; the model reads the attention mask.
+        tie_word_embeddings: HF's flag, kept for HF export: the MLM head always projects with the
+            input embedding table (an HF checkpoint with a separate lm_head is refused).
         d_embed: embedding width when it differs from d_model (original release); None = d_model.
         always_mask_cls: zero the CLS row/column of the position terms without separate_cls too.
         mlm_transform: dense -> activation -> LayerNorm before the MLM projection (original release).
