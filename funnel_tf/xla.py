@@ -78,6 +78,22 @@ def function(fn=None, **kwargs):
     return tf.function(fn, jit_compile=can_jit(), **kwargs)
 
 
+def in_xla_context() -> bool:
+    """True while tracing a graph that XLA compiles as a whole (jit_compile or TPU)."""
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import control_flow_util
+
+    if control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()):
+        return True
+    return bool(tf.config.list_logical_devices("TPU"))
+
+
+def plain_ops() -> bool:
+    """True where an XLA-fused region of TF's kernels (funnel_tf/modeling/tf_kernels) should run as
+    plain TF: inside a graph XLA compiles anyway, or on a host that cannot XLA-compile at all."""
+    return in_xla_context() or not can_jit()
+
+
 def reset_for_tests() -> None:
     """Forget the probe (after changing FUNNEL_TF_HOST_XLA in a test)."""
     with _lock:

@@ -1,7 +1,7 @@
 """bfloat16 copies of the large weights, kept in sync by the optimizer update.
 
 For a mixed_bfloat16 step on TF's kernels (the CPU default, jit_compile off): the forward reads the
-copies (modeling/compute_weights.py) instead of casting each float32 kernel, the tape differentiates
+copies (modeling/tf_kernels/compute_weights.py) instead of casting each float32 kernel, the tape differentiates
 with respect to them, and the XLA-compiled update takes their bfloat16 gradients, casts them inside
 its fused loop and rewrites the copies from the new float32 values. That removes the two separate
 cast passes over the weights (forward cast, gradient cast back) from every step; the arithmetic is
@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence
 import tensorflow as tf
 
 from funnel_tf import xla
-from funnel_tf.modeling.compute_weights import using_copies
+from funnel_tf.modeling.tf_kernels.compute_weights import using_copies
 
 MIN_SIZE = 1 << 16  # smaller weights (biases, LayerNorm, relative biases) are not worth a copy
 

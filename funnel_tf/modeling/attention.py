@@ -12,17 +12,15 @@ small): ~14% less CPU than the batch-major einsums under XLA, ~10% in TF kernels
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from funnel_tf.config import FunnelConfig
-from funnel_tf.modeling.attention_probs import (  # noqa: F401  (relative_shift re-exported)
-    _static_or_dynamic, attention_probs, relative_shift)
+from funnel_tf.modeling import kernels
 from funnel_tf.modeling.attention_inputs import AttentionInputs
-from funnel_tf.modeling.compute_weights import compute_weight
 from funnel_tf.modeling.dropout import Dropout
-from funnel_tf.modeling.fusion import dropout_add_norm
 from funnel_tf.modeling.initializers import dense_initializer, relative_bias_initializer
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
+
 
 class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
     """Post-LN relative attention; the residual is the (possibly pooled) query."""
@@ -72,56 +70,61 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         """
         n, h = self.config.n_head, self.config.d_head
         _, length, d = x.shape
-        kernel = tf.reshape(compute_weight(dense.kernel, dtype), [d, n * h])
-        out = tf.matmul(tf.reshape(x, [-1, d]), kernel)  # [B*L, N*H]
+        kernel = ops.reshape(kernels.compute_weight(dense.kernel, dtype), [d, n * h])
+        out = ops.matmul(ops.reshape(x, [-1, d]), kernel)  # [B*L, N*H]
         if dense.bias is not None:
-            out = out + tf.reshape(tf.cast(dense.bias, dtype), [n * h])
-        return tf.transpose(tf.reshape(out, [-1, length, n, h]), [2, 0, 1, 3])
+            out = out + ops.reshape(ops.cast(dense.bias, dtype), [n * h])
+        return ops.transpose(ops.reshape(out, [-1, length, n, h]), [2, 0, 1, 3])
 
     def _merge_heads(self, attn_vec, dtype):
         """[N, B, Lq, H] -> post_proj kernel -> [B*Lq, D] (transpose, then a 2-D MatMul; the bias is
         added in the fused residual + LayerNorm tail)."""
         n, _, lq, h = attn_vec.shape
         d = self.config.d_model
-        x = tf.reshape(tf.transpose(attn_vec, [1, 2, 0, 3]), [-1, n * h])
-        return tf.matmul(x, tf.reshape(compute_weight(self.post_proj.kernel, dtype), [n * h, d]))  # [B*Lq, D]
+        x = ops.reshape(ops.transpose(attn_vec, [1, 2, 0, 3]), [-1, n * h])
+        kernel = ops.reshape(kernels.compute_weight(self.post_proj.kernel, dtype), [n * h, d])
+        return ops.matmul(x, kernel)  # [B*Lq, D]
 
     def _rows(self, t):
         """[N, B, L, X] -> [N, B*L, X]: the batch folded into rows for a per-head matmul."""
         n, _, _, x = t.shape
-        return tf.reshape(t, [n, -1, x])
+        return ops.reshape(t, [n, -1, x])
 
     def _positional_scores(self, position_embeds, q, context_len):
         """Relative-position term and its shift: ([N, B, Lq, Lk], 0) factorized, or the unshifted
         ([N, B, Lq, R], shift) for relative_shift. CLS mask not applied. q: scaled, [N, B, Lq, H]."""
         cfg = self.config
         dtype = q.dtype
-        lead = _static_or_dynamic(q)[:3]  # N, B, Lq
-        q_v = self._rows(q + (tf.cast(self.r_r_bias, dtype) * self.scale)[:, None, None])  # [N, B*Lq, H]
-        w_r = compute_weight(self.r_kernel, dtype)
+        lead = list(ops.shape(q)[:3])  # N, B, Lq
+        q_v = self._rows(q + self._head_bias(self.r_r_bias, dtype))  # [N, B*Lq, H]
+        w_r = kernels.compute_weight(self.r_kernel, dtype)
         if cfg.attention_type == "factorized":
-            phi, pi, psi, omega = (tf.cast(t, dtype) for t in position_embeds)
-            q_r = tf.reshape(tf.einsum("nrh,dnh->nrd", q_v, w_r), lead + [cfg.d_model])  # [N, B, Lq, D]
-            return (tf.einsum("nbid,jd->nbij", q_r * phi, psi)
-                    + tf.einsum("nbid,jd->nbij", q_r * pi, omega)), 0
+            phi, pi, psi, omega = (ops.cast(t, dtype) for t in position_embeds)
+            q_r = ops.reshape(ops.einsum("nrh,dnh->nrd", q_v, w_r), lead + [cfg.d_model])  # [N, B, Lq, D]
+            return (ops.einsum("nbid,jd->nbij", q_r * phi, psi)
+                    + ops.einsum("nbid,jd->nbij", q_r * pi, omega)), 0
         shift = 2 if q.shape[2] != context_len else 1
-        r = tf.cast(position_embeds[self.block_index][shift - 1], dtype)  # [R, D]
+        r = ops.cast(position_embeds[self.block_index][shift - 1], dtype)  # [R, D]
         # r W_R as a 2-D MatMul plus a small transpose: TF's Einsum kernel ran this product and
         # its weight gradient ~1.6x slower (bf16 [256, 768] x [768, 768]: 1.58 -> 1.02 ms fwd+bwd).
         n, h = cfg.n_head, cfg.d_head
-        r_head = tf.matmul(r, tf.reshape(w_r, [cfg.d_model, n * h]))  # [R, N*H]
-        r_head = tf.transpose(tf.reshape(r_head, [-1, n, h]), [1, 0, 2])  # [N, R, H]
-        scores = tf.matmul(q_v, r_head, transpose_b=True)  # [N, B*Lq, R]
-        return tf.reshape(scores, lead + [r.shape[0]]), shift  # shifted inside attention_probs
+        r_head = ops.matmul(r, ops.reshape(w_r, [cfg.d_model, n * h]))  # [R, N*H]
+        r_head = ops.transpose(ops.reshape(r_head, [-1, n, h]), [1, 0, 2])  # [N, R, H]
+        scores = kernels.matmul_nt(q_v, r_head)  # [N, B*Lq, R]
+        return ops.reshape(scores, lead + [r.shape[0]]), shift  # shifted inside attention_probs
 
     def _token_type_scores(self, q):
         """Segment bias per query [N, B, Lq, 2] (different, same segment); expanded to [N, B, Lq, Lk]
         inside attention_probs."""
         dtype = q.dtype
-        lead = _static_or_dynamic(q)[:3]
-        q_s = self._rows(q + (tf.cast(self.r_s_bias, dtype) * self.scale)[:, None, None])
-        seg = tf.transpose(tf.cast(self.seg_embed, dtype), [1, 0, 2])  # [N, 2, H]
-        return tf.reshape(tf.matmul(q_s, seg, transpose_b=True), lead + [2])  # [N, B, Lq, 2]
+        lead = list(ops.shape(q)[:3])
+        q_s = self._rows(q + self._head_bias(self.r_s_bias, dtype))
+        seg = ops.transpose(ops.cast(self.seg_embed, dtype), [1, 0, 2])  # [N, 2, H]
+        return ops.reshape(kernels.matmul_nt(q_s, seg), lead + [2])  # [N, B, Lq, 2]
+
+    def _head_bias(self, bias, dtype):
+        """A per-head [N, H] bias, scaled like q, as [N, 1, 1, H] in `dtype`."""
+        return ops.reshape(ops.cast(bias, dtype) * self.scale, [bias.shape[0], 1, 1, bias.shape[1]])
 
     def call(self, query, key, value, attention_inputs: AttentionInputs, training=False,
              return_attention=False):
@@ -133,21 +136,16 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         q = self._project_heads(query, self.q_head, dtype) * self.scale  # [N, B, Lq, H]
         k = self._project_heads(key, self.k_head, dtype)  # [N, B, Lk, H]
         v = self._project_heads(value, self.v_head, dtype)  # [N, B, Lk, H]
-        content = tf.matmul(q + (tf.cast(self.r_w_bias, dtype) * self.scale)[:, None, None], k,
-                            transpose_b=True)  # [N, B, Lq, Lk]
+        content = kernels.matmul_nt(q + self._head_bias(self.r_w_bias, dtype), k)  # [N, B, Lq, Lk]
         position, shift = self._positional_scores(position_embeds, q, context_len)
-        drop = self.attention_dropout
-        prob = attention_probs(content, position, self._token_type_scores(q), token_type_mat, attention_mask,
-                               cls_mask, drop.next_seed() if training and drop.rate > 0 else None,
-                               shift=shift, rate=drop.rate)  # [N, B, Lq, Lk]
-        attn_vec = tf.matmul(prob, v)  # [N, B, Lq, H]
-        lq = query.shape[1]
-        out = dropout_add_norm(self._merge_heads(attn_vec, dtype), tf.reshape(query, [-1, query.shape[-1]]),
-                               self.layer_norm.gamma, self.layer_norm.beta,
-                               self.hidden_dropout.next_seed() if training and self.hidden_dropout.rate > 0
-                               else None, self.hidden_dropout.rate, self.layer_norm.epsilon,
-                               bias=self.post_proj.bias)
-        out = tf.reshape(out, [-1, lq, query.shape[-1]])  # [B, Lq, D]
+        prob = kernels.attention_probs(content, position, self._token_type_scores(q), token_type_mat,
+                                       attention_mask, cls_mask, self.attention_dropout, training,
+                                       shift=shift)  # [N, B, Lq, Lk]
+        attn_vec = ops.matmul(prob, v)  # [N, B, Lq, H]
+        lq, d = query.shape[1], query.shape[-1]
+        out = kernels.dropout_add_norm(self._merge_heads(attn_vec, dtype), ops.reshape(query, [-1, d]),
+                                       self.layer_norm, self.hidden_dropout, training, bias=self.post_proj.bias)
+        out = ops.reshape(out, [-1, lq, d])  # [B, Lq, D]
         if return_attention:
-            return out, tf.transpose(prob, [1, 0, 2, 3])  # [B, N, Lq, Lk] like HF
+            return out, ops.transpose(prob, [1, 0, 2, 3])  # [B, N, Lq, Lk] like HF
         return out

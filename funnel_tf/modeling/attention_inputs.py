@@ -4,7 +4,8 @@ token-type "same segment" matrix, CLS mask and key mask, and how each is pooled 
 
 from typing import Any, NamedTuple, Optional
 
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 from funnel_tf.modeling.pooling import pool_tensor, stride_pool
 
@@ -13,21 +14,23 @@ CLS_TOKEN_TYPE = 2  # CLS counts as the same segment as every token (reference c
 
 class AttentionInputs(NamedTuple):
     position_embeds: Any  # relative_shift: list of (no_pool, pool) per block; factorized: (phi, pi, psi, omega)
-    token_type_mat: tf.Tensor  # bool [B, Lq, Lk]: query and key share a segment (or one is CLS)
-    attention_mask: tf.Tensor  # float [B, Lk], 1 = attend
-    cls_mask: Optional[tf.Tensor]  # float [Lq, Lk]: 0 on the CLS row/column, else 1; None = not applied
+    token_type_mat: Any  # bool [B, Lq, Lk]: query and key share a segment (or one is CLS)
+    attention_mask: Any  # float [B, Lk], 1 = attend
+    cls_mask: Optional[Any]  # float [Lq, Lk]: 0 on the CLS row/column, else 1; None = not applied
 
 
 def token_type_ids_to_mat(token_type_ids):
     """[B, L] ids -> bool [B, L, L]: same segment, with type 2 (CLS) matching everything."""
-    same = tf.equal(token_type_ids[:, :, None], token_type_ids[:, None])
-    is_cls = tf.equal(token_type_ids, tf.constant(CLS_TOKEN_TYPE, token_type_ids.dtype))
-    return tf.logical_or(same, tf.logical_or(is_cls[:, :, None], is_cls[:, None]))
+    rows, cols = ops.expand_dims(token_type_ids, 2), ops.expand_dims(token_type_ids, 1)  # [B, L, 1], [B, 1, L]
+    is_cls_row, is_cls_col = ops.equal(rows, CLS_TOKEN_TYPE), ops.equal(cols, CLS_TOKEN_TYPE)
+    return ops.logical_or(ops.equal(rows, cols), ops.logical_or(is_cls_row, is_cls_col))
 
 
 def cls_mask_matrix(seq_len: int):
     """[L, L] float32, zero on row 0 and column 0 (no positional/segment bias to or from CLS)."""
-    return tf.pad(tf.ones([seq_len - 1, seq_len - 1], tf.float32), [[1, 0], [1, 0]])
+    mask = np.ones([seq_len, seq_len], np.float32)
+    mask[0, :] = mask[:, 0] = 0.0
+    return ops.convert_to_tensor(mask)
 
 
 def init_attention_inputs(position_encoding, seq_len: int, attention_mask, token_type_ids, config,
@@ -37,7 +40,7 @@ def init_attention_inputs(position_encoding, seq_len: int, attention_mask, token
     return AttentionInputs(
         position_embeds=position_encoding.tables(seq_len, training=training),
         token_type_mat=token_type_ids_to_mat(token_type_ids),
-        attention_mask=tf.cast(attention_mask, tf.float32),
+        attention_mask=ops.cast(attention_mask, "float32"),
         cls_mask=cls_mask_matrix(seq_len) if use_cls_mask else None,
     )
 

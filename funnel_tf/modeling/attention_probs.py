@@ -1,140 +1,55 @@
-"""The attention score tail: bias terms, masking, softmax and dropout -> probabilities.
+"""The attention score tail in keras.ops: relative shift, bias terms, masking and the float32 softmax.
 
 prob = dropout(softmax(content + c * (shift(position) + segment) - INF * (1 - mask)))
 
-Under `jit_compile` (and on TPU) this is plain TF and XLA fuses it with its autodiff gradient. On
-TF's own kernels (the fastest bf16 path on CPU) it is one XLA-compiled kernel forward and a
-hand-written backward: the softmax gradient and the segment-bias reductions in one XLA kernel, from
-the saved float32 probabilities and dropout mask (not drawn again), and the inverse of the relative shift on TF's pad kernel. XLA's
-autodiff of the same region recomputed the softmax into several fusions and lowered the shift's
-gradient to a slow pad (fwd+bwd at [12, 8, 128, 128] bf16: 16.5 -> ~6.5 ms).
+Plain math on every backend; on TensorFlow, modeling/kernels.py takes the fused kernel with a
+hand-written gradient instead (tf_kernels/attention_probs.py), which reuses `relative_shift`.
 """
 
-import functools
-
-import tensorflow as tf
-
-from funnel_tf.modeling.dropout import apply_mask, keep_mask
-from funnel_tf.modeling.fusion import plain_ops
-from funnel_tf.modeling.tracing import per_shape_function
+from keras import ops
 
 INF = 1e6
-
-
-def _static_or_dynamic(x):
-    """Shape entries as Python ints where static, scalar tensors where not (e.g. a None batch)."""
-    dynamic = tf.shape(x)
-    return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape)]
 
 
 def relative_shift(scores, context_len: int, shift: int):
     """Transformer-XL shift: out[..., i, j] = scores[..., i, j + shift * (Lq - i)].
 
     scores: [..., Lq, R] with R = shift * Lq + Lk -> [..., Lq, Lk]; reshapes and slices only.
-    tf.slice rather than strided indexing: its gradient is a Pad, where StridedSliceGrad costs ~35x
-    more in TF's CPU kernels (fwd+bwd on [8, 12, 128, 256]: 69 ms -> 2 ms) and ~2x under XLA.
+    ops.slice rather than strided indexing: on TF its gradient is a Pad, where StridedSliceGrad
+    costs ~35x more in TF's CPU kernels (fwd+bwd on [8, 12, 128, 256]: 69 ms -> 2 ms).
     """
-    lead = _static_or_dynamic(scores)[:-2]
+    lead = list(ops.shape(scores)[:-2])  # static ints, or scalar tensors for a TF None batch
     lq, r = scores.shape[-2], scores.shape[-1]
-    x = tf.slice(tf.reshape(scores, [-1, r, lq]), [0, shift, 0], [-1, -1, -1])
-    x = tf.reshape(x, [-1, lq, r - shift])
-    x = tf.slice(x, [0, 0, 0], [-1, -1, context_len])
-    return tf.reshape(x, lead + [lq, context_len])
+    x = ops.reshape(scores, [-1, r, lq])
+    rows = ops.shape(x)[0]
+    x = ops.slice(x, [0, shift, 0], [rows, r - shift, lq])
+    x = ops.reshape(x, [-1, lq, r - shift])
+    x = ops.slice(x, [0, 0, 0], [rows, lq, context_len])
+    return ops.reshape(x, lead + [lq, context_len])
 
 
-def relative_unshift(grad, num_positions: int, shift: int):
-    """Gradient of `relative_shift`: [..., Lq, Lk] -> [..., Lq, R], zeros where nothing was read."""
-    lead = _static_or_dynamic(grad)[:-2]
-    lq, lk = grad.shape[-2], grad.shape[-1]
-    x = tf.pad(tf.reshape(grad, [-1, lq, lk]), [[0, 0], [0, 0], [0, num_positions - shift - lk]])
-    x = tf.pad(tf.reshape(x, [-1, num_positions - shift, lq]), [[0, 0], [shift, 0], [0, 0]])
-    return tf.reshape(x, lead + [lq, num_positions])
-
-
-def _softmax_input(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, shift):
-    """float32 scores [N, B, Lq, Lk] before the softmax."""
-    f32 = tf.float32
+def softmax_input(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, shift: int):
+    """float32 scores [N, B, Lq, Lk] before the softmax (arguments as in `attention_probs`)."""
+    f32 = "float32"
     if shift:
         position = relative_shift(position, content.shape[-1], shift)
-    diff, same = tf.split(tf.cast(tt_bias, f32), 2, axis=-1)  # [N, B, Lq, 1] each
-    bias = tf.cast(position, f32) + tf.where(token_type_mat[None], same, diff)
+    diff, same = ops.split(ops.cast(tt_bias, f32), 2, axis=-1)  # [N, B, Lq, 1] each
+    bias = ops.cast(position, f32) + ops.where(ops.expand_dims(token_type_mat, 0), same, diff)
     if cls_mask is not None:
-        bias = bias * tf.cast(cls_mask, f32)
+        bias = bias * ops.cast(cls_mask, f32)
     # Mask and softmax in float32 whatever the compute dtype (bf16 safe).
-    return tf.cast(content, f32) + bias - INF * (1.0 - tf.cast(attention_mask, f32)[:, None])
+    mask = ops.expand_dims(ops.cast(attention_mask, f32), 1)  # [B, 1, Lk]
+    return ops.cast(content, f32) + bias - INF * (1.0 - mask)
 
 
-def _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed, shift, rate):
-    """Plain TF: (probabilities after dropout in content's dtype, float32 softmax, keep mask or None)."""
-    p = tf.nn.softmax(_softmax_input(content, position, tt_bias, token_type_mat, attention_mask,
-                                     cls_mask, shift), axis=-1)
-    prob = tf.cast(p, content.dtype)
-    keep = None
-    if seed is not None:
-        keep = keep_mask(prob, seed, rate)
-        prob = apply_mask(prob, keep, rate)
-    return prob, p, keep
-
-
-@functools.lru_cache(maxsize=None)
-def _kernels(shift: int, has_cls_mask: bool, has_seed: bool, rate: float):
-    """XLA-compiled forward and backward for one static setting (shared by every layer)."""
-
-    def unpack(optional):
-        optional = list(optional)
-        cls_mask = optional.pop(0) if has_cls_mask else None
-        seed = optional.pop(0) if has_seed else None
-        return cls_mask, seed
-
-    @per_shape_function(jit_compile=True, autograph=False)
-    def forward(content, position, tt_bias, token_type_mat, attention_mask, *optional):
-        cls_mask, seed = unpack(optional)
-        prob, p, keep = _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed,
-                               shift, rate)
-        return prob, p, (keep if keep is not None else tf.zeros([], tf.bool))
-
-    @per_shape_function(jit_compile=True, autograph=False)
-    def backward(dy, p, keep, token_type_mat, cls_mask=None):
-        """-> d content [N, B, Lq, Lk], d bias (before the shift, float32) and d tt_bias [N, B, Lq, 2].
-        `keep`: the forward's dropout mask (a scalar placeholder without dropout)."""
-        g = tf.cast(dy, tf.float32)
-        if has_seed:
-            g = tf.where(keep, g / (1.0 - rate), 0.0)
-        d_score = p * (g - tf.reduce_sum(g * p, axis=-1, keepdims=True))
-        d_bias = d_score * tf.cast(cls_mask, tf.float32) if cls_mask is not None else d_score
-        d_same = tf.reduce_sum(tf.where(token_type_mat[None], d_bias, 0.0), axis=-1, keepdims=True)
-        d_diff = tf.reduce_sum(d_bias, axis=-1, keepdims=True) - d_same
-        return (tf.cast(d_score, dy.dtype), tf.cast(d_bias, dy.dtype),
-                tf.cast(tf.concat([d_diff, d_same], axis=-1), dy.dtype))
-
-    return forward, backward
-
-
-def attention_probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask=None, seed=None,
-                    shift: int = 0, rate: float = 0.0):
-    """Attention probabilities [N, B, Lq, Lk] (see module doc).
+def attention_probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, dropout, training,
+                    shift: int = 0):
+    """Attention probabilities [N, B, Lq, Lk] in content's dtype (see module doc).
 
     content [N, B, Lq, Lk]; position [N, B, Lq, R] unshifted (shift > 0) or [N, B, Lq, Lk]
     (shift 0); tt_bias [N, B, Lq, 2] (different, same segment); token_type_mat bool [B, Lq, Lk];
-    attention_mask [B, Lk] (1 = attend); cls_mask [Lq, Lk] or None; seed: the dropout's [2] int32
-    stateless seed, or None for no dropout.
+    attention_mask [B, Lk] (1 = attend); cls_mask [Lq, Lk] or None; dropout: the Dropout layer.
     """
-    if plain_ops():
-        return _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed, shift,
-                      rate)[0]
-    forward, backward = _kernels(shift, cls_mask is not None, seed is not None, float(rate))
-    optional = [a for a in (cls_mask, seed) if a is not None]
-    cls_args = [cls_mask] if cls_mask is not None else []
-    num_positions = position.shape[-1]
-
-    @tf.custom_gradient
-    def call(content, position, tt_bias):
-        prob, p, keep = forward(content, position, tt_bias, token_type_mat, attention_mask, *optional)
-
-        def grad(dy):
-            d_content, d_bias, d_tt = backward(dy, p, keep, token_type_mat, *cls_args)
-            d_position = relative_unshift(d_bias, num_positions, shift) if shift else d_bias
-            return d_content, tf.cast(d_position, position.dtype), tf.cast(d_tt, tt_bias.dtype)
-        return prob, grad
-
-    return call(content, position, tt_bias)
+    p = ops.softmax(softmax_input(content, position, tt_bias, token_type_mat, attention_mask, cls_mask,
+                                  shift), axis=-1)
+    return dropout(ops.cast(p, content.dtype), training=training)

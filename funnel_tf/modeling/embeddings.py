@@ -2,11 +2,11 @@
 positions and segments enter only through attention biases."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from funnel_tf.config import FunnelConfig
+from funnel_tf.modeling import kernels
 from funnel_tf.modeling.dropout import Dropout
-from funnel_tf.modeling.fusion import norm_dropout
 from funnel_tf.modeling.initializers import embedding_initializer
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
@@ -31,11 +31,8 @@ class FunnelEmbeddings(FunnelConfigSerializable, keras.layers.Layer):
         self.layer_norm.build((None, None, cfg.embedding_size))
 
     def call(self, input_ids, training=False):
-        x = tf.gather(self.word_embeddings, input_ids)  # [B, L, E] float32
-        drop = self.dropout
-        # Cast, LayerNorm and dropout in one fused kernel. Also keeps the cast after the gather: on
-        # TF's kernels Grappler moves a Cast that directly follows a Gather in front of it, which
-        # cast the whole [V, E] table every step under mixed precision.
-        return norm_dropout(x, self.layer_norm.gamma, self.layer_norm.beta,
-                            drop.next_seed() if training and drop.rate > 0 else None, drop.rate,
-                            self.layer_norm.epsilon, self.compute_dtype)
+        x = ops.take(self.word_embeddings, input_ids, axis=0)  # [B, L, E] float32
+        # Cast, LayerNorm and dropout in one fused kernel on TF. Also keeps the cast after the
+        # gather: on TF's kernels Grappler moves a Cast that directly follows a Gather in front of
+        # it, which cast the whole [V, E] table every step under mixed precision.
+        return kernels.norm_dropout(x, self.layer_norm, self.dropout, training, self.compute_dtype)

@@ -9,15 +9,15 @@ from typing import Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from funnel_tf.config import FunnelConfig
+from funnel_tf.modeling import kernels
 from funnel_tf.modeling.activations import get_activation
-from funnel_tf.modeling.compute_weights import compute_weight
 from funnel_tf.modeling.dropout import Dropout
 from funnel_tf.modeling.embeddings import FunnelEmbeddings
 from funnel_tf.modeling.initializers import dense_initializer
-from funnel_tf.modeling.model import CheckedCall, FunnelBaseModel, FunnelModel, ModelInputError
+from funnel_tf.modeling.model import CheckedCall, FunnelBaseModel, FunnelModel, ModelInputError, shapes_compatible
 from funnel_tf.modeling.pretrained import PretrainedMixin
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
@@ -27,14 +27,9 @@ def _dense(config, units, fan_in, name, **kwargs):
                               **kwargs)
 
 
-def gather_positions(hidden, positions):
-    """hidden [B, L, D], positions int [B, P] -> [B, P, D] (take_along_axis; XLA-friendly)."""
-    return tf.gather(hidden, tf.cast(positions, tf.int32), batch_dims=1)
-
-
-def _shape_of(value) -> tf.TensorShape:
-    """The static shape of a tensor, array or nested list."""
-    return tf.TensorShape(value.shape if hasattr(value, "shape") else np.shape(value))
+def _shape_of(value) -> tuple:
+    """The static shape of a tensor, array or nested list (None where unknown)."""
+    return tuple(value.shape if hasattr(value, "shape") else np.shape(value))
 
 
 def _serializable(cls):
@@ -95,12 +90,12 @@ class FunnelForMaskedLM(_Head):
         out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
         h = out["last_hidden_state"]  # [B, L, D]
         if masked_positions is not None:
-            h = gather_positions(h, masked_positions)  # [B, P, D]
+            h = kernels.gather_positions(h, masked_positions)  # [B, P, D]
         if self.transform is not None:
             h = self.transform_norm(self.transform_act(self.transform(h)))
-        table = compute_weight(self.funnel.embeddings.word_embeddings, h.dtype)  # [V, E]
-        logits = tf.einsum("bpd,vd->bpv", h, table)
-        out["logits"] = tf.cast(logits, tf.float32) + self.lm_bias
+        table = kernels.compute_weight(self.funnel.embeddings.word_embeddings, h.dtype)  # [V, E]
+        logits = ops.einsum("bpd,vd->bpv", h, table)
+        out["logits"] = ops.cast(logits, "float32") + self.lm_bias
         return out
 
 
@@ -124,7 +119,7 @@ class FunnelForPreTraining(_Head):
     def call(self, inputs, training=False, output_hidden_states=False):
         out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
         h = self.activation(self.dense(out["last_hidden_state"]))
-        out["logits"] = tf.cast(self.dense_prediction(h)[..., 0], tf.float32)
+        out["logits"] = ops.cast(self.dense_prediction(h)[..., 0], "float32")
         return out
 
 
@@ -148,7 +143,7 @@ class FunnelClassificationHead(FunnelConfigSerializable, keras.layers.Layer):
         self.linear_out.build((None, self.config.d_model))
 
     def call(self, hidden, training=False):
-        h = tf.tanh(self.linear_hidden(hidden))
+        h = ops.tanh(self.linear_hidden(hidden))
         return self.linear_out(self.dropout(h, training=training))
 
 
@@ -174,7 +169,7 @@ class FunnelForSequenceClassification(_Head):
     def call(self, inputs, training=False, output_hidden_states=False):
         out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
         logits = self.classifier(out["last_hidden_state"][:, 0], training=training)
-        out["logits"] = tf.cast(logits, tf.float32)  # [B, num_labels]
+        out["logits"] = ops.cast(logits, "float32")  # [B, num_labels]
         return out
 
 
@@ -199,24 +194,24 @@ class FunnelForMultipleChoice(_Head):
                                   "[batch, num_choices, seq_len] (and attention_mask, token_type_ids)")
         ids = inputs["input_ids"]
         shape = _shape_of(ids)
-        if shape.rank != 3 or shape[1] is None or shape[2] is None:
+        if len(shape) != 3 or shape[1] is None or shape[2] is None:
             raise ModelInputError(f"input_ids: FunnelForMultipleChoice takes [batch, num_choices, seq_len] with "
                                   f"a static num_choices and seq_len, got {shape}")
         for name in ("attention_mask", "token_type_ids"):
-            if inputs.get(name) is not None and not _shape_of(inputs[name]).is_compatible_with(shape):
+            if inputs.get(name) is not None and not shapes_compatible(_shape_of(inputs[name]), shape):
                 raise ModelInputError(f"{name}: shape {_shape_of(inputs[name])} does not match input_ids "
                                       f"{shape}")
         num_choices, seq_len = shape[1], shape[2]
-        flat = {k: tf.reshape(v, [-1, seq_len]) for k, v in inputs.items()
+        flat = {k: ops.reshape(v, [-1, seq_len]) for k, v in inputs.items()
                 if k in ("input_ids", "attention_mask", "token_type_ids")}
         out = self.funnel(flat, training=training, output_hidden_states=output_hidden_states)
         scores = self.classifier(out["last_hidden_state"][:, 0], training=training)  # [B*C, 1]
-        out["logits"] = tf.cast(tf.reshape(scores, [-1, num_choices]), tf.float32)
+        out["logits"] = ops.cast(ops.reshape(scores, [-1, num_choices]), "float32")
         return out
 
     def dummy_inputs(self, batch_size=2, seq_len=None, num_choices=4):
         single = self.funnel.dummy_inputs(batch_size * num_choices, seq_len)
-        return {k: tf.reshape(v, [batch_size, num_choices, -1]) for k, v in single.items()}
+        return {k: ops.reshape(v, [batch_size, num_choices, -1]) for k, v in single.items()}
 
 
 @_serializable
@@ -240,7 +235,7 @@ class FunnelForTokenClassification(_Head):
     def call(self, inputs, training=False, output_hidden_states=False):
         out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
         h = self.dropout(out["last_hidden_state"], training=training)
-        out["logits"] = tf.cast(self.classifier(h), tf.float32)
+        out["logits"] = ops.cast(self.classifier(h), "float32")
         return out
 
 
@@ -259,6 +254,6 @@ class FunnelForQuestionAnswering(_Head):
 
     def call(self, inputs, training=False, output_hidden_states=False):
         out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
-        logits = tf.cast(self.qa_outputs(out["last_hidden_state"]), tf.float32)
+        logits = ops.cast(self.qa_outputs(out["last_hidden_state"]), "float32")
         out["start_logits"], out["end_logits"] = logits[..., 0], logits[..., 1]
         return out

@@ -1,14 +1,13 @@
 """One Funnel layer: relative attention followed by the position-wise FFN (both post-LN)."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from funnel_tf.config import FunnelConfig
+from funnel_tf.modeling import kernels
 from funnel_tf.modeling.activations import get_activation
 from funnel_tf.modeling.attention import FunnelRelMultiheadAttention
-from funnel_tf.modeling.compute_weights import compute_weight
 from funnel_tf.modeling.dropout import Dropout
-from funnel_tf.modeling.fusion import bias_activation, dropout_add_norm
 from funnel_tf.modeling.initializers import dense_initializer
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
@@ -34,19 +33,17 @@ class FunnelPositionwiseFFN(FunnelConfigSerializable, keras.layers.Layer):
         self.layer_norm.build((None, None, d))
 
     def call(self, hidden, training=False):
-        """hidden [B, L, D] -> [B, L, D]. 2-D matmuls on TF's kernels; bias+activation and
-        dropout+residual+LayerNorm each one fused kernel (modeling/fusion.py)."""
+        """hidden [B, L, D] -> [B, L, D]. 2-D matmuls; bias+activation and dropout+residual+LayerNorm
+        through modeling/kernels.py (on TF each one fused kernel)."""
         dtype = self.compute_dtype
         _, length, d = hidden.shape
-        x = tf.reshape(hidden, [-1, d])  # [B*L, D]
-        h = tf.matmul(x, compute_weight(self.linear_1.kernel, dtype))  # [B*L, F]
-        h = bias_activation(h, tf.cast(self.linear_1.bias, dtype), self.config.hidden_act)
+        x = ops.reshape(hidden, [-1, d])  # [B*L, D]
+        h = ops.matmul(x, kernels.compute_weight(self.linear_1.kernel, dtype))  # [B*L, F]
+        h = kernels.bias_activation(h, ops.cast(self.linear_1.bias, dtype), self.config.hidden_act)
         h = self.activation_dropout(h, training=training)
-        h = tf.matmul(h, compute_weight(self.linear_2.kernel, dtype))  # [B*L, D], bias added in the fused tail
-        out = dropout_add_norm(h, x, self.layer_norm.gamma, self.layer_norm.beta,
-                               self.dropout.next_seed() if training and self.dropout.rate > 0 else None,
-                               self.dropout.rate, self.layer_norm.epsilon, bias=self.linear_2.bias)
-        return tf.reshape(out, [-1, length, d])
+        h = ops.matmul(h, kernels.compute_weight(self.linear_2.kernel, dtype))  # [B*L, D], bias in the tail
+        out = kernels.dropout_add_norm(h, x, self.layer_norm, self.dropout, training, bias=self.linear_2.bias)
+        return ops.reshape(out, [-1, length, d])
 
 
 class FunnelLayer(FunnelConfigSerializable, keras.layers.Layer):

@@ -5,11 +5,12 @@ Both take a dict of int tensors `input_ids`, `attention_mask` (1 = attend; defau
 Weights are created at construction, so a model can be loaded or saved before its first call.
 """
 
+import sys
 from typing import Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.errors import UserError
@@ -27,34 +28,81 @@ class ModelInputTypeError(ModelInputError, TypeError):
     """An input of the wrong type (floats or strings where token ids go, a ragged batch)."""
 
 
+def _is_ragged(value) -> bool:
+    tf = sys.modules.get("tensorflow")  # only TF has ragged tensors; never imported from here
+    return tf is not None and isinstance(value, tf.RaggedTensor)
+
+
+def _shape(value) -> Optional[tuple]:
+    """The static shape as a tuple (None where a dimension is unknown), None for an unknown rank."""
+    if getattr(value.shape, "rank", 0) is None:  # a TF graph tensor of unknown rank
+        return None
+    return tuple(None if d is None else int(d) for d in value.shape)
+
+
+def shapes_compatible(a: Optional[tuple], b: Optional[tuple]) -> bool:
+    """Shapes that can be the same (an unknown rank matches anything; else equal rank, and equal
+    sizes where both are known)."""
+    if a is None or b is None:
+        return True
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def _shown(shape: Optional[tuple]):
+    return list(shape) if shape is not None else "an unknown rank"
+
+
 def _spec(value, name: str):
-    """(value, shape, dtype) of a tensor-like input without converting symbolic (Keras) tensors."""
-    if isinstance(value, tf.RaggedTensor):
+    """(value, shape, dtype name) of a tensor-like input without converting symbolic (Keras) tensors."""
+    if _is_ragged(value):
         raise ModelInputTypeError(f"{name}: a ragged batch; pad every row to one length first "
                                   f"(FunnelTokenizer(..., sequence_length=L) does)")
     if isinstance(value, (str, bytes)) or not hasattr(value, "shape"):
         try:
-            value = tf.convert_to_tensor(value)
+            value = np.asarray(value)
         except (TypeError, ValueError) as e:
             raise ModelInputTypeError(f"{name}: expected an int tensor [batch, seq_len] of token ids, got "
                                       f"{type(value).__name__} ({str(e).splitlines()[0][:120]})") from None
     try:
-        dtype = tf.as_dtype(value.dtype)
-    except TypeError:
+        kind = getattr(value.dtype, "kind", None)  # numpy: U / S are strings, O mixed objects
+        dtype = "string" if kind in ("U", "S") else keras.backend.standardize_dtype(value.dtype)
+        if kind == "O":
+            raise TypeError
+    except (TypeError, ValueError):
         raise ModelInputTypeError(f"{name}: expected ints, got an array of {value.dtype} "
                                   f"(mixed or missing values?)") from None
-    return value, tf.TensorShape(value.shape), dtype
+    return value, _shape(value), dtype
 
 
-def _whole_floats(value, dtype) -> bool:
+def _is_int(dtype: str) -> bool:
+    return dtype.startswith(("int", "uint"))
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype.startswith(("float", "bfloat"))
+
+
+def _values(value) -> Optional[np.ndarray]:
+    """The values of a concrete input, or None for a symbolic one (a Keras placeholder, a TF graph
+    tensor, a jax.jit tracer): only eager calls can be checked value by value."""
+    if isinstance(value, keras.KerasTensor):
+        return None
+    try:
+        return np.asarray(value)
+    except Exception:  # noqa: BLE001 - TF graph tensors and JAX tracers refuse, each in its own way
+        return None
+
+
+def _whole_floats(value, dtype: str) -> bool:
     """Float ids that are ids all the same: symbolic ones (Keras builds a subclassed model that
     wraps ours with float32 placeholders, and casts as its Embedding does) and eager ones whose
     values are all whole numbers; fractional values are refused."""
-    if not dtype.is_floating:
+    if not _is_float(dtype):
         return False
-    if isinstance(value, keras.KerasTensor) or not tf.executing_eagerly():
+    values = _values(value)
+    if values is None:
         return True
-    values = np.asarray(value)
+    values = values.astype(np.float64)
     return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
 
@@ -68,16 +116,16 @@ def check_inputs(inputs, config: Optional[FunnelConfig] = None):
     if "input_ids" not in inputs:
         raise ModelInputError(f"inputs need 'input_ids' (int [batch, seq_len]); got keys {sorted(inputs)}")
     ids, shape, dtype = _spec(inputs["input_ids"], "input_ids")
-    if dtype == tf.string:
+    if dtype == "string":
         raise ModelInputTypeError("input_ids: got strings; the model takes token ids: tokenize first "
                                   "(FunnelTokenizer(vocab)(texts) gives input_ids, attention_mask, token_type_ids)")
-    if not (dtype.is_integer or _whole_floats(ids, dtype)):
-        raise ModelInputTypeError(f"input_ids: expected integer token ids, got {dtype.name}")
-    if shape.rank != 2:
-        hint = " (one sequence: input_ids[None] makes it a batch of one)" if shape.rank == 1 else \
-            " (FunnelForMultipleChoice takes [batch, num_choices, seq_len])" if shape.rank == 3 else ""
-        got = shape.as_list() if shape.rank is not None else "an unknown rank"
-        raise ModelInputError(f"input_ids: expected shape [batch, seq_len], got {got}{hint}")
+    if not (_is_int(dtype) or _whole_floats(ids, dtype)):
+        raise ModelInputTypeError(f"input_ids: expected integer token ids, got {dtype}")
+    rank = len(shape) if shape is not None else None
+    if rank != 2:
+        hint = " (one sequence: input_ids[None] makes it a batch of one)" if rank == 1 else \
+            " (FunnelForMultipleChoice takes [batch, num_choices, seq_len])" if rank == 3 else ""
+        raise ModelInputError(f"input_ids: expected shape [batch, seq_len], got {_shown(shape)}{hint}")
     out = [ids]
     for name, kinds in (("attention_mask", "ints, bools or 0/1 floats"), ("token_type_ids", "ints")):
         value = inputs.get(name)
@@ -85,18 +133,17 @@ def check_inputs(inputs, config: Optional[FunnelConfig] = None):
             out.append(None)
             continue
         value, other, other_dtype = _spec(value, name)
-        allowed = other_dtype.is_integer or (name == "attention_mask" and
-                                             (other_dtype.is_bool or other_dtype.is_floating)) \
+        allowed = _is_int(other_dtype) or (name == "attention_mask" and
+                                           (other_dtype == "bool" or _is_float(other_dtype))) \
             or _whole_floats(value, other_dtype)
         if not allowed:
-            raise ModelInputTypeError(f"{name}: expected {kinds}, got {other_dtype.name}")
-        if not other.is_compatible_with(shape):
-            got = other.as_list() if other.rank is not None else "of unknown rank"
-            raise ModelInputError(f"{name}: shape {got} does not match input_ids {shape.as_list()}; it "
+            raise ModelInputTypeError(f"{name}: expected {kinds}, got {other_dtype}")
+        if not shapes_compatible(other, shape):
+            raise ModelInputError(f"{name}: shape {list(other)} does not match input_ids {list(shape)}; it "
                                   f"needs one value per token")
         out.append(value)
-    if config is not None and tf.executing_eagerly() and not isinstance(ids, keras.KerasTensor):
-        values = np.asarray(ids)  # eager calls only: a traced step has no values to look at
+    values = _values(ids) if config is not None else None  # eager calls only: a traced step has none
+    if values is not None:
         if values.size and (values.min() < 0 or values.max() >= config.vocab_size):
             bad = values.min() if values.min() < 0 else values.max()
             raise ModelInputError(f"input_ids: token id {bad} is outside the vocab [0, {config.vocab_size}); "
@@ -127,9 +174,9 @@ def standardize_inputs(inputs, config: Optional[FunnelConfig] = None):
     """Check `inputs` (see check_inputs) and fill HF's defaults: attention_mask = ones,
     token_type_ids = zeros; all int32 [batch, seq_len]."""
     ids, mask, types = check_inputs(inputs, config)
-    ids = tf.cast(ids, tf.int32)
-    mask = tf.ones_like(ids) if mask is None else tf.cast(mask, tf.int32)
-    types = tf.zeros_like(ids) if types is None else tf.cast(types, tf.int32)
+    ids = ops.cast(ids, "int32")
+    mask = ops.ones_like(ids) if mask is None else ops.cast(mask, "int32")
+    types = ops.zeros_like(ids) if types is None else ops.cast(types, "int32")
     return ids, mask, types
 
 
@@ -181,8 +228,8 @@ class FunnelBaseModel(CheckedCall, PretrainedMixin, keras.Model):
     def dummy_inputs(self, batch_size: int = 2, seq_len: Optional[int] = None):
         """Valid inputs for a trace or smoke test (length at least the config's minimum)."""
         seq_len = seq_len or max(8, self.config.min_seq_len())
-        ids = tf.zeros([batch_size, seq_len], tf.int32)
-        return {"input_ids": ids, "attention_mask": tf.ones_like(ids), "token_type_ids": tf.zeros_like(ids)}
+        ids = ops.zeros([batch_size, seq_len], "int32")
+        return {"input_ids": ids, "attention_mask": ops.ones_like(ids), "token_type_ids": ops.zeros_like(ids)}
 
     def get_config(self):
         config = super().get_config()  # name, trainable, dtype policy

@@ -10,7 +10,7 @@ from typing import List, Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from funnel_tf.modeling.dropout import Dropout
 
@@ -43,17 +43,18 @@ def relative_distances(pos: np.ndarray, stride: int, pooled_pos: Optional[np.nda
     return np.arange(max_dist, min_dist - 1, -stride, dtype=np.int64)
 
 
-def inverse_frequencies(d_model: int) -> tf.Tensor:
+def inverse_frequencies(d_model: int):
     """[d_model/2] float32 frequencies, computed in float32 like HF so angles match bit for bit."""
     half = d_model // 2
-    freq_seq = tf.range(0, half, 1.0, dtype=tf.float32)
-    return 1.0 / tf.pow(tf.constant(10000.0, tf.float32), freq_seq / float(half))
+    freq_seq = ops.arange(0, half, 1.0, dtype="float32")
+    return 1.0 / ops.power(ops.convert_to_tensor(10000.0, "float32"), freq_seq / float(half))
 
 
-def sinusoid(distances: np.ndarray, d_model: int) -> Tuple[tf.Tensor, tf.Tensor]:
-    """sin and cos of distance * inv_freq, each [len(distances), d_model/2] float32."""
-    angle = tf.constant(distances.astype(np.float32))[:, None] * inverse_frequencies(d_model)[None]
-    return tf.sin(angle), tf.cos(angle)
+def sinusoid(distances: np.ndarray, d_model: int) -> Tuple:
+    """sin and cos of distance * inv_freq, each [len(distances), d_model/2] float32 tensors."""
+    angle = ops.expand_dims(ops.convert_to_tensor(distances.astype(np.float32)), 1) * \
+        ops.expand_dims(inverse_frequencies(d_model), 0)
+    return ops.sin(angle), ops.cos(angle)
 
 
 class RelativePositionEncoding(keras.layers.Layer):
@@ -78,8 +79,8 @@ class RelativePositionEncoding(keras.layers.Layer):
 
     def _table(self, distances, training):
         sin, cos = sinusoid(distances, self.d_model)
-        return tf.concat([self.sin_dropout(sin, training=training),
-                          self.cos_dropout(cos, training=training)], axis=-1)
+        return ops.concatenate([self.sin_dropout(sin, training=training),
+                                self.cos_dropout(cos, training=training)], axis=-1)
 
     def tables(self, seq_len: int, training=False):
         """The tables for a static `seq_len` (a Python int; not `__call__`, which wants tensors)."""
@@ -87,10 +88,10 @@ class RelativePositionEncoding(keras.layers.Layer):
             sin, cos = sinusoid(np.arange(seq_len), self.d_model)
             sin_d = self.sin_dropout(sin, training=training)
             cos_d = self.cos_dropout(cos, training=training)
-            phi = tf.concat([sin_d, sin_d], axis=-1)
-            pi = tf.concat([cos_d, cos_d], axis=-1)
-            psi = tf.concat([cos, sin], axis=-1)
-            omega = tf.concat([-sin, cos], axis=-1)
+            phi = ops.concatenate([sin_d, sin_d], axis=-1)
+            pi = ops.concatenate([cos_d, cos_d], axis=-1)
+            psi = ops.concatenate([cos, sin], axis=-1)
+            omega = ops.concatenate([-sin, cos], axis=-1)
             return (phi, pi, psi, omega)
         positions = block_positions(seq_len, self.num_blocks, self.separate_cls, self.truncate_seq)
         tables = []

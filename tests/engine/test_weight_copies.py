@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
-from funnel_tf.modeling.compute_weights import compute_weight, using_copies
+from funnel_tf.modeling.tf_kernels.compute_weights import compute_weight, using_copies
 from funnel_tf.modeling.heads import FunnelForMaskedLM
 from funnel_tf.engine.weight_copies import MIN_SIZE, WeightCopies, maybe_weight_copies
 

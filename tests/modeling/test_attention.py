@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
-from funnel_tf.modeling.attention import FunnelRelMultiheadAttention, relative_shift
+from funnel_tf.modeling.attention import FunnelRelMultiheadAttention
+from funnel_tf.modeling.attention_probs import relative_shift
 from funnel_tf.modeling.attention_inputs import init_attention_inputs, pre_attention_pooling
 from funnel_tf.modeling.encoder import make_position_encoding
 

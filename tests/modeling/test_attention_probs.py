@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf.modeling.attention_probs import _probs, attention_probs, relative_shift, relative_unshift
+from funnel_tf.modeling.attention_probs import relative_shift
+from funnel_tf.modeling.tf_kernels.attention_probs import _probs, attention_probs, relative_unshift
 
 
 def _inputs(shift, seed=0, n=2, b=3, lq=8, lk=8):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf.modeling.dropout import Dropout, rng_algorithm
+from funnel_tf.modeling.dropout import Dropout
+from funnel_tf.modeling.tf_kernels.dropout import rng_algorithm
 
 
 def test_identity_when_not_training_or_rate_zero():

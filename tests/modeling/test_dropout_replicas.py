@@ -67,7 +67,7 @@ class _TensorReplicaContext:
 def test_tensor_replica_id_gives_the_mirrored_seeds(mirrored, monkeypatch, jit_compile):
     """The TPU path (id known only when the step runs, inside XLA there) derives the same seeds as
     the MirroredStrategy one: replica 0 unchanged, replica 1 folded in."""
-    from funnel_tf.modeling import dropout
+    from funnel_tf.modeling.tf_kernels import dropout
 
     seed = tf.constant([123, 4], tf.int32)
     mirrored_seeds = _per_replica(mirrored, lambda: dropout.replica_seed(seed) * 1)

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.activations import get_activation
-from funnel_tf.modeling.fusion import bias_activation, dropout_add_norm, fused, in_xla_context
+from funnel_tf.modeling.tf_kernels.fusion import bias_activation, dropout_add_norm, fused
+from funnel_tf.xla import in_xla_context
 from funnel_tf.modeling.model import FunnelModel
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")

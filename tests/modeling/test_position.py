@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf.modeling.attention import relative_shift
+from funnel_tf.modeling.attention_probs import relative_shift
 from funnel_tf.modeling.position import block_positions, relative_distances, sinusoid
 
 

@@ -4,7 +4,7 @@ low-precision copy a train step keeps in sync with it.
 Under `mixed_bfloat16` on TF's kernels, casting every kernel to bfloat16 each step and its bfloat16
 gradient back to float32 were two full passes over the weights (~40 ms of a 0.6 s small-base step
 on 2 CPU cores). A train step can instead keep bfloat16 copies, written by its (XLA-fused) optimizer
-update, and differentiate with respect to them (training/weight_copies.py). The layers only ever
+update, and differentiate with respect to them (engine/weight_copies.py). The layers only ever
 call `compute_weight`; without an active set of copies it is the plain cast.
 """
 

@@ -11,27 +11,16 @@ the intermediates).
 Inside a graph that is already XLA-compiled (`jit_compile=True`, TPU), `fn` is called as is: XLA
 fuses it anyway and the custom gradient would only stop it from reusing forward values. So it is
 where the host cannot XLA-compile (the TPU build of TF has no XLA:CPU; see funnel_tf/xla.py).
+TensorFlow backend only (see tf_kernels/__init__.py).
 """
 
+import keras
 import tensorflow as tf
-from tensorflow.python.framework import ops
-from tensorflow.python.ops import control_flow_util
 
-from funnel_tf import xla
-from funnel_tf.modeling.tracing import per_shape_function
-
-
-def in_xla_context() -> bool:
-    """True while tracing a graph that XLA compiles as a whole (jit_compile or TPU)."""
-    if control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()):
-        return True
-    return bool(tf.config.list_logical_devices("TPU"))
-
-
-def plain_ops() -> bool:
-    """True where a fused region should run as plain TF: inside a graph XLA compiles anyway, or
-    on a host that cannot XLA-compile at all (the TPU build of TF: same math on TF's kernels)."""
-    return in_xla_context() or not xla.can_jit()
+from funnel_tf.xla import plain_ops
+from funnel_tf.modeling.activations import get_activation
+from funnel_tf.modeling.tf_kernels.dropout import apply_mask, keep_mask
+from funnel_tf.modeling.tf_kernels.tracing import per_shape_function
 
 
 def _differentiable(x) -> bool:
@@ -82,7 +71,6 @@ def fused(fn, key):
 
 def bias_activation(x, bias, activation_name: str):
     """act(x + bias), computed in float32 and returned in x's dtype. x [..., F], bias [F]."""
-    from funnel_tf.modeling.activations import get_activation
     act = get_activation(activation_name)
 
     def fn(x, bias):
@@ -98,10 +86,6 @@ def dropout_add_norm(x, residual, gamma, beta, seed, rate: float, epsilon: float
     stateless seed, or None for no dropout (inference, rate 0). The keep mask is drawn once, before
     the fused kernel, so the backward reuses it instead of drawing it again.
     """
-    import keras
-
-    from funnel_tf.modeling.dropout import apply_mask, keep_mask
-
     has_bias, has_dropout = bias is not None, seed is not None  # the cached fn keeps flags, not tensors
 
     def fn(x, residual, gamma, beta, *optional):
@@ -122,10 +106,6 @@ def dropout_add_norm(x, residual, gamma, beta, seed, rate: float, epsilon: float
 def norm_dropout(x, gamma, beta, seed, rate: float, epsilon: float, dtype):
     """dropout(LayerNorm(x)) over the last axis, computed in float32, returned in `dtype`; `seed`
     as in dropout_add_norm (None: no dropout). The embedding tail."""
-    import keras
-
-    from funnel_tf.modeling.dropout import apply_mask, keep_mask
-
     def fn(x, gamma, beta, *keep):
         out = keras.ops.layer_normalization(tf.cast(x, tf.float32), gamma, beta, axis=-1, epsilon=epsilon)
         out = tf.cast(out, dtype)
