@@ -90,24 +90,34 @@ def test_a_loose_or_empty_run_is_one_clear_error(run_dir, tmp_path):
 
 def test_init_checkpoint_is_resolved_once_through_a_run(run_dir, tmp_path, monkeypatch):
     """--init_checkpoint (here: the run above) is resolved once, during the run's checks; the loop's
-    warm start gets that answer and resolves nothing again."""
+    warm start gets that answer (a Resolved) and resolves nothing again. The run stops there."""
     from funnel_tf.checkpoints import init_checkpoint, resolver
 
-    calls = []
+    calls, handed = [], []
     real = resolver.resolve
 
     def counting(path):
         calls.append(path)
         return real(path)
 
+    class Stop(Exception):
+        pass
+
+    def warm_start(backbone, init, models=None):
+        handed.append(init)
+        raise Stop
+
     monkeypatch.setattr(resolver, "resolve", counting)
     monkeypatch.setattr(init_checkpoint, "resolve", counting)
+    monkeypatch.setattr(init_checkpoint, "load_init_checkpoint", warm_start)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(open(DEMO_CORPUS, encoding="utf-8").read().split("\n\n")[:20]))
-    run_pretraining(PretrainArgs(
-        model_dir=str(tmp_path / "next"), train_data=[str(corpus)], vocab=str(DEMO_VOCAB), config="tiny",
-        config_override=["d_model=16", "n_head=2", "d_head=8", "d_inner=32", "block_sizes=[1,1]",
-                         "block_repeats=[1,1]"],
-        train_steps=1, save_every=1, steps_per_loop=1, log_every=1, batch_size=2, seq_len=16,
-        learning_rate=1e-2, warmup_steps=0, jit_compile="false", init_checkpoint=str(run_dir)))
+    with pytest.raises(Stop):
+        run_pretraining(PretrainArgs(
+            model_dir=str(tmp_path / "next"), train_data=[str(corpus)], vocab=str(DEMO_VOCAB), config="tiny",
+            config_override=["d_model=16", "n_head=2", "d_head=8", "d_inner=32", "block_sizes=[1,1]",
+                             "block_repeats=[1,1]"],
+            train_steps=1, steps_per_loop=1, batch_size=2, seq_len=16, jit_compile="false",
+            init_checkpoint=str(run_dir)))
     assert calls == [str(run_dir)]
+    assert isinstance(handed[0], resolver.Resolved) and handed[0].kind == "pretraining_run"

@@ -103,3 +103,35 @@ def test_the_vocab_of_an_older_pretraining_run_is_found_through_pretrain_args(tm
         find_vocab(str(run))
     shutil.copy(DEMO_VOCAB, run / "vocab.txt")  # a newer run's own copy wins
     assert find_vocab(str(run)) == str(run / "vocab.txt")
+
+
+def test_the_run_resolves_once_and_hands_the_answer_down(tiny_config, tmp_path, monkeypatch):
+    """finetuning's resolve_init is the one resolve of --init_checkpoint: its Resolved gives the
+    config and vocab and loads into the model without the path being resolved again; a bad path
+    is one TaskError naming the flag."""
+    from funnel_tf.checkpoints import init_checkpoint, resolver, save_pretrained
+    from funnel_tf.finetuning.initialization import find_vocab, resolve_init
+    from funnel_tf.modeling.heads import FunnelForMaskedLM
+
+    config = tiny_config.replace(vocab_size=60, block_sizes=[1, 1], block_repeats=[1, 1], d_model=16,
+                                 n_head=2, d_head=8, d_inner=32)
+    source = FunnelForMaskedLM(config)
+    save_pretrained(source, str(tmp_path / "mlm"))
+    (tmp_path / "mlm" / "vocab.txt").write_text("[PAD]\n")
+    init = resolve_init(str(tmp_path / "mlm"))
+    assert resolve_config(None, init) == config and find_vocab(init) == str(tmp_path / "mlm" / "vocab.txt")
+
+    def no_second_resolve(path):
+        raise AssertionError(f"{path} resolved again")
+
+    monkeypatch.setattr(resolver, "resolve", no_second_resolve)
+    monkeypatch.setattr(init_checkpoint, "resolve", no_second_resolve)
+    task = get_task("cola")
+    model = task.build_model(config)
+    assert initialize_model(model, task, init).startswith("native checkpoint")
+    np.testing.assert_array_equal(model.funnel.embeddings.word_embeddings.numpy(),
+                                  source.funnel.embeddings.word_embeddings.numpy())
+    monkeypatch.undo()
+    with pytest.raises(TaskError, match=r"^--init_checkpoint .*nope: not found"):
+        resolve_init(str(tmp_path / "nope"))
+    assert resolve_init(None) is None
