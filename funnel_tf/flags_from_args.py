@@ -14,6 +14,8 @@ import dataclasses
 import typing
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
+from funnel_tf.engine.choices import JIT_MODES, PRECISIONS, STRATEGIES
+
 _UNSET = object()
 _KINDS = ("string", "integer", "float", "bool", "enum", "list", "multi_string")
 
@@ -68,10 +70,10 @@ ENGINE_FLAGS: Dict[str, Dict[str, FlagSpec]] = {
     "strategy": flag("Distribution: default (one device), cpu, one_device, mirrored (all local "
                      "GPUs), multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG), tpu. "
                      "Default: tpu when --tpu is given, else default.", kind="enum",
-                     choices=("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")),
+                     choices=STRATEGIES),
     "precision": flag("float32, or mixed_bfloat16 (bf16 compute, float32 variables, logits and "
                       "losses). auto: mixed_bfloat16 on TPU, float32 elsewhere.",
-                      choices=("auto", "float32", "mixed_bfloat16")),
+                      choices=PRECISIONS),
     "jit_compile": flag("XLA-compile the whole train (and predict) step. auto: on for GPU/TPU; off "
                         "on CPU, where the model runs on TF's kernels with its elementwise parts "
                         "XLA-fused and the update (clipping, AdamW and, with mixed_bfloat16, the "
@@ -79,7 +81,7 @@ ENGINE_FLAGS: Dict[str, Dict[str, FlagSpec]] = {
                         "path with mixed_bfloat16, within ~5% of whole-step XLA in float32, and it "
                         "starts sooner (bench/README.md). Where TF has no XLA:CPU (tensorflow-tpu) "
                         "host steps run on TF's kernels whatever this says.",
-                        choices=("auto", "true", "false")),
+                        choices=JIT_MODES),
     "nonfinite": flag("On a NaN/Inf loss or gradient: stop with an error (the update is not "
                       "applied; the last checkpoint stays good), or skip that step and count it.",
                       choices=("stop", "skip")),

@@ -473,9 +473,10 @@ class Trainer:
     def _chunk(self, step: int) -> int:
         """Steps for the next host call: up to steps_per_loop, stopping at log/save/end marks and
         the actions' marks. With actions, a stop requested while they worked (SIGTERM during an
-        evaluation) takes 0 steps: the boundary saves and stops at `step`."""
+        evaluation) takes 0 steps: the boundary saves and stops at `step`; the workers agree on
+        it first (one worker's notice would otherwise leave it out of the others' host call)."""
         cfg = self.config
-        if self.actions and self.preemption.requested:
+        if self.actions and self.preemption.agree(False)[0]:
             return 0
         marks = [cfg.train_steps, (step // cfg.log_every + 1) * cfg.log_every]
         if cfg.save_every:

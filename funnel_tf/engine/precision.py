@@ -1,15 +1,14 @@
 """Precision and `jit_compile`, resolved once for a run: "auto" becomes a value from the strategy
 and the devices (pretraining and finetuning resolve them here, the same way), and `set_precision`
-sets the Keras dtype policy. Keras is imported only when a policy is set: the flag modules may
-import the names below without loading TensorFlow."""
+sets the Keras dtype policy. The names a run may ask for are choices.py's; Keras is imported only
+when a policy is set."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Optional, Union
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")   # what a run may ask for
-JIT_MODES = ("auto", "true", "false")                 # --jit_compile's spellings
+from funnel_tf.engine.choices import JIT_MODES, PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)

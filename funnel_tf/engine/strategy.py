@@ -19,9 +19,8 @@ import tensorflow as tf
 from absl import logging
 
 from funnel_tf.engine import collective_keys
+from funnel_tf.engine.choices import STRATEGIES
 from funnel_tf.errors import UserError
-
-STRATEGIES = ("default", "cpu", "one_device", "mirrored", "multi_worker", "tpu")
 
 collective_keys.install()  # before any MirroredStrategy this module builds (idempotent)
 

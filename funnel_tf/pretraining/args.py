@@ -14,7 +14,6 @@ from funnel_tf.flags_from_args import ENGINE_FLAGS, INIT_CHECKPOINT_HELP, flag
 from funnel_tf.pretraining.defaults import DEMO_DEFAULTS, RUN_DEFAULTS
 
 OBJECTIVES = ("mlm", "electra")
-JIT_MODES = ("auto", "true", "false")
 MASKING = ("single_token", "word_span")
 
 
@@ -137,4 +136,4 @@ class PretrainArgs:
         return dataclasses.replace(self, **filled)
 
 
-__all__ = ["PretrainArgs", "OBJECTIVES", "JIT_MODES", "MASKING"]
+__all__ = ["PretrainArgs", "OBJECTIVES", "MASKING"]

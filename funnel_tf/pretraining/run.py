@@ -24,7 +24,7 @@ import os
 import tempfile
 from typing import Dict, List, Optional, Tuple
 
-from funnel_tf.pretraining.args import JIT_MODES, MASKING, OBJECTIVES, PretrainArgs
+from funnel_tf.pretraining.args import MASKING, OBJECTIVES, PretrainArgs
 
 import tensorflow as tf
 from absl import logging
@@ -38,8 +38,7 @@ from funnel_tf import checkpoints
 from funnel_tf.checkpoints import init_checkpoint, training
 from funnel_tf.checkpoints.errors import CheckpointError
 from funnel_tf.engine.output_paths import check_output_dir
-from funnel_tf.engine.precision import PRECISIONS
-from funnel_tf.engine.strategy import STRATEGIES
+from funnel_tf.engine.choices import JIT_MODES, PRECISIONS, STRATEGIES
 from funnel_tf.pretraining.defaults import (DEMO_CORPUS, DEMO_DEFAULTS, DEMO_VOCAB,
                                                      RUN_DEFAULTS, PretrainArgsError,
                                                      fill_defaults)

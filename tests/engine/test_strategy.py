@@ -74,6 +74,18 @@ def test_precision_and_jit_auto_resolve_from_the_strategy_kind():
         set_precision("auto")  # resolve first
 
 
+def test_the_flags_offer_the_engines_names():
+    """--strategy / --precision / --jit_compile choices are the engine's one list of each."""
+    from funnel_tf.engine.choices import JIT_MODES, PRECISIONS, STRATEGIES
+    from funnel_tf.flags_from_args import ENGINE_FLAGS
+
+    assert ENGINE_FLAGS["strategy"]["flag"].choices is STRATEGIES
+    assert ENGINE_FLAGS["precision"]["flag"].choices is PRECISIONS
+    assert ENGINE_FLAGS["jit_compile"]["flag"].choices is JIT_MODES
+    with pytest.raises(StrategyError, match="choose one of"):
+        make_strategy("gpu")
+
+
 def test_strategies_built_here_get_their_own_collective_keys():
     """engine/strategy.py installs collective_keys: two MirroredStrategies never share a key
     base (modeling/ no longer installs it, so the engine must)."""
