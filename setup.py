@@ -5,7 +5,8 @@ from setuptools import find_packages, setup
 # The standard TensorFlow wheel. TF 2.19/2.20 are the last TPU builds; CI pins 2.21 through .ci/run.
 # tensorflow-text must match TF's minor version (2.21.0 fails on import; use 2.21.1).
 STANDARD_TF = ["tensorflow>=2.19,<2.22", "tensorflow-text>=2.19,<2.22,!=2.21.0"]
-TEST = ["pytest", "pytest-timeout", "scipy"]  # scipy: reference values in the metric tests
+TEST = ["pytest", "pytest-timeout", "pytest-xdist", "scipy"]  # scipy: the metric tests' reference values;
+# pytest-xdist: the default suite runs on every core (pytest.ini: -n auto)
 
 setup(
     name="funnel-tf",
