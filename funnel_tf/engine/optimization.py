@@ -14,7 +14,7 @@ import re
 from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 # Variables whose path matches one of these are never decayed (in addition to every rank <= 1
 # variable, which covers dense biases and LayerNorm gamma/beta whatever they are named).
@@ -49,15 +49,16 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.end_ratio = float(end_ratio)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        peak = tf.constant(self.peak, tf.float32)
-        warm = peak * tf.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
+        # keras.ops: the same schedule in the TF and the JAX engine (engine/jax/).
+        step = ops.cast(step, "float32")
+        peak = ops.convert_to_tensor(self.peak, "float32")
+        warm = peak * ops.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
         span = float(max(self.total_steps - self.warmup_steps, 1))
-        frac = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
+        frac = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
         decayed = peak * (1.0 - (1.0 - self.end_ratio) * frac)
         if self.warmup_steps == 0:
             return decayed
-        return tf.where(step < self.warmup_steps, warm, decayed)
+        return ops.where(step < self.warmup_steps, warm, decayed)
 
     def get_config(self):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps,
@@ -136,11 +137,11 @@ class FunnelAdamW(keras.optimizers.AdamW):
 
     def update_step(self, gradient, variable, learning_rate):
         scale = self._scale_by_key.get(self._var_key(variable), 1.0)
-        lr = tf.cast(learning_rate, variable.dtype)
+        lr = ops.cast(learning_rate, variable.dtype)
         if scale != 1.0:
-            lr = lr * tf.cast(scale, variable.dtype)
+            lr = lr * ops.cast(scale, variable.dtype)
         if self.weight_decay and self._use_weight_decay(variable):
-            wd = tf.cast(self.weight_decay, variable.dtype)
+            wd = ops.cast(self.weight_decay, variable.dtype)
             self.assign_sub(variable, variable * wd * lr)
         super().update_step(gradient, variable, lr)
 
