@@ -10,14 +10,7 @@ import pytest
 import funnel_tf
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-# Classes whose modules are being rewritten (modeling/ in keras.ops, checkpoints/ as one door):
-# their docstrings are written (issue 21.5's note) and go in once those rewrites land. strict:
-# the mark must go as soon as one of them passes.
-PENDING = {"FunnelBaseModel", "FunnelModel", "FunnelForMaskedLM", "FunnelForPreTraining",
-           "FunnelForSequenceClassification", "FunnelForMultipleChoice",
-           "FunnelForTokenClassification", "FunnelForQuestionAnswering", "load_model"}
-PUBLIC = [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="docstring pending"))
-          if name in PENDING else name for name in funnel_tf.__all__ if name != "__version__"]
+PUBLIC = [name for name in funnel_tf.__all__ if name != "__version__"]
 
 
 def _takes_arguments(obj) -> bool:

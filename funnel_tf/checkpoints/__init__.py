@@ -31,12 +31,34 @@ def load_model(path: str, model_class: Optional[str] = None, allow_missing: Sequ
     release, a pretraining run (its newest checkpoint, or a given checkpoints/ckpt-N) or a
     finetuning run (its best/ model).
 
-    model_class: the class (FunnelForSequenceClassification), its name, or a registry alias ("base",
-    "full", "mlm", "electra", "seq_cls", "multiple_choice", "token_cls", "qa"); default: the class
-    the checkpoint holds (`Class.from_pretrained(path)` is the same with model_class=Class). allow_missing:
-    fnmatch patterns (in the checkpoint's naming) or "head" for tensors that may keep their initial
-    values. format: one of FORMATS to skip detection. kwargs go to the format's loader (num_labels,
-    net_config, truncate_seq, config overrides).
+    Args:
+        path: the checkpoint (a folder, or a TF checkpoint prefix).
+        model_class: the class (FunnelForSequenceClassification), its name, or a registry alias
+            ("base", "full", "mlm", "electra", "seq_cls", "multiple_choice", "token_cls", "qa");
+            default: the class the checkpoint holds (`Class.from_pretrained(path)` is the same
+            with model_class=Class).
+        allow_missing: fnmatch patterns (in the checkpoint's naming) or "head" for tensors that
+            may keep their initial values; any other missing tensor is a CheckpointError.
+        format: skip detection: one of FORMATS.
+        return_report: also return the load report (what was loaded, missing, unused).
+        **kwargs: for the format's loader (num_labels, net_config, truncate_seq, config overrides).
+
+    Returns:
+        The model, or (model, report) with return_report. A CheckpointError (a UserError) names
+        the missing, unexpected or mis-shaped tensors.
+
+    Example:
+
+    >>> import tempfile
+    >>> from funnel_tf import FunnelForSequenceClassification, load_config, load_model
+    >>> config = load_config("tiny").replace(vocab_size=100, block_sizes=[1, 1], block_repeats=[1, 1])
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = FunnelForSequenceClassification(config, num_labels=3).save_pretrained(folder)
+    >>> model = load_model(folder)  # the class and config the folder holds
+    >>> type(model).__name__, model.num_labels
+    ('FunnelForSequenceClassification', 3)
+    >>> type(load_model(folder, model_class="base")).__name__  # the backbone alone
+    'FunnelBaseModel'
     """
     from funnel_tf.checkpoints.resolver import load_format
 

@@ -65,7 +65,35 @@ class FunnelForMaskedLM(_Head):
     """logits = transform(h) E^T + b with E the (tied) input embedding table.
 
     With config.mlm_transform (the original release and the ELECTRA generator), h first goes through
-    dense(d_model -> d_embed) -> gelu -> LayerNorm; HF projects h directly.
+    dense(d_model -> d_embed) -> gelu -> LayerNorm; HF projects h directly. Call with
+    `masked_positions` (int [batch, P]) to score only those positions.
+
+    Args:
+        config: the FunnelConfig.
+        embeddings: a FunnelEmbeddings layer to share (the ELECTRA generator), or None.
+        **kwargs: keras.Model arguments (name, dtype).
+
+    Call args:
+        inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
+            default all ones) and `token_type_ids` (CLS 2, first segment 0, second 1; default
+            zeros), or the ids alone; seq_len at least `config.min_seq_len()`.
+        training: apply dropout.
+        output_hidden_states: add `hidden_states`, every layer's output.
+
+    Returns (when called):
+        The backbone's dict plus `logits`, float32 [batch, seq_len (or P), vocab_size].
+
+    Example:
+
+    >>> import numpy as np
+    >>> from funnel_tf import FunnelForMaskedLM, load_config
+    >>> config = load_config("tiny").replace(vocab_size=100, block_sizes=[1, 1], block_repeats=[1, 1])
+    >>> ids = np.random.default_rng(0).integers(0, 100, (2, 8))
+    >>> model = FunnelForMaskedLM(config)
+    >>> tuple(model({"input_ids": ids})["logits"].shape)
+    (2, 8, 100)
+    >>> tuple(model({"input_ids": ids}, masked_positions=[[1, 3], [2, 5]])["logits"].shape)
+    (2, 2, 100)
     """
 
     def __init__(self, config: FunnelConfig, embeddings: Optional[FunnelEmbeddings] = None, **kwargs):
@@ -101,7 +129,33 @@ class FunnelForMaskedLM(_Head):
 
 @_serializable
 class FunnelForPreTraining(_Head):
-    """ELECTRA discriminator: logits [B, L], positive = token was replaced (HF's label convention)."""
+    """ELECTRA discriminator: logits [B, L], positive = token was replaced (HF's label convention).
+
+    Args:
+        config: the FunnelConfig.
+        embeddings: a FunnelEmbeddings layer to share (the generator's), or None.
+        **kwargs: keras.Model arguments (name, dtype).
+
+    Call args:
+        inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
+            default all ones) and `token_type_ids` (CLS 2, first segment 0, second 1; default
+            zeros), or the ids alone; seq_len at least `config.min_seq_len()`.
+        training: apply dropout.
+        output_hidden_states: add `hidden_states`, every layer's output.
+
+    Returns (when called):
+        The backbone's dict plus `logits`, float32 [batch, seq_len].
+
+    Example:
+
+    >>> import numpy as np
+    >>> from funnel_tf import FunnelForPreTraining, load_config
+    >>> config = load_config("tiny").replace(vocab_size=100, block_sizes=[1, 1], block_repeats=[1, 1])
+    >>> ids = np.random.default_rng(0).integers(0, 100, (2, 8))
+    >>> model = FunnelForPreTraining(config)
+    >>> tuple(model({"input_ids": ids})["logits"].shape)
+    (2, 8)
+    """
 
     def __init__(self, config: FunnelConfig, embeddings: Optional[FunnelEmbeddings] = None, **kwargs):
         kwargs.setdefault("name", "funnel_for_pre_training")
@@ -149,7 +203,35 @@ class FunnelClassificationHead(FunnelConfigSerializable, keras.layers.Layer):
 
 @_serializable
 class FunnelForSequenceClassification(_Head):
-    """Classification (num_labels > 1) or regression (num_labels == 1) from the encoder's CLS state."""
+    """Classification (num_labels > 1) or regression (num_labels == 1) from the encoder's CLS state.
+
+    Built on FunnelBaseModel (no decoder), as in the paper.
+
+    Args:
+        config: the FunnelConfig.
+        num_labels: classes, or 1 for a regression score.
+        **kwargs: keras.Model arguments (name, dtype).
+
+    Call args:
+        inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
+            default all ones) and `token_type_ids` (CLS 2, first segment 0, second 1; default
+            zeros), or the ids alone; seq_len at least `config.min_seq_len()`.
+        training: apply dropout.
+        output_hidden_states: add `hidden_states`, every layer's output.
+
+    Returns (when called):
+        The backbone's dict plus `logits`, float32 [batch, num_labels].
+
+    Example:
+
+    >>> import numpy as np
+    >>> from funnel_tf import FunnelForSequenceClassification, load_config
+    >>> config = load_config("tiny").replace(vocab_size=100, block_sizes=[1, 1], block_repeats=[1, 1])
+    >>> ids = np.random.default_rng(0).integers(0, 100, (2, 8))
+    >>> model = FunnelForSequenceClassification(config, num_labels=3)
+    >>> tuple(model({"input_ids": ids})["logits"].shape)
+    (2, 3)
+    """
 
     backbone_cls = FunnelBaseModel
 
@@ -175,7 +257,33 @@ class FunnelForSequenceClassification(_Head):
 
 @_serializable
 class FunnelForMultipleChoice(_Head):
-    """Inputs [B, C, L] -> one score per choice from each choice's CLS state -> logits [B, C]."""
+    """Inputs [B, C, L] -> one score per choice from each choice's CLS state -> logits [B, C].
+
+    Args:
+        config: the FunnelConfig.
+        **kwargs: keras.Model arguments (name, dtype).
+
+    Call args:
+        inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
+            default all ones) and `token_type_ids` (CLS 2, first segment 0, second 1; default
+            zeros), or the ids alone; seq_len at least `config.min_seq_len()`.
+        training: apply dropout.
+        output_hidden_states: add `hidden_states`, every layer's output.
+
+    Returns (when called):
+        The backbone's dict (over batch * choices rows) plus `logits`, float32 [batch, choices].
+
+    Example:
+
+    >>> import numpy as np
+    >>> from funnel_tf import FunnelForMultipleChoice, load_config
+    >>> config = load_config("tiny").replace(vocab_size=100, block_sizes=[1, 1], block_repeats=[1, 1])
+    >>> ids = np.random.default_rng(0).integers(0, 100, (2, 8))
+    >>> model = FunnelForMultipleChoice(config)
+    >>> choices = ids.reshape(1, 2, 8)  # one question, two choices
+    >>> tuple(model({"input_ids": choices})["logits"].shape)
+    (1, 2)
+    """
 
     backbone_cls = FunnelBaseModel
 
@@ -216,7 +324,33 @@ class FunnelForMultipleChoice(_Head):
 
 @_serializable
 class FunnelForTokenClassification(_Head):
-    """Per-token logits [B, L, num_labels] from the decoder output."""
+    """Per-token logits [B, L, num_labels] from the decoder output.
+
+    Args:
+        config: the FunnelConfig.
+        num_labels: labels per token.
+        **kwargs: keras.Model arguments (name, dtype).
+
+    Call args:
+        inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
+            default all ones) and `token_type_ids` (CLS 2, first segment 0, second 1; default
+            zeros), or the ids alone; seq_len at least `config.min_seq_len()`.
+        training: apply dropout.
+        output_hidden_states: add `hidden_states`, every layer's output.
+
+    Returns (when called):
+        The backbone's dict plus `logits`, float32 [batch, seq_len, num_labels].
+
+    Example:
+
+    >>> import numpy as np
+    >>> from funnel_tf import FunnelForTokenClassification, load_config
+    >>> config = load_config("tiny").replace(vocab_size=100, block_sizes=[1, 1], block_repeats=[1, 1])
+    >>> ids = np.random.default_rng(0).integers(0, 100, (2, 8))
+    >>> model = FunnelForTokenClassification(config, num_labels=5)
+    >>> tuple(model({"input_ids": ids})["logits"].shape)
+    (2, 8, 5)
+    """
 
     def __init__(self, config: FunnelConfig, num_labels: int = 2, **kwargs):
         kwargs.setdefault("name", "funnel_for_token_classification")
@@ -241,7 +375,33 @@ class FunnelForTokenClassification(_Head):
 
 @_serializable
 class FunnelForQuestionAnswering(_Head):
-    """SQuAD v1.1-style span extraction: start_logits, end_logits [B, L] from the decoder output."""
+    """SQuAD v1.1-style span extraction: start_logits, end_logits [B, L] from the decoder output.
+
+    Args:
+        config: the FunnelConfig.
+        **kwargs: keras.Model arguments (name, dtype).
+
+    Call args:
+        inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
+            default all ones) and `token_type_ids` (CLS 2, first segment 0, second 1; default
+            zeros), or the ids alone; seq_len at least `config.min_seq_len()`.
+        training: apply dropout.
+        output_hidden_states: add `hidden_states`, every layer's output.
+
+    Returns (when called):
+        The backbone's dict plus `start_logits` and `end_logits`, float32 [batch, seq_len].
+
+    Example:
+
+    >>> import numpy as np
+    >>> from funnel_tf import FunnelForQuestionAnswering, load_config
+    >>> config = load_config("tiny").replace(vocab_size=100, block_sizes=[1, 1], block_repeats=[1, 1])
+    >>> ids = np.random.default_rng(0).integers(0, 100, (2, 8))
+    >>> model = FunnelForQuestionAnswering(config)
+    >>> out = model({"input_ids": ids})
+    >>> tuple(out["start_logits"].shape), tuple(out["end_logits"].shape)
+    ((2, 8), (2, 8))
+    """
 
     def __init__(self, config: FunnelConfig, **kwargs):
         kwargs.setdefault("name", "funnel_for_question_answering")

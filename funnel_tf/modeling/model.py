@@ -184,8 +184,36 @@ def standardize_inputs(inputs, config: Optional[FunnelConfig] = None):
 class FunnelBaseModel(CheckedCall, PretrainedMixin, keras.Model):
     """Encoder only: [B, L] ids -> last_hidden_state [B, L_last, D] (L_last = L / 2^(blocks-1) roughly).
 
+    The backbone of the sequence-level heads (classification, multiple choice): the sequence is
+    pooled between blocks and not upsampled again. Weights exist from construction on.
     `embeddings` may be another model's FunnelEmbeddings layer to share the table and input LayerNorm
     (the ELECTRA generator does this).
+
+    Args:
+        config: the FunnelConfig.
+        embeddings: a FunnelEmbeddings layer to share, or None for a new one.
+        **kwargs: keras.Model arguments (name, dtype).
+
+    Call args:
+        inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
+            default all ones) and `token_type_ids` (CLS 2, first segment 0, second 1; default
+            zeros), or the ids alone; seq_len at least `config.min_seq_len()`.
+        training: apply dropout.
+        output_hidden_states: add `hidden_states`, every layer's output.
+
+    Returns (when called):
+        A dict with `last_hidden_state` [batch, L_last, d_model] (`config.pooled_lengths(L)[-1]`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from funnel_tf import FunnelBaseModel, load_config
+    >>> config = load_config("tiny").replace(vocab_size=100)  # 3 blocks, d_model 64
+    >>> model = FunnelBaseModel(config)
+    >>> ids = np.random.default_rng(0).integers(0, 100, (2, 16))
+    >>> out = model({"input_ids": ids, "attention_mask": np.ones_like(ids)})
+    >>> tuple(out["last_hidden_state"].shape)  # pooled twice: 16 -> 8 -> 4
+    (2, 4, 64)
     """
 
     has_decoder = False
@@ -244,7 +272,42 @@ class FunnelBaseModel(CheckedCall, PretrainedMixin, keras.Model):
 
 @keras.saving.register_keras_serializable(package="funnel_tf")
 class FunnelModel(FunnelBaseModel):
-    """Encoder + decoder: [B, L] ids -> last_hidden_state [B, L, D] at full token resolution."""
+    """Encoder + decoder: [B, L] ids -> last_hidden_state [B, L, D] at full token resolution.
+
+    The backbone of the token-level heads (MLM, ELECTRA, token classification, question
+    answering): the decoder upsamples the last block's output and adds the first block's.
+
+    Args:
+        config: the FunnelConfig.
+        embeddings: a FunnelEmbeddings layer to share, or None for a new one.
+        **kwargs: keras.Model arguments (name, dtype).
+
+    Call args:
+        inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
+            default all ones) and `token_type_ids` (CLS 2, first segment 0, second 1; default
+            zeros), or the ids alone; seq_len at least `config.min_seq_len()`.
+        training: apply dropout.
+        output_hidden_states: add `hidden_states`, every layer's output.
+
+    Returns (when called):
+        A dict with `last_hidden_state` [batch, seq_len, d_model] and
+        `encoder_last_hidden_state` [batch, L_last, d_model].
+
+    Example:
+
+    >>> import numpy as np
+    >>> from funnel_tf import FunnelModel, load_config
+    >>> model = FunnelModel(load_config("tiny").replace(vocab_size=100))
+    >>> ids = np.random.default_rng(0).integers(0, 100, (2, 16))
+    >>> out = model({"input_ids": ids, "token_type_ids": np.zeros_like(ids)})
+    >>> tuple(out["last_hidden_state"].shape), tuple(out["encoder_last_hidden_state"].shape)
+    ((2, 16, 64), (2, 4, 64))
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = model.save_pretrained(folder)  # config.json, model.weights.h5, funnel_tf.json
+    >>> FunnelModel.from_pretrained(folder).config == model.config
+    True
+    """
 
     has_decoder = True
 
