@@ -39,9 +39,13 @@ def args_from_flags() -> PretrainArgs:
 def main(argv):
     if len(argv) > 1:
         raise PretrainArgsError(f"unexpected arguments {argv[1:]}: flags are --name=value")
+    from funnel_tf.engine.jax.backend import choose_backend
+
+    args = args_from_flags()
+    choose_backend(args.backend)  # sets KERAS_BACKEND before Keras is first imported
     from funnel_tf.pretraining.run import format_summary, run_pretraining
 
-    result = run_pretraining(args_from_flags())
+    result = run_pretraining(args)
     print(format_summary(result))
     return result.exit_code  # 75 (EX_TEMPFAIL) when preempted: rerun with the same --model_dir
 

@@ -121,6 +121,10 @@ class PretrainArgs:
         "normal, std 0.02 (first MLM loss ~ln(vocab)); hf = HuggingFace's rule (N(0, 1) "
         "embeddings: first loss ~240+ at the published sizes). Does not touch what "
         "--init_checkpoint or a resume loads.", choices=("original", "hf"))
+    backend: Optional[str] = _f(
+        None, "Training engine (the Keras backend): tensorflow (tf.distribute strategies) or jax "
+        "(data parallel over every JAX device; MLM and ELECTRA). Unset: KERAS_BACKEND, else "
+        "tensorflow; when both are set they must agree.", choices=("tensorflow", "jax"))
     flags_text: Optional[str] = None             # pretrain.py's flags, saved as pretrain_flags.txt
 
     @property

@@ -303,6 +303,10 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     Raises a UserError subclass for anything the user can fix, before writing when it can be
     known up front (raw text too short for one example is found while making records: those are
     removed again, and so is a model_dir this call created)."""
+    from funnel_tf.engine.jax.backend import choose_backend
+    if choose_backend(args.backend) == "jax":  # the JAX engine (engine/jax/), same checks and folder
+        from funnel_tf.engine.jax.pretrain import run_pretraining_jax
+        return run_pretraining_jax(args)
     import keras
 
     from funnel_tf.engine import loop

@@ -3,7 +3,8 @@ device, its state donated.
 
 State (a pytree of arrays, replicated): the trainable and non-trainable values of the task's
 models (non-trainable = dropout seed states), the optimizer's variables, the step and the count of
-skipped steps. A host call scans the step over a stack of global batches [steps, B, ...] sharded
+skipped steps. A host call loops the step (fori_loop, a traced step count: one compilation for
+every host call) over a stack of global batches [steps_per_loop, B, ...] sharded
 over the mesh's "data" axis, so XLA splits the batch across devices and sums the gradients: the
 losses are global means whatever the device count (tasks/base.py's contract).
 
@@ -93,9 +94,13 @@ class TrainStep:
             out[k] = jax.make_array_from_process_local_data(self.batch_sharding, local, shape)
         return out
 
-    def __call__(self, state: State, batches: Mapping[str, np.ndarray]):
-        """Run len(batches) steps -> (new state, per-step {stat: [steps]} and "finite" [steps])."""
-        return self._chunk(state, self.shard_batches(batches))
+    def __call__(self, state: State, batches: Mapping[str, np.ndarray], steps: int = None):
+        """Run the first `steps` (default: all) of the stacked batches -> (new state, per-step
+        {stat: [len(batches)]}, "finite" among them; entries past `steps` are zeros). The step
+        count is a traced value: one compilation serves every host call of the same stack size."""
+        size = len(next(iter(batches.values())))
+        steps = size if steps is None else int(steps)
+        return self._chunk(state, self.shard_batches(batches), jnp.asarray(steps, jnp.int32))
 
     # ------------------------------------------------------------------ the compiled function
     def _loss(self, trainable, non_trainable, features, key):
@@ -131,5 +136,17 @@ class TrainStep:
         stats["grad_norm"] = norm
         return out, stats
 
-    def _run_chunk(self, state: State, batches):
-        return jax.lax.scan(self._one_step, state, batches)
+    def _run_chunk(self, state: State, batches, steps):
+        size = jax.tree_util.tree_leaves(batches)[0].shape[0]
+
+        def features(i):  # batch i of the stack
+            return jax.tree_util.tree_map(
+                lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), batches)
+        shapes = jax.eval_shape(self._one_step, state, features(0))[1]
+        stats = jax.tree_util.tree_map(lambda s: jnp.zeros((size,) + s.shape, s.dtype), shapes)
+
+        def body(i, carry):
+            state, stats = carry
+            state, one = self._one_step(state, features(i))
+            return state, jax.tree_util.tree_map(lambda acc, v: acc.at[i].set(v), stats, one)
+        return jax.lax.fori_loop(0, steps, body, (state, stats))

@@ -127,9 +127,10 @@ class JaxTrainer:
             marks.append((step // cfg.save_every + 1) * cfg.save_every)
         return max(1, min(cfg.steps_per_loop, min(marks) - step))
 
-    @staticmethod
-    def _stack(iterator, n: int) -> Dict[str, np.ndarray]:
+    def _stack(self, iterator, n: int) -> Dict[str, np.ndarray]:
+        """The next `n` batches stacked to steps_per_loop rows (the last repeated, not run)."""
         rows = [next(iterator) for _ in range(n)]
+        rows += [rows[-1]] * (self.config.steps_per_loop - n)
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
     def train(self) -> TrainResult:
@@ -163,8 +164,8 @@ class JaxTrainer:
                                         "to resume", step)
                         return result(preempted=True)
                     n = self._chunk(step)
-                    self.state, stats = self.step_fn(self.state, self._stack(iterator, n))
-                    stats = jax.device_get(stats)
+                    self.state, stats = self.step_fn(self.state, self._stack(iterator, n), n)
+                    stats = {k: np.asarray(v)[:n] for k, v in jax.device_get(stats).items()}
                     step = int(self.state["step"])
                     if not compiled:
                         progress.mark_compiled(step)
