@@ -83,7 +83,11 @@ def run_jax(out):
 
     task, optimizer_fn = setup()
     task.build()
-    task.model.load_weights(os.path.join(out, "init.weights.h5"))
+    init = os.path.join(out, "init.weights.h5")
+    if os.path.exists(init):  # the TF run's initial weights
+        task.model.load_weights(init)
+    else:
+        task.model.save_weights(init)
     optimizer = optimizer_fn(task.trainable_variables)
     step = TrainStep(task, optimizer, clip_norm=1.0, seed=0)
     state, data, losses = step.initial_state(), batches(), []
