@@ -65,7 +65,7 @@ def read_hf_config(path: str) -> Tuple[dict, FunnelConfig]:
 
 def _read_safetensors_raw(path: str) -> Dict[str, np.ndarray]:
     """Minimal safetensors reader for dtypes numpy lacks (BF16); float tensors come back as float32."""
-    import ml_dtypes  # ships with TensorFlow
+    import ml_dtypes  # ships with TensorFlow and with JAX
 
     dtypes = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
               "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}

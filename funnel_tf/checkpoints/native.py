@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from funnel_tf.checkpoints import files
 from funnel_tf.checkpoints.assign import LoadReport, Target, assign_arrays
 from funnel_tf.checkpoints.errors import CheckpointError, read_error
 from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, model_classes
@@ -26,9 +27,7 @@ _BODY_ROOTS = ("embeddings/", "encoder/", "decoder/")
 
 
 def is_native_dir(path: str) -> bool:
-    import tensorflow as tf
-
-    return tf.io.gfile.exists(os.path.join(path, MARKER_NAME))
+    return files.exists(os.path.join(path, MARKER_NAME))
 
 
 def _body(model):
@@ -74,13 +73,11 @@ def check_save_destination(directory: str, writes: Sequence[str], overwrite: boo
     written. A save never silently replaces a file: not the user's own config.json beside other
     work, and not an earlier save (saving again over it needs overwrite=True as well). With
     overwrite the files named in `writes` are replaced and every other file is left as it is."""
-    import tensorflow as tf
-
-    if tf.io.gfile.exists(directory) and not tf.io.gfile.isdir(directory):
+    if files.exists(directory) and not files.isdir(directory):
         raise CheckpointError("exists and is not a directory; choose a folder to save into", source=directory)
-    if overwrite or not tf.io.gfile.isdir(directory):
+    if overwrite or not files.isdir(directory):
         return
-    entries = sorted(e.rstrip("/") for e in tf.io.gfile.listdir(directory))
+    entries = sorted(e.rstrip("/") for e in files.listdir(directory))
     if not entries:
         return
     ours = [e for e in entries if e in writes]
@@ -100,18 +97,17 @@ SAVED_FILES = (CONFIG_NAME, WEIGHTS_NAME, MARKER_NAME)
 
 def save_pretrained(model, directory: str, overwrite: bool = False) -> Dict[str, str]:
     """Write config.json, model.weights.h5 and funnel_tf.json into `directory` (created if needed;
-    any filesystem tf.io.gfile knows, e.g. gs://). A folder that is not empty is refused unless
-    `overwrite` (see `check_save_destination`)."""
+    any filesystem tf.io.gfile knows, e.g. gs://, when TensorFlow is installed). A folder that is not
+    empty is refused unless `overwrite` (see `check_save_destination`). Same files on every backend."""
     import keras
-    import tensorflow as tf
 
     import funnel_tf
 
     check_save_destination(directory, SAVED_FILES, overwrite)
-    tf.io.gfile.makedirs(directory)
+    files.makedirs(directory)
     paths = {k: os.path.join(directory, n) for k, n in
              (("config", CONFIG_NAME), ("weights", WEIGHTS_NAME), ("marker", MARKER_NAME))}
-    with tf.io.gfile.GFile(paths["config"], "w") as f:
+    with files.open_file(paths["config"], "w") as f:
         f.write(model.config.to_json_string())
     model.save_weights(paths["weights"], overwrite=True)
     cls = type(model)
@@ -126,23 +122,19 @@ def save_pretrained(model, directory: str, overwrite: bool = False) -> Dict[str,
         "variables": {name: {"shape": list(v.shape), "dtype": str(v.dtype), "crc32": _crc(v.numpy())}
                       for name, v in named_variables(model)},
     }
-    with tf.io.gfile.GFile(paths["marker"], "w") as f:
+    with files.open_file(paths["marker"], "w") as f:
         f.write(json.dumps(marker, indent=1, sort_keys=True) + "\n")
     return paths
 
 
 def _read_json(path: str) -> dict:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(path) as f:
+    with files.open_file(path) as f:
         return json.loads(f.read())
 
 
 def read_marker(directory: str) -> dict:
-    import tensorflow as tf
-
     path = os.path.join(directory, MARKER_NAME)
-    if not tf.io.gfile.exists(path):
+    if not files.exists(path):
         raise CheckpointError(f"not a funnel_tf checkpoint: no {MARKER_NAME}", source=directory)
     try:
         marker = _read_json(path)
@@ -161,9 +153,7 @@ def _read_config(directory: str) -> FunnelConfig:
     path = os.path.join(directory, CONFIG_NAME)
     if os.path.exists(path):  # local: the config reader's own checks and messages
         return FunnelConfig.from_json_file(path)
-    import tensorflow as tf
-
-    if not tf.io.gfile.exists(path):
+    if not files.exists(path):
         raise ConfigError(f"config file not found: {path}")
     try:
         return FunnelConfig.from_dict(_read_json(path))
@@ -188,11 +178,9 @@ def _stored_class(marker: dict, source: str):
 
 def load_native_weights(model, directory: str, marker: Optional[dict] = None) -> LoadReport:
     """Load `model.weights.h5` into an already built `model` of the stored class, verified by the manifest."""
-    import tensorflow as tf
-
     marker = marker or read_marker(directory)
     weights = os.path.join(directory, WEIGHTS_NAME)
-    if not tf.io.gfile.exists(weights):
+    if not files.exists(weights):
         raise CheckpointError(f"no {WEIGHTS_NAME}", source=directory)
     manifest = marker.get("variables", {})
     variables = named_variables(model)

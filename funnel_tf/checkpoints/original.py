@@ -63,12 +63,18 @@ def _step(prefix: str) -> int:
     return int(m.group(1)) if m else -1
 
 
+def _tensorflow(source: str):
+    """TensorFlow, which reads the release's TF1 checkpoints (on any Keras backend: the arrays are
+    numpy); a CheckpointError saying to install it when it is missing."""
+    from funnel_tf.checkpoints.files import tensorflow
+
+    return tensorflow("reading the original TF1 release's checkpoint", source=source)
+
+
 def find_checkpoint(path: str) -> Tuple[str, str]:
     """(checkpoint prefix, net_config.json path) for a directory or a checkpoint prefix / .index file."""
     if os.path.isdir(path):
-        import tensorflow as tf
-
-        prefix = tf.train.latest_checkpoint(path)
+        prefix = _tensorflow(path).train.latest_checkpoint(path)
         if prefix is None or not os.path.exists(prefix + ".index"):  # no/odd `checkpoint` state file
             prefixes = [p[: -len(".index")] for p in glob.glob(os.path.join(path, "*.index"))]
             if not prefixes:
@@ -98,8 +104,7 @@ class CheckpointArrays(collections.abc.Mapping):
     """Model variables of a TF checkpoint as a read-on-access mapping (optimizer slots never read)."""
 
     def __init__(self, prefix: str):
-        import tensorflow as tf
-
+        tf = _tensorflow(prefix)
         try:
             self._reader = tf.train.load_checkpoint(prefix)
         except Exception as e:  # tf raises NotFoundError / DataLossError / OpError

@@ -9,8 +9,7 @@ import json
 import os
 from typing import Optional
 
-import tensorflow as tf
-
+from funnel_tf.checkpoints import files
 from funnel_tf.checkpoints.errors import CheckpointError
 from funnel_tf.checkpoints.training import model_weights, resolve_checkpoint
 
@@ -29,15 +28,15 @@ def pretraining_run_of(path: str) -> Optional[str]:
     """The model_dir of a pretraining run when `path` is one (config.json + pretrain_args.json),
     its checkpoints/ folder or a ckpt-N prefix in there; None for anything else."""
     def is_run(folder):
-        return all(tf.io.gfile.exists(os.path.join(folder, n)) for n in (RUN_CONFIG, RUN_ARGS))
+        return all(files.exists(os.path.join(folder, n)) for n in (RUN_CONFIG, RUN_ARGS))
 
     path = path.rstrip("/")
-    if tf.io.gfile.isdir(path):
+    if files.isdir(path):
         if is_run(path):
             return path
         parent = os.path.dirname(path)
         return parent if os.path.basename(path) == CHECKPOINTS_DIR and is_run(parent) else None
-    if tf.io.gfile.exists(path + ".index"):
+    if files.exists(path + ".index"):
         folder = os.path.dirname(path)
         parent = os.path.dirname(folder)
         return parent if os.path.basename(folder) == CHECKPOINTS_DIR and is_run(parent) else None
@@ -47,9 +46,9 @@ def pretraining_run_of(path: str) -> Optional[str]:
 def read_run_args(run: str) -> dict:
     """The run's pretrain_args.json; CheckpointError when it cannot be read."""
     try:
-        with tf.io.gfile.GFile(os.path.join(run, RUN_ARGS)) as f:
+        with files.open_file(os.path.join(run, RUN_ARGS)) as f:
             args = json.loads(f.read())
-    except (ValueError, tf.errors.OpError) as e:
+    except (ValueError, *files.read_errors()) as e:
         raise CheckpointError(f"cannot read the run's settings: {e}", source=run) from None
     if not isinstance(args, dict):
         raise CheckpointError(f"cannot read the run's settings: {RUN_ARGS} is not an object", source=run)
@@ -73,7 +72,11 @@ def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labe
     The run's model (the discriminator of an ELECTRA run, else the MLM model) is rebuilt from its
     config.json and restored from the table the run saved (`training.model_weights`), every weight
     or a CheckpointError; it is then copied by name into `model_class` (default: that model's class;
-    "base", "seq_cls", ... take its backbone, head tensors they lack need allow_missing)."""
+    "base", "seq_cls", ... take its backbone, head tensors they lack need allow_missing).
+    Needs the TensorFlow backend (a TF object checkpoint restores into TF variables): on another
+    backend, save the model with save_pretrained under TensorFlow first."""
+    import keras
+
     from funnel_tf.checkpoints.native import copy_weights
     from funnel_tf.checkpoints.registry import WITH_NUM_LABELS, build_model, resolve_class_name
     from funnel_tf.config import ConfigError, FunnelConfig
@@ -82,6 +85,12 @@ def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labe
     if run is None:
         raise CheckpointError(f"not a pretraining run (a model_dir with {RUN_CONFIG}, {RUN_ARGS} "
                               f"and {CHECKPOINTS_DIR}/ckpt-N)", source=path)
+    tf = files.tensorflow("a pretraining run's checkpoint (TF format)", source=path)
+    if keras.backend.backend() != "tensorflow":
+        raise CheckpointError(
+            f"a pretraining run's TF checkpoint loads under the TensorFlow backend only (Keras runs on "
+            f"{keras.backend.backend()!r} here): load it with KERAS_BACKEND=tensorflow and save_pretrained "
+            f"it (or funnel-convert it), then load that folder on any backend", source=path)
     try:
         prefix = resolve_checkpoint(path)  # a folder: its newest readable checkpoint
     except CheckpointError as e:

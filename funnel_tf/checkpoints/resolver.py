@@ -6,6 +6,9 @@ Kinds: "native" (funnel_tf.json), "finetuning_run" (a model_dir holding best/, w
 it), "pretraining_run" (pretrain.py's model_dir, its checkpoints/ or one ckpt-N), "hf", "original"
 (the TF1 release), and two that only warm-start a run's backbone: "training_checkpoint" (a TF2
 checkpoint of ours outside a pretraining run) and "keras_weights" (a `*.weights.h5` file).
+
+Local paths resolve without TensorFlow (JAX installs): only TF checkpoints (runs, the original
+release) and non-local filesystems need it, and say so in a CheckpointError when it is missing.
 """
 
 from __future__ import annotations
@@ -15,10 +18,7 @@ import json
 import os
 from typing import Iterable, Optional
 
-import tensorflow as tf
-
-from funnel_tf import storage
-from funnel_tf.checkpoints import hf, native, original, training
+from funnel_tf.checkpoints import files, hf, native, original, training
 from funnel_tf.checkpoints.errors import CheckpointError
 from funnel_tf.checkpoints.pretraining_run import (RUN_ARGS, pretraining_run_of, run_model_class)
 from funnel_tf.config import ConfigError, FunnelConfig
@@ -79,7 +79,7 @@ class Resolved:
                 "model_dir (config.json, pretrain_args.json, checkpoints/) or one of its checkpoints/ckpt-N; "
                 "a finetuning run loads as its model_dir once it has written best/", source=self.source)
         if self.kind == "keras_weights":
-            if tf.io.gfile.isdir(self.source):
+            if files.isdir(self.source):
                 raise CheckpointError(
                     f"{native.WEIGHTS_NAME} without {native.MARKER_NAME}: a funnel_tf checkpoint needs "
                     f"the marker written by save_pretrained (model class + weight manifest)", source=self.source)
@@ -111,11 +111,11 @@ def has_best(model_dir: str) -> bool:
 
 def next_to(path: str, names: Iterable[str]) -> Optional[str]:
     """The first of `names` in the checkpoint's folder, its best/ or its parent folder, or None."""
-    base = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+    base = path if files.isdir(path) else os.path.dirname(path)
     for folder in (base, os.path.join(base, BEST_DIR), os.path.dirname(base.rstrip("/"))):
         for name in names:
             candidate = os.path.join(folder, name)
-            if tf.io.gfile.exists(candidate):
+            if files.exists(candidate):
                 return candidate
     return None
 
@@ -141,9 +141,9 @@ def resolve(path: str) -> Resolved:
 
     Reads only small files (markers, configs, a checkpoint's index), never the weights."""
     source = path
-    if not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):
+    if not (files.exists(path) or files.exists(path + ".index")):
         raise CheckpointError("not found (no such file or directory)", source=path)
-    is_dir = tf.io.gfile.isdir(path)
+    is_dir = files.isdir(path)
     local = "://" not in path
     beside = dict(source=source, vocab=next_to(source, VOCAB_NAMES), pretrain_args=next_to(source, [RUN_ARGS]))
     if is_dir and has_best(path):
@@ -167,7 +167,7 @@ def resolve(path: str) -> Resolved:
                         config_file=next_to(path, ["config.json"]), **beside)
     if path.endswith(".h5") and not is_dir:
         return Resolved("keras_weights", path=path, config_file=next_to(path, ["config.json"]), **beside)
-    if is_dir and tf.io.gfile.exists(os.path.join(path, native.WEIGHTS_NAME)):  # ours, without its marker
+    if is_dir and files.exists(os.path.join(path, native.WEIGHTS_NAME)):  # ours, without its marker
         return Resolved("keras_weights", path=training.weights_file(path),
                         config_file=next_to(path, ["config.json"]), **beside)
     if local and original.is_original_dir(path):
@@ -202,12 +202,12 @@ def _hf_class(directory: str) -> Optional[str]:
 def read_config_file(path: str) -> FunnelConfig:
     """`FunnelConfig.from_json_file` for local paths; other filesystems (gs://) are read through
     tf.io.gfile and parsed by the same rules (original net_config, HF config, or ours)."""
-    if storage.is_local(path):
+    if files.is_local(path):
         return FunnelConfig.from_json_file(path)
     try:
-        with tf.io.gfile.GFile(path) as f:
+        with files.open_file(path) as f:
             d = json.loads(f.read())
-    except (json.JSONDecodeError, tf.errors.OpError) as e:
+    except (json.JSONDecodeError, *files.read_errors()) as e:
         raise CheckpointError(f"cannot read the model config: {str(e).splitlines()[0]}", source=path) from None
     try:
         if "block_size" in d:

@@ -2,6 +2,9 @@
 the `{"weights": {model: {variable path: variable}}}` tables they store, finding a readable
 checkpoint, warm-starting a backbone from one (or from a Keras `*.weights.h5` file), and comparing
 shapes without restoring, so a checkpoint of another size is named tensor by tensor.
+
+TensorFlow is imported where a TF checkpoint is read: finding a `*.weights.h5` file and telling
+that a path holds no TF checkpoint work without it (the JAX backend).
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ import warnings
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import keras
-import tensorflow as tf
 from absl import logging
 
-from funnel_tf.checkpoints import tf_files
+from funnel_tf.checkpoints import files
 from funnel_tf.checkpoints.errors import CheckpointError, CheckpointReadError, read_error
 
-def model_weights(model: keras.Model) -> Dict[str, tf.Variable]:
+def _tf(source: str):
+    return files.tensorflow("reading a TF checkpoint (a training checkpoint, a pretraining run or the "
+                            "original TF1 release)", source=source)
+
+
+def model_weights(model: keras.Model) -> Dict[str, "tf.Variable"]:
     """{variable path: variable} for the trainable variables of `model` (a repeated path gets a
     '#k' suffix). Paths are stable for a given model code and config, so they key checkpoints.
 
@@ -39,6 +46,9 @@ def model_weights(model: keras.Model) -> Dict[str, tf.Variable]:
 def resolve_checkpoint(path: str) -> str:
     """A checkpoint prefix from a prefix or a directory (its newest readable checkpoint, also
     under `<path>/checkpoints`); CheckpointError when there is none or none is readable."""
+    tf = _tf(path)
+    from funnel_tf.checkpoints import tf_files
+
     if tf.io.gfile.isdir(path):
         for directory in (path, os.path.join(path, "checkpoints")):
             candidates = [p for p in tf_files.find_checkpoints(directory)] or \
@@ -74,12 +84,26 @@ def is_training_checkpoint(path: str) -> bool:
     """True for a TF2 object checkpoint (a prefix, its directory, or a run's model_dir with
     checkpoints/), as our pretraining and finetuning runs write; False for everything else
     (including the original release's TF1 checkpoints, whose names have no `.ATTRIBUTES`)."""
+    if not has_tf_checkpoint_files(path):
+        return False
+    tf = _tf(path)
     try:
         prefix = resolve_checkpoint(path)
         keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except (CheckpointError, tf.errors.OpError, ValueError):
         return False
     return any("/.ATTRIBUTES/" in k for k in keys)
+
+
+def has_tf_checkpoint_files(path: str) -> bool:
+    """True when `path` is a TF checkpoint prefix, or a folder (or its checkpoints/) holding one or a
+    `checkpoint` state file; no TensorFlow needed. Which program wrote it is not decided here."""
+    if files.exists(path + ".index"):
+        return True
+    if not files.isdir(path):
+        return False
+    return any(files.exists(os.path.join(folder, "checkpoint")) or files.glob(os.path.join(folder, "*.index"))
+               for folder in (path, os.path.join(path, "checkpoints")))
 
 
 # ---------------------------------------------------------------------------------- warm start
@@ -91,10 +115,10 @@ def weights_file(path: str) -> Optional[str]:
     """The Keras weights file `path` names: itself (an existing `*.weights.h5`) or the one
     `*.weights.h5` in a folder (as `save_pretrained` writes); None when there is none.
     CheckpointError when a folder holds several, since picking one would be a guess."""
-    if path.endswith(".weights.h5") and tf.io.gfile.exists(path):
+    if path.endswith(".weights.h5") and files.exists(path):
         return path
-    if tf.io.gfile.isdir(path):
-        found = sorted(tf.io.gfile.glob(os.path.join(path, "*.weights.h5")))
+    if files.isdir(path):
+        found = sorted(files.glob(os.path.join(path, "*.weights.h5")))
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -149,6 +173,9 @@ def warm_start(backbone: keras.Model, path: str,
         raise CheckpointError(f"{h5}: matches neither the backbone nor the head models:\n  "
                               + "\n  ".join(errors))
     prefix = resolve_checkpoint(path)
+    tf = _tf(path)
+    from funnel_tf.checkpoints import tf_files
+
     tried = []
     # No pre-filter on the stored key names: the `weights/<model>/...` table entries are only edges
     # of the object graph, and a variable is stored once, often under the optimizer's path (every
@@ -194,6 +221,7 @@ def _child(graph, node_id: Optional[int], name: str) -> Optional[int]:
 def compare_backbone(prefix: str, backbone) -> Tuple[str, List[str], List[str], int]:
     """(model name, missing, mismatched, n) of the best-matching backbone table in a funnel-tf
     training checkpoint, comparing shapes only (nothing is restored, nothing is logged)."""
+    tf = _tf(prefix)
     try:
         reader = tf.train.load_checkpoint(prefix)
         graph = _object_graph(reader)
