@@ -7,6 +7,10 @@ from setuptools import find_packages, setup
 STANDARD_TF = ["tensorflow>=2.19,<2.22", "tensorflow-text>=2.19,<2.22,!=2.21.0"]
 TEST = ["pytest", "pytest-timeout", "pytest-xdist", "scipy"]  # scipy: the metric tests' reference values;
 # pytest-xdist: the default suite runs on every core (pytest.ini: -n auto)
+# The JAX backend (KERAS_BACKEND=jax): the models and our / Keras / HF checkpoints, without TensorFlow.
+# CPU jaxlib here; TPU VMs add `jax[tpu]`, CUDA GPUs `jax[cuda12]` (README: "On JAX"). Keras 3 comes
+# with TensorFlow otherwise, so it is named here; 3.10+ has the keras.ops the models use.
+JAX = ["jax[cpu]>=0.5,<0.11", "keras>=3.10,<4"]
 
 setup(
     name="funnel-tf",
@@ -40,6 +44,7 @@ setup(
         # requirement on `tensorflow` would pull the standard wheel over it).
         "tpu": ["tensorflow-tpu>=2.19,<2.21"],
         "tpu-test": ["tensorflow-tpu>=2.19,<2.21"] + TEST,
+        "jax": JAX,
         # Live cross-checks against HuggingFace (PyTorch) and the benchmarks' peer.
         # torch is pinned: an unpinned torch pulls a multi-GB CUDA build on a CPU-only machine.
         "reference": ["torch==2.13.0", "transformers>=4.57,<6"],
