@@ -122,7 +122,10 @@ class FunnelForMaskedLM(_Head):
         if self.transform is not None:
             h = self.transform_norm(self.transform_act(self.transform(h)))
         table = kernels.compute_weight(self.funnel.embeddings.word_embeddings, h.dtype)  # [V, E]
-        logits = ops.einsum("bpd,vd->bpv", h, table)
+        # One 2-D MatMul: on TF, Keras' einsum became a broadcast BatchMatMul whose table gradient
+        # is a [B, V, E] tensor summed over the batch.
+        lead = list(ops.shape(h)[:-1])  # B, P
+        logits = ops.reshape(kernels.matmul_nt(ops.reshape(h, [-1, h.shape[-1]]), table), lead + [table.shape[0]])
         out["logits"] = ops.cast(logits, "float32") + self.lm_bias
         return out
 
