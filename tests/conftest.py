@@ -90,17 +90,5 @@ def mirrored():
 
 
 # The run fixtures (demo vocab tokenizer, micro config, finetune.py in-process) for every test
-# folder: tasks/, finetuning/, engine/ and the top-level entry-point tests all use them.
-pytest_plugins = ["run_fixtures"]
-
-
-def pytest_xdist_auto_num_workers(config):
-    """`-n auto` (pytest.ini) spreads the whole default suite over this machine's cores (CI's 2-core
-    runner: 2 workers, about 1.7x faster); a run that names files or folders stays in one process,
-    where starting workers (TensorFlow imported again in each) would cost more than it saves."""
-    named = [a for a in config.invocation_params.args
-             if not str(a).startswith("-") and pathlib.Path(str(a).split("::")[0]).exists()]
-    if any(pathlib.Path(str(a).split("::")[0]).resolve() != REPO / "tests" for a in named):
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 8))
+# folder, and how the suite spreads over the cores (scheduling.py).
+pytest_plugins = ["run_fixtures", "scheduling"]
