@@ -99,7 +99,9 @@ def test_pretrain_refuses_backend_disagreeing_with_keras_backend(tmp_path):
 def _pretrain(model_dir, *flags, wait=True):
     cmd = [sys.executable, os.path.join(ROOT, "pretrain.py"), "--backend=jax",
            f"--model_dir={model_dir}", "--train_steps=24", "--steps_per_loop=4", "--log_every=4",
-           "--save_every=8", *flags]
+           "--save_every=8", "--seq_len=32", "--batch_size=8",
+           "--config_override=block_sizes=[1,1]", "--config_override=block_repeats=[1,1]",
+           "--config_override=num_decoder_layers=1", *flags]
     env = _env("jax")
     env.pop("KERAS_BACKEND")  # the flag alone picks the engine
     if wait:
