@@ -305,7 +305,7 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     removed again, and so is a model_dir this call created)."""
     from funnel_tf.engine.jax.backend import choose_backend
     if choose_backend(args.backend) == "jax":  # the JAX engine (engine/jax/), same checks and folder
-        from funnel_tf.engine.jax.pretrain import run_pretraining_jax
+        from funnel_tf.pretraining.run_jax import run_pretraining_jax
         return run_pretraining_jax(args)
     import keras
 
