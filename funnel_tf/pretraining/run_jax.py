@@ -1,6 +1,7 @@
 """`run_pretraining(PretrainArgs)` on the JAX engine, funnel_tf/engine/jax/ (pretrain.py
 --backend=jax; run.py dispatches here): the TensorFlow run's checks (pretraining/run.py's:
-flags, config, vocab, input, a resumed model_dir's config and run record, the init checkpoint) before anything is written, the model_dir lock, the same run
+flags, config, vocab, input, a resumed model_dir's config and run record, the init checkpoint)
+before anything is written, the model_dir lock, the same run
 folder (config.json, run.json, vocab.txt, pretrain_args.json, metrics.jsonl, train/ TensorBoard,
 checkpoints/jax-<step>.npz), then training with trainer.JaxTrainer, data parallel over every JAX
 device, and at the end the backbone exported as a save_pretrained folder (`<model_dir>/pretrained`).

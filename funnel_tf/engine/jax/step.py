@@ -52,7 +52,8 @@ def task_variables(task: Task) -> Tuple[List, List]:
 
 class TrainStep:
     """The compiled chunk of steps of `task` (built) with `optimizer` (built for its trainable
-    variables), on `mesh`. `seed` keys the objective's sampling (ELECTRA's Gumbel noise) per step."""
+    variables), on `mesh`. `seed` keys the objective's sampling (ELECTRA's Gumbel noise) per
+    step."""
 
     def __init__(self, task: Task, optimizer, clip_norm: float = 1.0, seed: int = 0,
                  mesh: Mesh = None):
@@ -72,7 +73,8 @@ class TrainStep:
         state = {"trainable": [v.value for v in self.trainable],
                  "non_trainable": [v.value for v in self.non_trainable],
                  "optimizer": [v.value for v in self.optimizer.variables],
-                 "step": jnp.asarray(step, jnp.int32), "nonfinite": jnp.asarray(nonfinite, jnp.int32)}
+                 "step": jnp.asarray(step, jnp.int32),
+                 "nonfinite": jnp.asarray(nonfinite, jnp.int32)}
         return jax.device_put(state, self.replicated)
 
     def write_back(self, state: State) -> None:
