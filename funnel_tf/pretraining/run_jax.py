@@ -6,8 +6,11 @@ folder (config.json, run.json, vocab.txt, pretrain_args.json, metrics.jsonl, tra
 checkpoints/jax-<step>.npz), then training with trainer.JaxTrainer, data parallel over every JAX
 device, and at the end the backbone exported as a save_pretrained folder (`<model_dir>/pretrained`).
 
-Each process reads its share of the records through the same tf.data pipeline (one input pipeline
-per process), as numpy."""
+Several hosts (engine/jax/distributed.py): jax.distributed is initialized from the environment
+first; each process reads its share of the records through the same tf.data pipeline (one input
+pipeline per process, files sharded by process index), as numpy, made global arrays by
+jax.make_array_from_process_local_data; process 0 alone writes (lock, run folder, metrics,
+checkpoints, export) and the others wait for it at the end."""
 
 from __future__ import annotations
 
@@ -56,6 +59,9 @@ def batches_fn(data: inputs.PretrainingInput):
 
 def run_pretraining_jax(args: PretrainArgs) -> "tf_run.PretrainResult":
     """pretraining/run.run_pretraining, on JAX; see the module docstring."""
+    from funnel_tf.engine.jax import distributed
+
+    distributed.initialize_from_env()  # several hosts: before any JAX computation
     import jax
     import keras
 
@@ -81,6 +87,10 @@ def run_pretraining_jax(args: PretrainArgs) -> "tf_run.PretrainResult":
         train_data, a.seq_len, config, vocab=a.vocab or (DEMO_VOCAB if a.demo else None),
         data_format=a.train_data_format, masking_strategy=a.masking, num_predict=a.num_predict,
         fallback_encoding=a.fallback_encoding)
+    if plan.data_format == "text" and jax.process_count() > 1:
+        raise PretrainArgsError(f"raw-text input is converted by one process; for a run of "
+                                f"{jax.process_count()} processes create records first with "
+                                f"`python -m funnel_tf.text create-pretraining-data`")
     notes = list(chosen)
     if plan.tokenizer.vocab_size != config.vocab_size:
         notes.append(f"vocab {plan.vocab} has {plan.tokenizer.vocab_size} tokens: vocab_size "
@@ -166,6 +176,7 @@ def run_pretraining_jax(args: PretrainArgs) -> "tf_run.PretrainResult":
                 trainer.write_back()
                 objective.backbone.save_pretrained(os.path.join(model_dir, EXPORT_DIR),
                                                    overwrite=True)
+            distributed.barrier("funnel_tf.pretraining.done")  # the others wait for the chief
     except UserError:
         if owned and not wrote_config and tf.io.gfile.exists(model_dir):
             tf.io.gfile.rmtree(model_dir)

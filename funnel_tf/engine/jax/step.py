@@ -65,7 +65,9 @@ class TrainStep:
         self.objective = objective_for(task)
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(None, "data"))
-        self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,))
+        # outputs replicated: every process reads the state and stats from its own devices
+        self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,),
+                              out_shardings=self.replicated)
 
     # ------------------------------------------------------------------ state
     def initial_state(self, step: int = 0, nonfinite: int = 0) -> State:

@@ -19,6 +19,7 @@ from absl import logging
 
 from funnel_tf.checkpoints import init_checkpoint
 from funnel_tf.engine.actions import Boundary, NonFinitePolicy
+from funnel_tf.engine.jax import distributed
 from funnel_tf.engine.jax.checkpoints import JaxCheckpoints
 from funnel_tf.engine.jax.step import TrainStep
 from funnel_tf.engine.loop import LoopConfig, TrainResult
@@ -158,7 +159,8 @@ class JaxTrainer:
         with stop_on_signals(self.stop_requested, cfg.handle_sigterm, cfg.handle_sigint):
             try:
                 while step < cfg.train_steps:
-                    if self.stop_requested.is_set():
+                    # every process stops at the same step (a signal may reach one host first)
+                    if distributed.agree(self.stop_requested.is_set()):
                         self.save()
                         logging.warning("stopped at step %d; restart with the same --model_dir "
                                         "to resume", step)

@@ -2,8 +2,10 @@
 
     KERAS_BACKEND=tensorflow python engine_driver.py tf  OUT   # writes OUT/init.weights.h5 too
     KERAS_BACKEND=jax        python engine_driver.py jax OUT   # starts from OUT/init.weights.h5
+    JAX_COORDINATOR_ADDRESS=localhost:PORT JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=i \
+    KERAS_BACKEND=jax        python engine_driver.py jax OUT   # process i of 2, its half-batches
 
-Writes OUT/<engine>.npz: per-step losses and the final weights by path. Dropout off, fp32, the
+Writes OUT/<engine>.npz (jax<devices>[-process<i>of<n>].npz): per-step losses and the final weights by path. Dropout off, fp32, the
 run's optimizer (AdamW, warmup + decay, layer-wise decay 0.8, clip 1.0, weight decay 0.01)."""
 
 import os
@@ -77,6 +79,9 @@ def run_tf(out):
 
 
 def run_jax(out):
+    from funnel_tf.engine.jax import distributed
+
+    distributed.initialize_from_env()  # JAX_COORDINATOR_ADDRESS & co: one of several processes
     import jax
 
     from funnel_tf.engine.jax.step import TrainStep
@@ -91,11 +96,15 @@ def run_jax(out):
     optimizer = optimizer_fn(task.trainable_variables)
     step = TrainStep(task, optimizer, clip_norm=1.0, seed=0)
     state, data, losses = step.initial_state(), batches(), []
+    n, i = jax.process_count(), jax.process_index()
+    rows = BATCH // n  # this process's share of each global batch: rows [i*rows, (i+1)*rows)
+    data = {k: v[:, i * rows:(i + 1) * rows] for k, v in data.items()}
     for lo in range(0, STEPS, 10):  # three host calls of 10 steps
         state, stats = step(state, {k: v[lo:lo + 10] for k, v in data.items()})
         losses += list(np.asarray(stats["loss"]))
     step.write_back(state)
-    np.savez(os.path.join(out, f"jax{jax.device_count()}.npz"), loss=losses, **weights_of(task))
+    name = f"jax{jax.device_count()}" + (f"-process{i}of{n}" if n > 1 else "")
+    np.savez(os.path.join(out, f"{name}.npz"), loss=losses, **weights_of(task))
 
 
 if __name__ == "__main__":

@@ -148,3 +148,76 @@ def test_demo_pretrains_on_jax_and_resumes_after_sigterm(tmp_path):
     model = FunnelModel.from_pretrained(str(interrupted / "pretrained"))
     assert model.config.vocab_size == json.loads((interrupted / "config.json").read_text())[
         "vocab_size"]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _processes(cmd, n, extra_env, timeout=900):
+    """Run `cmd` as processes 0..n-1 of one jax.distributed job on localhost (CPU collectives)."""
+    port = _free_port()
+    procs = []
+    for i in range(n):
+        env = dict(extra_env, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+                   JAX_NUM_PROCESSES=str(n), JAX_PROCESS_ID=str(i))
+        procs.append(subprocess.Popen(cmd(i), env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=timeout)[1] for p in procs]
+    return [p.returncode for p in procs], errs
+
+
+@pytest.mark.slow
+def test_two_processes_in_lockstep_equal_one(tmp_path):
+    """2 real processes with jax.distributed on localhost, each feeding its half of every global
+    batch through make_array_from_process_local_data: both see the 1-process losses (1e-5) and
+    end at its weights."""
+    _driver("jax", tmp_path, "jax")
+    codes, errs = _processes(lambda i: [sys.executable, DRIVER, "jax", str(tmp_path)], 2,
+                             _env("jax"))
+    assert codes == [0, 0], "\n".join(e[-2000:] for e in errs)
+    one = np.load(tmp_path / "jax1.npz")
+    for i in range(2):
+        part = np.load(tmp_path / f"jax2-process{i}of2.npz")
+        np.testing.assert_allclose(part["loss"], one["loss"], rtol=1e-5, atol=0)
+        a, b = _weights(one), _weights(part)
+        assert sorted(a) == sorted(b)
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-5, err_msg=k)
+
+
+def test_distributed_setup_comes_from_the_environment(monkeypatch):
+    """engine/jax/distributed.py reads JAX's variables: a coordinator with count and id, a TPU
+    pod's host list (no args), nothing for one process; a bad setting is one UserError."""
+    from funnel_tf.engine.jax import distributed
+    from funnel_tf.errors import UserError
+
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
+                 "JAX_DISTRIBUTED", "TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.distributed_args() is None
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1k-0")  # a single-host TPU VM
+    assert distributed.distributed_args() is None
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1k-0,t1k-1")
+    assert distributed.distributed_args() == {}
+    monkeypatch.delenv("TPU_WORKER_HOSTNAMES")
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.2:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")
+    assert distributed.distributed_args() == {"coordinator_address": "10.0.0.2:1234",
+                                              "num_processes": 4, "process_id": 3}
+    for name, value, message in (("JAX_PROCESS_ID", "4", "not below"),
+                                 ("JAX_PROCESS_ID", "x", "must be an integer"),
+                                 ("JAX_COORDINATOR_ADDRESS", "10.0.0.2", "host:port")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(UserError, match=message):
+            distributed.distributed_args()
+        monkeypatch.setenv("JAX_PROCESS_ID", "3")
+        monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.2:1234")
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
+    with pytest.raises(UserError, match="need JAX_COORDINATOR_ADDRESS"):
+        distributed.distributed_args()
