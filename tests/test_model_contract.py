@@ -125,11 +125,7 @@ def mixed_bfloat16():
     keras.mixed_precision.set_global_policy(before)
 
 
-@pytest.mark.parametrize("cls, kwargs", [
-    pytest.param(*MODELS[2], marks=pytest.mark.xfail(
-        strict=True, raises=tf.errors.InvalidArgumentError, reason="modeling/heads.py: called eagerly under mixed_bfloat16 the float32 "
-                            "logits + lm_bias fails (Keras autocasts lm_bias to bfloat16)"))
-    if spec[0] is heads.FunnelForMaskedLM else spec for spec in MODELS], ids=_ids)
+@pytest.mark.parametrize("cls, kwargs", MODELS, ids=_ids)
 def test_model_contract_mixed_bfloat16(cls, kwargs, tiny_config, mixed_bfloat16):
     """Under mixed_bfloat16 the weights stay float32, the hidden states are bfloat16 and every
     logit comes out float32 (keras-hub's run_precision_test)."""

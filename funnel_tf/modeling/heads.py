@@ -112,7 +112,9 @@ class FunnelForMaskedLM(_Head):
         if self.transform is not None:
             self.transform.build((None, None, self.config.d_model))
             self.transform_norm.build((None, None, self.config.embedding_size))
-        self.lm_bias = self.add_weight(name="lm_bias", shape=(self.config.vocab_size,), initializer="zeros")
+        # autocast=False: the bias is added to float32 logits, so it stays float32 under mixed precision
+        self.lm_bias = self.add_weight(name="lm_bias", shape=(self.config.vocab_size,), initializer="zeros",
+                                       autocast=False)
 
     def call(self, inputs, masked_positions=None, training=False, output_hidden_states=False):
         out = self.funnel(inputs, training=training, output_hidden_states=output_hidden_states)
