@@ -39,7 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402
 
 from funnel_tf.text.masking import MlmMasker, batch_key  # noqa: E402
-from funnel_tf.text.pretraining import create_pretraining_data, make_pretraining_dataset  # noqa: E402
+from funnel_tf.text.pretraining import create_pretraining_data  # noqa: E402
+from funnel_tf.text.pretraining_reader import make_pretraining_dataset  # noqa: E402
 from funnel_tf.text.wordpiece import WordpieceTokenizer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -80,7 +80,7 @@ def bypass_probe(work_dir: str, vocab: str) -> dict:
 
     from funnel_tf.modeling.model import standardize_inputs
     from funnel_tf.text import masking
-    from funnel_tf.text.pretraining import make_pretraining_dataset
+    from funnel_tf.text.pretraining_reader import make_pretraining_dataset
     from funnel_tf.text.wordpiece import WordpieceTokenizer
     from funnel_tf.tasks.pretraining import pretraining_task
     from funnel_tf.engine import checkpointing

@@ -39,12 +39,12 @@ def make_records(folder, num_shards: int) -> str:
 
 def all_examples(pattern: str) -> list:
     """Every example key in the records, read directly (no sharding, no shuffling)."""
-    from funnel_tf.text import pretraining
+    from funnel_tf.text import pretraining_reader
 
     keys = []
     for f in sorted(tf.io.gfile.glob(pattern)):
         for rec in tf.data.TFRecordDataset(f):
-            parsed = pretraining.parse_pretraining_batch(tf.expand_dims(rec, 0), 64, 0)
+            parsed = pretraining_reader.parse_pretraining_batch(tf.expand_dims(rec, 0), 64, 0)
             keys.append(example_key(parsed["input_ids"][0].numpy()))
     return keys
 

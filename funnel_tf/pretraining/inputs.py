@@ -16,7 +16,7 @@ from absl import logging
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.errors import UserError
-from funnel_tf.text import corpus, masking, pretraining
+from funnel_tf.text import corpus, masking, pretraining, pretraining_reader
 from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256
 
 DATA_FORMATS = ("auto", "tfrecord", "text")
@@ -62,7 +62,7 @@ def read_manifest(files: Sequence[str]) -> Optional[dict]:
     dirs = sorted({os.path.dirname(f) for f in files})
     path = os.path.join(dirs[0], pretraining.MANIFEST_NAME)
     if len(dirs) == 1 and tf.io.gfile.exists(path):
-        return pretraining.read_manifest_file(path)
+        return pretraining_reader.read_manifest_file(path)
     return None
 
 
@@ -97,7 +97,7 @@ def records_from_text(text_files: Sequence[str], vocab_path: str, seq_len: int, 
     manifest_path = os.path.join(output_dir, pretraining.MANIFEST_NAME)
     if tf.io.gfile.exists(manifest_path):
         try:
-            m = pretraining.read_manifest_file(manifest_path)
+            m = pretraining_reader.read_manifest_file(manifest_path)
         except UserError:
             m = {}
         shards = [os.path.join(output_dir, e["path"]) for e in m.get("files", [])
@@ -142,7 +142,7 @@ class PretrainingInput:
         reading more than one epoch of raw records. deterministic=True also fixes the element
         order (the replayed resume needs it); False lets tf.data hand batches out as they finish.
         """
-        return pretraining.make_pretraining_dataset(
+        return pretraining_reader.make_pretraining_dataset(
             self.files, self.seq_len, self.global_batch_size, input_context=ctx, seed=self.seed,
             masker=self.masker, start_batch=start_batch, deterministic=self.deterministic)
 
@@ -167,7 +167,7 @@ def _check_first_record(path: str, seq_len: int) -> bool:
     whether the file holds a record at all."""
     try:
         for raw in tf.data.TFRecordDataset(path).take(1):
-            pretraining.parse_pretraining_batch(tf.reshape(raw, [1]), seq_len)
+            pretraining_reader.parse_pretraining_batch(tf.reshape(raw, [1]), seq_len)
             return True
         return False
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -225,7 +225,7 @@ def plan_pretraining_input(train_data: Sequence[str], seq_len: int, config: Funn
                              f"beside {files[0]}), is not found here; pass --vocab")
     tokenizer = pretraining.load_tokenizer(vocab)
     if fmt == "tfrecord":
-        pretraining.check_files_against_manifests(files)
+        pretraining_reader.check_files_against_manifests(files)
         if manifest is not None:
             if manifest.get("vocab_sha256") and manifest["vocab_sha256"] != file_sha256(vocab):
                 raise InputError(f"{vocab} is not the vocab the records were made with "

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from funnel_tf.text.masking import (MlmMasker, ReproducibleItemSelector, batch_key,
                                     num_predictions_for, span_length_probs, word_start_table)
-from funnel_tf.text.pretraining import create_pretraining_data, make_pretraining_dataset
+from funnel_tf.text.pretraining import create_pretraining_data
+from funnel_tf.text.pretraining_reader import make_pretraining_dataset
 from funnel_tf.text.wordpiece import WordpieceTokenizer
 
 SEQ = 128

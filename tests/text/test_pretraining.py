@@ -11,8 +11,8 @@ import tensorflow as tf
 from funnel_tf.text import masking
 from funnel_tf.text.__main__ import main as cli_main
 from funnel_tf.text.masking import MlmMasker
-from funnel_tf.text.pretraining import (ExampleMaker, MANIFEST_NAME, create_pretraining_data,
-                                        make_pretraining_dataset)
+from funnel_tf.text.pretraining_reader import make_pretraining_dataset
+from funnel_tf.text.pretraining import ExampleMaker, MANIFEST_NAME, create_pretraining_data
 from funnel_tf.text.wordpiece import WordpieceTokenizer
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
