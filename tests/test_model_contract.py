@@ -138,3 +138,69 @@ def test_model_contract_mixed_bfloat16(cls, kwargs, tiny_config, mixed_bfloat16)
     for name, value in logits.items():
         assert value.dtype == tf.float32, name
         assert np.isfinite(value.numpy()).all(), name
+
+
+def _policies(model) -> set:
+    """The dtype policy names of the model and of every layer inside it."""
+    return {layer.dtype_policy.name for layer in model._flatten_layers(include_self=True)}
+
+
+def _assert_mixed_outputs(cls, out):
+    """bfloat16 hidden states, float32 (finite) logits."""
+    assert out["last_hidden_state"].dtype == "bfloat16"
+    logits = {name: value for name, value in out.items() if name.endswith("logits")}
+    assert logits or cls in (FunnelBaseModel, FunnelModel)
+    for name, value in logits.items():
+        assert value.dtype == np.float32, name
+        assert np.isfinite(value).all(), name
+
+
+@pytest.mark.parametrize("cls, kwargs", MODELS, ids=_ids)
+def test_model_contract_dtype_argument(cls, kwargs, tiny_config, tmp_path):
+    """`cls(config, dtype="mixed_bfloat16")` under the float32 global policy computes exactly as the
+    global mixed_bfloat16 policy does (every sublayer takes the model's policy, keras-hub style),
+    and get_config / from_config, save_pretrained / from_pretrained and .keras keep the policy."""
+    assert keras.mixed_precision.global_policy().name == "float32"
+    config = _small(tiny_config)
+    model = cls(config, dtype="mixed_bfloat16", **kwargs)
+    assert _policies(model) == {"mixed_bfloat16"}
+    assert {w.dtype for w in model.weights} == {"float32"}
+    inputs = _inputs(cls)
+    out = _outputs(model, inputs)
+    _assert_mixed_outputs(cls, out)
+
+    # The same weights under the global policy: the same numbers.
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        reference = cls(config, **kwargs)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    reference.set_weights(model.get_weights())
+    _assert_same_outputs(_outputs(reference, inputs), out)
+
+    assert keras.dtype_policies.get(model.get_config()["dtype"]).name == "mixed_bfloat16"
+    clone = cls.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    folder = str(tmp_path / "pretrained")
+    model.save_pretrained(folder)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    for name, other in (("from_config", clone), ("from_pretrained", cls.from_pretrained(folder)),
+                        (".keras", keras.saving.load_model(path))):
+        assert type(other) is cls, name
+        assert _policies(other) == {"mixed_bfloat16"}, name
+        _assert_same_outputs(_outputs(other, inputs), out)
+
+
+def test_inherited_global_policy_is_not_saved(tiny_config, tmp_path):
+    """A model built under the global mixed_bfloat16 policy (no dtype=) saves no policy:
+    from_pretrained under float32 computes in float32, the reader's choice."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = FunnelModel(_small(tiny_config))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.save_pretrained(str(tmp_path))
+    loaded = FunnelModel.from_pretrained(str(tmp_path))
+    assert _policies(loaded) == {"float32"}
+    assert _outputs(loaded, _inputs(FunnelModel))["last_hidden_state"].dtype == np.float32

@@ -60,10 +60,12 @@ def _crc(value) -> int:
 
 
 def _model_kwargs(model) -> dict:
-    """Constructor arguments besides the config (name, num_labels, ...); not Keras' trainable / dtype
-    policy, so a checkpoint loads under the reader's precision policy."""
+    """Constructor arguments besides the config (name, num_labels, ...); not Keras' trainable, nor
+    a dtype policy inherited from the global one, so such a checkpoint loads under the reader's
+    precision policy (a policy the model was built with, `dtype=`, is kept)."""
     kwargs = dict(model.get_config())
-    for key in ("config", "trainable", "dtype"):
+    drop = ("config", "trainable") if getattr(model, "dtype_given", False) else ("config", "trainable", "dtype")
+    for key in drop:
         kwargs.pop(key, None)
     return kwargs
 

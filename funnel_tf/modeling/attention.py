@@ -34,18 +34,20 @@ class FunnelRelMultiheadAttention(FunnelConfigSerializable, keras.layers.Layer):
         d, n, h = config.d_model, config.n_head, config.d_head
         self.scale = 1.0 / (h ** 0.5)
         init = dense_initializer(config, d, n * h)
+        policy = self.dtype_policy  # every sublayer computes in this layer's policy
         self.q_head = keras.layers.EinsumDense("bld,dnh->blnh", output_shape=(None, n, h),
-                                               kernel_initializer=init, name="q_head")
+                                               kernel_initializer=init, name="q_head", dtype=policy)
         self.k_head = keras.layers.EinsumDense("bld,dnh->blnh", output_shape=(None, n, h), bias_axes="nh",
-                                               kernel_initializer=init, name="k_head")
+                                               kernel_initializer=init, name="k_head", dtype=policy)
         self.v_head = keras.layers.EinsumDense("bld,dnh->blnh", output_shape=(None, n, h), bias_axes="nh",
-                                               kernel_initializer=init, name="v_head")
+                                               kernel_initializer=init, name="v_head", dtype=policy)
         self.post_proj = keras.layers.EinsumDense("blnh,nhd->bld", output_shape=(None, d), bias_axes="d",
                                                   kernel_initializer=dense_initializer(config, n * h, d),
-                                                  name="post_proj")
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
-        self.attention_dropout = Dropout(config.attention_dropout)
-        self.hidden_dropout = Dropout(config.hidden_dropout)
+                                                  name="post_proj", dtype=policy)
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm",
+                                                          dtype=policy)
+        self.attention_dropout = Dropout(config.attention_dropout, dtype=policy)
+        self.hidden_dropout = Dropout(config.hidden_dropout, dtype=policy)
 
     def build(self, input_shape=None):
         """Create every weight from the config alone (shapes never depend on the input)."""

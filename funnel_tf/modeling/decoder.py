@@ -20,9 +20,9 @@ class FunnelDecoder(FunnelConfigSerializable, keras.layers.Layer):
     def __init__(self, config: FunnelConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.position_encoding = make_position_encoding(config, 1, "position_encoding")
+        self.position_encoding = make_position_encoding(config, 1, "position_encoding", dtype=self.dtype_policy)
         offset = config.num_hidden_layers
-        self.layers_list = [FunnelLayer(config, 0, name=f"layer_{offset + j}")
+        self.layers_list = [FunnelLayer(config, 0, name=f"layer_{offset + j}", dtype=self.dtype_policy)
                             for j in range(config.num_decoder_layers)]
         # Also as plain attributes: Keras' tracked lists are invisible to tf.train.Checkpoint.
         for layer in self.layers_list:

@@ -17,8 +17,9 @@ class FunnelEmbeddings(FunnelConfigSerializable, keras.layers.Layer):
     def __init__(self, config: FunnelConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
-        self.dropout = Dropout(config.hidden_dropout)
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm",
+                                                     dtype=self.dtype_policy)
+        self.dropout = Dropout(config.hidden_dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         cfg = self.config

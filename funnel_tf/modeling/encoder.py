@@ -13,9 +13,9 @@ from funnel_tf.modeling.position import RelativePositionEncoding
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 
-def make_position_encoding(config: FunnelConfig, num_blocks: int, name: str):
+def make_position_encoding(config: FunnelConfig, num_blocks: int, name: str, dtype=None):
     return RelativePositionEncoding(config.d_model, num_blocks, config.attention_type, config.separate_cls,
-                                    config.truncate_seq, dropout=config.hidden_dropout, name=name)
+                                    config.truncate_seq, dropout=config.hidden_dropout, name=name, dtype=dtype)
 
 
 class FunnelEncoder(FunnelConfigSerializable, keras.layers.Layer):
@@ -32,13 +32,15 @@ class FunnelEncoder(FunnelConfigSerializable, keras.layers.Layer):
         if config.d_embed is not None and config.d_embed != config.d_model:
             self.input_projection = keras.layers.Dense(
                 config.d_model, kernel_initializer=dense_initializer(config, config.d_embed, config.d_model),
-                name="input_projection")
-        self.position_encoding = make_position_encoding(config, config.num_blocks, "position_encoding")
+                name="input_projection", dtype=self.dtype_policy)
+        self.position_encoding = make_position_encoding(config, config.num_blocks, "position_encoding",
+                                                        dtype=self.dtype_policy)
         # A flat list grouped into blocks by the `blocks` property.
         self.layers_list: List[FunnelLayer] = []
         for b, size in enumerate(config.block_sizes):
             for _ in range(size):
-                self.layers_list.append(FunnelLayer(config, b, name=f"layer_{len(self.layers_list)}"))
+                self.layers_list.append(FunnelLayer(config, b, name=f"layer_{len(self.layers_list)}",
+                                                    dtype=self.dtype_policy))
         # Also as plain attributes: Keras' tracked lists are invisible to tf.train.Checkpoint.
         for layer in self.layers_list:
             setattr(self, layer.name, layer)

@@ -22,9 +22,10 @@ from funnel_tf.modeling.pretrained import PretrainedMixin
 from funnel_tf.modeling.serialization import FunnelConfigSerializable
 
 
-def _dense(config, units, fan_in, name, **kwargs):
+def _dense(config, units, fan_in, name, dtype):
+    """A Dense layer with the config's initializer, computing in `dtype` (the owner's policy)."""
     return keras.layers.Dense(units, kernel_initializer=dense_initializer(config, fan_in, units), name=name,
-                              **kwargs)
+                              dtype=dtype)
 
 
 def _shape_of(value) -> tuple:
@@ -45,8 +46,10 @@ class _Head(CheckedCall, PretrainedMixin, FunnelConfigSerializable, keras.Model)
 
     def __init__(self, config: FunnelConfig, embeddings: Optional[FunnelEmbeddings] = None, **kwargs):
         super().__init__(**kwargs)
+        self.dtype_given = kwargs.get("dtype") is not None  # see FunnelBaseModel
         self.config = config
-        self.funnel = self.backbone_cls(config, embeddings=embeddings, name="funnel")
+        self.funnel = self.backbone_cls(config, embeddings=embeddings, name="funnel", dtype=self.dtype_policy)
+        self.funnel.dtype_given = self.dtype_given  # the backbone's policy is as much its own as ours
 
     def dummy_inputs(self, batch_size=2, seq_len=None):
         return self.funnel.dummy_inputs(batch_size, seq_len)
@@ -71,7 +74,8 @@ class FunnelForMaskedLM(_Head):
     Args:
         config: the FunnelConfig.
         embeddings: a FunnelEmbeddings layer to share (the ELECTRA generator), or None.
-        **kwargs: keras.Model arguments (name, dtype).
+        **kwargs: keras.Model arguments: name, and dtype (a policy such as
+            "mixed_bfloat16" that every sublayer computes in; default the global policy).
 
     Call args:
         inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
@@ -102,9 +106,9 @@ class FunnelForMaskedLM(_Head):
         self.transform = None
         if config.mlm_transform:
             e = config.embedding_size
-            self.transform = _dense(config, e, config.d_model, "lm_proj")
+            self.transform = _dense(config, e, config.d_model, "lm_proj", self.dtype_policy)
             self.transform_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps,
-                                                                  name="lm_proj_norm")
+                                                                  name="lm_proj_norm", dtype=self.dtype_policy)
             self.transform_act = get_activation(config.hidden_act)
         self.build()
 
@@ -139,7 +143,8 @@ class FunnelForPreTraining(_Head):
     Args:
         config: the FunnelConfig.
         embeddings: a FunnelEmbeddings layer to share (the generator's), or None.
-        **kwargs: keras.Model arguments (name, dtype).
+        **kwargs: keras.Model arguments: name, and dtype (a policy such as
+            "mixed_bfloat16" that every sublayer computes in; default the global policy).
 
     Call args:
         inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
@@ -166,8 +171,8 @@ class FunnelForPreTraining(_Head):
         kwargs.setdefault("name", "funnel_for_pre_training")
         super().__init__(config, embeddings=embeddings, **kwargs)
         d = config.d_model
-        self.dense = _dense(config, d, d, "discriminator_dense")
-        self.dense_prediction = _dense(config, 1, d, "discriminator_prediction")
+        self.dense = _dense(config, d, d, "discriminator_dense", self.dtype_policy)
+        self.dense_prediction = _dense(config, 1, d, "discriminator_prediction", self.dtype_policy)
         self.activation = get_activation(config.hidden_act)
         self.build()
 
@@ -193,9 +198,9 @@ class FunnelClassificationHead(FunnelConfigSerializable, keras.layers.Layer):
         self.config = config
         self.num_labels = num_labels
         d = config.d_model
-        self.linear_hidden = _dense(config, d, d, "linear_hidden")
-        self.dropout = Dropout(config.hidden_dropout)
-        self.linear_out = _dense(config, num_labels, d, "linear_out")
+        self.linear_hidden = _dense(config, d, d, "linear_hidden", self.dtype_policy)
+        self.dropout = Dropout(config.hidden_dropout, dtype=self.dtype_policy)
+        self.linear_out = _dense(config, num_labels, d, "linear_out", self.dtype_policy)
 
     def build(self, input_shape=None):
         self.linear_hidden.build((None, self.config.d_model))
@@ -215,7 +220,8 @@ class FunnelForSequenceClassification(_Head):
     Args:
         config: the FunnelConfig.
         num_labels: classes, or 1 for a regression score.
-        **kwargs: keras.Model arguments (name, dtype).
+        **kwargs: keras.Model arguments: name, and dtype (a policy such as
+            "mixed_bfloat16" that every sublayer computes in; default the global policy).
 
     Call args:
         inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
@@ -244,7 +250,7 @@ class FunnelForSequenceClassification(_Head):
         kwargs.setdefault("name", "funnel_for_sequence_classification")
         super().__init__(config, **kwargs)
         self.num_labels = num_labels
-        self.classifier = FunnelClassificationHead(config, num_labels, name="classifier")
+        self.classifier = FunnelClassificationHead(config, num_labels, name="classifier", dtype=self.dtype_policy)
         self.build()
 
     def build(self, input_shape=None):
@@ -266,7 +272,8 @@ class FunnelForMultipleChoice(_Head):
 
     Args:
         config: the FunnelConfig.
-        **kwargs: keras.Model arguments (name, dtype).
+        **kwargs: keras.Model arguments: name, and dtype (a policy such as
+            "mixed_bfloat16" that every sublayer computes in; default the global policy).
 
     Call args:
         inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
@@ -295,7 +302,7 @@ class FunnelForMultipleChoice(_Head):
     def __init__(self, config: FunnelConfig, **kwargs):
         kwargs.setdefault("name", "funnel_for_multiple_choice")
         super().__init__(config, **kwargs)
-        self.classifier = FunnelClassificationHead(config, 1, name="classifier")
+        self.classifier = FunnelClassificationHead(config, 1, name="classifier", dtype=self.dtype_policy)
         self.build()
 
     def build(self, input_shape=None):
@@ -334,7 +341,8 @@ class FunnelForTokenClassification(_Head):
     Args:
         config: the FunnelConfig.
         num_labels: labels per token.
-        **kwargs: keras.Model arguments (name, dtype).
+        **kwargs: keras.Model arguments: name, and dtype (a policy such as
+            "mixed_bfloat16" that every sublayer computes in; default the global policy).
 
     Call args:
         inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
@@ -361,8 +369,8 @@ class FunnelForTokenClassification(_Head):
         kwargs.setdefault("name", "funnel_for_token_classification")
         super().__init__(config, **kwargs)
         self.num_labels = num_labels
-        self.dropout = Dropout(config.hidden_dropout)
-        self.classifier = _dense(config, num_labels, config.d_model, "classifier")
+        self.dropout = Dropout(config.hidden_dropout, dtype=self.dtype_policy)
+        self.classifier = _dense(config, num_labels, config.d_model, "classifier", self.dtype_policy)
         self.build()
 
     def build(self, input_shape=None):
@@ -384,7 +392,8 @@ class FunnelForQuestionAnswering(_Head):
 
     Args:
         config: the FunnelConfig.
-        **kwargs: keras.Model arguments (name, dtype).
+        **kwargs: keras.Model arguments: name, and dtype (a policy such as
+            "mixed_bfloat16" that every sublayer computes in; default the global policy).
 
     Call args:
         inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
@@ -411,7 +420,7 @@ class FunnelForQuestionAnswering(_Head):
     def __init__(self, config: FunnelConfig, **kwargs):
         kwargs.setdefault("name", "funnel_for_question_answering")
         super().__init__(config, **kwargs)
-        self.qa_outputs = _dense(config, 2, config.d_model, "qa_outputs")
+        self.qa_outputs = _dense(config, 2, config.d_model, "qa_outputs", self.dtype_policy)
         self.build()
 
     def build(self, input_shape=None):

@@ -19,12 +19,16 @@ class FunnelPositionwiseFFN(FunnelConfigSerializable, keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         d, i = config.d_model, config.d_inner
-        self.linear_1 = keras.layers.Dense(i, kernel_initializer=dense_initializer(config, d, i), name="linear_1")
-        self.linear_2 = keras.layers.Dense(d, kernel_initializer=dense_initializer(config, i, d), name="linear_2")
+        policy = self.dtype_policy  # every sublayer computes in this layer's policy
+        self.linear_1 = keras.layers.Dense(i, kernel_initializer=dense_initializer(config, d, i), name="linear_1",
+                                           dtype=policy)
+        self.linear_2 = keras.layers.Dense(d, kernel_initializer=dense_initializer(config, i, d), name="linear_2",
+                                           dtype=policy)
         self.activation = get_activation(config.hidden_act)
-        self.activation_dropout = Dropout(config.activation_dropout)
-        self.dropout = Dropout(config.hidden_dropout)
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm")
+        self.activation_dropout = Dropout(config.activation_dropout, dtype=policy)
+        self.dropout = Dropout(config.hidden_dropout, dtype=policy)
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="layer_norm",
+                                                          dtype=policy)
 
     def build(self, input_shape=None):
         d = self.config.d_model
@@ -55,8 +59,9 @@ class FunnelLayer(FunnelConfigSerializable, keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         self.block_index = block_index
-        self.attention = FunnelRelMultiheadAttention(config, block_index, name="attention")
-        self.ffn = FunnelPositionwiseFFN(config, name="ffn")
+        self.attention = FunnelRelMultiheadAttention(config, block_index, name="attention",
+                                                     dtype=self.dtype_policy)
+        self.ffn = FunnelPositionwiseFFN(config, name="ffn", dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         self.attention.build()

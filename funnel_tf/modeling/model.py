@@ -192,7 +192,8 @@ class FunnelBaseModel(CheckedCall, PretrainedMixin, keras.Model):
     Args:
         config: the FunnelConfig.
         embeddings: a FunnelEmbeddings layer to share, or None for a new one.
-        **kwargs: keras.Model arguments (name, dtype).
+        **kwargs: keras.Model arguments: name, and dtype (a policy such as
+            "mixed_bfloat16" that every sublayer computes in; default the global policy).
 
     Call args:
         inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
@@ -217,13 +218,19 @@ class FunnelBaseModel(CheckedCall, PretrainedMixin, keras.Model):
     """
 
     has_decoder = False
+    default_name = "funnel_base_model"  # Keras style: the class name in snake case
 
     def __init__(self, config: FunnelConfig, embeddings: Optional[FunnelEmbeddings] = None, **kwargs):
-        kwargs.setdefault("name", "funnel")
+        kwargs.setdefault("name", self.default_name)
         super().__init__(**kwargs)
+        # A policy given here is the model's own (save_pretrained keeps it); an inherited global
+        # policy is the reader's to choose again when the checkpoint loads.
+        self.dtype_given = kwargs.get("dtype") is not None
         self.config = config
-        self.embeddings = embeddings if embeddings is not None else FunnelEmbeddings(config, name="embeddings")
-        self.encoder = FunnelEncoder(config, name="encoder")
+        policy = self.dtype_policy  # keras-hub style: every sublayer computes in the model's policy
+        self.embeddings = embeddings if embeddings is not None else FunnelEmbeddings(config, name="embeddings",
+                                                                                     dtype=policy)
+        self.encoder = FunnelEncoder(config, name="encoder", dtype=policy)
         self._make_decoder()
         self.build()
 
@@ -280,7 +287,8 @@ class FunnelModel(FunnelBaseModel):
     Args:
         config: the FunnelConfig.
         embeddings: a FunnelEmbeddings layer to share, or None for a new one.
-        **kwargs: keras.Model arguments (name, dtype).
+        **kwargs: keras.Model arguments: name, and dtype (a policy such as
+            "mixed_bfloat16" that every sublayer computes in; default the global policy).
 
     Call args:
         inputs: a dict of int tensors `input_ids` [batch, seq_len], `attention_mask` (1 = attend;
@@ -310,6 +318,7 @@ class FunnelModel(FunnelBaseModel):
     """
 
     has_decoder = True
+    default_name = "funnel_model"
 
     def _make_decoder(self):
-        self.decoder = FunnelDecoder(self.config, name="decoder")
+        self.decoder = FunnelDecoder(self.config, name="decoder", dtype=self.dtype_policy)

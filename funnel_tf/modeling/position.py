@@ -74,8 +74,8 @@ class RelativePositionEncoding(keras.layers.Layer):
         self.separate_cls = separate_cls
         self.truncate_seq = truncate_seq
         self.rate = dropout
-        self.sin_dropout = Dropout(dropout, name="sin_dropout")
-        self.cos_dropout = Dropout(dropout, name="cos_dropout")
+        self.sin_dropout = Dropout(dropout, name="sin_dropout", dtype=self.dtype_policy)
+        self.cos_dropout = Dropout(dropout, name="cos_dropout", dtype=self.dtype_policy)
 
     def _table(self, distances, training):
         sin, cos = sinusoid(distances, self.d_model)

@@ -158,10 +158,34 @@ def test_eager_calls_on_several_lengths_do_not_warn_about_retracing(caplog):
 def test_variable_paths_name_parameter_layers():
     model = FunnelModel(TINY)
     paths = [v.path for v in model.weights]
-    assert "funnel/embeddings/word_embeddings" in paths
-    assert any(p.startswith("funnel/encoder/layer_2/") for p in paths)
-    assert any(p.startswith("funnel/decoder/layer_3/") for p in paths)  # decoder continues the numbering
+    assert "funnel_model/embeddings/word_embeddings" in paths
+    assert any(p.startswith("funnel_model/encoder/layer_2/") for p in paths)
+    assert any(p.startswith("funnel_model/decoder/layer_3/") for p in paths)  # decoder continues the numbering
     assert len(set(paths)) == len(paths)
+
+
+def test_default_names_are_keras_style_and_old_weight_files_still_load(tmp_path):
+    """Keras names a layer after its class in snake case; the name is not part of a .weights.h5
+    file, so weights saved under the old default name ("funnel") load into the new one."""
+    assert FunnelModel(TINY).name == "funnel_model"
+    assert FunnelBaseModel(TINY).name == "funnel_base_model"
+    for cls in (FunnelModel, FunnelBaseModel):
+        old = cls(TINY, name="funnel")
+        path = str(tmp_path / f"{cls.__name__}.weights.h5")
+        old.save_weights(path)
+        new = cls(TINY)
+        new.load_weights(path)
+        np.testing.assert_array_equal(new(_inputs())["last_hidden_state"], old(_inputs())["last_hidden_state"])
+
+
+def test_dtype_argument_reaches_every_sublayer():
+    """FunnelModel(config, dtype=policy): every layer inside computes in it (not only the model)."""
+    model = FunnelModel(TINY, dtype="mixed_bfloat16")
+    layers = list(model._flatten_layers(include_self=True))
+    assert len(layers) > 20  # embeddings, encoder, decoder, their layers, dense, norms, dropouts
+    assert {layer.dtype_policy.name for layer in layers} == {"mixed_bfloat16"}
+    assert model(_inputs())["last_hidden_state"].dtype == "bfloat16"
+    assert FunnelModel(TINY)(_inputs())["last_hidden_state"].dtype == "float32"  # the global policy
 
 
 def test_factorized_equals_relative_shift():
