@@ -1,7 +1,9 @@
-"""FunnelTextClassifier: a Keras task with the tokenizer built in, raw strings in, logits out.
+"""FunnelTextClassifier: a Keras task that takes raw strings and gives logits.
 
-The keras-hub split: FunnelTokenizer (preprocessor) + FunnelForSequenceClassification (backbone
-FunnelBaseModel + HF's classification head). Usual Keras workflow:
+The keras-hub split: FunnelTextClassifierPreprocessor (the FunnelTokenizer, mapped over the tf.data
+pipeline of fit / evaluate / predict) + FunnelForSequenceClassification (backbone FunnelBaseModel +
+HF's classification head). The compiled step sees only int features [N, seq_len], so it is
+jit-compiled (XLA) where this host can (funnel_tf.xla). Usual Keras workflow:
 
     clf = FunnelTextClassifier.from_pretrained("path/to/hf-funnel-small", num_classes=2)
     clf.fit(tf.data.Dataset.from_tensor_slices((texts, labels)).batch(16), epochs=1)
@@ -29,6 +31,7 @@ import tensorflow as tf
 from funnel_tf import xla
 from funnel_tf.classifier_inputs import (ClassifierError, as_texts, check_dataset, check_features,
                                          check_labels, is_features)
+from funnel_tf.classifier_preprocessor import FunnelTextClassifierPreprocessor
 from funnel_tf.modeling.heads import FunnelForSequenceClassification
 from funnel_tf.tokenizer import DEFAULT_SEQUENCE_LENGTH, FunnelTokenizer
 
@@ -86,17 +89,17 @@ class FunnelTextClassifier(keras.Model):
         if not isinstance(model, FunnelForSequenceClassification):
             raise ClassifierError(f"model must be a FunnelForSequenceClassification, got {type(model).__name__}")
         self.model = model
-        self.tokenizer = None
+        self.pair = bool(pair)
+        self.tokenizer = self.preprocessor = None
         if tokenizer is not None:  # None only inside keras.saving.load_model, until load_assets
             self._set_tokenizer(tokenizer)
         self.num_classes = int(model.num_labels)
         if label_names is not None and len(label_names) != self.num_classes:
             raise ClassifierError(f"{len(label_names)} label_names for {self.num_classes} classes")
         self.label_names = None if label_names is None else [str(n) for n in label_names]
-        self.pair = bool(pair)
-        self.built = True  # every weight exists (Keras must not trace call() on symbolic strings)
-        if not xla.can_jit():  # tensorflow-tpu has no XLA:CPU: Keras' "auto" would XLA-compile predict
-            self.jit_compile = False
+        self.built = True  # every weight exists (Keras need not trace call() to build)
+        # predict's step takes int features only: XLA where this host can (not tensorflow-tpu's CPU).
+        self.jit_compile = xla.can_jit()
 
     def _set_tokenizer(self, tokenizer: FunnelTokenizer) -> None:
         config = self.model.config
@@ -107,6 +110,7 @@ class FunnelTextClassifier(keras.Model):
             raise ClassifierError(f"sequence_length={tokenizer.sequence_length} is shorter than this model "
                                   f"can pool ({config.min_seq_len()} at least)")
         self.tokenizer = tokenizer
+        self.preprocessor = FunnelTextClassifierPreprocessor(tokenizer, pair=self.pair)
 
     # ---------------------------------------------------------------------------- construction
     @classmethod
@@ -148,16 +152,23 @@ class FunnelTextClassifier(keras.Model):
             return x
         if isinstance(x, (tuple, list)) and len(x) == 2 and not isinstance(x[0], (str, bytes)) \
                 and not (isinstance(x, list) and all(isinstance(t, (str, bytes)) for t in x)):
-            return self.tokenizer(x[0], x[1])
-        return self.tokenizer(x)
+            return self.preprocessor.features(x[0], x[1])
+        return self.preprocessor.features(x)
+
+    def __call__(self, inputs, *args, **kwargs):
+        """`clf(texts)` for convenience: raw text is tokenized here, before Keras' call, so that
+        call() (and every compiled step) only ever sees the int features dict."""
+        return super().__call__(self.preprocess(inputs), *args, **kwargs)
 
     def call(self, inputs, training=False):
-        return self.model(self.preprocess(inputs), training=training)["logits"]  # [N, C]
+        """features {input_ids, attention_mask, token_type_ids} int [N, L] -> logits [N, C]."""
+        return self.model(inputs, training=training)["logits"]  # [N, C]
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", nonfinite: str = "stop",
                 max_nonfinite: int = 100, **kwargs):
         """Keras' compile with this task's defaults: AdamW(2e-5), cross-entropy on logits (MSE for
-        one output), accuracy. jit_compile is off: the tokenizer's string ops do not run under XLA.
+        one output), accuracy. jit_compile defaults to True where XLA can compile on this host
+        (tokenization runs in the input pipeline, not in the step).
 
         nonfinite: what fit does with a step whose loss or a gradient is NaN/inf (the scripts'
         --nonfinite): its update is never applied; "stop" then raises
@@ -179,7 +190,7 @@ class FunnelTextClassifier(keras.Model):
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         if metrics == "auto":
             metrics = [] if regression else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        kwargs.setdefault("jit_compile", False)
+        kwargs.setdefault("jit_compile", xla.can_jit())
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def set_nonfinite(self, nonfinite: str, max_nonfinite: int = 100) -> None:
@@ -229,7 +240,7 @@ class FunnelTextClassifier(keras.Model):
             if y is not None:
                 raise ClassifierError(f"{what}: y must be None with a dataset (its elements carry the labels)")
             check_dataset(x, self.num_classes, labelled=True, pair=self.pair)
-            return x, None, None
+            return self.preprocessor.map(x), None, None
         if is_features(x):
             check_features(x)
             return x, check_labels(y, self.num_classes, len(x["input_ids"])), batch_size
@@ -241,7 +252,7 @@ class FunnelTextClassifier(keras.Model):
         data = tf.data.Dataset.from_tensor_slices((inputs, labels))
         if shuffle:
             data = data.shuffle(len(labels), seed=seed)
-        return data.batch(batch_size or 32), None, None
+        return self.preprocessor.map(data.batch(batch_size or 32)), None, None
 
     def predict(self, x, batch_size=32, verbose=0, **kwargs):
         """Logits [N, C] (numpy) for raw strings: a list, `(texts, pair_texts)`, a features dict,
@@ -251,19 +262,16 @@ class FunnelTextClassifier(keras.Model):
             raise ClassifierError("predict takes a list of texts; wrap the one string: predict([text])")
         if isinstance(x, tf.data.Dataset):
             check_dataset(x, self.num_classes, labelled=False, pair=self.pair)
-            return super().predict(x, verbose=verbose, **kwargs)
+            return super().predict(self.preprocessor.map(x), verbose=verbose, **kwargs)
         if is_features(x):
             check_features(x)
             return super().predict(x, batch_size=batch_size, verbose=verbose, **kwargs)
         texts = as_texts(x, "x", self.pair)
         if not texts[0]:
             return np.zeros([0, self.num_classes], np.float32)
-        if len(texts) == 1:
-            data = tf.data.Dataset.from_tensor_slices(tf.constant(texts[0])).batch(batch_size)
-        else:  # a 1-tuple per element: Keras' x, no y
-            data = tf.data.Dataset.from_tensor_slices((tf.constant(texts[0]), tf.constant(texts[1])))
-            data = data.batch(batch_size).map(lambda a, b: ((a, b),))
-        return super().predict(data, verbose=verbose, **kwargs)
+        inputs = tf.constant(texts[0]) if len(texts) == 1 else ((tf.constant(texts[0]), tf.constant(texts[1])),)
+        data = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size)   # texts [N] or ((a, b),)
+        return super().predict(self.preprocessor.map(data), verbose=verbose, **kwargs)
 
     # --------------------------------------------------------------------------------- saving
     def get_config(self):
@@ -315,13 +323,15 @@ class FunnelTextClassifier(keras.Model):
 
     def export(self, export_dir: str, overwrite: bool = False, pair: Optional[bool] = None) -> str:
         """The text-in SavedModel finetune.py --export_dir writes (funnel_tf.export): serving_default
-        takes `text` (or `text_a`, `text_b` for pairs); load it with `funnel_tf.serving.load`."""
+        takes `text` (or `text_a`, `text_b` for pairs); load it with `funnel_tf.serving.load`.
+        Its graph tokenizes with this classifier's preprocessor, so it gives predict's features."""
         from funnel_tf.export import ClassifierServing, export_saved_model
 
         regression = self.num_classes == 1
         names = None if regression else (self.label_names or [str(i) for i in range(self.num_classes)])
         module = ClassifierServing(self.model, self.tokenizer.wordpiece, self.tokenizer.sequence_length,
-                                   pair=self.pair if pair is None else pair, label_names=names)
+                                   pair=self.pair if pair is None else pair, label_names=names,
+                                   preprocessor=self.preprocessor)
         return export_saved_model(module, export_dir, overwrite=overwrite)
 
 

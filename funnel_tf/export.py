@@ -69,13 +69,16 @@ class ClassifierServing(_Serving):
     """Single text or text pair -> class probabilities (or a regression score)."""
 
     def __init__(self, model, tokenizer, seq_len: int, pair: bool,
-                 label_names: Optional[Sequence[str]], clean_web_text: bool = False):
+                 label_names: Optional[Sequence[str]], clean_web_text: bool = False, preprocessor=None):
         super().__init__(model, tokenizer, seq_len,
                          {"kind": "regression" if label_names is None else "classification",
                           "pair": bool(pair), "label_names": list(label_names or []),
                           "clean_web_text": bool(clean_web_text)}, name="classifier_serving")
         self.pair = bool(pair)
         self.clean = bool(clean_web_text)
+        # FunnelTextClassifier's preprocessor (its tokenizer's wordpiece is `tokenizer`): the serving
+        # graph then builds exactly the features its predict builds.
+        self.preprocessor = preprocessor
         self.label_names = None if label_names is None else tf.constant(list(label_names))
         spec = tf.TensorSpec([None], tf.string)
         if self.pair:
@@ -87,6 +90,8 @@ class ClassifierServing(_Serving):
         if self.clean:
             text_a = clean_web_text_graph(text_a)
             text_b = None if text_b is None else clean_web_text_graph(text_b)
+        if self.preprocessor is not None:
+            return self.preprocessor.features(text_a, text_b)
         tok = self.tokenizer
         seg_a = tok.tokenize(text_a)
         seg_b = tok.tokenize(text_b) if text_b is not None else None
