@@ -148,12 +148,7 @@ class FunnelTextClassifier(keras.Model):
     # ------------------------------------------------------------------------------- forward
     def preprocess(self, x):
         """texts [N], (texts, pair_texts) or a features dict -> the model's input dict."""
-        if is_features(x):
-            return x
-        if isinstance(x, (tuple, list)) and len(x) == 2 and not isinstance(x[0], (str, bytes)) \
-                and not (isinstance(x, list) and all(isinstance(t, (str, bytes)) for t in x)):
-            return self.preprocessor.features(x[0], x[1])
-        return self.preprocessor.features(x)
+        return x if is_features(x) else self.preprocessor(x)
 
     def __call__(self, inputs, *args, **kwargs):
         """`clf(texts)` for convenience: raw text is tokenized here, before Keras' call, so that

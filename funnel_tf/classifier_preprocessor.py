@@ -38,9 +38,9 @@ class FunnelTextClassifierPreprocessor:
     def __call__(self, x, y=None, sample_weight=None):
         if is_features(x):
             features = x
-        elif isinstance(x, (tuple, list)) and len(x) == 2 and all(tf.is_tensor(t) for t in x):
+        elif _is_pair(x):
             features = self.features(x[0], x[1])  # (texts, pair_texts)
-        elif isinstance(x, (tuple, list)) and len(x) == 1:
+        elif isinstance(x, tuple) and len(x) == 1:
             return self(x[0], y, sample_weight)  # a (x,) element of a predict dataset
         else:
             features = self.features(x)
@@ -49,6 +49,11 @@ class FunnelTextClassifierPreprocessor:
     def map(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
         """`dataset` with every x tokenized (labels and sample weights kept), in parallel."""
         return dataset.map(self, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _is_pair(x) -> bool:
+    """(texts, pair_texts): two batches of texts, not a list (or tuple) of two strings."""
+    return isinstance(x, (tuple, list)) and len(x) == 2 and not any(isinstance(t, (str, bytes)) for t in x)
 
 
 __all__ = ["FunnelTextClassifierPreprocessor"]
