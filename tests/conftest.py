@@ -24,7 +24,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def pytest_collection_modifyitems(config, items):
     """`needs_host_xla` tests compare against an explicitly XLA-compiled function on the CPU: the
-    TPU build of TF has no XLA:CPU, so there they skip (the code under test falls back itself)."""
+    TPU build of TF has no XLA:CPU, so there they skip (the code under test falls back itself).
+    Under another Keras backend (KERAS_BACKEND=jax), TensorFlow-only tests skip (see _skip_tf_only)."""
+    _skip_tf_only(items)
     if xla.host_has_xla():
         return
     skip = pytest.mark.skip(reason="this TensorFlow build has no XLA:CPU backend (tensorflow-tpu); "
@@ -32,6 +34,41 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "needs_host_xla" in item.keywords:
             item.add_marker(skip)
+
+
+# Test files that exercise TensorFlow itself (tf_kernels, tf.data, tf.distribute, TF checkpoints):
+# skipped when Keras runs on another backend. path prefix (from tests/) -> reason.
+_SAME_ON_JAX = "the same models are checked on JAX by modeling/test_backends.py and test_parity_hf.py"
+TF_ONLY_FILES = {
+    "modeling/test_attention.py": f"feeds tf tensors and compares with tf ops; {_SAME_ON_JAX}",
+    "modeling/test_attention_probs.py": "tf_kernels' hand-written softmax gradient vs TF autodiff",
+    "modeling/test_dropout.py": "tf_kernels' ThreeFry dropout kernel, XLA:CPU and tf.function",
+    "modeling/test_dropout_replicas.py": "dropout masks under tf.distribute replicas",
+    "modeling/test_fusion.py": "tf_kernels' XLA-fused elementwise regions",
+    "modeling/test_model_inputs.py": "input checks of TF values (tf.string, tf.RaggedTensor, tf tensors)",
+    "modeling/test_position.py": f"checks the position tables on tf tensors; {_SAME_ON_JAX}",
+    "modeling/test_model.py": f"tf tensors (.numpy()), tf.function/XLA and TF's retracing log; {_SAME_ON_JAX}",
+    "modeling/test_pooling.py": f"checks the pooling ops on tf tensors; {_SAME_ON_JAX}",
+    "modeling/test_backends.py": "drives the JAX side from a TensorFlow process",
+}
+
+
+def _skip_tf_only(items):
+    """Under a Keras backend other than TensorFlow, skip `tf_only`-marked tests and TF_ONLY_FILES."""
+    import keras
+
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        return
+    for item in items:
+        path = pathlib.Path(str(item.fspath)).resolve()
+        path = path.relative_to(REPO / "tests").as_posix() if path.is_relative_to(REPO / "tests") else ""
+        marker = item.get_closest_marker("tf_only")
+        reason = (marker.kwargs.get("reason") if marker else None) or next(
+            (why for prefix, why in TF_ONLY_FILES.items() if path.startswith(prefix)), None)
+        if marker or reason:
+            item.add_marker(pytest.mark.skip(reason=f"TensorFlow only (Keras backend {backend}): "
+                                                    f"{reason or 'tf_only'}"))
 
 
 @pytest.fixture(autouse=True)

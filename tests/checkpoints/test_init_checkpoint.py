@@ -67,6 +67,7 @@ def test_native_folder_and_finetune_model_dir(tmp_path):
             np.testing.assert_array_equal(_values(mlm)[name], value, err_msg=name)
 
 
+@pytest.mark.tf_only(reason="writes a TF training checkpoint (the TF engine's optimizer and tf.train)")
 def test_training_checkpoint_and_weights_file(tmp_path):
     objective = pretraining_task("mlm", CONFIG)
     objective.build()

@@ -61,6 +61,7 @@ def test_native_folder_and_finetuning_run(tmp_path, config):
     assert found.vocab == str(run / "vocab.txt") and found.read_config() == config
 
 
+@pytest.mark.tf_only(reason="a TF training checkpoint (tf.train.Checkpoint of TF variables); on other backends it says to load it under TensorFlow")
 def test_pretraining_run_its_checkpoints_folder_or_one_checkpoint(tmp_path, config):
     run, model = _run(tmp_path, config)
     prefix = str(run / "checkpoints" / "ckpt-3")
@@ -79,6 +80,7 @@ def test_pretraining_run_its_checkpoints_folder_or_one_checkpoint(tmp_path, conf
         checkpoints.resolve(str(run))
 
 
+@pytest.mark.tf_only(reason="a TF training checkpoint (tf.train.Checkpoint of TF variables); on other backends it says to load it under TensorFlow")
 def test_an_electra_run_names_its_discriminator(tmp_path, config):
     run, model = _run(tmp_path, config, objective="electra")
     found = checkpoints.resolve(str(run))
@@ -86,6 +88,7 @@ def test_an_electra_run_names_its_discriminator(tmp_path, config):
     np.testing.assert_array_equal(found.load()(IDS)["logits"], model(IDS)["logits"])
 
 
+@pytest.mark.tf_only(reason="a TF training checkpoint (tf.train.Checkpoint of TF variables); on other backends it says to load it under TensorFlow")
 def test_loose_training_checkpoint_and_weights_files_only_warm_start(tmp_path, config):
     model = FunnelForMaskedLM(config, name="masked_lm")
     tf.train.Checkpoint(weights={"model": model_weights(model)}).write(str(tmp_path / "loose" / "ckpt-1"))
