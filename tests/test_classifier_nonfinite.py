@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf import FunnelConfig, FunnelForSequenceClassification, FunnelTextClassifier, FunnelTokenizer
+from funnel_tf import FunnelConfig, FunnelForSequenceClassification, FunnelTextClassifier, FunnelTokenizer, xla
 from funnel_tf.errors import UserError
 from funnel_tf.resources import demo_vocab_path
 from funnel_tf.engine.actions import NonFiniteLossError
+from tests.test_classifier_preprocessor import compiled_step_report
 
 TEXTS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad"] * 3  # 6 batches of 4
 
@@ -45,6 +46,9 @@ def test_stop_then_skip(reg):
     assert all(np.isfinite(w).all() for w in after)
     assert int(reg.optimizer.iterations.numpy()) == 1  # step 1 applied, nothing after
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+    # The guarded step is XLA-compiled where the host can, on int features (tokenized in tf.data).
+    xla_fns, string_ops = compiled_step_report(reg.train_function)
+    assert bool(xla_fns) == xla.can_jit() and not string_ops, (xla_fns, sorted(set(string_ops)))
 
     # The policy is a variable of the compiled step: switching it does not retrace.
     reg.set_nonfinite("skip")

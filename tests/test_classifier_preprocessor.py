@@ -59,7 +59,6 @@ def test_classifier_features_are_the_old_in_model_ones(tokenizer):
     """clf(texts) / clf((a, b)) tokenize outside call(): same logits as the tokenizer's features."""
     clf = _classifier(tokenizer, pair=True)
     np.testing.assert_allclose(clf(PAIRS).numpy(), clf(tokenizer(*PAIRS)).numpy(), atol=1e-6)
-    np.testing.assert_allclose(clf.predict(PAIRS), clf(tokenizer(*PAIRS)).numpy(), atol=1e-5)
 
 
 def _graphs(fn, depth=3):
@@ -75,7 +74,7 @@ def _graphs(fn, depth=3):
     return found
 
 
-def _step_report(fn):
+def compiled_step_report(fn):
     """(names of XLA-compiled functions, string-typed ops) over every trace of a step function."""
     gds = _graphs(fn)
     assert gds, "no traced step found"
@@ -92,17 +91,19 @@ def _step_report(fn):
 
 
 @pytest.mark.needs_host_xla
-def test_train_and_predict_steps_are_jit_compiled_and_hold_no_tokenizer_ops(tokenizer):
+def test_evaluate_and_predict_steps_are_jit_compiled_and_hold_no_tokenizer_ops(tokenizer):
+    """(fit's train step: test_classifier_nonfinite.py checks it on the fit it runs anyway.)"""
     if not xla.can_jit():
         pytest.skip("no XLA:CPU on this TensorFlow build")
     clf = _classifier(tokenizer)
+    assert clf.jit_compile is True  # predict without compile() too
     clf.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     assert clf.jit_compile is True
-    clf.fit(TEXTS, [1, 0, 1], batch_size=3, epochs=1, verbose=0)
     logits = clf.predict(TEXTS)
     np.testing.assert_allclose(logits, clf(tokenizer(TEXTS)).numpy(), atol=1e-5)  # XLA vs TF kernels
-    for fn in (clf.train_function, clf.predict_function):
-        xla_fns, string_ops = _step_report(fn)
+    clf.evaluate(TEXTS, [1, 0, 1], batch_size=3)
+    for fn in (clf.test_function, clf.predict_function):
+        xla_fns, string_ops = compiled_step_report(fn)
         assert xla_fns, "the step is not XLA-compiled"
         assert not string_ops, f"tokenizer / string ops inside the compiled step: {sorted(set(string_ops))}"
 
