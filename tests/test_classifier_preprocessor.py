@@ -123,3 +123,23 @@ def test_no_jit_where_the_host_cannot_compile(tokenizer, monkeypatch):
     finally:
         monkeypatch.delenv(xla.ENV)
         xla.reset_for_tests()
+
+
+def test_export_serving_graph_builds_the_features_predict_builds(monkeypatch):
+    """The exported graph tokenizes with the classifier's own preprocessor: a tokenizer with HF's pair
+    truncation (which differs from BERT's here) gives the same features and logits in both."""
+    import funnel_tf.export as export_module
+
+    tokenizer = FunnelTokenizer(demo_vocab_path(), sequence_length=10)  # truncation="hf_longest_first"
+    a, b = ["the cat sat", "a good film"], ["the cat sat", "about it"]
+    assert (tokenizer(a, b)["input_ids"].numpy() !=
+            FunnelTokenizer(demo_vocab_path(), sequence_length=10, truncation="longest_first")(a, b)[
+                "input_ids"].numpy()).any()
+    clf = _classifier(tokenizer, pair=True)
+    modules = []
+    monkeypatch.setattr(export_module, "export_saved_model",
+                        lambda module, export_dir, overwrite=False: modules.append(module) or export_dir)
+    clf.export("not-written")  # the serving module only; writing it is test_export.py's job
+    served = modules[0].serve(tf.constant(a), tf.constant(b))
+    _same(modules[0].features(tf.constant(a), tf.constant(b)), tokenizer(a, b))
+    np.testing.assert_allclose(served["logits"].numpy(), clf(tokenizer(a, b)).numpy(), atol=1e-5)
