@@ -13,8 +13,8 @@ jit-compiled (XLA) where this host can (funnel_tf.xla). Usual Keras workflow:
     clf.export("my_clf_savedmodel")                # text-in SavedModel, as finetune.py --export_dir
 
 Pairs: pass `(texts, pair_texts)` wherever texts go. Pre-tokenized input dicts are accepted too.
-Pairs are truncated with BERT's rule, as finetune.py and the exported graph do, so `predict` and
-the export always agree.
+from_pretrained truncates pairs with BERT's rule, as finetune.py does; the export tokenizes with the
+classifier's own preprocessor, so `predict` and the export always agree.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ class FunnelTextClassifier(keras.Model):
 
     Args:
         model: the FunnelForSequenceClassification that scores the features.
-        tokenizer: the FunnelTokenizer of the model's vocab (its sequence_length is the input length).
+        tokenizer: the FunnelTokenizer of the model's vocab (its sequence_length is the input length);
+            `clf.preprocessor` (FunnelTextClassifierPreprocessor) applies it in the input pipeline.
         label_names: one name per class (kept in saves and exports), or None.
         pair: the task reads text pairs (`(texts, pair_texts)` inputs).
 
