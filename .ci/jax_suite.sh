@@ -32,5 +32,5 @@ print("jax_suite: fresh [jax] venv: FunnelModel", out["last_hidden_state"].shape
 PY
 echo "jax_suite: fresh venv done in $((SECONDS - start)) s"
 pip install -q -e ".[jax]"
-KERAS_BACKEND=jax JAX_PLATFORMS=cpu python -m pytest tests/modeling tests/checkpoints
+KERAS_BACKEND=jax JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling tests/checkpoints  # both of CI's cores
 echo "jax_suite: KERAS_BACKEND=jax tests done in $((SECONDS - start)) s"
