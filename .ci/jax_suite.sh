@@ -33,4 +33,7 @@ PY
 echo "jax_suite: fresh venv done in $((SECONDS - start)) s"
 pip install -q -e ".[jax]"
 KERAS_BACKEND=jax JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling tests/checkpoints  # both of CI's cores
+# The cross-backend checks are driven from TensorFlow (weights written there, read in a JAX subprocess):
+# the standard suite skips them where jax is not installed, so they run here, now that it is.
+JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling/test_backends.py tests/checkpoints/test_backends.py
 echo "jax_suite: KERAS_BACKEND=jax tests done in $((SECONDS - start)) s"
