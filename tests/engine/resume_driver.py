@@ -11,7 +11,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from funnel_tf.config import load_config  # noqa: E402
@@ -19,23 +18,9 @@ from funnel_tf.engine.loop import LoopConfig, Trainer  # noqa: E402
 from funnel_tf.tasks.pretraining import pretraining_task  # noqa: E402
 from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer  # noqa: E402
 from funnel_tf.engine.strategy import make_strategy  # noqa: E402
+from tests.engine import toy  # noqa: E402
 
 V, L, P, BATCH = 64, 16, 3, 8
-
-
-def features(n=96, seed=0):
-    r = np.random.RandomState(seed)
-    ids = r.randint(5, V, (n, L)).astype(np.int32)
-    ids[:, 0] = 1
-    pos = np.stack([np.sort(r.choice(np.arange(1, L - 1), P, replace=False)) for _ in range(n)])
-    orig = np.take_along_axis(ids, pos, 1)
-    masked = ids.copy()
-    np.put_along_axis(masked, pos, 4, 1)
-    types = np.zeros_like(ids)
-    types[:, 0] = 2
-    return dict(input_ids=masked, attention_mask=np.ones_like(ids), token_type_ids=types,
-                masked_positions=pos.astype(np.int32), masked_ids=orig,
-                masked_weights=np.ones((n, P), np.float32))
 
 
 def main(model_dir, steps, save_every, kind):
@@ -46,7 +31,7 @@ def main(model_dir, steps, save_every, kind):
     strategy = make_strategy(kind)
     cfg = load_config("tiny").replace(vocab_size=V, block_sizes=[1, 1], block_repeats=[1, 1],
                                       num_decoder_layers=1)
-    data = features()
+    data = toy.funnel_features(96, L, V, seed=0, p=P)
 
     def dataset_fn(ctx):
         ds = tf.data.Dataset.from_tensor_slices(data).shuffle(96, seed=3).repeat()

@@ -208,22 +208,6 @@ def test_bad_config_values(mirrored):
 
 
 # ------------------------------------------------------------------------------ real Funnel
-def _funnel_features(n=32, seq=16, vocab=64, seed=0):
-    r = np.random.RandomState(seed)
-    ids = r.randint(5, vocab, (n, seq)).astype(np.int32)
-    ids[:, 0] = 1
-    p = 3
-    pos = np.stack([np.sort(r.choice(np.arange(1, seq - 1), p, replace=False)) for _ in range(n)])
-    orig = np.take_along_axis(ids, pos, 1)
-    masked = ids.copy()
-    np.put_along_axis(masked, pos, 4, 1)
-    types = np.zeros_like(ids)
-    types[:, 0] = 2
-    return dict(input_ids=masked, attention_mask=np.ones_like(ids), token_type_ids=types,
-                masked_positions=pos.astype(np.int32), masked_ids=orig,
-                masked_weights=np.ones((n, p), np.float32))
-
-
 def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **kw):
     from funnel_tf.config import load_config
     from funnel_tf.tasks.pretraining import pretraining_task
@@ -231,7 +215,7 @@ def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **
     cfg = load_config("tiny").replace(vocab_size=64, block_sizes=[1, 1], block_repeats=[1, 1],
                                       num_decoder_layers=1, hidden_dropout=dropout,
                                       attention_dropout=dropout)
-    data = _funnel_features()
+    data = toy.funnel_features()
 
     def fn(ctx):
         return tf.data.Dataset.from_tensor_slices(data).repeat().batch(

@@ -85,3 +85,20 @@ def dataset_fn(global_batch, data=None):
         ds = tf.data.Dataset.from_tensor_slices(data).repeat()
         return ds.batch(ctx.get_per_replica_batch_size(global_batch), drop_remainder=True)
     return fn
+
+
+def funnel_features(n=32, seq=16, vocab=64, seed=0, p=3):
+    """Masked-LM features for the real tiny Funnel: [CLS]=1 then random ids, `p` positions masked
+    with id 4; numpy dict of [n, seq] ids/mask/types and [n, p] positions/ids/weights."""
+    r = np.random.RandomState(seed)
+    ids = r.randint(5, vocab, (n, seq)).astype(np.int32)
+    ids[:, 0] = 1
+    pos = np.stack([np.sort(r.choice(np.arange(1, seq - 1), p, replace=False)) for _ in range(n)])
+    orig = np.take_along_axis(ids, pos, 1)
+    masked = ids.copy()
+    np.put_along_axis(masked, pos, 4, 1)
+    types = np.zeros_like(ids)
+    types[:, 0] = 2
+    return dict(input_ids=masked, attention_mask=np.ones_like(ids), token_type_ids=types,
+                masked_positions=pos.astype(np.int32), masked_ids=orig,
+                masked_weights=np.ones((n, p), np.float32))
