@@ -81,15 +81,15 @@ def test_model_class_registry_imports_neither_tensorflow_nor_checkpoints():
 
 def test_dataset_and_metric_lookups_are_registries_with_user_errors():
     from funnel_tf.metrics import glue as glue_metrics
-    from funnel_tf.text import classification as text_cls
+    from funnel_tf.text import benchmarks as text_benchmarks
     from funnel_tf.text import glue as text_glue
 
-    assert isinstance(text_glue.GLUE_TASKS, Registry) and isinstance(text_cls.TEXT_CLS_TASKS, Registry)
+    assert isinstance(text_glue.GLUE_TASKS, Registry) and isinstance(text_benchmarks.TEXT_CLS_TASKS, Registry)
     assert isinstance(text_glue.get_glue_task("MNLI_mismatched"), text_glue.GlueDataset)
     assert text_glue.GLUE_TASKS.aliases_of("sts-b") == ("stsb", "sts")
-    assert text_cls.get_text_cls_task("Amazon_Polarity").name == "amazon2"
+    assert text_benchmarks.get_text_cls_task("Amazon_Polarity").name == "amazon2"
     assert glue_metrics.canonical_task("MNLI_matched") == "mnli-m"
-    for lookup, name in ((text_glue.get_glue_task, "sst-3"), (text_cls.get_text_cls_task, "sst-3"),
+    for lookup, name in ((text_glue.get_glue_task, "sst-3"), (text_benchmarks.get_text_cls_task, "sst-3"),
                          (glue_metrics.canonical_task, "sst-3")):
         with pytest.raises(UserError, match=r"^unknown .*'sst-3'; (known|expected one of)"):
             lookup(name)

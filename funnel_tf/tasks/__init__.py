@@ -5,7 +5,7 @@ sst2, stsb, mnli-m accepted), the text-classification benchmarks (imdb, ag_news,
 yelp5, amazon2, amazon5), `csv` (any labelled CSV/TSV, columns given by options), squad_v1.1,
 squad_v2.0 and race. Each name is registered once in `TASKS` (a `funnel_tf.registry.Registry`) with
 a factory `(files, csv_options) -> Task`; GLUE and text-classification names and aliases come from
-their dataset registries (text/glue.py, text/classification.py).
+their dataset registries (text/glue.py, text/benchmarks.py).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _csv_task(files, csv_options) -> Task:
 def _registry() -> Registry:
     """Built on first use: the task modules import TensorFlow and the dataset registries."""
     from funnel_tf.tasks import classification, race, squad
-    from funnel_tf.text.classification import TEXT_CLS_TASKS
+    from funnel_tf.text.benchmarks import TEXT_CLS_TASKS
     from funnel_tf.text.glue import GLUE_TASKS
 
     tasks = Registry("task", normalize=lambda name: str(name).strip().lower(), error=TaskError,

@@ -23,6 +23,7 @@ from funnel_tf.tasks.base import (EvalData, FinetuningTask, TaskError, atomic_wr
                                   rows_by_example)
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.tasks.losses import cross_entropy_and_correct
+from funnel_tf.text import benchmarks as text_benchmarks
 from funnel_tf.text import classification as text_cls
 from funnel_tf.text import glue as text_glue
 from funnel_tf.text.classification import TextExamples
@@ -292,7 +293,7 @@ class TextClassificationTask(SequenceClassificationTask):
     clean_web_text = True
 
     def __init__(self, name: str):
-        spec = text_cls.get_text_cls_task(name)
+        spec = text_benchmarks.get_text_cls_task(name)
         self.spec = spec
         self.name = spec.name
         self.defaults_key = spec.name
@@ -315,12 +316,13 @@ class TextClassificationTask(SequenceClassificationTask):
         path = self.split_path(data_dir, split)
         if self.name == "imdb":
             if tf.io.gfile.isdir(path):
-                examples = text_cls.read_imdb_folder(path, skip_malformed=skip_malformed)
+                examples = text_benchmarks.read_imdb_folder(path, skip_malformed=skip_malformed)
             else:
-                examples = text_cls.read_imdb_csv(path, skip_malformed=skip_malformed)
+                examples = text_benchmarks.read_imdb_csv(path, skip_malformed=skip_malformed)
         else:
-            examples = text_cls.read_zhang_csv(path, self.spec, skip_malformed=skip_malformed,
-                                               split_name=split)
+            examples = text_benchmarks.read_zhang_csv(path, self.spec,
+                                                      skip_malformed=skip_malformed,
+                                                      split_name=split)
         return self.check_examples(examples, split)
 
 
@@ -389,7 +391,7 @@ class CsvClassificationTask(SequenceClassificationTask):
 
 # GLUE names accepted by `--task` (aliases resolve through text.glue).
 GLUE_NAMES = tuple(text_glue.GLUE_TASKS)
-TEXT_CLS_NAMES = tuple(text_cls.TEXT_CLS_TASKS)
+TEXT_CLS_NAMES = tuple(text_benchmarks.TEXT_CLS_TASKS)
 
 __all__ = ["SequenceClassificationTask", "GlueTask", "TextClassificationTask",
            "CsvClassificationTask", "GLUE_NAMES", "TEXT_CLS_NAMES"]

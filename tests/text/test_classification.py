@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from funnel_tf.text import benchmarks
 from funnel_tf.text import classification as cls
 from funnel_tf.text.errors import DataFormatError
 
@@ -36,7 +37,7 @@ def test_clean_web_text(raw, clean):
 
 
 def test_ag_news_real_file(shared_data):
-    ex = cls.load_text_classification("ag_news", str(shared_data / "textcls" / "ag_news_csv"),
+    ex = benchmarks.load_text_classification("ag_news", str(shared_data / "textcls" / "ag_news_csv"),
                                       "test")
     assert len(ex) == 7600 and ex.num_skipped == 0
     assert ex.label_counts() == {"1": 1900, "2": 1900, "3": 1900, "4": 1900}
@@ -51,8 +52,8 @@ def test_ag_news_real_file(shared_data):
 
 def test_imdb_sample_csv(shared_data):
     folder = shared_data / "textcls" / "imdb_fastbert_sample"
-    train = cls.load_text_classification("imdb", str(folder / "train_sample.csv"))
-    val = cls.read_imdb_csv(str(folder / "val_sample.csv"))
+    train = benchmarks.load_text_classification("imdb", str(folder / "train_sample.csv"))
+    val = benchmarks.read_imdb_csv(str(folder / "val_sample.csv"))
     assert len(train) == 100 and train.label_counts() == {"neg": 50, "pos": 50}
     assert len(val) == 50 and val.label_counts() == {"neg": 32, "pos": 18}
     assert train.text_b is None
@@ -68,14 +69,14 @@ def test_imdb_folder_layout(tmp_path):
                                      ("test", "pos", "6_8.txt", "Nice")]:
         _write(tmp_path / "aclImdb" / split / label / name, text)
     _write(tmp_path / "aclImdb" / "train" / "pos" / "urls.list", "ignored")
-    ex = cls.load_text_classification("imdb", str(tmp_path / "aclImdb"), "train")
+    ex = benchmarks.load_text_classification("imdb", str(tmp_path / "aclImdb"), "train")
     assert ex.ids == ["neg/0_2.txt", "pos/0_10.txt", "pos/1_9.txt"]
     assert ex.labels.tolist() == [0, 1, 1] and ex.text_a[2] == "Fine. Really"
-    assert len(cls.load_text_classification("imdb", str(tmp_path / "aclImdb"), "dev")) == 2
+    assert len(benchmarks.load_text_classification("imdb", str(tmp_path / "aclImdb"), "dev")) == 2
     os.remove(tmp_path / "aclImdb" / "test" / "pos" / "6_8.txt")
     os.rmdir(tmp_path / "aclImdb" / "test" / "pos")
     with pytest.raises(FileNotFoundError, match="expected aclImdb layout"):
-        cls.load_text_classification("imdb", str(tmp_path / "aclImdb"), "test")
+        benchmarks.load_text_classification("imdb", str(tmp_path / "aclImdb"), "test")
 
 
 @pytest.mark.parametrize("task,row,pair,k", [
@@ -87,8 +88,8 @@ def test_imdb_folder_layout(tmp_path):
 ])
 def test_zhang_formats(tmp_path, task, row, pair, k):
     _write(tmp_path / "train.csv", row)
-    ex = cls.load_text_classification(task, str(tmp_path), "train")
-    spec = cls.get_text_cls_task(task)
+    ex = benchmarks.load_text_classification(task, str(tmp_path), "train")
+    spec = benchmarks.get_text_cls_task(task)
     assert len(ex) == 1 and (ex.text_b is not None) == pair and spec.is_pair == pair
     assert len(ex.label_names) == k and ex.labels[0] == int(row[1:row.index('"', 1)]) - 1
     if task == "dbpedia":
@@ -100,27 +101,27 @@ def test_zhang_formats(tmp_path, task, row, pair, k):
 def test_multiline_record_and_errors_name_the_line(tmp_path):
     path = _write(tmp_path / "test.csv", '"1","Title","spans\ntwo lines"\n"2","T"\n')
     with pytest.raises(DataFormatError, match="expected 3 columns, found 2") as info:
-        cls.load_text_classification("ag_news", str(tmp_path), "test")
+        benchmarks.load_text_classification("ag_news", str(tmp_path), "test")
     assert info.value.line == 3 and info.value.path == path       # record 2 starts on line 3
     _write(tmp_path / "test.csv", '"1","a","b"\n"5","a","b"\n')
     with pytest.raises(DataFormatError, match=r"label '5' not in 1..4") as info:
-        cls.load_text_classification("ag_news", str(tmp_path), "test")
+        benchmarks.load_text_classification("ag_news", str(tmp_path), "test")
     assert info.value.line == 2
     _write(tmp_path / "test.csv", '"1","a","b"\n"2","a"b,"c"\n')
     with pytest.raises(DataFormatError, match="malformed CSV") as info:
-        cls.load_text_classification("ag_news", str(tmp_path), "test")
+        benchmarks.load_text_classification("ag_news", str(tmp_path), "test")
     assert info.value.line == 2
     (tmp_path / "test.csv").write_bytes(b'"1","a","b"\n"2","caf\xe9","c"\n')   # Latin-1 byte
     with pytest.raises(DataFormatError, match="not valid utf-8") as info:
-        cls.load_text_classification("ag_news", str(tmp_path), "test")
+        benchmarks.load_text_classification("ag_news", str(tmp_path), "test")
     assert info.value.line == 2
     _write(tmp_path / "test.csv", '"1","a","b"\n"9","a","b"\n"2","x"\n"3","c","d"\n')
-    ex = cls.load_text_classification("ag_news", str(tmp_path), "test", skip_malformed=True)
+    ex = benchmarks.load_text_classification("ag_news", str(tmp_path), "test", skip_malformed=True)
     assert len(ex) == 2 and ex.num_skipped == 2 and ex.labels.tolist() == [0, 2]
     with pytest.raises(FileNotFoundError):
-        cls.load_text_classification("yelp5", str(tmp_path), "train")
+        benchmarks.load_text_classification("yelp5", str(tmp_path), "train")
     with pytest.raises(KeyError, match="unknown text-classification task"):
-        cls.get_text_cls_task("sst-5")
+        benchmarks.get_text_cls_task("sst-5")
 
 
 def test_any_labelled_csv_tsv(tmp_path):
@@ -153,7 +154,7 @@ def test_any_labelled_csv_tsv(tmp_path):
 
 
 def test_encode_pairs_padding_and_shapes(shared_data, tok):
-    ex = cls.load_text_classification("ag_news", str(shared_data / "textcls" / "ag_news_csv"),
+    ex = benchmarks.load_text_classification("ag_news", str(shared_data / "textcls" / "ag_news_csv"),
                                       "test")
     ds = cls.encode_text_examples(ex, tok, 64, batch_size=128, pad_to_multiple_of=128)
     assert ds.element_spec["input_ids"].shape == (128, 64)
