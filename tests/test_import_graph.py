@@ -18,6 +18,7 @@ FORBIDDEN = {
     "metrics": {"modeling", "checkpoints", "text", "tasks"} | RUNS,
     "tasks": RUNS,                                            # the engine calls tasks, not back
     "engine": {"pretraining", "finetuning"},                  # it knows the Task interface and a model
+    "finetuning": {"pretraining"},                            # a pretraining run is read as a checkpoint
 }
 
 # Package pairs (a, b) where a imports b against the arrows because of work still pending in other

@@ -16,6 +16,7 @@ from funnel_tf.checkpoints.training import model_weights, resolve_checkpoint
 RUN_CONFIG = "config.json"           # what pretraining/run.py writes into its model_dir
 RUN_ARGS = "pretrain_args.json"
 CHECKPOINTS_DIR = "checkpoints"
+RECORDS_MANIFEST = "manifest.json"   # beside a run's records (text/pretraining.py MANIFEST_NAME)
 
 # objective -> (table of the checkpoint, class, Keras name) of the model whose weights a run's
 # checkpoint holds for it (as pretraining/objectives.py builds them: the Keras name fixes the
@@ -53,6 +54,52 @@ def read_run_args(run: str) -> dict:
     if not isinstance(args, dict):
         raise CheckpointError(f"cannot read the run's settings: {RUN_ARGS} is not an object", source=run)
     return args
+
+
+def run_vocab(args_path: str) -> Optional[str]:
+    """The vocab of the pretraining run whose pretrain_args.json is `args_path`: its --vocab, the
+    demo vocab for the demo, or the vocab_path in its records' manifest.json (runs from before
+    pretraining copied its vocab into model_dir); None when unreadable or naming none.
+    CheckpointError when the file it names is gone."""
+    try:
+        with files.open_file(args_path) as f:
+            saved = json.loads(f.read())
+    except (ValueError, *files.read_errors()):
+        return None
+    if not isinstance(saved, dict):
+        return None
+    vocab = saved.get("vocab")
+    if not vocab:
+        from funnel_tf import resources
+
+        train_data = saved.get("train_data")
+        vocab = _records_vocab(train_data) if train_data else resources.demo_vocab_path()
+    if not vocab:
+        return None
+    if not files.exists(vocab) and files.is_local(vocab) and not os.path.isabs(vocab):
+        beside = os.path.join(os.path.dirname(args_path), vocab)
+        vocab = beside if files.exists(beside) else vocab
+    if not files.exists(vocab):
+        raise CheckpointError(f"{args_path} names the vocab {vocab}, which is not found")
+    return vocab
+
+
+def _records_vocab(train_data) -> Optional[str]:
+    """The vocab_path in the manifest.json beside a run's --train_data files (comma-separated
+    globs, all in one folder), else None."""
+    items = train_data if isinstance(train_data, (list, tuple)) else [train_data]
+    patterns = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+    try:
+        matched = [f for p in patterns for f in files.glob(p) if not files.isdir(f)]
+        folders = {os.path.dirname(f) for f in matched}
+        if len(folders) != 1:
+            return None
+        with files.open_file(os.path.join(folders.pop(), RECORDS_MANIFEST)) as f:
+            manifest = json.loads(f.read())
+    except (ValueError, *files.read_errors()):
+        return None
+    vocab = manifest.get("vocab_path") if isinstance(manifest, dict) else None
+    return vocab if isinstance(vocab, str) and vocab else None
 
 
 def run_model_class(run: str) -> Optional[str]:

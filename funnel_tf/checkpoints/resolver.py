@@ -20,7 +20,8 @@ from typing import Iterable, Optional
 
 from funnel_tf.checkpoints import files, hf, native, original, training
 from funnel_tf.checkpoints.errors import CheckpointError
-from funnel_tf.checkpoints.pretraining_run import (RUN_ARGS, pretraining_run_of, run_model_class)
+from funnel_tf.checkpoints.pretraining_run import (RUN_ARGS, pretraining_run_of, run_model_class,
+                                                    run_vocab)
 from funnel_tf.config import ConfigError, FunnelConfig
 
 BEST_DIR = "best"  # a finetuning run's best model, under its model_dir
@@ -118,6 +119,18 @@ def next_to(path: str, names: Iterable[str]) -> Optional[str]:
             if files.exists(candidate):
                 return candidate
     return None
+
+
+def find_vocab(target: "Resolved | str") -> Optional[str]:
+    """The vocab of a checkpoint: a vocab file beside it (vocab.txt / vocab.uncased.txt in its
+    folder, best/ or parent; `target` resolved, or a folder that may hold one), else the vocab its
+    pretraining run's pretrain_args.json names, else None. CheckpointError when the run names a
+    vocab that is gone."""
+    if isinstance(target, Resolved):
+        vocab, args_path = target.vocab, target.pretrain_args
+    else:
+        vocab, args_path = next_to(target, VOCAB_NAMES), next_to(target, [RUN_ARGS])
+    return vocab or (run_vocab(args_path) if args_path else None)
 
 
 def not_a_checkpoint(path: str) -> CheckpointError:

@@ -4,21 +4,17 @@ kind: ours, HuggingFace, the original release, a run, a TF training checkpoint o
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Optional, Union
 
 import tensorflow as tf
-
-from funnel_tf import storage
 
 from funnel_tf.config import FunnelConfig, load_config
 from funnel_tf.tasks.base import Task, TaskError
 from funnel_tf.errors import UserError
 from funnel_tf.checkpoints import resolve as resolve_checkpoint
 from funnel_tf.checkpoints.init_checkpoint import load_init_checkpoint
-from funnel_tf.checkpoints.pretraining_run import RUN_ARGS
-from funnel_tf.checkpoints.resolver import VOCAB_NAMES, Resolved, next_to
+from funnel_tf.checkpoints.resolver import Resolved
+from funnel_tf.checkpoints.resolver import find_vocab as checkpoint_vocab
 
 
 def resolve_init(path: Optional[str], flag: str = "--init_checkpoint") -> Optional[Resolved]:
@@ -32,48 +28,15 @@ def resolve_init(path: Optional[str], flag: str = "--init_checkpoint") -> Option
 
 
 def find_vocab(init: Union[Resolved, str, None]) -> Optional[str]:
-    """A vocab file next to a checkpoint (vocab.txt / vocab.uncased.txt in its folder, best/ or
-    parent; `init` resolved, or a folder that may hold one), else the vocab a pretraining run's
-    pretrain_args.json names (runs from before pretraining copied its vocab into model_dir), or None."""
+    """The vocab of `init` (resolved, or a folder that may hold one) as `checkpoints.find_vocab`
+    finds it (beside the checkpoint, or named by its pretraining run), or None; a TaskError when
+    the vocab a run names is gone."""
     if not init:
         return None
-    if isinstance(init, Resolved):
-        return init.vocab or (_pretraining_vocab(init.pretrain_args) if init.pretrain_args else None)
-    args_path = next_to(init, [RUN_ARGS])
-    return next_to(init, VOCAB_NAMES) or (_pretraining_vocab(args_path) if args_path else None)
-
-
-def _pretraining_vocab(args_path: str) -> Optional[str]:
-    """The vocab of the pretraining run whose pretrain_args.json is `args_path`: its --vocab, the
-    demo vocab for the demo, or the vocab_path in its records' manifest.json. TaskError when the
-    file it names is gone."""
     try:
-        with tf.io.gfile.GFile(args_path) as f:
-            saved = json.load(f)
-    except (ValueError, tf.errors.OpError):
-        return None
-    vocab = saved.get("vocab") if isinstance(saved, dict) else None
-    if not vocab and isinstance(saved, dict):
-        from funnel_tf import resources
-        from funnel_tf.pretraining import inputs
-
-        if not saved.get("train_data"):
-            vocab = resources.demo_vocab_path()
-        else:
-            try:
-                vocab = (inputs.read_manifest(inputs.expand(saved["train_data"])) or {}).get(
-                    "vocab_path")
-            except UserError:
-                vocab = None
-    if not vocab:
-        return None
-    if not tf.io.gfile.exists(vocab) and storage.is_local(vocab) and not os.path.isabs(vocab):
-        beside = os.path.join(os.path.dirname(args_path), vocab)
-        vocab = beside if tf.io.gfile.exists(beside) else vocab
-    if not tf.io.gfile.exists(vocab):
-        raise TaskError(f"{args_path} names the vocab {vocab}, which is not found; pass "
-                        f"--vocab_file")
-    return vocab
+        return checkpoint_vocab(init)
+    except UserError as e:
+        raise TaskError(f"{e}; pass --vocab_file") from None
 
 
 def resolve_config(config: Optional[str], init: Optional[Resolved]) -> FunnelConfig:

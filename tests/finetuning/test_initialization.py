@@ -105,6 +105,43 @@ def test_the_vocab_of_an_older_pretraining_run_is_found_through_pretrain_args(tm
     assert find_vocab(str(run)) == str(run / "vocab.txt")
 
 
+def test_the_vocab_of_a_pretraining_run_comes_from_its_records_manifest(tmp_path):
+    """A run given records and no --vocab used the vocab_path of the manifest.json beside them:
+    the checkpoint door (checkpoints/pretraining_run.py) reads it without the pretraining
+    package, and a manifest spread over several folders or absent names none."""
+    import json
+    import shutil
+
+    from funnel_tf.checkpoints import pretraining_run
+    from funnel_tf.finetuning.initialization import find_vocab
+    from funnel_tf.text import pretraining as text_pretraining
+    from tests.tasks.helpers import DEMO_VOCAB
+
+    assert pretraining_run.RECORDS_MANIFEST == text_pretraining.MANIFEST_NAME
+    vocab = str(tmp_path / "records_vocab.txt")
+    shutil.copy(DEMO_VOCAB, vocab)
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "part-0.tfrecord").write_bytes(b"")
+    (records / text_pretraining.MANIFEST_NAME).write_text(json.dumps({"vocab_path": vocab}))
+    run = tmp_path / "run"
+    run.mkdir()
+    args = {"train_data": [str(records / "*.tfrecord")], "vocab": None}
+    (run / "pretrain_args.json").write_text(json.dumps(args))
+    assert find_vocab(str(run)) == vocab
+    (run / "pretrain_args.json").write_text(json.dumps(dict(args, train_data=[str(records / "*")])))
+    assert find_vocab(str(run)) == vocab  # a glob that also matches the manifest
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "part-1.tfrecord").write_bytes(b"")
+    (run / "pretrain_args.json").write_text(json.dumps(dict(
+        args, train_data=f"{records}/*.tfrecord,{tmp_path}/other/*.tfrecord")))
+    assert find_vocab(str(run)) is None  # records in two folders: no one manifest
+    os.remove(vocab)
+    (run / "pretrain_args.json").write_text(json.dumps(args))
+    with pytest.raises(TaskError, match="names the vocab .*records_vocab.txt, which is not found"):
+        find_vocab(str(run))
+
+
 def test_the_run_resolves_once_and_hands_the_answer_down(tiny_config, tmp_path, monkeypatch):
     """finetuning's resolve_init is the one resolve of --init_checkpoint: its Resolved gives the
     config and vocab and loads into the model without the path being resolved again; a bad path
