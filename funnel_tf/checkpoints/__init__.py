@@ -26,7 +26,7 @@ def resolve(path: str):
 
 
 def load_model(path: str, model_class: Optional[str] = None, allow_missing: Sequence[str] = (),
-               format: Optional[str] = None, return_report: bool = False, **kwargs):
+               format: Optional[str] = None, return_report: bool = False, dtype=None, **kwargs):
     """Build and load a model from any supported checkpoint: ours, an HF folder, the original
     release, a pretraining run (its newest checkpoint, or a given checkpoints/ckpt-N) or a
     finetuning run (its best/ model).
@@ -41,6 +41,9 @@ def load_model(path: str, model_class: Optional[str] = None, allow_missing: Sequ
             may keep their initial values; any other missing tensor is a CheckpointError.
         format: skip detection: one of FORMATS.
         return_report: also return the load report (what was loaded, missing, unused).
+        dtype: the precision policy the model is built in ("float32", "mixed_bfloat16",
+            "bfloat16"); default: the one the checkpoint was saved with, else the global policy.
+            The variables hold the checkpoint's values (cast to bfloat16 for "bfloat16").
         **kwargs: for the format's loader (num_labels, net_config, truncate_seq, config overrides).
 
     Returns:
@@ -62,7 +65,8 @@ def load_model(path: str, model_class: Optional[str] = None, allow_missing: Sequ
     """
     from funnel_tf.checkpoints.resolver import load_format
 
-    kwargs.update(model_class=model_class, allow_missing=allow_missing, return_report=return_report)
+    _pretrained.check_dtype(dtype)  # before anything is read
+    kwargs.update(model_class=model_class, allow_missing=allow_missing, return_report=return_report, dtype=dtype)
     if format is not None:
         return load_format(format, path, **kwargs)
     return resolve(path).load(**kwargs)

@@ -319,20 +319,21 @@ def load_hf_weights(model, arrays: Dict[str, np.ndarray], source: str = "<arrays
 
 
 def load_hf(path: str, model_class: Optional[str] = None, allow_missing: Sequence[str] = (),
-            num_labels: Optional[int] = None, return_report: bool = False, **config_overrides):
+            num_labels: Optional[int] = None, return_report: bool = False, dtype=None, **config_overrides):
     """Build and load a model from a local HF checkpoint directory.
 
     model_class: a registry alias or class name ("base", "mlm", "FunnelForMaskedLM", ...); default:
     the class the checkpoint was saved from. config_overrides: FunnelConfig fields to change
-    (e.g. dropout rates for finetuning; never shapes).
+    (e.g. dropout rates for finetuning; never shapes). dtype: the model's precision policy
+    (default: the global one).
     """
     raw, config = read_hf_config(path)
     if config_overrides:
         config = config.replace(**config_overrides)
     arrays, source = read_hf_tensors(path)
     class_name = resolve_class_name(model_class) if model_class else detect_hf_class(raw, list(arrays))
-    model = build_model(class_name, config, **_resolve_num_labels(class_name, num_labels, raw,
-                                                                  normalize_names(arrays, False)))
+    model = build_model(class_name, config, dtype=dtype,
+                        **_resolve_num_labels(class_name, num_labels, raw, normalize_names(arrays, False)))
     report = load_hf_weights(model, arrays, source=source, allow_missing=allow_missing)
     return (model, report) if return_report else model
 

@@ -229,12 +229,15 @@ def copy_weights(source_model, target_model, allow_missing: Sequence[str] = (), 
 
 
 def from_pretrained(directory: str, model_class: Optional[str] = None, allow_missing: Sequence[str] = (),
-                    num_labels: Optional[int] = None, return_report: bool = False, **config_overrides):
+                    num_labels: Optional[int] = None, return_report: bool = False, dtype=None,
+                    **config_overrides):
     """Rebuild the saved model (its class and head arguments) and load its weights.
 
     model_class: load into another class instead (e.g. a pretrained FunnelModel into
-    "token_cls"); variables are then copied by name, see `copy_weights`. config_overrides: FunnelConfig
-    fields to change that do not change shapes (e.g. dropout).
+    "token_cls"); variables are then copied by name, see `copy_weights`. dtype: the precision
+    policy to build in instead of the saved one (weights saved in another variable dtype are
+    loaded and checked as saved, then copied over). config_overrides: FunnelConfig fields to
+    change that do not change shapes (e.g. dropout).
     """
     marker = read_marker(directory)
     try:
@@ -245,18 +248,33 @@ def from_pretrained(directory: str, model_class: Optional[str] = None, allow_mis
         raise CheckpointError(f"cannot read the model config: {e}", source=directory) from e
     cls = _stored_class(marker, directory)
     kwargs = dict(marker.get("kwargs", {}))
+    target_name = resolve_class_name(model_class) if model_class else cls.__name__
+    if num_labels is not None and target_name == cls.__name__ and kwargs.get("num_labels") not in (None, num_labels):
+        raise CheckpointError(f"the saved head has num_labels={kwargs.get('num_labels')}, not {num_labels}; "
+                              "load the backbone (model_class='base') and train a new head", source=directory)
+    saved_dtypes = {str(v.get("dtype")) for v in marker.get("variables", {}).values()}
+    # Variables of the saved dtype: the values load (and are checked) straight into the policy's.
+    direct = dtype is not None and saved_dtypes <= {_variable_dtype(dtype)}
+    if direct:
+        kwargs["dtype"] = dtype
     model = cls.from_config({"config": config.to_dict(), **kwargs})
     report = load_native_weights(model, directory, marker)
-    if model_class and resolve_class_name(model_class) != cls.__name__:
-        target_name = resolve_class_name(model_class)
-        target_kwargs = {}
-        if target_name in WITH_NUM_LABELS:
-            target_kwargs["num_labels"] = int(num_labels or kwargs.get("num_labels") or 2)
-        target = build_model(target_name, config, **target_kwargs)
+    if target_name != cls.__name__ or (dtype is not None and not direct):
+        if target_name == cls.__name__:  # the same model in another variable dtype
+            target = cls.from_config({"config": config.to_dict(), **kwargs, "dtype": dtype})
+        else:
+            target_kwargs = {}
+            if target_name in WITH_NUM_LABELS:
+                target_kwargs["num_labels"] = int(num_labels or kwargs.get("num_labels") or 2)
+            target = build_model(target_name, config, dtype=dtype, **target_kwargs)
         report = copy_weights(model, target, allow_missing=allow_missing,
                               source=os.path.join(directory, WEIGHTS_NAME))
         model = target
-    elif num_labels is not None and kwargs.get("num_labels") not in (None, num_labels):
-        raise CheckpointError(f"the saved head has num_labels={kwargs.get('num_labels')}, not {num_labels}; "
-                              "load the backbone (model_class='base') and train a new head", source=directory)
     return (model, report) if return_report else model
+
+
+def _variable_dtype(dtype) -> str:
+    """The variable dtype of a precision policy (float32 for mixed_bfloat16)."""
+    import keras
+
+    return keras.dtype_policies.get(dtype).variable_dtype

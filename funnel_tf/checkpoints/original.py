@@ -249,12 +249,14 @@ def load_original_weights(model, arrays, source: str = "<arrays>", allow_missing
 
 def load_original(path: str, model_class: Optional[str] = None, allow_missing: Sequence[str] = (),
                   net_config: Optional[str] = None, truncate_seq: bool = True, num_labels: Optional[int] = None,
-                  task_scope: Optional[str] = None, return_report: bool = False, **config_overrides):
+                  task_scope: Optional[str] = None, return_report: bool = False, dtype=None,
+                  **config_overrides):
     """Build and load a model from an original TF1 checkpoint (directory or prefix).
 
     model_class: registry alias or class name; default from the checkpoint's heads (ELECTRA
     discriminator -> FunnelForPreTraining, MLM -> FunnelForMaskedLM, else FunnelModel / FunnelBaseModel).
-    truncate_seq: the original's runtime flag (default True, as in its scripts).
+    truncate_seq: the original's runtime flag (default True, as in its scripts). dtype: the
+    model's precision policy (default: the global one).
     """
     prefix, default_cfg = find_checkpoint(path)
     config = read_original_config(net_config or default_cfg, truncate_seq=truncate_seq)
@@ -269,7 +271,7 @@ def load_original(path: str, model_class: Optional[str] = None, allow_missing: S
         if num_labels is None and scope and f"model/{scope}/logit/kernel" in arrays:
             num_labels = int(arrays[f"model/{scope}/logit/kernel"].shape[-1])
         kwargs["num_labels"] = int(num_labels or 2)
-    model = build_model(class_name, config, **kwargs)
+    model = build_model(class_name, config, dtype=dtype, **kwargs)
     report = load_original_weights(model, arrays, source=prefix, allow_missing=allow_missing,
                                    task_scope=task_scope, skipped_upfront=arrays.skipped)
     return (model, report) if return_report else model

@@ -112,7 +112,7 @@ def run_model_class(run: str) -> Optional[str]:
 
 
 def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labels: Optional[int] = None,
-                         return_report: bool = False, **config_overrides):
+                         return_report: bool = False, dtype=None, **config_overrides):
     """A model from a pretraining run (`path`: its model_dir or checkpoints/ folder, whose newest
     readable checkpoint is used, or one ckpt-N prefix), as `funnel_tf.load_model` returns it.
 
@@ -170,7 +170,7 @@ def load_pretraining_run(path: str, model_class=None, allow_missing=(), num_labe
     target_kwargs = {"num_labels": int(num_labels or 2)} if target_name in WITH_NUM_LABELS else {}
     if num_labels is not None and not target_kwargs:
         raise CheckpointError(f"num_labels only applies to {list(WITH_NUM_LABELS)}", source=path)
-    target = build_model(target_name, config, **target_kwargs)
+    target = build_model(target_name, config, dtype=dtype, **target_kwargs)  # dtype: its policy
     report = copy_weights(source, target, allow_missing=allow_missing, source=prefix)
     report.format = "pretraining run"
     del source

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
+from funnel_tf.errors import UserError
+
 _IO = {}  # "load" -> checkpoints.load_model, "save" -> checkpoints.save_pretrained
 
 
@@ -24,6 +26,23 @@ def _checkpoint_io(name: str) -> Callable:
     return _IO[name]
 
 
+# The precision policies a model loads and computes in (`from_pretrained(path, dtype=...)`).
+DTYPES = ("float32", "mixed_bfloat16", "bfloat16")
+
+
+class ModelDTypeError(UserError, ValueError):
+    """A dtype policy the models cannot compute in; names the ones they can."""
+
+
+def check_dtype(dtype) -> None:
+    """ModelDTypeError unless `dtype` is None (the checkpoint's or the global policy) or one of
+    DTYPES, as a name or a keras.DTypePolicy (the policies the models are tested in)."""
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", type(dtype).__name__)
+    if dtype is not None and name not in DTYPES:
+        raise ModelDTypeError(f"dtype={name!r}: the models compute in one of {list(DTYPES)} (a Keras dtype "
+                              f"policy name, e.g. dtype=\"mixed_bfloat16\": float32 weights, bfloat16 math)")
+
+
 class PretrainedMixin:
     """Adds `Class.from_pretrained(path, **kwargs)` and `model.save_pretrained(directory)`."""
 
@@ -33,9 +52,13 @@ class PretrainedMixin:
 
     @classmethod
     def from_pretrained(cls, path: str, *, allow_missing: Optional[Sequence[str]] = None,
-                        num_labels: Optional[int] = None, return_report: bool = False, **kwargs):
+                        num_labels: Optional[int] = None, return_report: bool = False, dtype=None, **kwargs):
         """This class with weights from `path`: a funnel_tf directory, a HuggingFace directory
         (safetensors / .bin / tf_model.h5) or an original TF1 release.
+
+        dtype: the precision policy the model computes in (one of DTYPES, e.g. "mixed_bfloat16":
+        float32 variables holding the checkpoint's values, bfloat16 math; "bfloat16": bfloat16
+        variables); default: the policy the checkpoint was saved with, else the global one.
 
         A task model loaded from a checkpoint without its head gets a freshly initialised head (the
         loader logs a warning naming its tensors; pass `allow_missing=()` to make that an error). Other kwargs
@@ -51,7 +74,7 @@ class PretrainedMixin:
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
         model, report = _checkpoint_io("load")(path, model_class=cls.__name__, allow_missing=allow_missing,
-                                   return_report=True, **kwargs)
+                                               return_report=True, dtype=dtype, **kwargs)
         return (model, report) if return_report else model
 
     def save_pretrained(self, directory: str, overwrite: bool = False):
