@@ -9,8 +9,9 @@ TEST = ["pytest", "pytest-timeout", "pytest-xdist", "scipy"]  # scipy: the metri
 # pytest-xdist: the default suite runs on every core (pytest.ini: -n auto)
 # The JAX backend (KERAS_BACKEND=jax): the models and our / Keras / HF checkpoints, without TensorFlow.
 # CPU jaxlib here; TPU VMs add `jax[tpu]`, CUDA GPUs `jax[cuda12]` (README: "On JAX"). Keras 3 comes
-# with TensorFlow otherwise, so it is named here; 3.10+ has the keras.ops the models use.
-JAX = ["jax[cpu]>=0.5,<0.11", "keras>=3.10,<4"]
+# with TensorFlow otherwise, so it is named here; 3.10+ has the keras.ops the models use. Orbax writes
+# the JAX engine's checkpoints (async; gs:// through tensorstore); 0.11-0.12 resolve with jax 0.10.
+JAX = ["jax[cpu]>=0.5,<0.11", "keras>=3.10,<4", "orbax-checkpoint>=0.11,<0.13"]
 
 setup(
     name="funnel-tf",

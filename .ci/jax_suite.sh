@@ -27,13 +27,18 @@ model = funnel_tf.load_model("tests/fixtures/hf/head_seq_cls_L8")
 ref = np.load("tests/fixtures/hf/head_seq_cls_L8/outputs.npz")["logits"]
 got = np.asarray(model(dict(np.load("tests/fixtures/hf/head_seq_cls_L8/inputs.npz")))["logits"])
 assert np.max(np.abs(got - ref)) < 1e-5, np.max(np.abs(got - ref))
+import orbax.checkpoint  # the JAX engine's checkpoints come with the [jax] extra
+
 assert "tensorflow" not in sys.modules and "tensorflow_text" not in sys.modules
-print("jax_suite: fresh [jax] venv: FunnelModel", out["last_hidden_state"].shape, "and an HF checkpoint on JAX, no TF")
+print("jax_suite: fresh [jax] venv: FunnelModel", out["last_hidden_state"].shape, "and an HF checkpoint on JAX, "
+      "Orbax, no TF")
 PY
 echo "jax_suite: fresh venv done in $((SECONDS - start)) s"
 pip install -q -e ".[jax]"
 KERAS_BACKEND=jax JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling tests/checkpoints  # both of CI's cores
-# The cross-backend checks are driven from TensorFlow (weights written there, read in a JAX subprocess):
-# the standard suite skips them where jax is not installed, so they run here, now that it is.
-JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling/test_backends.py tests/checkpoints/test_backends.py
+# The cross-backend checks are driven from TensorFlow (weights written there, read in a JAX subprocess),
+# and the JAX engine's Orbax checkpoints need orbax: the standard suite skips them where jax is not
+# installed, so they run here, now that it is.
+JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling/test_backends.py tests/checkpoints/test_backends.py \
+    tests/engine/jax/test_checkpoints.py
 echo "jax_suite: KERAS_BACKEND=jax tests done in $((SECONDS - start)) s"

@@ -4,6 +4,7 @@ when Keras loads); the TF-side checks run in this process."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,12 +128,17 @@ def test_demo_pretrains_on_jax_and_resumes_after_sigterm(tmp_path):
     deadline = time.time() + 900
     while time.time() < deadline and proc.poll() is None:  # wait for a first checkpoint
         ckpts = interrupted / "checkpoints"
-        if ckpts.is_dir() and any(p.name.endswith(".npz") for p in ckpts.iterdir()):
+        if ckpts.is_dir() and any(p.name.startswith("jax_") for p in ckpts.iterdir()):
             break
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 75, err[-3000:]
+    from funnel_tf.engine.jax.checkpoints import list_checkpoints
+
+    stopped = int(re.search(r"stopped at step (\d+)", err).group(1))  # its async save is complete
+    assert [s for s, _ in list_checkpoints(str(interrupted))][0] == stopped, err[-3000:]
+    assert not [p for p in (interrupted / "checkpoints").iterdir() if "tmp" in p.name]
     resumed = _pretrain(interrupted)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
