@@ -38,6 +38,7 @@ from funnel_tf import checkpoints
 from funnel_tf.checkpoints import init_checkpoint, training
 from funnel_tf.checkpoints.errors import CheckpointError
 from funnel_tf.engine.output_paths import check_output_dir
+from funnel_tf.engine.jax.checkpoints import list_checkpoints as list_jax_checkpoints
 from funnel_tf.engine.choices import JIT_MODES, PRECISIONS, STRATEGIES
 from funnel_tf.pretraining.defaults import (DEMO_CORPUS, DEMO_DEFAULTS, DEMO_VOCAB,
                                                      RUN_DEFAULTS, PretrainArgsError,
@@ -321,6 +322,10 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
         saved = _saved_record(args.model_dir)[0]
     a, chosen = fill_defaults(args, saved)
     check_args(a)
+    if a.model_dir and tf.io.gfile.isdir(a.model_dir) and list_jax_checkpoints(a.model_dir):
+        raise PretrainArgsError(f"--model_dir {a.model_dir} holds JAX-engine checkpoints "
+                                f"(checkpoints/jax-<step>.npz); resume it with --backend=jax or "
+                                f"use a new --model_dir")
     config = resolve_config(a)
     train_data = [DEMO_CORPUS] if a.demo else list(a.train_data)
     # The strategy before any TensorFlow op: on a pod, ops run before `connect_to_cluster` /
