@@ -323,9 +323,8 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     a, chosen = fill_defaults(args, saved)
     check_args(a)
     if a.model_dir and tf.io.gfile.isdir(a.model_dir) and list_jax_checkpoints(a.model_dir):
-        raise PretrainArgsError(f"--model_dir {a.model_dir} holds JAX-engine checkpoints "
-                                f"(checkpoints/jax-<step>.npz); resume it with --backend=jax or "
-                                f"use a new --model_dir")
+        raise PretrainArgsError(f"--model_dir {a.model_dir} holds JAX-engine checkpoints; "
+                                f"resume it with --backend=jax or use a new --model_dir")
     config = resolve_config(a)
     train_data = [DEMO_CORPUS] if a.demo else list(a.train_data)
     # The strategy before any TensorFlow op: on a pod, ops run before `connect_to_cluster` /
