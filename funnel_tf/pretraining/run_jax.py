@@ -3,7 +3,7 @@
 flags, config, vocab, input, a resumed model_dir's config and run record, the init checkpoint)
 before anything is written, the model_dir lock, the same run
 folder (config.json, run.json, vocab.txt, pretrain_args.json, metrics.jsonl, train/ TensorBoard,
-checkpoints/jax-<step>.npz), then training with trainer.JaxTrainer, data parallel over every JAX
+checkpoints/jax_<step>/, Orbax), then training with trainer.JaxTrainer, data parallel over every JAX
 device, and at the end the backbone exported as a save_pretrained folder (`<model_dir>/pretrained`).
 
 Several hosts (engine/jax/distributed.py): jax.distributed is initialized from the environment
