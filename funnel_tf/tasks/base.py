@@ -30,13 +30,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from funnel_tf import json_text
 from funnel_tf.storage import atomic_write_text  # noqa: F401  (tasks import it from here)
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.defaults import Hparams, default_hparams
 from funnel_tf.tasks.errors import TaskError  # noqa: F401  (re-exported: tasks raise it)
-from funnel_tf.tasks.losses import weighted_sum
+from funnel_tf.tasks.losses import divide_no_nan, weighted_sum
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -128,8 +129,9 @@ class Task(abc.ABC):
     def loss_and_stats(self, features, normalizers, training: bool,
                        seed: tf.Tensor) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
         """-> (this replica's share of the global loss, {stat: local float32 sum}). `normalizers`
-        are the global sums of `local_normalizers`; `seed` is an int32 [2] stateless-RNG seed that
-        differs per step and per replica."""
+        are the global sums of `local_normalizers`; `seed` differs per step and per replica: an
+        int32 [2] stateless-RNG seed on the TF engine, the step's PRNG key on the JAX engine (one
+        replica: the global batch). Written in keras.ops, the same method serves both engines."""
 
 
 @dataclasses.dataclass
@@ -283,18 +285,18 @@ class FinetuningTask(Task):
         "loss": ("loss_sum", "weight"), "accuracy": ("correct", "weight")}
 
     def local_normalizers(self, features):
-        return {"weight": tf.reduce_sum(tf.cast(features["example_weight"], tf.float32))}
+        return {"weight": ops.sum(ops.cast(features["example_weight"], "float32"))}
 
     def loss_and_stats(self, features, normalizers, training, seed):
         """The weighted mean of the per-example losses over the *global* batch: each replica
         returns sum(loss * weight) / global_weight_sum, so gradients summed across replicas equal
-        one-device gradients."""
+        one-device gradients (keras.ops: the TF and the JAX engine run it)."""
         del seed
-        weights = tf.cast(features["example_weight"], tf.float32)             # [B]
+        weights = ops.cast(features["example_weight"], "float32")             # [B]
         per_example, stats = self.per_example_loss(self.model, features, training)
         loss_sum = weighted_sum(per_example, weights)
-        loss = tf.math.divide_no_nan(loss_sum, normalizers["weight"])
-        out = {"loss_sum": loss_sum, "weight": tf.reduce_sum(weights)}
+        loss = divide_no_nan(loss_sum, normalizers["weight"])
+        out = {"loss_sum": loss_sum, "weight": ops.sum(weights)}
         for k, v in stats.items():
             out[k] = weighted_sum(v, weights)
         return loss, out

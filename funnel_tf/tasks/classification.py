@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from funnel_tf.metrics import classification as cls_metrics
 from funnel_tf.metrics import glue as glue_metrics
@@ -94,9 +95,9 @@ class SequenceClassificationTask(FinetuningTask):
     def per_example_loss(self, model, features, training):
         logits = model(self.model_inputs(features), training=training)["logits"]  # [B, C]
         if self.regression:
-            score = logits[:, 0]
-            target = tf.cast(features["label"], tf.float32)
-            return tf.square(score - target), {}
+            score = ops.cast(logits[:, 0], "float32")
+            target = ops.cast(features["label"], "float32")
+            return ops.square(score - target), {}
         ce, correct = cross_entropy_and_correct(logits, features["label"])     # [B] each
         return ce, {"correct": correct}
 

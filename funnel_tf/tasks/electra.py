@@ -6,7 +6,8 @@ LayerNorm, output tied to that table) predicts the masked tokens; Gumbel-max sam
 them; the discriminator labels every non-padding token as replaced (1) or original (0; a
 correctly sampled token counts as original). loss = generator MLM + disc_weight * disc BCE,
 the latter averaged over non-padding tokens. No gradient flows through the sampling.
-Input features: those of masked LM (tasks/mlm.py).
+Input features: those of masked LM (tasks/mlm.py). keras.ops: the TF and the JAX engine run this
+code (the sampling's seed is TF's per-step-and-replica int32 pair, or the JAX step's key).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 from typing import Optional
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.heads import FunnelForMaskedLM, FunnelForPreTraining
 from funnel_tf.tasks.base import Task
-from funnel_tf.tasks.losses import masked_lm_terms
+from funnel_tf.tasks.losses import divide_no_nan, masked_lm_terms, sigmoid_cross_entropy
 from funnel_tf.tasks.mlm import PRETRAINING_FEATURES
 
 
@@ -36,25 +37,36 @@ def generator_config(config: FunnelConfig, width: float = 0.25) -> FunnelConfig:
                           mlm_transform=True)
 
 
-def gumbel_argmax(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def uniform_noise(shape, seed):
+    """U[0, 1) float32 of `shape` from a stateless seed: on TensorFlow an int32 [2] seed (per step
+    and replica, tf.random.stateless_uniform, which keras.random cannot take as a tensor); on JAX
+    a PRNG key (the step's, through keras.random)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
+    return keras.random.uniform(shape, dtype="float32", seed=seed)
+
+
+def gumbel_argmax(logits, seed):
     """One sample per row of `logits` [..., V] (temperature 1): argmax(logits + Gumbel noise), the
     original's formula; stateless so that it is reproducible per (step, replica) and XLA-friendly."""
-    u = tf.random.stateless_uniform(tf.shape(logits), seed=seed, dtype=tf.float32)
-    gumbel = -tf.math.log(-tf.math.log(u + 1e-9) + 1e-9)
-    return tf.argmax(tf.stop_gradient(tf.cast(logits, tf.float32)) + gumbel, axis=-1,
-                     output_type=tf.int32)
+    u = uniform_noise(ops.shape(logits), seed)
+    gumbel = -ops.log(-ops.log(u + 1e-9) + 1e-9)
+    return ops.cast(ops.argmax(ops.stop_gradient(ops.cast(logits, "float32")) + gumbel, axis=-1),
+                    "int32")
 
 
-def scatter_to_sequence(values: tf.Tensor, positions: tf.Tensor, weights: tf.Tensor, seq_len: int):
+def scatter_to_sequence(values, positions, weights, seq_len: int):
     """Place int values [B, P] at positions [B, P] of a [B, L] grid (slots with weight 0 ignored).
 
     -> (grid int32 [B, L], is_target bool [B, L]). One-hot based (static shapes, no scatter
     collisions from padded slots), like the original's target_mapping.
     """
-    slot = tf.one_hot(tf.cast(positions, tf.int32), seq_len, dtype=tf.int32)  # [B, P, L]
-    slot *= tf.cast(tf.cast(weights, tf.float32) > 0, tf.int32)[:, :, None]
-    is_target = tf.reduce_max(slot, axis=1) > 0                                 # [B, L]
-    grid = tf.reduce_max(slot * tf.cast(values, tf.int32)[:, :, None], axis=1)  # [B, L]
+    slot = ops.one_hot(ops.cast(positions, "int32"), seq_len, dtype="int32")   # [B, P, L]
+    slot = slot * ops.cast(ops.cast(weights, "float32") > 0, "int32")[:, :, None]
+    is_target = ops.max(slot, axis=1) > 0                                       # [B, L]
+    grid = ops.max(slot * ops.cast(values, "int32")[:, :, None], axis=1)        # [B, L]
     return grid, is_target
 
 
@@ -100,43 +112,44 @@ class ElectraTask(Task):
         return self.models["generator"]
 
     def local_normalizers(self, features):
-        return {"gen_count": tf.reduce_sum(tf.cast(features["masked_weights"], tf.float32)),
-                "disc_count": tf.reduce_sum(tf.cast(features["attention_mask"], tf.float32))}
+        return {"gen_count": ops.sum(ops.cast(features["masked_weights"], "float32")),
+                "disc_count": ops.sum(ops.cast(features["attention_mask"], "float32"))}
 
     def loss_and_stats(self, features, normalizers, training, seed):
         self.check_features(features)
         inputs = self.model_inputs(features)
-        ids = tf.cast(features["input_ids"], tf.int32)
+        ids = ops.cast(features["input_ids"], "int32")
         positions, weights = features["masked_positions"], features["masked_weights"]
         gen_logits = self.generator(inputs, masked_positions=positions,
                                     training=training)["logits"]            # [B, P, V]
         ce_sum, gen_correct, gen_count = masked_lm_terms(gen_logits, features["masked_ids"], weights)
-        gen_loss = tf.math.divide_no_nan(ce_sum, normalizers["gen_count"])
+        gen_loss = divide_no_nan(ce_sum, normalizers["gen_count"])
 
         sampled = gumbel_argmax(gen_logits, seed)                               # [B, P]
         seq_len = ids.shape[1]
         sampled_grid, is_target = scatter_to_sequence(sampled, positions, weights, seq_len)
         original_grid, _ = scatter_to_sequence(features["masked_ids"], positions, weights, seq_len)
-        original = tf.where(is_target, original_grid, ids)                     # [B, L]
-        disc_ids = tf.where(is_target, sampled_grid, ids)
-        labels = tf.cast(tf.not_equal(disc_ids, original), tf.float32)         # 1 = replaced
+        original = ops.where(is_target, original_grid, ids)                    # [B, L]
+        disc_ids = ops.where(is_target, sampled_grid, ids)
+        labels = ops.cast(ops.not_equal(disc_ids, original), "float32")        # 1 = replaced
 
         disc_inputs = dict(inputs, input_ids=disc_ids)
-        disc_logits = tf.cast(self.discriminator(disc_inputs, training=training)["logits"],
-                              tf.float32)                                      # [B, L]
-        mask = tf.cast(features["attention_mask"], tf.float32)
-        bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=disc_logits)
-        disc_loss = tf.math.divide_no_nan(tf.reduce_sum(bce * mask), normalizers["disc_count"])
-        disc_correct = tf.cast(tf.equal(tf.cast(disc_logits > 0, tf.float32), labels), tf.float32)
+        disc_logits = ops.cast(self.discriminator(disc_inputs, training=training)["logits"],
+                               "float32")                                      # [B, L]
+        mask = ops.cast(features["attention_mask"], "float32")
+        bce = sigmoid_cross_entropy(labels, disc_logits)                        # [B, L]
+        disc_loss = divide_no_nan(ops.sum(bce * mask), normalizers["disc_count"])
+        predicted = ops.cast(disc_logits > 0, "float32")                       # 1 = "replaced"
+        disc_correct = ops.cast(ops.equal(predicted, labels), "float32")
 
         loss = gen_loss + self.disc_weight * disc_loss
         return loss, {"loss": loss, "gen_loss": gen_loss, "disc_loss": disc_loss,
                       "gen_correct": gen_correct, "gen_count": gen_count,
-                      "disc_correct": tf.reduce_sum(disc_correct * mask),
-                      "disc_count": tf.reduce_sum(mask),
-                      "replaced": tf.reduce_sum(labels * mask),
-                      "replaced_detected": tf.reduce_sum(
-                          labels * tf.cast(disc_logits > 0, tf.float32) * mask)}
+                      "disc_correct": ops.sum(disc_correct * mask),
+                      "disc_count": ops.sum(mask),
+                      "replaced": ops.sum(labels * mask),
+                      "replaced_detected": ops.sum(labels * predicted * mask)}
 
 
-__all__ = ["ElectraTask", "generator_config", "gumbel_argmax", "scatter_to_sequence"]
+__all__ = ["ElectraTask", "generator_config", "gumbel_argmax", "scatter_to_sequence",
+           "uniform_noise"]

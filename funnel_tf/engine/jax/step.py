@@ -8,11 +8,13 @@ every host call) over a stack of global batches [steps_per_loop, B, ...] sharded
 over the mesh's "data" axis, so XLA splits the batch across devices and sums the gradients: the
 losses are global means whatever the device count (tasks/base.py's contract).
 
-One step, as the TF engine's (engine/loop.py): forward + backward of the objective
-(objectives.py) through the models as Keras layers inside a StatelessScope, the global norm of
-the gradient, clipping to `clip_norm` (tf.clip_by_global_norm's factor), the Keras optimizer's
-`stateless_apply` (engine/optimization.FunnelAdamW: AdamW, warmup + decay, layer-wise scales,
-the weight-decay exclusions), all skipped when the loss or the norm is not finite.
+One step, as the TF engine's (engine/loop.py): forward + backward of the task's own keras.ops
+loss (`task.local_normalizers` of the global batch, then `task.loss_and_stats` with the step's
+PRNG key as its seed) through the models as Keras layers inside a StatelessScope, the global
+norm of the gradient, clipping to `clip_norm` (tf.clip_by_global_norm's factor), the Keras
+optimizer's `stateless_apply` (engine/optimization.FunnelAdamW: AdamW, warmup + decay,
+layer-wise scales, the weight-decay exclusions), all skipped when the loss or the norm is not
+finite.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import keras
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from funnel_tf.engine.jax.objectives import objective_for
 from funnel_tf.tasks.base import Task
 
 State = Dict[str, object]
@@ -52,7 +53,7 @@ def task_variables(task: Task) -> Tuple[List, List]:
 
 class TrainStep:
     """The compiled chunk of steps of `task` (built) with `optimizer` (built for its trainable
-    variables), on `mesh`. `seed` keys the objective's sampling (ELECTRA's Gumbel noise) per
+    variables), on `mesh`. `seed` keys the task's sampling (ELECTRA's Gumbel noise) per
     step."""
 
     def __init__(self, task: Task, optimizer, clip_norm: float = 1.0, seed: int = 0,
@@ -62,7 +63,6 @@ class TrainStep:
         self.seed = int(seed)
         self.mesh = mesh if mesh is not None else data_mesh()
         self.trainable, self.non_trainable = task_variables(task)
-        self.objective = objective_for(task)
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.batch_sharding = NamedSharding(self.mesh, PartitionSpec(None, "data"))
         # outputs replicated: every process reads the state and stats from its own devices
@@ -111,7 +111,10 @@ class TrainStep:
         mapping = list(zip(self.trainable, trainable)) + list(zip(self.non_trainable,
                                                                   non_trainable))
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            loss, stats = self.objective(self.task, features, True, key)
+            # one replica over the global batch: its normalizers are the global ones
+            normalizers = self.task.local_normalizers(features)
+            loss, stats = self.task.loss_and_stats(features, normalizers, training=True,
+                                                   seed=key)
         updated = [scope.get_current_value(v) for v in self.non_trainable]
         updated = [old if new is None else new for old, new in zip(non_trainable, updated)]
         return loss, (stats, updated)
