@@ -8,7 +8,9 @@ AdamW), per precision and execution mode, at the published small configs.
 Implementations (--impls): ours-eager, ours-function (tf.function), ours-xla (jit_compile=True),
 ours-hybrid (model in tf.function on TF's oneDNN kernels with its XLA-fused elementwise regions, the
 update as one XLA function with bf16 weight copies under mixed_bfloat16: what the engine runs with
-jit_compile=False, and the fastest bf16 path on CPU, where XLA's bf16 dots run at fp32 speed), hf-torch (HF PyTorch eager, bf16 = autocast), hf-tf (HF's TF 4.x port under XLA; needs an interpreter
+jit_compile=False, and the fastest bf16 path on CPU, where XLA's bf16 dots run at fp32 speed), ours-jax (train
+only: the JAX engine's compiled step, engine/jax/step.TrainStep, under KERAS_BACKEND=jax; bench/jax_step.py), hf-torch
+(HF PyTorch eager, bf16 = autocast), hf-tf (HF's TF 4.x port under XLA; needs an interpreter
 with transformers 4.x + tensorflow + tf-keras, given by --hf-tf-python).
 Every configuration runs in its own subprocess, so its peak RSS is its own and one run cannot warm or
 fragment another's allocator. The dense-matmul peak (per dtype, best of TF and PyTorch) is measured
@@ -33,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 OURS = ("ours-eager", "ours-function", "ours-xla", "ours-hybrid")
+JAX_IMPL = "ours-jax"  # the JAX engine's step (bench/jax_step.py): train only, needs jax
 PEERS = ("hf-torch", "hf-tf")
 DEFAULT_IMPLS = OURS + ("hf-torch",)
 PEER_FOR_RATIO = "hf-torch"  # the ratio column is ours / this peer at equal precision
@@ -263,6 +266,9 @@ def worker_main(spec):
     load0 = os.getloadavg()[0]
     if spec["impl"] == "matmul-peak":
         result = _matmul_peak(spec)
+    elif spec["impl"] == JAX_IMPL:
+        import jax_step
+        result = jax_step.run_worker(spec)
     elif spec["impl"].startswith("ours-"):
         result = _run_ours(spec)
     elif spec["impl"] == "hf-torch":
@@ -443,6 +449,8 @@ def main(argv=None):
                     for impl in impls:
                         if impl == "ours-hybrid" and task == "infer":
                             continue  # no optimizer: identical to ours-function
+                        if impl == JAX_IMPL and task == "infer":
+                            continue  # the JAX engine is a training engine
                         plan.append(dict(impl=impl, model=model_name, config=cfg.to_dict(), base=base, task=task,
                                          batch=b, seq_len=l, shape=f"{b}x{l}", precision=prec,
                                          threads=args.threads, iters=args.iters, warmup=args.warmup))
@@ -451,7 +459,9 @@ def main(argv=None):
         for spec in plan:
             key = (spec["impl"], spec["model"], spec["task"], spec["shape"], spec["precision"])
             python = args.hf_tf_python if spec["impl"] == "hf-tf" else None
-            res = run_in_subprocess(spec, python=python, timeout=args.timeout)
+            res = run_in_subprocess(spec, python=python, timeout=args.timeout,
+                                    extra_env={"KERAS_BACKEND": "jax"} if spec["impl"] == JAX_IMPL
+                                    else None)
             rec = records.setdefault(key, {k: v for k, v in spec.items() if k != "config"})
             if "error" in res:
                 rec.setdefault("errors", []).append(res["error"])

@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # GPU check of funnel-tf in one command, on any Linux machine with an NVIDIA GPU:
-#   1. installs the project with the test + reference extras (TF 2.21, torch 2.13 CUDA build,
-#      transformers) and `tensorflow[and-cuda]` (the pip CUDA/cuDNN libraries TF's GPU support
-#      needs when the machine has no system CUDA);
+#   1. installs the project with the test + reference + jax extras (TF 2.21, torch 2.13 CUDA
+#      build, transformers, jax), `tensorflow[and-cuda]` (the pip CUDA/cuDNN libraries TF's GPU
+#      support needs when the machine has no system CUDA) and `jax[cuda12]` (JAX's GPU plugin);
 #   2. runs the parity tests (HF fixtures, live HF cross-checks, checkpoint conversions) with the
 #      GPU visible and TF32 off (NVIDIA_TF32_OVERRIDE=0: the tolerances are fp32 ones);
 #   3. times the XLA train step of small and small-base (fp32 = TF32, mixed_bfloat16) at 32x512
 #      against HF PyTorch eager and torch.compile on the same GPU, with MFU against the GPU's
-#      dense peak (bench/device_bench.py), printing one table and writing JSON.
+#      dense peak (bench/device_bench.py), printing one table and writing JSON;
+#   4. times the two training engines beside HF PyTorch at the same model and shape (small-base
+#      and small, 32x512, fp32 + bf16): the TF engine's XLA step, the JAX engine's compiled
+#      step (engine/jax/step.TrainStep) and HF PyTorch eager, one JSON record
+#      (OUT_DIR/engines_<time>.json, bench/jax_step.py).
 #
 #   bash bench/device_check.sh [OUT_DIR]           # OUT_DIR default: $OUT, else bench/results/device_check_<UTC time>
 #   bash bench/device_check.sh --tiny [OUT_DIR]    # CPU: tiny config, no install, a few minutes
 #   DEVICE_CHECK_TINY=1 bash bench/device_check.sh # same as --tiny
 #   DEVICE_CHECK_NO_INSTALL=1 ...                  # skip step 1 (already installed)
-# Exit status: non-zero when the install, the GPU visibility check or the parity tests fail
-# (the benchmark still runs after a parity failure and its table is printed).
+# Exit status: non-zero when the install, the GPU visibility check, the parity tests or an engine
+# timing fail (the benchmarks still run after a parity failure and their tables are printed).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,7 +29,7 @@ for arg in "$@"; do
   case "$arg" in
     --tiny) TINY=1 ;;
     --no-install) NO_INSTALL=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) OUT_DIR="$arg" ;;
   esac
 done
@@ -47,10 +51,12 @@ fi
 
 # ---------------------------------------------------------------------------------- 1. install
 if [ "$NO_INSTALL" != "1" ]; then
-  log "installing .[test,reference] and tensorflow[and-cuda]"
-  "$PY" -m pip install -q -e ".[test,reference]" || exit 1
+  log "installing .[test,reference,jax], tensorflow[and-cuda] and jax[cuda12]"
+  "$PY" -m pip install -q -e ".[test,reference,jax]" || exit 1
   TF_VERSION="$("$PY" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null)"
   "$PY" -m pip install -q "tensorflow[and-cuda]==${TF_VERSION}" || exit 1
+  JAX_VERSION="$("$PY" -c 'import jax; print(jax.__version__)' 2>/dev/null)"
+  "$PY" -m pip install -q "jax[cuda12]==${JAX_VERSION}" || exit 1
 fi
 
 # ---------------------------------------------------------------------------------- 2. devices
@@ -68,6 +74,11 @@ if not tiny and not (tf_gpus and torch.cuda.is_available()):
     sys.exit("device_check: the GPU is not visible to TensorFlow and PyTorch both")
 EOF
 [ "${PIPESTATUS[0]}" = "0" ] || { log "GPU not usable; stopping"; exit 1; }
+# JAX in its own process (it would take GPU memory from the two above): a missing GPU here fails
+# the engine timing of step 5 only, with its reason in the record.
+XLA_PYTHON_CLIENT_PREALLOCATE=false "$PY" -c \
+  'import jax; print(f"jax {jax.__version__}: {jax.default_backend()} {jax.devices()}")' 2>&1 \
+  | grep -v "^WARNING\|^I0000\|^E0000" | tee -a "$OUT_DIR/devices.txt"
 
 # ---------------------------------------------------------------------------------- 3. parity
 if [ "$TINY" = "1" ]; then
@@ -87,6 +98,13 @@ BENCH=(bench/device_bench.py --out "$OUT_DIR")
 [ "$TINY" = "1" ] && BENCH+=(--tiny)
 "$PY" "${BENCH[@]}" 2>&1 | tee "$OUT_DIR/bench.txt" | grep -v "^WARNING\|^I0000\|^E0000"
 [ "${PIPESTATUS[0]}" = "0" ] || { log "benchmark failed"; status=1; }
+
+# ---------------------------------------------------------------------------------- 5. engines
+log "train step: TF engine, JAX engine, HF PyTorch (one record: $OUT_DIR/engines_*.json)"
+ENGINES=(bench/jax_step.py --out "$OUT_DIR")
+[ "$TINY" = "1" ] && ENGINES+=(--tiny)
+"$PY" "${ENGINES[@]}" 2>&1 | tee "$OUT_DIR/engines.txt" | grep -v "^WARNING\|^I0000\|^E0000"
+[ "${PIPESTATUS[0]}" = "0" ] || { log "engine timing failed (see $OUT_DIR/engines.txt)"; status=1; }
 
 log "done (status $status); outputs in $OUT_DIR"
 exit $status

@@ -34,3 +34,55 @@ def test_unknown_gpu_has_no_peak_and_the_table_says_so():
              error="exit 1: CUDA out of memory")]).splitlines()
     assert "| ours-xla | GPU | 100.0 | 90.0 | 163840 | n/a |" in rows[2]
     assert "error: exit 1: CUDA out of memory" in rows[3]
+
+
+# ------------------------------------------------ the engine comparison (bench/jax_step.py)
+import jax_step  # noqa: E402
+
+
+def _rec(impl, median, model="small-base", precision="bf16", **extra):
+    return dict(model=model, precision=precision, shape="32x512", impl=impl, device="GPU",
+                median_s=median, min_s=median * 0.9, tokens_per_s=16384 / median, mfu=None,
+                **extra)
+
+
+def test_engine_ratios_are_the_jax_step_over_each_peer_at_equal_model_and_precision():
+    records = [_rec("ours-xla", 0.10), _rec("ours-jax", 0.08), _rec("hf-torch-eager", 0.16),
+               _rec("ours-jax", 0.30, precision="fp32"),            # no fp32 peers timed
+               dict(model="small-base", precision="fp32", shape="32x512", impl="ours-xla",
+                    error="exit 1: CUDA out of memory")]
+    jax_step.compare(records)
+    assert records[1]["jax_over_tf"] == pytest.approx(0.8)
+    assert records[1]["jax_over_torch"] == pytest.approx(0.5)
+    assert "jax_over_tf" not in records[0] and "jax_over_tf" not in records[3]
+    rows = jax_step.table(records).splitlines()
+    assert "| ours-xla | GPU | 100.0 | 90.0 | 163840 | n/a |  | 0.80 |" in rows[2]
+    assert "| hf-torch-eager | GPU | 160.0 |" in rows[4] and rows[4].endswith("| 0.50 |")
+    assert "error: exit 1: CUDA out of memory" in rows[6]
+
+
+@pytest.mark.slow
+def test_engine_comparison_on_the_cpu_writes_one_record(tmp_path):
+    """bench/jax_step.py --tiny (what device_check.sh --tiny runs): the TF engine's XLA step, the
+    JAX engine's TrainStep and HF PyTorch eager time the same tiny model, one JSON record with
+    the JAX engine's ratios to both and its final loss finite."""
+    pytest.importorskip("jax")
+    pytest.importorskip("transformers")
+    import json
+    import subprocess
+
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    proc = subprocess.run([sys.executable, os.path.join(bench, "jax_step.py"), "--tiny",
+                           "--precisions=fp32", f"--out={tmp_path}"],
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (path,) = tmp_path.glob("engines_*_tiny.json")
+    record = json.loads(path.read_text())
+    by = {r["impl"]: r for r in record["records"]}
+    assert sorted(by) == sorted(jax_step.ENGINES)
+    for r in by.values():
+        assert r["median_s"] > 0 and r["device"].upper() == "CPU" and r["shape"] == "2x64"
+    jax_rec = by["ours-jax"]
+    assert jax_rec["jax_over_tf"] == pytest.approx(jax_rec["median_s"] / by["ours-xla"]["median_s"])
+    assert jax_rec["jax_over_torch"] > 0 and jax_rec["versions"]["jax"]
+    assert 0 < jax_rec["final_loss"] < float("inf")
