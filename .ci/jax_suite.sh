@@ -35,7 +35,7 @@ print("jax_suite: fresh [jax] venv: FunnelModel", out["last_hidden_state"].shape
 PY
 echo "jax_suite: fresh venv done in $((SECONDS - start)) s"
 pip install -q -e ".[jax]"
-KERAS_BACKEND=jax JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling tests/checkpoints  # both of CI's cores
+KERAS_BACKEND=jax JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling tests/checkpoints tests/test_classifier_jax.py  # both of CI's cores
 # The cross-backend checks are driven from TensorFlow (weights written there, read in a JAX subprocess),
 # and the JAX engine's Orbax checkpoints need orbax: the standard suite skips them where jax is not
 # installed, so they run here, now that it is.

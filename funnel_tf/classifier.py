@@ -174,7 +174,12 @@ class FunnelTextClassifier(keras.Model):
         from funnel_tf.nonfinite_guard import NonFiniteGuard, check_policy
 
         check_policy(nonfinite, max_nonfinite)
-        if getattr(self, "_nonfinite_guard", None) is None:
+        if getattr(self, "_nonfinite_guard", None) is None and keras.backend.backend() == "jax":
+            from funnel_tf.classifier_jax import JaxNonFiniteGuard
+
+            self._nonfinite_guard = JaxNonFiniteGuard(self, nonfinite, max_nonfinite)
+            self._nonfinite_counters = self._nonfinite_guard.counters  # tracked: in the JAX state
+        elif getattr(self, "_nonfinite_guard", None) is None:
             self._nonfinite_guard = NonFiniteGuard(nonfinite, max_nonfinite)
         else:
             self._nonfinite_guard.set_policy(nonfinite, max_nonfinite)
@@ -195,9 +200,15 @@ class FunnelTextClassifier(keras.Model):
             raise ClassifierError("call compile() first")
         self._nonfinite_guard.set_policy(nonfinite, max_nonfinite)
 
-    def train_step(self, data):
+    def train_step(self, *args):
         """Keras' train step, but a step with a non-finite loss or gradient applies no update
-        (see compile's `nonfinite`); its loss is left out of the reported mean."""
+        (see compile's `nonfinite`); its loss is left out of the reported mean. On JAX Keras
+        passes (state, data) and the step is funnel_tf.classifier_jax.train_step."""
+        if keras.backend.backend() == "jax":
+            from funnel_tf.classifier_jax import train_step
+
+            return train_step(self, *args)
+        (data,) = args
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         guard = self._nonfinite_guard
         with tf.GradientTape() as tape:
