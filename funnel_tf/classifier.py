@@ -122,7 +122,8 @@ class FunnelTextClassifier(keras.Model):
 
         num_classes: the head's outputs (default: the checkpoint's head, else its config, else 2;
         1 = regression); a checkpoint without this head gets a new one (with a warning).
-        vocab: the vocab file when the folder has none. kwargs: config overrides (e.g. hidden_dropout).
+        vocab: the vocab file when the folder has none. kwargs: `dtype` (the precision policy, e.g.
+        "mixed_bfloat16"; see FunnelModel.from_pretrained) and config overrides (e.g. hidden_dropout).
         A finetune.py run (its model_dir or best/) keeps its task's label names, pair flag and
         max_seq_length (task.json); a FunnelTextClassifier.save_pretrained folder its own.
         """
