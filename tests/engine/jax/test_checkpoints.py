@@ -92,7 +92,7 @@ def test_async_saves_are_complete_once_waited_for(tmp_path):
     _assert_same(restored, _groups(8))
 
 
-@pytest.mark.slow  # a second interpreter importing TensorFlow and JAX: ~10 s on a loaded machine
+@pytest.mark.slow  # a second interpreter importing TensorFlow and JAX: 10-20 s on a loaded machine
 def test_async_save_is_complete_after_wait_even_on_a_hard_exit(tmp_path):
     """A process that saves (async), waits, then leaves at once with os._exit (as after SIGTERM's
     save, exit 75) leaves a complete checkpoint that restores exactly; an earlier save in flight
@@ -202,3 +202,51 @@ def test_old_npz_checkpoints_are_refused_in_one_line(tmp_path):
         assert isinstance(e.value, UserError) and "\n" not in str(e.value)
         assert "older funnel-tf (jax-16.npz" in str(e.value) and "new --model_dir" in str(e.value)
     assert sorted(p.name for p in folder.iterdir()) == ["jax-16.npz", "jax-8.npz"]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two interpreters joined by jax.distributed: ~35 s on a loaded machine
+def test_two_processes_save_together_and_the_chief_alone_writes(tmp_path):
+    """A jax.distributed job of 2 processes on localhost: both call save (Orbax's save is
+    collective; the non-chief has write=False), both restore the same step exactly, and the
+    files are written by process 0 only (no ocdbt.process_1 folder)."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {ROOT!r}); sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from funnel_tf.engine.jax import distributed
+        distributed.initialize_from_env()
+        import jax
+        from test_checkpoints import _expected, _groups
+        from funnel_tf.engine.jax.checkpoints import JaxCheckpoints
+        ckpt = JaxCheckpoints({str(tmp_path)!r}, keep=5, write=jax.process_index() == 0)
+        ckpt.save(4, 0, _groups(4))
+        ckpt.save(8, 1, _groups(8))
+        ckpt.wait()
+        step, nonfinite, restored = JaxCheckpoints({str(tmp_path)!r}).restore_latest(
+            _expected(_groups(8)))
+        assert (step, nonfinite) == (8, 1), (step, nonfinite)
+        want = _groups(8)
+        assert all((a == b).all() for g in want for a, (_, b) in zip(restored[g], want[g]))
+        distributed.barrier("test_checkpoints.done")
+    """)
+    port, procs = _free_port(), []
+    for i in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu",
+                   JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
+                   JAX_PROCESS_ID=str(i))
+        procs.append(subprocess.Popen([sys.executable, "-c", script], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-2000:] for e in errs)
+    assert _steps(tmp_path) == [8, 4]
+    written = [os.path.relpath(os.path.join(root, d), tmp_path)
+               for root, dirs, _ in os.walk(tmp_path) for d in dirs]
+    assert [d for d in written if "ocdbt.process_0" in d], written  # Orbax's per-process folders
+    assert not [d for d in written if "process_1" in d], written
