@@ -1,6 +1,6 @@
 """Worker body for the real two-worker input-sharding test: builds the MultiWorkerMirroredStrategy
-from TF_CONFIG, lets it hand `PretrainingInput.dataset_fn` its real InputContext, and writes what
-this worker's pipeline reads in one epoch (as example keys) to OUT_DIR/worker<task_id>.json.
+from TF_CONFIG, lets it hand the MLM task's input (`build_inputs`) its real InputContext, and
+writes what this worker's pipeline reads in one epoch (as example keys) to OUT_DIR/worker<task_id>.json.
 
     python -m tests.multi_worker_input_driver RECORDS_GLOB VOCAB OUT_DIR
 """
@@ -25,14 +25,18 @@ def example_key(input_ids) -> str:
 
 
 def unmasked_input(records: str, vocab: str):
-    """The pretraining input pretrain.py builds, with masking replaced by the identity so the
-    batches carry the records' own token ids (masking does not decide which examples are read)."""
+    """The loop's dataset_fn of the pretraining input pretrain.py builds (the task's
+    `build_inputs` of its spec), with masking replaced by the identity so the batches carry the
+    records' own token ids (masking does not decide which examples are read)."""
     from funnel_tf.config import load_config
+    from funnel_tf.engine.inputs import task_dataset_fn
     from funnel_tf.pretraining import inputs
+    from funnel_tf.tasks.mlm import MaskedLMTask
 
     data = inputs.build_pretraining_input([records], SEQ_LEN, GLOBAL_BATCH, load_config("tiny"),
                                           vocab=vocab, can_write=False)
-    return dataclasses.replace(data, masker=lambda batch: batch, deterministic=True)
+    spec = dataclasses.replace(data.spec, masker=lambda batch: batch, deterministic=True)
+    return task_dataset_fn(MaskedLMTask(), spec)
 
 
 def first_epoch(dataset: tf.data.Dataset, limit: int = 100_000) -> list:
@@ -55,17 +59,17 @@ def main(records: str, vocab: str, out_dir: str) -> None:
 
     strategy = make_strategy("multi_worker")
     info = strategy_info(strategy)
-    data = unmasked_input(records, vocab)
+    read = unmasked_input(records, vocab)
     contexts = []
 
     def dataset_fn(ctx):
         contexts.append(ctx)
-        return data.dataset_fn(ctx)
+        return read(ctx)
 
     distributed = iter(strategy.distribute_datasets_from_function(dataset_fn))
     first = strategy.experimental_local_results(next(distributed))[0]["input_ids"].numpy()
     (ctx,) = contexts
-    epoch = first_epoch(data.dataset_fn(ctx))
+    epoch = first_epoch(read(ctx))
     out = dict(task_id=strategy.cluster_resolver.task_id, is_chief=info.is_chief,
                num_workers=info.num_workers, num_replicas=info.num_replicas,
                num_input_pipelines=ctx.num_input_pipelines,

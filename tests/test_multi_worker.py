@@ -58,13 +58,13 @@ def records(tmp_path_factory):
 @pytest.mark.parametrize("num_shards", [1, 3, 4])
 def test_worker_input_shards_are_disjoint_and_cover_the_data(tmp_path, num_shards):
     """With the InputContext MultiWorkerMirroredStrategy gives 2 one-replica workers, one epoch of
-    each worker's `PretrainingInput.dataset_fn` is a disjoint part of the records and the parts
-    cover every example: file sharding (>= 2 files) and example sharding (1 file) alike."""
+    each worker's input (the MLM task's `build_inputs`) is a disjoint part of the records and
+    the parts cover every example: file sharding (>= 2 files) and example sharding (1 file) alike."""
     pattern = make_records(tmp_path / "rec", num_shards)
     everything = all_examples(pattern)
     assert len(everything) > 100 and len(set(everything)) == len(everything)  # keys identify
-    data = unmasked_input(pattern, DEMO_VOCAB)
-    parts = [first_epoch(data.dataset_fn(tf.distribute.InputContext(
+    read = unmasked_input(pattern, DEMO_VOCAB)
+    parts = [first_epoch(read(tf.distribute.InputContext(
         num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2))) for i in range(2)]
     assert all(parts) and not set(parts[0]) & set(parts[1])
     assert sorted(parts[0] + parts[1]) == sorted(everything)

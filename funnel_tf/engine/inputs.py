@@ -1,12 +1,30 @@
-"""The loop's input: a distributed iterator over a run's dataset_fn, started at a resume step by
-replay when the iterator state itself cannot be checkpointed (distributed iterators, TF 2.19-2.21)."""
+"""The loop's input: a task's dataset (`Task.build_inputs` of a run's input spec) as the loop's
+dataset_fn, and a distributed iterator over it, started at a resume step by replay when the
+iterator state itself cannot be checkpointed (distributed iterators, TF 2.19-2.21)."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Callable
 
 import tensorflow as tf
+
+
+def task_dataset_fn(task, spec) -> Callable:
+    """`ctx -> task.build_inputs(spec, ctx)`, the dataset_fn `loop.Trainer` takes. A spec with a
+    `start_batch` (pretraining's) gives a dataset_fn that takes one too, which starts the task's
+    input at that batch of the pipeline (see `distributed_iterator`)."""
+    if "start_batch" in {f.name for f in dataclasses.fields(spec)}:
+        def dataset_fn(ctx: tf.distribute.InputContext, start_batch: int = 0) -> tf.data.Dataset:
+            if start_batch:
+                return task.build_inputs(dataclasses.replace(
+                    spec, start_batch=spec.start_batch + start_batch), ctx)
+            return task.build_inputs(spec, ctx)
+    else:
+        def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+            return task.build_inputs(spec, ctx)
+    return dataset_fn
 
 
 def distributed_iterator(strategy: tf.distribute.Strategy, dataset_fn: Callable,

@@ -1,5 +1,6 @@
-"""Prediction under a strategy: `task.predict` over an EvalData, rows gathered back to the host in
-dataset order (the runner's evaluation and --do_predict both go through it)."""
+"""Prediction under a strategy: `task.predict` over an EvalData's rows (read through
+`task.build_inputs`), gathered back to the host in dataset order (the runner's evaluation and
+--do_predict both go through it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 from funnel_tf import xla
 from funnel_tf.engine.strategy import strategy_info
 from funnel_tf.tasks.base import EvalData, Task
+from funnel_tf.tasks.inputs import FinetuningInputSpec
 
 
 class Predictor:
@@ -20,7 +22,7 @@ class Predictor:
 
     def __init__(self, strategy: tf.distribute.Strategy, task: Task, model,
                  jit_compile: bool = True):
-        self.strategy = strategy
+        self.strategy, self.task = strategy, task
         kind = strategy_info(strategy).kind
 
         def replica_fn(features):
@@ -39,9 +41,10 @@ class Predictor:
         self._step = step
 
     @staticmethod
-    def input_dataset(data: EvalData, global_batch: int) -> tf.data.Dataset:
+    def input_dataset(task: Task, data: EvalData, global_batch: int) -> tf.data.Dataset:
         """The global batches handed to `experimental_distribute_dataset` (rows numbered)."""
-        ds = data.input_dataset().enumerate().map(
+        rows = task.build_inputs(FinetuningInputSpec(training=False, prepared=data))
+        ds = rows.enumerate().map(
             lambda i, f: dict(f, _row=tf.cast(i, tf.int32)))
         ds = ds.batch(global_batch, drop_remainder=True)
         options = tf.data.Options()
@@ -51,7 +54,7 @@ class Predictor:
 
     def __call__(self, data: EvalData, global_batch: int) -> Dict[str, np.ndarray]:
         dist = self.strategy.experimental_distribute_dataset(
-            self.input_dataset(data, global_batch))
+            self.input_dataset(self.task, data, global_batch))
         parts: Dict[str, List[np.ndarray]] = collections.defaultdict(list)
         for batch in dist:
             for k, v in self._step(batch).items():

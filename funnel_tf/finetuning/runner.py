@@ -39,9 +39,11 @@ from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.base import (EvalData, Task, TaskError, atomic_write_json,
                                   atomic_write_text, feature_records_for)
 from funnel_tf.tasks.defaults import Hparams
+from funnel_tf.tasks.inputs import FinetuningInputSpec
 from funnel_tf.finetuning.initialization import initialize_model
 from funnel_tf.checkpoints.resolver import BEST_DIR, Resolved, has_best
 from funnel_tf.engine.actions import NONFINITE_POLICIES, Evaluate, KeepBest
+from funnel_tf.engine.inputs import task_dataset_fn
 from funnel_tf.engine.loop import LoopConfig, Trainer
 from funnel_tf.engine.optimization import WarmupLinearDecay, make_optimizer
 from funnel_tf.engine.precision import resolve_jit
@@ -265,18 +267,10 @@ class FinetuneRunner:
                      hp.batch_size, total, total * hp.batch_size / max(self.train_rows, 1),
                      warmup, hp.learning_rate, hp.layer_decay,
                      evaluation_plan(marks) if do_eval else "no evaluation (no --do_eval)")
-        train_examples = self.examples[task.train_split]
         seed = run.seed
-        tokenizer = self.tokenizer
-        records = self._feature_records(task.train_split, "train")  # None: tokenize in tf.data
-
-        def dataset_fn(ctx: tf.distribute.InputContext):
-            ds = task.train_dataset(train_examples, tokenizer, hp, seed, records=records)
-            if ctx.num_input_pipelines > 1:
-                # Same seed on every host -> same shuffled stream; each takes a disjoint slice.
-                ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-            return ds.batch(ctx.get_per_replica_batch_size(hp.batch_size),
-                            drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        spec = FinetuningInputSpec(  # records None: tokenize in tf.data
+            self.examples[task.train_split], self.tokenizer, hp, seed=seed,
+            records=self._feature_records(task.train_split, "train"))
 
         def optimizer_fn(variables):
             schedule = WarmupLinearDecay(hp.learning_rate, warmup, total)
@@ -298,7 +292,8 @@ class FinetuneRunner:
         self._do_eval = do_eval
         # Evaluating at the marks is an action of the loop (engine/actions.py); with it, a stop
         # requested while evaluating saves and returns at that step.
-        self._trainer = Trainer(self.strategy, objective, optimizer_fn, dataset_fn, loop,
+        self._trainer = Trainer(self.strategy, objective, optimizer_fn,
+                                task_dataset_fn(task, spec), loop,
                                 actions=[Evaluate(marks, on_eval)])
         return self._trainer
 

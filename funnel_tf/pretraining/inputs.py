@@ -1,21 +1,23 @@
-"""Pretraining input for the loop: TFRecords (or raw text turned into TFRecords once) + vocab +
-online masking -> a `dataset_fn(InputContext)` of per-replica feature batches.
+"""Pretraining input planned for a run: TFRecords (or raw text turned into TFRecords once, cached
+in the run folder) + vocab + online masking -> the `PretrainingInputSpec` that the pretraining
+task reads (`Task.build_inputs`, tasks/inputs.py) into per-replica feature batches.
 
 The text pipeline itself lives in `funnel_tf.text` (records, reader, masker); this module only
-decides what to read, checks that the records, the vocab and the model agree, and wires them up.
+decides what to read and checks that the records, the vocab and the model agree.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.errors import UserError
+from funnel_tf.tasks.inputs import PretrainingInputSpec
 from funnel_tf.text import corpus, masking, pretraining, pretraining_reader
 from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256
 
@@ -122,29 +124,16 @@ def records_from_text(text_files: Sequence[str], vocab_path: str, seq_len: int, 
 
 @dataclasses.dataclass
 class PretrainingInput:
-    """Resolved input: record files, tokenizer, masker; `dataset_fn` feeds `loop.Trainer`."""
+    """Materialised input: what the task reads (`spec`, for `Task.build_inputs`: record files,
+    masker, batch, seed) and what the run reports (tokenizer, number of examples)."""
 
-    files: List[str]
+    spec: PretrainingInputSpec
     tokenizer: WordpieceTokenizer
-    masker: masking.MlmMasker
-    seq_len: int
-    global_batch_size: int
-    seed: int
-    deterministic: bool
     num_examples: Optional[int] = None
 
-    def dataset_fn(self, ctx: tf.distribute.InputContext, start_batch: int = 0) -> tf.data.Dataset:
-        """Per-replica batches for this input pipeline (files sharded by pipeline id), starting at
-        this pipeline's batch `start_batch` (what `loop.Trainer` passes on resume).
-
-        Each batch is masked with a stateless key of (seed, pipeline id, batch index), so batches
-        are masked in parallel and a resumed run gets the masks of the uninterrupted one without
-        reading more than one epoch of raw records. deterministic=True also fixes the element
-        order (the replayed resume needs it); False lets tf.data hand batches out as they finish.
-        """
-        return pretraining_reader.make_pretraining_dataset(
-            self.files, self.seq_len, self.global_batch_size, input_context=ctx, seed=self.seed,
-            masker=self.masker, start_batch=start_batch, deterministic=self.deterministic)
+    @property
+    def files(self) -> List[str]:
+        return list(self.spec.files)
 
 
 @dataclasses.dataclass
@@ -259,8 +248,9 @@ def materialize_input(plan: InputPlan, global_batch_size: int, seed: int = 0,
                       deterministic: bool = True, work_dir: Optional[str] = None,
                       can_write: bool = True, skip_undecodable_lines: bool = False,
                       fallback_encoding: Optional[str] = None) -> PretrainingInput:
-    """The PretrainingInput of a checked plan; raw text becomes records in
-    `<work_dir>/data/seq<L>` (reused while inputs, vocab and settings are unchanged)."""
+    """The PretrainingInput of a checked plan (its `spec` is what the task reads); raw text
+    becomes records in `<work_dir>/data/seq<L>` (reused while inputs, vocab and settings are
+    unchanged)."""
     files, manifest = plan.files, plan.manifest
     if plan.data_format == "text":
         if not can_write:
@@ -274,9 +264,10 @@ def materialize_input(plan: InputPlan, global_batch_size: int, seed: int = 0,
                                   skip_undecodable_lines=skip_undecodable_lines,
                                   fallback_encoding=fallback_encoding)
         manifest = read_manifest(files)
-    return PretrainingInput(files=files, tokenizer=plan.tokenizer, masker=plan.masker,
-                            seq_len=plan.seq_len, global_batch_size=global_batch_size, seed=seed,
-                            deterministic=deterministic,
+    spec = PretrainingInputSpec(files=tuple(files), seq_len=plan.seq_len,
+                                global_batch_size=global_batch_size, masker=plan.masker,
+                                seed=seed, deterministic=deterministic)
+    return PretrainingInput(spec=spec, tokenizer=plan.tokenizer,
                             num_examples=manifest.get("num_examples") if manifest else None)
 
 

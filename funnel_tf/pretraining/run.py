@@ -314,6 +314,7 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
     from funnel_tf.engine import strategy as strat
     from funnel_tf.engine import optimization
     from funnel_tf.engine import precision as run_precision
+    from funnel_tf.engine.inputs import task_dataset_fn
     from funnel_tf.engine.run_lock import ModelDirLock
 
     saved = None
@@ -392,8 +393,8 @@ def run_pretraining(args: PretrainArgs) -> PretrainResult:
                 work_dir=model_dir, can_write=info.is_chief and info.num_workers == 1,
                 skip_undecodable_lines=a.skip_undecodable_lines,
                 fallback_encoding=a.fallback_encoding)
-            trainer = loop.Trainer(strategy, objective, optimizer_fn, data.dataset_fn,
-                                   loop_config)
+            trainer = loop.Trainer(strategy, objective, optimizer_fn,
+                                   task_dataset_fn(objective, data.spec), loop_config)
             trainer.prepare()  # restore or warm-start: a checkpoint that does not fit fails here
             for note in notes:
                 logging.info("%s", note)

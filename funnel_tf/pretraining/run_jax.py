@@ -43,9 +43,10 @@ def resolve_precision(requested: str) -> str:
     return requested
 
 
-def batches_fn(data: inputs.PretrainingInput):
-    """start_batch -> iterator of this process's numpy batches (pipeline jax.process_index() of
-    jax.process_count())."""
+def batches_fn(task, spec):
+    """start_batch -> iterator of this process's numpy batches: `task.build_inputs(spec)` of
+    pipeline jax.process_index() of jax.process_count(), from that pipeline's batch
+    `start_batch` on."""
     import jax
 
     n, i = jax.process_count(), jax.process_index()
@@ -53,7 +54,8 @@ def batches_fn(data: inputs.PretrainingInput):
     def make(start_batch: int):
         ctx = tf.distribute.InputContext(num_input_pipelines=n, input_pipeline_id=i,
                                          num_replicas_in_sync=n)
-        return data.dataset_fn(ctx, start_batch=start_batch).as_numpy_iterator()
+        start = dataclasses.replace(spec, start_batch=spec.start_batch + start_batch)
+        return task.build_inputs(start, ctx).as_numpy_iterator()
     return make
 
 
@@ -143,8 +145,9 @@ def run_pretraining_jax(args: PretrainArgs) -> "tf_run.PretrainResult":
                 work_dir=model_dir, can_write=is_chief and jax.process_count() == 1,
                 skip_undecodable_lines=a.skip_undecodable_lines,
                 fallback_encoding=a.fallback_encoding)
-            trainer = JaxTrainer(objective, optimizer, batches_fn(data), loop_config,
-                                 lambda step: float(schedule(step)), is_chief=is_chief)
+            trainer = JaxTrainer(objective, optimizer, batches_fn(objective, data.spec),
+                                 loop_config, lambda step: float(schedule(step)),
+                                 is_chief=is_chief)
             trainer.prepare()  # a checkpoint that does not fit fails here, before writing
             for note in notes:
                 logging.info("%s", note)

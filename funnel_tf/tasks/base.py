@@ -1,9 +1,10 @@
 """The one Task interface: everything a run trains (MLM, ELECTRA, GLUE, text classification,
 SQuAD, RACE), in the spirit of Model Garden's `official/core/base_task.py`.
 
-`Task` is what the engine (`engine/loop.py`) sees: the features a batch must hold (inputs), the
-models it builds (model), its loss split across replicas (loss) and the training statistics it
-reports (metrics). `FinetuningTask` adds what finetune.py needs on top: which files a split lives in
+`Task` is what the engine (`engine/loop.py`) sees: its input, built from a typed spec of what to
+read (`build_inputs`, tasks/inputs.py), the features a batch must hold, the models it builds
+(model), its loss split across replicas (loss) and the training statistics it reports (metrics).
+`FinetuningTask` adds what finetune.py needs on top: which files a split lives in
 and how to parse them (through `funnel_tf.text`), the per-example loss, prediction outputs, the
 paper's metrics (`funnel_tf.metrics`), prediction files and the text-in serving module for export.
 
@@ -37,6 +38,7 @@ from funnel_tf.storage import atomic_write_text  # noqa: F401  (tasks import it 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.tasks.defaults import Hparams, default_hparams
 from funnel_tf.tasks.errors import TaskError  # noqa: F401  (re-exported: tasks raise it)
+from funnel_tf.tasks.inputs import FinetuningInputSpec
 from funnel_tf.tasks.losses import divide_no_nan, weighted_sum
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -60,6 +62,14 @@ class Task(abc.ABC):
     _models: Optional[Dict[str, keras.Model]] = None
 
     # ------------------------------------------------------------------ inputs
+    @abc.abstractmethod
+    def build_inputs(self, spec, input_context: Optional[tf.distribute.InputContext] = None
+                     ) -> tf.data.Dataset:
+        """The dataset `spec` describes (tasks/inputs.py: PretrainingInputSpec for MLM and
+        ELECTRA, FinetuningInputSpec for the finetuning tasks). Training input comes in batches
+        per replica of the pipeline `input_context` names (one pipeline when None); the engines
+        (engine/inputs.py, the JAX trainer's batches) read every task's input through here."""
+
     def model_inputs(self, features: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """The model's own inputs among `features` ([B, L] int32 each)."""
         return {k: features[k] for k in self.input_keys if k in features}
@@ -136,7 +146,8 @@ class Task(abc.ABC):
 
 @dataclasses.dataclass
 class EvalData:
-    """A split ready for prediction: the padded, batched dataset plus what the metrics need."""
+    """A split ready for prediction: its unbatched rows (read through `build_inputs` with a
+    FinetuningInputSpec whose `prepared` is this) plus what the metrics need."""
 
     dataset: Optional[tf.data.Dataset]  # unbatched rows in order, padded with weight-0 rows to
                                    # a multiple of the global eval batch (None: from `records`)
@@ -144,13 +155,6 @@ class EvalData:
     num_rows: int                  # rows before padding (examples, or SQuAD windows)
     aux: Any = None                # task-specific extras (e.g. SquadFeatures)
     records: Any = None            # feature_records.RecordSource of the same rows, or None
-
-    def input_dataset(self) -> tf.data.Dataset:
-        """The rows to predict: read from the feature records when there are (core TF ops only,
-        written on first use), else the in-graph tokenizing dataset."""
-        if self.records is not None:
-            return self.records.dataset()
-        return self.dataset
 
 
 class FinetuningTask(Task):
@@ -235,6 +239,36 @@ class FinetuningTask(Task):
     def load(self, data_dir: str, split: str, skip_malformed: bool = False):
         """Parsed, validated examples of a split (errors name the file and line)."""
 
+    def build_inputs(self, spec: FinetuningInputSpec,
+                     input_context: Optional[tf.distribute.InputContext] = None
+                     ) -> tf.data.Dataset:
+        """Training: `train_dataset`'s rows, this pipeline's slice of them (every host shuffles
+        with the same seed, so the streams agree and the slices are disjoint), in per-replica
+        batches of `hp.batch_size` global (remainder dropped). Evaluation: the split's ordered
+        rows, unbatched, padded to a multiple of the global eval batch (from the feature records
+        when it has them, core TF ops only; else the in-graph tokenizing dataset); the Predictor
+        batches and distributes them, so evaluation takes no input_context."""
+        if not isinstance(spec, FinetuningInputSpec):
+            raise TypeError(f"task {self.name} reads a FinetuningInputSpec, got "
+                            f"{type(spec).__name__}")
+        if not spec.training:
+            if input_context is not None:
+                raise ValueError("evaluation rows are read whole (the Predictor distributes "
+                                 "them): pass no input_context")
+            data = spec.prepared
+            if data is None:
+                data = self.eval_data(spec.examples, spec.tokenizer, spec.hp,
+                                      spec.hp.global_eval_batch_size, records=spec.records)
+            return data.records.dataset() if data.records is not None else data.dataset
+        ctx = input_context or tf.distribute.InputContext()
+        ds = self.train_dataset(spec.examples, spec.tokenizer, spec.hp, spec.seed,
+                                records=spec.records)
+        if ctx.num_input_pipelines > 1:
+            ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+        return ds.batch(ctx.get_per_replica_batch_size(spec.hp.batch_size),
+                        drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    # The task family's input hooks, which build_inputs composes.
     @abc.abstractmethod
     def train_dataset(self, examples, tokenizer, hp: Hparams, seed: int,
                       records=None) -> tf.data.Dataset:

@@ -20,6 +20,7 @@ from keras import ops
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.heads import FunnelForMaskedLM, FunnelForPreTraining
 from funnel_tf.tasks.base import Task
+from funnel_tf.tasks.inputs import PretrainingInputs
 from funnel_tf.tasks.losses import divide_no_nan, masked_lm_terms, sigmoid_cross_entropy
 from funnel_tf.tasks.mlm import PRETRAINING_FEATURES
 
@@ -70,7 +71,7 @@ def scatter_to_sequence(values, positions, weights, seq_len: int):
     return grid, is_target
 
 
-class ElectraTask(Task):
+class ElectraTask(PretrainingInputs, Task):
     """Discriminator (FunnelForPreTraining, the backbone) + generator (FunnelForMaskedLM)."""
 
     name = "electra"

@@ -15,12 +15,13 @@ from keras import ops
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.heads import FunnelForMaskedLM
 from funnel_tf.tasks.base import MODEL_INPUTS, Task
+from funnel_tf.tasks.inputs import PretrainingInputs
 from funnel_tf.tasks.losses import divide_no_nan, masked_lm_terms
 
 PRETRAINING_FEATURES = MODEL_INPUTS + ("masked_positions", "masked_ids", "masked_weights")
 
 
-class MaskedLMTask(Task):
+class MaskedLMTask(PretrainingInputs, Task):
     """MLM on FunnelModel's full-length decoder output (FunnelForMaskedLM, named "masked_lm")."""
 
     name = "mlm"

@@ -39,11 +39,14 @@ def test_non_utf8_line_skipped_on_request(tmp_path):
 
 
 def test_dataset_fn_starts_at_a_batch_with_the_masks_of_the_uninterrupted_stream(tmp_path, tiny_config):
-    """`PretrainingInput.dataset_fn(ctx, start_batch=k)` (what a replayed resume calls) yields the
-    batches k, k+1, ... of `dataset_fn(ctx)`, masks included, several epochs in."""
+    """The loop's dataset_fn of the task's input (`task_dataset_fn(task, spec)`) called with
+    `start_batch=k` (what a replayed resume calls) yields the batches k, k+1, ... of
+    `dataset_fn(ctx)`, masks included, several epochs in."""
     import numpy as np
     import tensorflow as tf
 
+    from funnel_tf.engine.inputs import task_dataset_fn
+    from funnel_tf.tasks.mlm import MaskedLMTask
     from funnel_tf.text import pretraining
 
     records = tmp_path / "records"
@@ -56,7 +59,8 @@ def test_dataset_fn_starts_at_a_batch_with_the_masks_of_the_uninterrupted_stream
     def batches(ds, n):
         return [np.concatenate([b["input_ids"], b["masked_positions"]], 1) for b in ds.take(n)]
 
-    full = batches(data.dataset_fn(ctx), 14)  # 5 batches an epoch
-    resumed = batches(data.dataset_fn(ctx, start_batch=11), 3)
+    dataset_fn = task_dataset_fn(MaskedLMTask(), data.spec)
+    full = batches(dataset_fn(ctx), 14)  # 5 batches an epoch
+    resumed = batches(dataset_fn(ctx, start_batch=11), 3)
     for i, (a, b) in enumerate(zip(resumed, full[11:])):
         np.testing.assert_array_equal(a, b, err_msg=f"batch {11 + i}")

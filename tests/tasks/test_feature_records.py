@@ -22,6 +22,7 @@ from funnel_tf.tasks import get_task
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.finetuning.run import run_finetuning
 from funnel_tf.finetuning.predictor import Predictor
+from funnel_tf.tasks.inputs import FinetuningInputSpec
 from funnel_tf.finetuning.runner import FinetuneRunner, RunConfig
 from tests.tasks.helpers import DEMO_VOCAB, csv_args, write_csv_task
 
@@ -154,9 +155,11 @@ def graphs(tmp_path_factory, micro_config, demo_tokenizer):
             trainer = runner.prepare_training(do_eval=False)
             split = runner.task.eval_splits[0]
             train = trainer.dataset_fn(ctx)
-            evaluation = Predictor.input_dataset(runner._data(split),
+            evaluation = Predictor.input_dataset(runner.task, runner._data(split),
                                                  runner.hp.global_eval_batch_size)
-            inputs[family, mode] = (train, runner._data(split).input_dataset())
+            rows = runner.task.build_inputs(FinetuningInputSpec(training=False,
+                                                                prepared=runner._data(split)))
+            inputs[family, mode] = (train, rows)
             op_sets[f"{family}/{mode}/train"] = _op_types(train)
             op_sets[f"{family}/{mode}/eval"] = _op_types(evaluation)
     return runners, inputs, op_sets, _unregistered_without_tf_text(op_sets)
