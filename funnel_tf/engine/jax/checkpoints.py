@@ -31,6 +31,19 @@ ITEMS = ("state", "meta")
 FORMAT = 1
 
 
+def _quiet_orbax() -> None:
+    """Drop Orbax's INFO records (some 40 a save, through absl's logger) from the run's log;
+    its warnings and errors stay. Once per process."""
+    import logging as py_logging
+
+    absl_logger = py_logging.getLogger("absl")
+    if not any(getattr(f, "funnel_orbax", False) for f in absl_logger.filters):
+        def keep(record) -> bool:
+            return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
+        keep.funnel_orbax = True
+        absl_logger.addFilter(keep)
+
+
 class OldCheckpointFormatError(CheckpointError):
     """A model_dir holding JAX-engine checkpoints in the `.npz` format of an older funnel-tf."""
 
@@ -94,6 +107,7 @@ class JaxCheckpoints:
     def _options(self, **kw):
         import orbax.checkpoint as ocp
 
+        _quiet_orbax()
         return ocp.CheckpointManagerOptions(step_prefix=PREFIX, **kw)
 
     def _writer(self):

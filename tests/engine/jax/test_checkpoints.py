@@ -250,3 +250,17 @@ def test_two_processes_save_together_and_the_chief_alone_writes(tmp_path):
                for root, dirs, _ in os.walk(tmp_path) for d in dirs]
     assert [d for d in written if "ocdbt.process_0" in d], written  # Orbax's per-process folders
     assert not [d for d in written if "process_1" in d], written
+
+
+def test_orbax_info_records_stay_out_of_the_run_log(tmp_path, caplog):
+    """Orbax logs some 40 INFO lines a save through absl's logger: none reaches the run's log;
+    our own warnings (the fallback's) still do."""
+    caplog.set_level(logging.INFO)
+    ckpt = JaxCheckpoints(str(tmp_path), keep=5)
+    ckpt.save(1, 0, _groups(1), wait=True)
+    ckpt.restore_latest(_expected(_groups(1)))
+    assert not [r for r in caplog.records if "/orbax/" in r.pathname and r.levelno < logging.WARNING]
+    os.rename(os.path.join(checkpoint_dir(str(tmp_path)), "jax_1", "meta"),
+              os.path.join(str(tmp_path), "meta_moved"))
+    assert JaxCheckpoints(str(tmp_path)).restore_latest(_expected(_groups(1))) is None
+    assert [r for r in caplog.records if "unreadable" in r.getMessage()]
