@@ -35,10 +35,26 @@ class FreshSeed(keras.initializers.Initializer):
         cls = {"normal": keras.initializers.RandomNormal,
                "truncated_normal": keras.initializers.TruncatedNormal,
                "uniform": keras.initializers.RandomUniform}[self.kind]
-        return cls(**self.kwargs)(shape, dtype=dtype)
+        values = cls(**self.kwargs)(shape, dtype=dtype)
+        if self.kind == "truncated_normal" and keras.backend.backend() == "torch":
+            values = _redraw_tails(values, cls, self.kwargs, shape, dtype)
+        return values
 
     def get_config(self):
         return {"kind": self.kind, **self.kwargs}
+
+
+def _redraw_tails(values, cls, kwargs, shape, dtype):
+    """Keras' torch truncated_normal keeps a value past 2 std when four draws in a row miss (~4e-6
+    of the values: a few in a 30k-word embedding table); redraw those until none is left."""
+    from keras import ops
+
+    mean, limit = kwargs.get("mean", 0.0), 2 * kwargs.get("stddev", 0.05)
+    while True:
+        tails = ops.abs(values - mean) > limit
+        if not bool(ops.any(tails)):
+            return values
+        values = ops.where(tails, cls(**kwargs)(shape, dtype=dtype), values)
 
 
 def _original_std(config) -> float:

@@ -136,3 +136,63 @@ def test_hf_fixture_parity_on_jax():
         pytest.skip(report["skipped"])
     bad = {k: v for k, v in report.items() if isinstance(v, str) or v > ATOL}
     assert not bad, bad
+
+
+# PyTorch: the same .weights.h5 files and HF fixtures, eager, in a KERAS_BACKEND=torch subprocess.
+_TORCH_CHECK = """
+import json, pathlib, sys
+import keras, numpy as np
+from funnel_tf import load_model
+from funnel_tf.config import FunnelConfig
+from tests.modeling.backend_check import CLASSES
+work, names = pathlib.Path(sys.argv[1]), sys.argv[2:]
+config = FunnelConfig.from_dict(json.loads((work / "config.json").read_text()))
+diffs = {}
+def diff(out, ref):
+    got = {k: keras.ops.convert_to_numpy(v) for k, v in out.items() if k != "hidden_states"}
+    got.update({f"hidden_states_{i}": keras.ops.convert_to_numpy(h) for i, h in enumerate(out.get("hidden_states", ()))})
+    return max(float(np.max(np.abs(got[k] - v))) for k, v in ref.items())
+for name in names:
+    data = dict(np.load(work / f"{name}.npz"))
+    model = CLASSES[name](config)
+    model.load_weights(work / f"{name}.weights.h5")
+    extra = {"masked_positions": data["masked_positions"]} if "masked_positions" in data else {}
+    out = model({k[3:]: v for k, v in data.items() if k.startswith("in_")}, output_hidden_states=True, **extra)
+    diffs[name] = diff(out, {k[4:]: v for k, v in data.items() if k.startswith("out_")})
+for case in ("model_default_L8", "head_seq_cls_L8"):
+    folder = pathlib.Path("tests/fixtures/hf") / case
+    model = load_model(str(folder))
+    diffs["hf/" + case] = diff(model(dict(np.load(folder / "inputs.npz")), output_hidden_states=True),
+                              dict(np.load(folder / "outputs.npz")))
+mixed = load_model("tests/fixtures/hf/model_default_L8", dtype="mixed_bfloat16")
+hidden = mixed(dict(np.load("tests/fixtures/hf/model_default_L8/inputs.npz")))["last_hidden_state"]
+weights = CLASSES["FunnelModel"](config.replace(init_scheme="original", vocab_size=30522)).embeddings.word_embeddings
+table = keras.ops.convert_to_numpy(weights)
+print("REPORT " + json.dumps({"backend": keras.backend.backend(), "diffs": diffs,
+                             "bf16_dtype": keras.backend.standardize_dtype(hidden.dtype),
+                             "tensorflow_imported": "tensorflow" in sys.modules,
+                             "init_max": float(np.abs(table).max()), "init_std": config.initializer_std or 0.02}))
+"""
+
+
+@pytest.mark.slow  # a torch process (~20 s); the JAX checks above stay in the default suite
+def test_same_weights_same_outputs_on_torch(tmp_path):
+    """Keras' PyTorch backend runs the same models: TF-written weights and the HF fixtures give the
+    same outputs (1e-5, eager), mixed_bfloat16 computes in bfloat16, the original init is cut at
+    2 std (funnel_tf/modeling/initializers.py redraws Keras-torch's rare uncut values), no TF."""
+    pytest.importorskip("torch")
+    config = load_config("tiny")
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    for name in FAST:
+        _write_case(tmp_path, name, backend_check.CLASSES[name], config)
+    env = dict(os.environ, KERAS_BACKEND="torch",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", _TORCH_CHECK, str(tmp_path), *FAST], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    report = json.loads(lines[-1][len("REPORT "):])
+    assert report["backend"] == "torch" and report["tensorflow_imported"] is False
+    assert max(report["diffs"].values()) <= ATOL, report["diffs"]
+    assert report["bf16_dtype"] == "bfloat16"
+    assert report["init_max"] <= 2 * report["init_std"] + 1e-7, report
