@@ -326,6 +326,8 @@ def write_rte(folder: str, num_train: int = 256, num_dev: int = 64, seed: int = 
 class Runner:
     """Runs the stages of every config, collecting Stage results and figures."""
 
+    newest_checkpoint = staticmethod(newest_checkpoint_step)  # jax_smoke.py: the JAX engine's
+
     def __init__(self, args):
         self.a = args
         self.out = os.path.abspath(args.out)
@@ -460,7 +462,7 @@ class Runner:
         proc.send_signal(signal.SIGTERM)
         rc = self.wait(proc, files, self.a.stage_timeout)
         how, step = pretrain_end(self.read(stem + ".out"))
-        ckpt = newest_checkpoint_step(model_dir)
+        ckpt = self.newest_checkpoint(model_dir)
         first_run_lines = len(read_jsonl(metrics))
         ok = (rc == EXIT_PREEMPTED and how == "preempted" and step == ckpt
               and 2 * n <= step < total)
@@ -486,7 +488,7 @@ class Runner:
         run1, run2 = records[:first_run_lines], records[first_run_lines:]
         resumed_from_ckpt = bool(run2) and run2[0]["step"] > ckpt
         ok = (rc == 0 and restored == ckpt and how2 == "finished" and step2 == total
-              and newest_checkpoint_step(model_dir) == total and resumed_from_ckpt)
+              and self.newest_checkpoint(model_dir) == total and resumed_from_ckpt)
         self.add(f"{config}/resume", PASS if ok else FAIL,
                  f"restored step {restored}, finished at step {step2}/{total}, first new record "
                  f"at step {run2[0]['step'] if run2 else None}" + (

@@ -9,16 +9,27 @@
 #      export, the export reloaded; prints one PASS/FAIL line per stage, step times and MFU
 #      against the chip's bf16 peak, and writes OUT/tpu_smoke.json.
 #
+# --backend=jax checks the JAX engine instead (README: On a TPU VM with JAX), in a venv without
+# tensorflow-tpu: 1. installs `.[cpu,jax]` (the standard TensorFlow wheel, for tf.data) and
+# `jax[tpu]` (its libtpu) at the installed jax version; 2. runs bench/jax_smoke.py: jax.devices()
+# must be TPUs (no TPUClusterResolver), then per config `pretrain.py --backend=jax` for two host
+# loops, SIGTERM (exit 75 and a checkpoints/jax_<step>), the same command again (resume, finish),
+# and its export (<model_dir>/pretrained) loaded on JAX; step times and MFU as above.
+#
 #   bash bench/tpu_smoke.sh [--out=DIR] [--configs=tiny,small] [--no-install]      # on a TPU VM
+#   bash bench/tpu_smoke.sh --backend=jax [--out=DIR] [--no-install]               # JAX engine
 #   bash bench/tpu_smoke.sh --strategy=default --no-install --configs=tiny --out=DIR # CPU check
+#   bash bench/tpu_smoke.sh --backend=jax --strategy=default --no-install --configs=tiny # JAX, CPU
 #   (other --flags go to bench/tpu_smoke.py: --accelerator_type=v4-8, --tpu=NAME, --stage_timeout)
 # --strategy=default never installs the TPU build (it would replace the standard wheel): without
-# --no-install it installs `.[cpu]`. OUT default: bench/results/tpu_smoke_<UTC time>.
+# --no-install it installs `.[cpu]` (`.[cpu,jax]` with --backend=jax). OUT default:
+# bench/results/tpu_smoke_<UTC time> (jax_smoke_<UTC time> with --backend=jax).
 # Exit status: 0 when every stage passed, 1 when one failed, 2 for bad arguments.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 STRATEGY=tpu
+BACKEND=tensorflow
 NO_INSTALL=0
 CONFIGS=tiny,small
 OUT_DIR=""
@@ -26,10 +37,11 @@ EXTRA=()
 for arg in "$@"; do
   case "$arg" in
     --strategy=*) STRATEGY="${arg#*=}" ;;
+    --backend=*) BACKEND="${arg#*=}" ;;
     --no-install) NO_INSTALL=1 ;;
     --configs=*) CONFIGS="${arg#*=}" ;;
     --out=*) OUT_DIR="${arg#*=}" ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     --*) EXTRA+=("$arg") ;;
     *) echo "tpu_smoke.sh: unexpected argument '$arg' (flags are --name=value)" >&2; exit 2 ;;
   esac
@@ -38,8 +50,14 @@ case "$STRATEGY" in
   tpu|default) ;;
   *) echo "tpu_smoke.sh: --strategy=$STRATEGY: use tpu or default" >&2; exit 2 ;;
 esac
+case "$BACKEND" in
+  tensorflow|jax) ;;
+  *) echo "tpu_smoke.sh: --backend=$BACKEND: use tensorflow or jax" >&2; exit 2 ;;
+esac
 [ -n "$CONFIGS" ] || { echo "tpu_smoke.sh: --configs is empty" >&2; exit 2; }
-OUT_DIR="${OUT_DIR:-bench/results/tpu_smoke_$(date -u +%Y%m%dT%H%M%SZ)}"
+STEM=tpu_smoke
+[ "$BACKEND" = "jax" ] && STEM=jax_smoke
+OUT_DIR="${OUT_DIR:-bench/results/${STEM}_$(date -u +%Y%m%dT%H%M%SZ)}"
 PY="${PYTHON:-python}"
 log() { echo "== tpu_smoke: $*"; }
 
@@ -49,7 +67,23 @@ INSTALL_DETAIL="--no-install"
 if [ "$NO_INSTALL" != "1" ]; then
   mkdir -p "$OUT_DIR"
   INSTALL_LOG="$OUT_DIR/install.txt"
-  if [ "$STRATEGY" = "tpu" ]; then
+  if [ "$BACKEND" = "jax" ]; then
+    EXTRA_JAX=""
+    [ "$STRATEGY" = "tpu" ] && EXTRA_JAX=tpu
+    log "installing .[cpu,jax]${EXTRA_JAX:+ and jax[tpu]} (README: On a TPU VM with JAX); log in $INSTALL_LOG"
+    if "$PY" -m pip show tensorflow-tpu >/dev/null 2>&1; then
+      INSTALL_STATUS=FAIL
+      INSTALL_DETAIL="tensorflow-tpu is installed here and fills the folder of the standard tensorflow wheel the JAX engine's input pipeline uses: run in a fresh venv (python -m venv ~/funnel-jax)"
+    elif "$PY" -m pip install -e ".[cpu,jax]" >"$INSTALL_LOG" 2>&1 \
+        && { [ -z "$EXTRA_JAX" ] || "$PY" -m pip install \
+               "jax[tpu]==$("$PY" -c 'import jax; print(jax.__version__)')" >>"$INSTALL_LOG" 2>&1; }; then
+      PKGS="$("$PY" -m pip list 2>/dev/null | grep -iE '^(jax|jaxlib|libtpu|tensorflow)[-_ ]' | tr -s ' ' | paste -sd ',' -)"
+      echo "$PKGS" >>"$INSTALL_LOG"
+      INSTALL_STATUS=PASS; INSTALL_DETAIL="$PKGS"
+    else
+      INSTALL_STATUS=FAIL; INSTALL_DETAIL="pip failed: $(grep -iE 'error' "$INSTALL_LOG" | tail -1 | cut -c1-300)"
+    fi
+  elif [ "$STRATEGY" = "tpu" ]; then
     log "installing the TPU build (README: On a TPU VM); log in $INSTALL_LOG"
     if "$PY" -m pip show tensorflow >/dev/null 2>&1; then
       INSTALL_STATUS=FAIL
@@ -78,7 +112,7 @@ if [ "$NO_INSTALL" != "1" ]; then
 fi
 
 # --------------------------------------------------------------------- 2. stages + verdict
-"$PY" bench/tpu_smoke.py --strategy="$STRATEGY" --configs="$CONFIGS" --out="$OUT_DIR" \
+"$PY" "bench/${STEM}.py" --strategy="$STRATEGY" --configs="$CONFIGS" --out="$OUT_DIR" \
   --install_status="$INSTALL_STATUS" --install_detail="$INSTALL_DETAIL" ${EXTRA[@]+"${EXTRA[@]}"}
 status=$?
 log "done (status $status); outputs in $OUT_DIR"

@@ -1,6 +1,8 @@
 """bench/tpu_smoke.py: the TPU peak table and its per-chip vs per-core arithmetic, MFU from
 metrics.jsonl windows and funnel_tf.flops, the verdict lines and the entry points' messages it
-reads; and (slow) bench/tpu_smoke.sh end to end on the CPU."""
+reads; and (slow) bench/tpu_smoke.sh end to end on the CPU. bench/jax_smoke.py (tpu_smoke.sh
+--backend=jax): the JAX engine's checkpoint names, the JAX device report on a TPU VM and off it,
+its stages' failure path, and (slow) its whole run on the CPU (JAX_PLATFORMS=cpu)."""
 
 import json
 import math
@@ -12,6 +14,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
+import jax_smoke  # noqa: E402
 import tpu_smoke as ts  # noqa: E402
 
 from funnel_tf import flops  # noqa: E402
@@ -127,7 +130,8 @@ def test_newest_checkpoint_step_and_generated_rte(tmp_path):
 
 def test_bad_arguments_exit_2_before_anything_runs(tmp_path):
     sh = os.path.join(REPO, "bench", "tpu_smoke.sh")
-    for bad in (["--strategy=gpu"], ["stray"], ["--configs="]):
+    for bad in (["--strategy=gpu"], ["stray"], ["--configs="], ["--backend=torch"],
+                ["--backend=jax", "--strategy=gpu"]):
         r = subprocess.run(["bash", sh, *bad, f"--out={tmp_path / 'o'}"], capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 2 and "tpu_smoke.sh:" in r.stderr, (bad, r.stderr)
@@ -177,3 +181,79 @@ def test_a_failing_stage_fails_the_verdict_with_its_reason_and_a_json(tmp_path):
                         "--strategy=default", "--configs=tiny", f"--out={out}"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "use a new --out" in r.stderr and r.stdout == ""
+
+
+# ---------------------------------------------------------------- --backend=jax (jax_smoke.py)
+def test_jax_checkpoint_steps_count_finished_checkpoints_only(tmp_path):
+    ck = tmp_path / "run" / "checkpoints"
+    ck.mkdir(parents=True)
+    assert jax_smoke.newest_jax_checkpoint_step(str(tmp_path / "run")) is None
+    for name in ("jax_10", "jax_20", "jax_40.orbax-checkpoint-tmp-1733", "ckpt-50.index"):
+        (ck / name).mkdir()
+    assert jax_smoke.newest_jax_checkpoint_step(str(tmp_path / "run")) == 20
+    (ck / "jax-30.npz").write_bytes(b"")  # the engine's earlier format
+    assert jax_smoke.newest_jax_checkpoint_step(str(tmp_path / "run")) == 30
+
+
+def test_jax_device_report_needs_tpus_on_a_tpu_vm():
+    tpu = {"backend": "tpu", "num_devices": 4, "num_processes": 1, "device_kind": "TPU v4",
+           "jax_version": "0.10.2"}
+    ok, detail, peak = jax_smoke.device_detail(tpu, "tpu", None)
+    assert ok and "4 x TPU v4" in detail and "v4: 4 chip(s) x 275 TFLOP/s" in detail
+    assert peak["peak_flops"] == pytest.approx(4 * 275e12)
+    v3 = dict(tpu, num_devices=8, device_kind="TPU v3")       # JAX lists v3's TensorCores too
+    assert jax_smoke.device_detail(v3, "tpu", "v3-8")[2]["chips"] == pytest.approx(4)
+    cpu = dict(tpu, backend="cpu", num_devices=1, device_kind="cpu")
+    ok, detail, _ = jax_smoke.device_detail(cpu, "tpu", "v4-8")
+    assert not ok and "JAX sees no TPU" in detail
+    ok, _, peak = jax_smoke.device_detail(cpu, "default", None)
+    assert ok and peak["peak_flops"] is None
+
+
+def test_jax_stages_on_a_simulated_tpu_vm_fail_with_a_reason_and_a_json(tmp_path):
+    """The orchestration, fast: an interpreter whose device probe reports 4 TPU v4 chips (as
+    jax.devices() does on a v4-8) and whose pretrain.py fails at once: devices PASS with the v4
+    peak, pretraining FAIL with the log's reason, the finetune-less rest skipped, the JSON
+    summary marked backend jax."""
+    fake = tmp_path / "fakepython"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *--probe_devices*) echo 'DEVICES {\"backend\": "
+                    "\"tpu\", \"num_devices\": 4, \"num_processes\": 1, \"device_kind\": "
+                    "\"TPU v4\", \"jax_version\": \"0.10.2\"}'; exit 0;; esac\n"
+                    "echo 'RuntimeError: TPU is held by another process' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    out = tmp_path / "o"
+    r = subprocess.run([sys.executable, os.path.join(REPO, "bench", "jax_smoke.py"),
+                        "--configs=tiny", f"--out={out}", "--accelerator_type=v4-8",
+                        f"--python={fake}"], capture_output=True, text=True, timeout=120)
+    verdict, stages = ts.parse_verdict(r.stdout)
+    assert r.returncode == 1 and verdict == "FAIL", r.stdout + r.stderr
+    assert stages["devices"] == "PASS" and stages["tiny/pretrain"] == "FAIL"
+    assert stages["tiny/finetune"] == "SKIP"
+    assert "exit 1: RuntimeError: TPU is held by another process (log: " in r.stdout
+    summary = json.loads((out / "tpu_smoke.json").read_text())
+    assert summary["backend"] == "jax" and summary["verdict"] == "FAIL"
+    assert summary["device"]["peak"]["peak_flops"] == pytest.approx(4 * 275e12)
+    pretrain_cmd = (out / "tiny" / "pretrain.cmd").read_text()
+    assert "--backend=jax" in pretrain_cmd and "--precision=mixed_bfloat16" in pretrain_cmd
+    assert "--strategy" not in pretrain_cmd and "--tpu" not in pretrain_cmd
+
+
+@pytest.mark.slow
+def test_jax_smoke_end_to_end_on_cpu(tmp_path):
+    """tpu_smoke.sh --backend=jax on the CPU (JAX_PLATFORMS=cpu): pretrain.py --backend=jax, its
+    SIGTERM save and exit 75, the resume from that checkpoint, the export loaded on JAX; a step
+    time, MFU n/a."""
+    pytest.importorskip("jax")
+    out = tmp_path / "smoke"
+    r = subprocess.run(["bash", os.path.join(REPO, "bench", "tpu_smoke.sh"), "--backend=jax",
+                        "--strategy=default", "--no-install", "--configs=tiny", f"--out={out}"],
+                       capture_output=True, text=True, timeout=1800, cwd=REPO)
+    verdict, stages = ts.parse_verdict(r.stdout)
+    assert r.returncode == 0 and verdict == "PASS", r.stdout[-4000:] + r.stderr[-4000:]
+    for stage in ("devices", "tiny/pretrain", "tiny/sigterm", "tiny/resume", "tiny/export"):
+        assert stages[stage] == "PASS", stage
+    summary = json.loads((out / "tpu_smoke.json").read_text())
+    assert summary["backend"] == "jax" and summary["device"]["backend"] == "cpu"
+    speed = summary["speed"]["tiny"]
+    assert speed["mfu"] is None and speed["steps_timed"] > 0 and speed["step_time_s"] > 0
+    assert jax_smoke.newest_jax_checkpoint_step(str(out / "tiny" / "pretrain")) == 40
