@@ -149,10 +149,13 @@ class JaxCheckpoints:
         for stale in [s for s in manager.all_steps() if s >= step]:
             logging.warning("replacing checkpoint step %d (not restored: unreadable)", stale)
             manager.delete(stale)
+        # Orbax's NumpyHandler copies host arrays before its async write (deepcopy_host_arrays):
+        # an array from jax.device_get may be a view of a buffer that the next step reuses.
         state = {g: [np.asarray(a) for _, a in items] for g, items in groups.items()}
         meta = {"format": FORMAT, "step": int(step), "nonfinite": int(nonfinite),
-                "groups": {g: [[path, list(np.shape(a)), str(np.asarray(a).dtype), checksum(a)]
-                               for path, a in items] for g, items in groups.items()}}
+                "groups": {g: [[path, list(a.shape), str(a.dtype), checksum(a)]
+                               for (path, _), a in zip(items, state[g])]
+                           for g, items in groups.items()}}
         path = os.path.join(checkpoint_dir(self.model_dir), f"{PREFIX}_{int(step)}")
         try:
             manager.save(int(step), force=True, args=ocp.args.Composite(

@@ -264,3 +264,19 @@ def test_orbax_info_records_stay_out_of_the_run_log(tmp_path, caplog):
               os.path.join(str(tmp_path), "meta_moved"))
     assert JaxCheckpoints(str(tmp_path)).restore_latest(_expected(_groups(1))) is None
     assert [r for r in caplog.records if "unreadable" in r.getMessage()]
+
+
+def test_arrays_changed_after_save_returns_do_not_reach_the_checkpoint(tmp_path):
+    """save() returns before Orbax writes: the values are copied first, so buffers reused right
+    after (the next step's donated state) leave the checkpoint as it was at save()."""
+    groups = _groups(5)
+    want = {g: [(p, a.copy()) for p, a in items] for g, items in groups.items()}
+    ckpt = JaxCheckpoints(str(tmp_path))
+    ckpt.save(5, 0, groups)
+    for items in groups.values():
+        for _, a in items:
+            a[...] = 0
+    ckpt.wait()
+    step, _, restored = JaxCheckpoints(str(tmp_path)).restore_latest(_expected(want))
+    assert step == 5
+    _assert_same(restored, want)
