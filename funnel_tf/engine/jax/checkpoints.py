@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from funnel_tf.checkpoints.errors import CheckpointError, CheckpointMismatchError, CheckpointWriteError
+from funnel_tf.checkpoints.errors import (CheckpointError, CheckpointMismatchError,
+                                          CheckpointWriteError)
 from funnel_tf.storage import is_local
 
 PREFIX = "jax"                                  # Orbax's step_prefix: jax_<step>
@@ -55,7 +56,8 @@ def checkpoint_dir(model_dir: str) -> str:
 def list_checkpoints(model_dir: str) -> List[Tuple[int, str]]:
     """[(step, path)] of the finalized JAX checkpoints in model_dir, newest first (Orbax's rule:
     a temporary folder is not one; on gs:// the commit file marks one). A folder of old `.npz`
-    checkpoints is an OldCheckpointFormatError. A file listing: no JAX needed (the TF engine asks)."""
+    checkpoints is an OldCheckpointFormatError. A file listing: no JAX needed (the TF engine
+    asks too)."""
     folder = checkpoint_dir(model_dir)
     if not tf.io.gfile.isdir(folder):
         return []
@@ -98,7 +100,7 @@ class JaxCheckpoints:
 
     def __init__(self, model_dir: str, keep: int = 5, write: bool = True):
         self.model_dir, self.keep, self.write = model_dir, int(keep), write
-        self.latest: Optional[str] = None      # the newest checkpoint saved (or being saved) / restored
+        self.latest: Optional[str] = None      # newest saved (or being saved) / restored
         self.saved_step: Optional[int] = None
         self._manager = None
         self._pending: Optional[str] = None    # an async save not waited for yet

@@ -15,8 +15,8 @@ pytest.importorskip("jax")
 pytest.importorskip("orbax.checkpoint")
 
 from funnel_tf.checkpoints.errors import CheckpointMismatchError  # noqa: E402
-from funnel_tf.engine.jax.checkpoints import (JaxCheckpoints, OldCheckpointFormatError,  # noqa: E402
-                                              checkpoint_dir, list_checkpoints)
+from funnel_tf.engine.jax.checkpoints import (  # noqa: E402
+    JaxCheckpoints, OldCheckpointFormatError, checkpoint_dir, list_checkpoints)
 from funnel_tf.errors import UserError  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -259,7 +259,8 @@ def test_orbax_info_records_stay_out_of_the_run_log(tmp_path, caplog):
     ckpt = JaxCheckpoints(str(tmp_path), keep=5)
     ckpt.save(1, 0, _groups(1), wait=True)
     ckpt.restore_latest(_expected(_groups(1)))
-    assert not [r for r in caplog.records if "/orbax/" in r.pathname and r.levelno < logging.WARNING]
+    assert not [r for r in caplog.records
+                if "/orbax/" in r.pathname and r.levelno < logging.WARNING]
     os.rename(os.path.join(checkpoint_dir(str(tmp_path)), "jax_1", "meta"),
               os.path.join(str(tmp_path), "meta_moved"))
     assert JaxCheckpoints(str(tmp_path)).restore_latest(_expected(_groups(1))) is None
