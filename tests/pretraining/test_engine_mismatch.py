@@ -17,12 +17,15 @@ from funnel_tf.errors import UserError
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def _jax_run_dir(path):
-    """A JAX-engine checkpoint (checkpoints/jax-8.npz: the engine's .npz by its name; the TF
-    engine only looks at the names); no config.json, so no other check (the config's) refuses
-    the folder first."""
+def _jax_run_dir(path, layout="orbax"):
+    """JAX-engine checkpoints by their names (all the TF engine looks at): a finished Orbax step
+    folder checkpoints/jax_8/ (the engine's format), or checkpoints/jax-8.npz (its earlier one);
+    no config.json, so no other check (the config's) refuses the folder first."""
     (path / "checkpoints").mkdir(parents=True)
-    np.savez(path / "checkpoints" / "jax-8.npz", **{"trainable/0": np.zeros([2], np.float32)})
+    if layout == "orbax":
+        (path / "checkpoints" / "jax_8" / "state").mkdir(parents=True)
+    else:
+        np.savez(path / "checkpoints" / "jax-8.npz", **{"trainable/0": np.zeros([2], np.float32)})
     return path
 
 
@@ -44,10 +47,11 @@ def _snapshot(path):
     return out
 
 
-def test_tensorflow_engine_refuses_a_jax_engine_model_dir(tmp_path):
+@pytest.mark.parametrize("layout", ["orbax", "npz"])
+def test_tensorflow_engine_refuses_a_jax_engine_model_dir(tmp_path, layout):
     from funnel_tf.pretraining.run import run_pretraining
 
-    model_dir = _jax_run_dir(tmp_path / "run")
+    model_dir = _jax_run_dir(tmp_path / "run", layout)
     before = _snapshot(model_dir)
     with pytest.raises(UserError) as e:
         run_pretraining(PretrainArgs(model_dir=str(model_dir), train_steps=1, seq_len=32,
@@ -55,6 +59,8 @@ def test_tensorflow_engine_refuses_a_jax_engine_model_dir(tmp_path):
     message = str(e.value)
     assert "\n" not in message
     assert f"{model_dir}" in message and "JAX-engine checkpoints" in message
+    if layout == "orbax":
+        assert "resume it with --backend=jax" in message
     assert _snapshot(model_dir) == before
 
 
