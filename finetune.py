@@ -4,6 +4,9 @@ r"""Finetune a Funnel-Transformer on GLUE, text classification, SQuAD or RACE.
         --vocab_file=vocab.txt --model_dir=runs/sst2 --do_train --do_eval --do_predict \
         --export_dir=exports/sst2
 
+`--backend=jax` (or KERAS_BACKEND=jax) trains on the JAX engine: GLUE, text classification and
+csv tasks (SQuAD and RACE are refused for now; --export_dir runs on tensorflow).
+
 Defaults per task come from the paper's recipes (funnel_tf/tasks/defaults.py); every flag left
 unset keeps the recipe's value. `--helpfull` explains every flag. The work itself is done by
 `funnel_tf.finetuning.run.run_finetuning`; this file only maps flags onto it.
@@ -40,6 +43,10 @@ EX_TEMPFAIL = 75  # preempted or interrupted: rerun with the same flags to resum
 
 @main_with_user_errors("finetune.py")
 def main(argv):
+    from funnel_tf.engine.jax.backend import choose_backend
+
+    args = args_from_flags()
+    choose_backend(args.backend)  # sets KERAS_BACKEND before Keras is first imported
     from funnel_tf.tasks.errors import TaskError
 
     if len(argv) > 1:  # the flags parser refuses these already; main() called directly too
@@ -47,7 +54,7 @@ def main(argv):
     from funnel_tf.finetuning.run import run_finetuning
 
     try:
-        summary = run_finetuning(args_from_flags())
+        summary = run_finetuning(args)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM outside the training loop
         print(f"{program_name('finetune.py')}: interrupted ({e or 'Ctrl-C'}) before the run finished; rerun with "
               f"the same flags to resume from the last checkpoint", file=sys.stderr)

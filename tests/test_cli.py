@@ -139,8 +139,9 @@ def test_every_run_field_is_a_flag_with_its_help():
     pre = flag_names(PretrainArgs)
     assert set(pre) == {f.name for f in dataclasses.fields(PretrainArgs)} - {"flags_text"}
     fin = flag_names(FinetuneArgs)
-    assert len(fin) == len(set(fin)) == 58 and {"train_file", "max_seq_length", "jit_compile",
-                                                "text_a_column", "strategy", "do_train"} <= set(fin)
+    assert len(fin) == len(set(fin)) == 59 and {"train_file", "max_seq_length", "jit_compile",
+                                                "text_a_column", "strategy", "do_train",
+                                                "backend"} <= set(fin)
     values, _ = _parse(FinetuneArgs)
     for name in fin:
         assert len(values[name].help) > 15, name

@@ -180,6 +180,12 @@ class FinetuneArgs:
     gcp_project: Optional[str] = dataclasses.field(default=None, metadata=ENGINE_FLAGS["gcp_project"])
     precision: str = dataclasses.field(  # auto: mixed_bfloat16 on TPU, float32 elsewhere
         default="auto", metadata=ENGINE_FLAGS["precision"])
+    backend: Optional[str] = _f(
+        None, "Training engine (the Keras backend): tensorflow (tf.distribute strategies; every "
+        "task) or jax (data parallel over every JAX device; GLUE, text classification and csv "
+        "only: SQuAD and RACE are refused for now, and --export_dir runs on tensorflow). Unset: "
+        "KERAS_BACKEND, else tensorflow; when both are set they must agree.",
+        choices=("tensorflow", "jax"))
     hparams: Dict[str, object] = dataclasses.field(  # Hparams overrides
         default_factory=dict, metadata=flag_group(_HPARAMS, lambda values, flags: dict(values)))
     run: Dict[str, object] = dataclasses.field(  # RunConfig overrides

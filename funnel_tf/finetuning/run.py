@@ -44,9 +44,17 @@ def run_finetuning(args: FinetuneArgs) -> dict:
 
     if not (args.do_train or args.do_eval or args.do_predict or args.export_dir):
         raise TaskError("nothing to do: set --do_train, --do_eval, --do_predict or --export_dir")
+    from funnel_tf.engine.jax.backend import choose_backend
+    jax_run = None
+    if choose_backend(args.backend) == "jax":  # the JAX engine: its steps are run_jax.py's
+        from funnel_tf.finetuning import run_jax as jax_run
+        jax_run.check_args(args)
     run = RunConfig(model_dir=args.model_dir, **args.run)
     run.validate()
     task = get_task(args.task, files=args.files, csv_options=args.csv_options)
+    if jax_run:
+        jax_run.check_task(task)
+        jax_run.check_model_dir(args.model_dir)
     if args.tfds_data_dir:
         if not hasattr(task, "use_tfds"):
             raise TaskError(f"--tfds_data_dir is supported for the GLUE tasks, not {task.name}")
@@ -85,20 +93,21 @@ def run_finetuning(args: FinetuneArgs) -> dict:
         raise TaskError(f"--vocab_file {vocab} not found")
     # Before anything runs a TF op (the tokenizer's lookup tables do): MultiWorkerMirroredStrategy
     # can only configure its collective ops before TF's runtime starts.
-    strategy = make_strategy(args.strategy, tpu=args.tpu, zone=args.tpu_zone,
-                             project=args.gcp_project)
+    strategy = jax_run.strategy() if jax_run else make_strategy(
+        args.strategy, tpu=args.tpu, zone=args.tpu_zone, project=args.gcp_project)
     tokenizer = WordpieceTokenizer(vocab)
-    resolved = run_precision.resolve(args.precision, run.jit_compile,
-                                     strategy_info(strategy).kind)
+    resolved = jax_run.resolve(args.precision) if jax_run else run_precision.resolve(
+        args.precision, run.jit_compile, strategy_info(strategy).kind)
     run_precision.set_precision(resolved.precision)
     precision = resolved.precision
     run = dataclasses.replace(run, jit_compile=resolved.jit_compile)  # resolved once, here
     record = finetune_record(task, hp, config, vocab, precision, args)
-    notes = _check_resume(args, record)
+    notes = _check_resume(args, record, jax_engine=jax_run is not None)
     import keras
 
     keras.utils.set_random_seed(run.seed)  # head/model init, dropout
-    runner = FinetuneRunner(task, hp, config, tokenizer, strategy, run)
+    runner = (jax_run.JaxFinetuneRunner if jax_run else FinetuneRunner)(
+        task, hp, config, tokenizer, strategy, run)
     runner.record = record if args.do_train else None
     for note in notes:
         logging.info("%s", note)
@@ -158,12 +167,19 @@ def _record_from_task_json(info: dict) -> dict:
     return run_record.make_record("finetuning", defining, {})
 
 
-def _check_resume(args: FinetuneArgs, record: dict) -> List[str]:
+def _check_resume(args: FinetuneArgs, record: dict, jax_engine: bool = False) -> List[str]:
     """Refuse (one line, nothing written) a model_dir holding checkpoints or best/ of another run;
     return log lines for what changed safely."""
     model_dir = args.model_dir
     has_checkpoint = tf.io.gfile.isdir(os.path.join(model_dir, "checkpoints")) and \
         tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
+    from funnel_tf.finetuning.run_jax import has_checkpoint as has_jax_checkpoint
+
+    jax_checkpoint = has_jax_checkpoint(model_dir)
+    if jax_checkpoint and args.do_train and not jax_engine:
+        raise TaskError(f"--model_dir {model_dir} holds JAX-engine checkpoints; resume it with "
+                        f"--backend=jax or use a new --model_dir")
+    has_checkpoint = has_checkpoint or jax_checkpoint
     if not (has_checkpoint or has_best(model_dir)):
         return []
     if not args.do_train:

@@ -100,6 +100,10 @@ class RunConfig:
 class FinetuneRunner:
     """One finetuning run of `task` (see the module docstring for the files it writes)."""
 
+    # The engine's trainer: (strategy, objective, optimizer_fn, dataset_fn, loop, actions=) ->
+    # engine.loop.Trainer (finetuning/run_jax.py's runner trains on the JAX engine instead).
+    trainer_type = Trainer
+
     def __init__(self, task: Task, hp: Hparams, config: FunnelConfig, tokenizer,
                  strategy: tf.distribute.Strategy, run: RunConfig):
         hp.validate()
@@ -292,9 +296,9 @@ class FinetuneRunner:
         self._do_eval = do_eval
         # Evaluating at the marks is an action of the loop (engine/actions.py); with it, a stop
         # requested while evaluating saves and returns at that step.
-        self._trainer = Trainer(self.strategy, objective, optimizer_fn,
-                                task_dataset_fn(task, spec), loop,
-                                actions=[Evaluate(marks, on_eval)])
+        self._trainer = self.trainer_type(self.strategy, objective, optimizer_fn,
+                                          task_dataset_fn(task, spec), loop,
+                                          actions=[Evaluate(marks, on_eval)])
         return self._trainer
 
     def train(self, do_eval: bool = True) -> dict:

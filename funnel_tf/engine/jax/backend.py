@@ -29,7 +29,7 @@ def choose_backend(flag: Optional[str]) -> str:
             raise BackendError(f"--backend={flag}, but Keras already runs on {current} in this "
                                f"process; set KERAS_BACKEND={flag} before Keras is imported")
         if current not in BACKENDS:
-            raise BackendError(f"Keras runs on {current}; pretraining runs on "
+            raise BackendError(f"Keras runs on {current}; training runs on "
                                f"{' or '.join(BACKENDS)}")
         return current
     if flag is not None and env is not None and env != flag:
@@ -37,6 +37,6 @@ def choose_backend(flag: Optional[str]) -> str:
                            f"make them agree")
     chosen = flag or env or "tensorflow"
     if chosen not in BACKENDS:
-        raise BackendError(f"KERAS_BACKEND={chosen}: pretraining runs on {' or '.join(BACKENDS)}")
+        raise BackendError(f"KERAS_BACKEND={chosen}: training runs on {' or '.join(BACKENDS)}")
     os.environ["KERAS_BACKEND"] = chosen
     return chosen

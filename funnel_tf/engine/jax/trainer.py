@@ -1,7 +1,8 @@
 """The JAX engine's host loop: host calls of up to `steps_per_loop` compiled steps (step.py), the
 input from the tf.data pipeline as numpy, progress (metrics.jsonl, TensorBoard), periodic and final
-checkpoints (checkpoints.py), the non-finite policy (engine/actions.NonFinitePolicy) and SIGTERM /
-Ctrl-C: save at the next host-call boundary and return `preempted=True`.
+checkpoints (checkpoints.py), the non-finite policy (engine/actions.NonFinitePolicy), more actions
+at host-call boundaries (engine/actions: finetuning's Evaluate) and SIGTERM / Ctrl-C: save at the
+next host-call boundary and return `preempted=True`.
 
 Knobs are the TF engine's `loop.LoopConfig` (jit_compile / jit_update / weight_copies do not apply:
 the whole step is always one XLA function here)."""
@@ -11,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import jax
 import numpy as np
 from absl import logging
 
 from funnel_tf.checkpoints import init_checkpoint
-from funnel_tf.engine.actions import Boundary, NonFinitePolicy
+from funnel_tf.engine.actions import Action, Boundary, NonFinitePolicy
 from funnel_tf.engine.jax import distributed
 from funnel_tf.engine.jax.checkpoints import JaxCheckpoints
 from funnel_tf.engine.jax.step import TrainStep
@@ -57,12 +58,17 @@ class JaxTrainer:
     batches_fn: start_batch -> iterator of this process's batches ({key: numpy [b, ...]}), from
                 batch `start_batch` on (pretraining's dataset_fn, as numpy).
     learning_rate_fn: step -> learning rate (for the progress records).
+    actions: engine.actions.Action's called at host-call boundaries (the TF loop's contract:
+             host calls end at their next_mark; at_boundary runs between host calls, including
+             the first; a stop requested while they work saves at that step). Actions that read
+             the Keras variables call `write_back()` first.
     """
 
     def __init__(self, task: Task, optimizer, batches_fn: Callable[[int], Iterator],
                  config: LoopConfig, learning_rate_fn: Callable[[int], float],
-                 is_chief: bool = True, mesh=None):
+                 is_chief: bool = True, mesh=None, actions: Sequence[Action] = ()):
         config.validate()
+        self.actions: List[Action] = list(actions)
         self.task, self.optimizer, self.config = task, optimizer, config
         self.batches_fn, self.learning_rate_fn = batches_fn, learning_rate_fn
         self.is_chief = is_chief
@@ -126,6 +132,7 @@ class JaxTrainer:
         marks = [cfg.train_steps, (step // cfg.log_every + 1) * cfg.log_every]
         if cfg.save_every:
             marks.append((step // cfg.save_every + 1) * cfg.save_every)
+        marks += [m for m in (a.next_mark(step) for a in self.actions) if m is not None]
         return max(1, min(cfg.steps_per_loop, min(marks) - step))
 
     def _stack(self, iterator, n: int) -> Dict[str, np.ndarray]:
@@ -133,6 +140,14 @@ class JaxTrainer:
         rows = [next(iterator) for _ in range(n)]
         rows += [rows[-1]] * (self.config.steps_per_loop - n)
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+    def _stop(self, step: int) -> bool:
+        """Save and return True when any process was asked to stop."""
+        if not distributed.agree(self.stop_requested.is_set()):
+            return False
+        self.save()
+        logging.warning("stopped at step %d; restart with the same --model_dir to resume", step)
+        return True
 
     def train(self) -> TrainResult:
         cfg = self.config
@@ -160,11 +175,15 @@ class JaxTrainer:
             try:
                 while step < cfg.train_steps:
                     # every process stops at the same step (a signal may reach one host first)
-                    if distributed.agree(self.stop_requested.is_set()):
-                        self.save()
-                        logging.warning("stopped at step %d; restart with the same --model_dir "
-                                        "to resume", step)
+                    if self._stop(step):
                         return result(preempted=True)
+                    if self.actions:
+                        b = Boundary(step, cfg.train_steps, int(self.state["nonfinite"]),
+                                     self.checkpoints)
+                        for action in self.actions:
+                            action.at_boundary(b)
+                        if self._stop(step):  # requested while an action worked
+                            return result(preempted=True)
                     n = self._chunk(step)
                     self.state, stats = self.step_fn(self.state, self._stack(iterator, n), n)
                     stats = {k: np.asarray(v)[:n] for k, v in jax.device_get(stats).items()}
