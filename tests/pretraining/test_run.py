@@ -78,6 +78,12 @@ def _case(tmp_path, case):
                 "unknown fallback encoding 'nope'")
     if case == "learning_rate_nan":
         return PretrainArgs(learning_rate=float("nan"), **base), "--learning_rate=nan"
+    if case == "no_files_match":
+        return (PretrainArgs(train_data=[str(tmp_path / "none-*.tfrecord")], **base),
+                "no files match")
+    if case == "model_dir_missing":  # the whole line (once tests/test_pretrain.py's subprocess)
+        return (PretrainArgs(train_data=["x.txt"]),
+                "--model_dir is required with --train_data")
     raise AssertionError(case)
 
 
@@ -85,12 +91,15 @@ def _case(tmp_path, case):
     "batch_size_0", "seq_len_too_short", "override_wrong_type", "override_unknown",
     "override_no_value", "config_file_wrong_type", "vocab_missing", "vocab_empty",
     "vocab_without_specials", "empty_corpus", "binary_corpus", "text_as_records",
-    "num_predict_too_large", "learning_rate_nan", "unknown_fallback_encoding", "empty_records"])
+    "num_predict_too_large", "learning_rate_nan", "unknown_fallback_encoding", "empty_records",
+    "no_files_match", "model_dir_missing"])
 def test_user_errors_are_raised_before_model_dir_is_created(tmp_path, case):
     args, words = _case(tmp_path, case)
     with pytest.raises(UserError) as info:
         run_pretraining(args)
     assert words in one_line(info.value), one_line(info.value)
+    if case == "model_dir_missing":
+        assert one_line(info.value) == words
     assert not (tmp_path / "run").exists()
 
 
