@@ -40,5 +40,5 @@ KERAS_BACKEND=jax JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling tests/c
 # and the JAX engine's Orbax checkpoints need orbax: the standard suite skips them where jax is not
 # installed, so they run here, now that it is.
 JAX_PLATFORMS=cpu python -m pytest -n 2 tests/modeling/test_backends.py tests/checkpoints/test_backends.py \
-    tests/engine/jax/test_checkpoints.py
+    tests/engine/jax tests/finetuning/test_run_jax.py tests/pretraining/test_engine_mismatch.py
 echo "jax_suite: KERAS_BACKEND=jax tests done in $((SECONDS - start)) s"
