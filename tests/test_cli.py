@@ -103,19 +103,6 @@ def test_path_that_is_not_utf8_is_one_line_and_writes_nothing(name, args, tmp_pa
     assert sorted(os.listdir(tmp_path)) == ["corpus.txt"]
 
 
-def test_pretraining_with_a_vocab_without_mask_is_one_line(tmp_path):
-    """[MASK] is needed by masked-LM pretraining only: the error names the token and the use,
-    before anything is written."""
-    with open(os.path.join(REPO, "data", "demo_vocab.txt"), encoding="utf-8") as f:
-        vocab = [t for t in f.read().splitlines() if t != "[MASK]"]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    err = one_error_line(run("pretrain.py", f"--vocab={tmp_path / 'vocab.txt'}",
-                             f"--model_dir={tmp_path / 'run'}", "--train_steps=2", cwd=tmp_path),
-                         "pretrain.py")
-    assert "no [MASK]" in err and "masked-LM pretraining" in err
-    assert not (tmp_path / "run").exists()
-
-
 # ------------------------------------------------------------------ flags generated from the run dataclasses
 def _parse(cls, *argv):
     """A fresh absl FlagValues with `cls`'s generated flags, parsed from argv; its dataclass back."""

@@ -78,6 +78,11 @@ def _case(tmp_path, case):
                 "unknown fallback encoding 'nope'")
     if case == "learning_rate_nan":
         return PretrainArgs(learning_rate=float("nan"), **base), "--learning_rate=nan"
+    if case == "vocab_without_mask":  # [MASK] is needed by masked-LM pretraining only
+        with open(REPO / "data" / "demo_vocab.txt", encoding="utf-8") as f:
+            vocab = [t for t in f.read().splitlines() if t != "[MASK]"]
+        return (PretrainArgs(vocab=_text(tmp_path, "v.txt", ("\n".join(vocab) + "\n").encode()),
+                             **base), "no [MASK] (or <mask>) token, needed for masked-LM pretraining")
     if case == "no_files_match":
         return (PretrainArgs(train_data=[str(tmp_path / "none-*.tfrecord")], **base),
                 "no files match")
@@ -92,7 +97,7 @@ def _case(tmp_path, case):
     "override_no_value", "config_file_wrong_type", "vocab_missing", "vocab_empty",
     "vocab_without_specials", "empty_corpus", "binary_corpus", "text_as_records",
     "num_predict_too_large", "learning_rate_nan", "unknown_fallback_encoding", "empty_records",
-    "no_files_match", "model_dir_missing"])
+    "vocab_without_mask", "no_files_match", "model_dir_missing"])
 def test_user_errors_are_raised_before_model_dir_is_created(tmp_path, case):
     args, words = _case(tmp_path, case)
     with pytest.raises(UserError) as info:
