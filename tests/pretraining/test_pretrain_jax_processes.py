@@ -117,7 +117,10 @@ def test_two_processes_in_lockstep_chief_writes_and_end_where_one_does(tmp_path)
     assert [r["step"] for r in records_one] == [r["step"] for r in records_two]
     first_one, last_one = records_one[0]["loss"], records_one[-1]["loss"]
     first_two, last_two = records_two[0]["loss"], records_two[-1]["loss"]
+    print(f"loss at steps {LOG_EVERY} -> {STEPS}: 1 process {first_one:.4f} -> {last_one:.4f}, "
+          f"2 processes {first_two:.4f} -> {last_two:.4f}")
     assert last_one < first_one and last_two < first_two          # both learn
-    np.testing.assert_allclose(first_two, first_one, rtol=0.02)
-    np.testing.assert_allclose(last_two, last_one, rtol=0.03)
+    # measured: 1 process 6.7464 -> 6.3770, 2 processes 6.7574 -> 6.3997 (seeded, reproducible)
+    np.testing.assert_allclose(first_two, first_one, rtol=0.01)
+    np.testing.assert_allclose(last_two, last_one, rtol=0.01)
     assert chief == pytest.approx((first_two, last_two), abs=1e-4)  # what both printed
