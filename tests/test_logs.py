@@ -43,11 +43,12 @@ def test_noise_by_level(line, hidden_at):
 SCRIPT = textwrap.dedent("""
     import os, sys
     from funnel_tf.logs import quiet_tensorflow
-    quiet_tensorflow()
+    print("quiet:", quiet_tensorflow(), "tensorflow" in sys.modules, flush=True)
     from absl import app, logging
 
     def main(argv):
         import tensorflow as tf
+        print("loader:", tf.__loader__.__class__.__name__, flush=True)
         os.write(2, (%(onednn)r + "\\n" + %(cpp_info)r + "\\n").encode())  # as TF's C++ logs them
         logging.info("our own line")
         ckpt = tf.train.Checkpoint(v=tf.Variable(1.0))
@@ -84,6 +85,11 @@ def test_quiet_run_drops_tensorflow_noise_and_loses_nothing_when_it_crashes(tmp_
     A clean exit status through the filter: the level runs below and tests/test_pretrain.py."""
     proc = run_script(tmp_path, mode="crash")
     assert proc.returncode != 0
+    # quiet_tensorflow() acted (no level set by the user) without importing TF, and TF's loader
+    # is its own again once TF is in (tests/test_api.py checks the user's level is kept).
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "quiet: True False" and lines[1].startswith("loader: "), proc.stdout
+    assert lines[1] != "loader: _QuietLoader"
     assert "our own line" in proc.stderr and "a line of ours on stderr" in proc.stderr
     assert "Fatal Python error: Aborted" in proc.stderr
     assert not [n for n in NOISE if n in proc.stderr], proc.stderr
