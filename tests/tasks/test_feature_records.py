@@ -22,7 +22,6 @@ from funnel_tf.tasks import get_task
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.finetuning.run import run_finetuning
 from funnel_tf.finetuning.predictor import Predictor
-from funnel_tf.tasks.inputs import FinetuningInputSpec
 from funnel_tf.finetuning.runner import FinetuneRunner, RunConfig
 from tests.tasks.helpers import DEMO_VOCAB, csv_args, write_csv_task
 
@@ -140,7 +139,9 @@ def _assert_same_stream(a, b):
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory, micro_config, demo_tokenizer):
     """Per family and mode ("always": records, "never": tokenize in tf.data): the runner's train
-    dataset_fn and eval input, their op types, and one subprocess's verdict on all of them."""
+    dataset_fn and eval input (the Predictor's batches of the split's rows: the tests compare
+    their streams and their graphs, one tokenizing trace each), their op types, and one
+    subprocess's verdict on all of them."""
     ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
                                      num_replicas_in_sync=2)
     op_sets, inputs, runners = {}, {}, {}
@@ -157,9 +158,7 @@ def graphs(tmp_path_factory, micro_config, demo_tokenizer):
             train = trainer.dataset_fn(ctx)
             evaluation = Predictor.input_dataset(runner.task, runner._data(split),
                                                  runner.hp.global_eval_batch_size)
-            rows = runner.task.build_inputs(FinetuningInputSpec(training=False,
-                                                                prepared=runner._data(split)))
-            inputs[family, mode] = (train, rows)
+            inputs[family, mode] = (train, evaluation)
             op_sets[f"{family}/{mode}/train"] = _op_types(train)
             op_sets[f"{family}/{mode}/eval"] = _op_types(evaluation)
     return runners, inputs, op_sets, _unregistered_without_tf_text(op_sets)
