@@ -169,18 +169,23 @@ def test_nonfinite_skip_counts_and_continues(tmp_path, jit_compile):
 
 
 def test_nonfinite_skip_gives_up_after_max(tmp_path):
+    """The count is the host's (engine/actions.py); the step's skip under XLA and without it is
+    test_nonfinite_skip_counts_and_continues's, so this one runs the step uncompiled."""
     data = toy.examples(nan_rows=range(0, 64, 8))  # every batch
     with pytest.raises(NonFiniteLossError, match="max_nonfinite=2"):
         make_trainer(tmp_path, steps=8, data=data, steps_per_loop=1, nonfinite="skip",
-                     max_nonfinite=2).train()
+                     max_nonfinite=2, jit_compile=False, jit_update=False).train()
 
 
 def test_stop_request_saves_and_returns(tmp_path):
-    t = make_trainer(tmp_path, steps=10, steps_per_loop=2, log_every=2, save_every=0)
+    """A host-side stop (checked between host calls): the step itself runs uncompiled here."""
+    fast = dict(steps=10, steps_per_loop=2, log_every=2, save_every=0, jit_compile=False,
+                jit_update=False)
+    t = make_trainer(tmp_path, **fast)
     t.request_stop()  # what the SIGTERM handler does
     result = t.train()
     assert result.preempted and result.step == 2 and result.checkpoint.endswith("ckpt-2")
-    again = make_trainer(tmp_path, steps=10, steps_per_loop=2, log_every=2, save_every=0).train()
+    again = make_trainer(tmp_path, **fast).train()
     assert again.start_step == 2 and again.step == 10 and not again.preempted
 
 
@@ -233,36 +238,41 @@ def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **
 def test_weight_copies_train_exactly_like_casts_and_resume(tmp_path, objective, monkeypatch):
     """mixed_bfloat16 on TF's kernels (fused update): the forward reading bf16 weight copies gives
     the same losses and weights as casting every step (MLM: the tied embedding table is read both
-    ways), and a run resumed from its checkpoint refreshes the copies and continues identically."""
+    ways), and a run resumed from its checkpoint refreshes the copies and continues identically.
+    The run with copies is the interrupted one (steps 1-2, then resumed for 3-4): its four losses
+    and final weights equal the casting run's (three trainers, not four: a trainer's trace is the
+    cost here)."""
     import funnel_tf.engine.weight_copies as wc
     monkeypatch.setattr(wc, "MIN_SIZE", 1 << 10)  # the tiny model's matrices get copies
     common = dict(steps=4, steps_per_loop=1, jit_compile=False)
     try:
         set_precision("mixed_bfloat16")
-        with_copies = _funnel_trainer(tmp_path / "copies", objective, make_strategy("default"),
-                                      **common)
-        assert with_copies._fused.weight_copies is not None
-        a = with_copies.train()
         casts = _funnel_trainer(tmp_path / "casts", objective, make_strategy("default"),
                                 weight_copies=False, **common)
         assert casts._fused.weight_copies is None
         b = casts.train()
-        part = _funnel_trainer(tmp_path / "part", objective, make_strategy("default"),
-                               **{**common, "steps": 2}, save_every=2).train()
-        resumed = _funnel_trainer(tmp_path / "part", objective, make_strategy("default"),
-                                  **common).train()
+        part = _funnel_trainer(tmp_path / "copies", objective, make_strategy("default"),
+                               **{**common, "steps": 2}, save_every=2)
+        assert part._fused.weight_copies is not None
+        a = part.train()
+        resumed = _funnel_trainer(tmp_path / "copies", objective, make_strategy("default"),
+                                  **common)
+        assert resumed._fused.weight_copies is not None
+        c = resumed.train()
     finally:
         set_precision("float32")
-    copies = with_copies._fused.weight_copies
-    # MLM reads every copy; ELECTRA's head Dense layers read their kernels through Keras' autocast
-    assert len(copies.read_ids) == len(copies) if objective == "mlm" else copies.read_ids
-    np.testing.assert_allclose(list(losses(a).values()), list(losses(b).values()), rtol=1e-6)
-    for v, w in zip(with_copies.variables, casts.variables):
+    for copies in (part._fused.weight_copies, resumed._fused.weight_copies):
+        # MLM reads every copy; ELECTRA's head Dense layers read their kernels through Keras'
+        # autocast
+        assert len(copies.read_ids) == len(copies) if objective == "mlm" else copies.read_ids
+    assert a.step == 2 and c.start_step == 2 and c.step == 4
+    with_copies = {**losses(a), **losses(c)}
+    assert sorted(with_copies) == sorted(losses(b)) == [1, 2, 3, 4]
+    np.testing.assert_allclose([with_copies[k] for k in (1, 2, 3, 4)],
+                               [losses(b)[k] for k in (1, 2, 3, 4)], rtol=1e-6)
+    for v, w in zip(resumed.variables, casts.variables):
         # ELECTRA's shared table sums its gradient parts in another order: round-off only
         np.testing.assert_allclose(v.numpy(), w.numpy(), rtol=1e-5, atol=1e-8, err_msg=v.path)
-    assert part.step == 2 and resumed.start_step == 2
-    np.testing.assert_allclose([losses(resumed)[k] for k in (3, 4)], [losses(a)[k] for k in (3, 4)],
-                               rtol=1e-6)
 
 
 @pytest.mark.slow
