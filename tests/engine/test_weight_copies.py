@@ -24,10 +24,10 @@ def bf16_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-def _tiny_mlm():
+def _tiny_mlm(**overrides):
     with open(os.path.join(CONFIGS, "tiny.json")) as f:
         cfg = FunnelConfig.from_dict({**json.load(f), "vocab_size": 1100, "hidden_dropout": 0.0,
-                                      "attention_dropout": 0.0})
+                                      "attention_dropout": 0.0, **overrides})
     keras.utils.set_random_seed(0)
     return FunnelForMaskedLM(cfg)
 
@@ -68,7 +68,9 @@ def test_copies_give_the_same_loss_and_gradients_as_casts(bf16_policy, monkeypat
     head through its copy): both gradient parts are summed, equal to the plain cast's gradient."""
     import funnel_tf.engine.weight_copies as wc
     monkeypatch.setattr(wc, "MIN_SIZE", 1 << 12)  # so the tiny model's kernels get copies too
-    model = _tiny_mlm()
+    # Two blocks of one layer and one decoder layer (every kind of layer, pooling between the
+    # blocks): the two traced functions are the cost, and they grow with the layer count.
+    model = _tiny_mlm(block_sizes=[1, 1], block_repeats=[1, 1], num_decoder_layers=1)
     x = _batch()
     variables = model.trainable_variables
     copies = wc.WeightCopies(variables)
