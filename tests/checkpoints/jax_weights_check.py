@@ -51,6 +51,18 @@ def run_case(model, case):
     return max_diffs(model(inputs, output_hidden_states=True), case)
 
 
+def jit_outputs(model, inputs):
+    """The model's outputs (every hidden state) from one `jax.jit` over `stateless_call`: one XLA
+    compile per model instead of eager JAX's one per op and shape (eager runs on the TF-written files)."""
+    import jax
+
+    @jax.jit
+    def run(trainable, non_trainable, inputs):
+        return model.stateless_call(trainable, non_trainable, inputs, output_hidden_states=True)[0]
+    return run([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
+               inputs)
+
+
 def guarded(fn, *args):
     try:
         return fn(*args)
@@ -109,7 +121,8 @@ def jax_writes(work, name):
 
 
 def hf_case(case_name, use_bin):
-    """An HF fixture through `from_pretrained` (format detected), safetensors or pytorch_model.bin."""
+    """An HF fixture through `from_pretrained` (format detected), safetensors or pytorch_model.bin, run
+    compiled (tests/modeling/test_parity_hf.py runs every fixture eagerly on JAX in CI's JAX suite)."""
     import shutil
     import tempfile
 
@@ -124,7 +137,7 @@ def hf_case(case_name, use_bin):
     model = funnel_tf.load_model(str(case_dir))
     inputs = dict(np.load(HF_FIXTURES / case_name / "inputs.npz"))
     expected = dict(np.load(HF_FIXTURES / case_name / "outputs.npz"))
-    return max_diffs(model(inputs, output_hidden_states=True), {f"out_{k}": v for k, v in expected.items()})
+    return max_diffs(jit_outputs(model, inputs), {f"out_{k}": v for k, v in expected.items()})
 
 
 def original_without_tf(original):

@@ -76,7 +76,9 @@ def jax_report(tmp_path_factory):
     shared = pathlib.Path(os.environ.get("FUNNEL_SHARED_DATA", ROOT.parent / "shared" / "data"))
     original = shared / "original_tf1" / ORIGINAL
     args = [sys.executable, jax_weights_check.__file__, str(work)] + ([str(original)] if original.is_dir() else [])
+    # XLA's backend optimisations off: the many small eager compiles cost half the CPU time (values agree to 1e-6)
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip(),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
