@@ -42,18 +42,30 @@ def _assert_holds(model, reference, variable_dtype):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(v), want, err_msg=v.path)
 
 
+@pytest.fixture(scope="module")
+def references():
+    """cls -> (its float32 model from the HF fixture, that model's outputs): read by every dtype case."""
+    cache = {}
+
+    def get(cls):
+        if cls not in cache:
+            model = cls.from_pretrained(str(FIXTURES / CASES[cls]))
+            cache[cls] = model, _outputs(model, _inputs(CASES[cls]))
+        return cache[cls]
+    return get
+
+
 @pytest.mark.parametrize("dtype", ["mixed_bfloat16", "bfloat16", "float32"])
 @pytest.mark.parametrize("cls", list(CASES), ids=lambda c: c.__name__)
-def test_from_pretrained_dtype_hf(cls, dtype):
+def test_from_pretrained_dtype_hf(cls, dtype, references):
     """An HF folder loads in the asked policy with the same weights and close outputs."""
     case = str(FIXTURES / CASES[cls])
-    reference = cls.from_pretrained(case)
+    reference, want = references(cls)
     model = cls.from_pretrained(case, dtype=dtype)
     policy = keras.dtype_policies.get(dtype)
     assert _policies(model) == {dtype}
     _assert_holds(model, reference, policy.variable_dtype)
-    inputs = _inputs(CASES[cls])
-    want, got = _outputs(reference, inputs), _outputs(model, inputs)
+    got = _outputs(model, _inputs(CASES[cls]))
     assert got["last_hidden_state"].dtype == policy.compute_dtype
     for name in want:
         atol = 0.0 if dtype == "float32" else BF16_ATOL
@@ -62,11 +74,11 @@ def test_from_pretrained_dtype_hf(cls, dtype):
         assert got["logits"].dtype == np.float32  # keras-hub's mixed precision contract
 
 
-def test_from_pretrained_dtype_native(tmp_path):
+def test_from_pretrained_dtype_native(tmp_path, references):
     """Our own folders: a float32 save loads as bfloat16 (values cast, after the manifest check
     of the saved ones), that bfloat16 save keeps its policy and loads back as float32; a
     different class (the backbone of a full model) takes the policy too."""
-    reference = FunnelModel.from_pretrained(str(FIXTURES / "model_default_L8"))
+    reference = references(FunnelModel)[0]
     folder = str(tmp_path / "fp32")
     reference.save_pretrained(folder)
     bf16 = FunnelModel.from_pretrained(folder, dtype="bfloat16")
