@@ -1,7 +1,7 @@
 """Every entry point connects its tf.distribute strategy before running any TensorFlow op: on a
 TPU pod, ops run before `connect_to_cluster` / `initialize_tpu_system` land on the wrong devices
 (issue 19.5). The runs go in a fresh process, where TF's eager context is still unstarted, with
-`make_strategy` replaced by a probe that reports whether an op has started it (and stops the run)."""
+`make_strategy` replaced by a probe that reports whether an op has started it, and stops the run."""
 
 import os
 import subprocess

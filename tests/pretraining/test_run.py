@@ -81,8 +81,9 @@ def _case(tmp_path, case):
     if case == "vocab_without_mask":  # [MASK] is needed by masked-LM pretraining only
         with open(REPO / "data" / "demo_vocab.txt", encoding="utf-8") as f:
             vocab = [t for t in f.read().splitlines() if t != "[MASK]"]
-        return (PretrainArgs(vocab=_text(tmp_path, "v.txt", ("\n".join(vocab) + "\n").encode()),
-                             **base), "no [MASK] (or <mask>) token, needed for masked-LM pretraining")
+        path = _text(tmp_path, "v.txt", ("\n".join(vocab) + "\n").encode())
+        return (PretrainArgs(vocab=path, **base),
+                "no [MASK] (or <mask>) token, needed for masked-LM pretraining")
     if case == "no_files_match":
         return (PretrainArgs(train_data=[str(tmp_path / "none-*.tfrecord")], **base),
                 "no files match")
