@@ -23,6 +23,7 @@ import io
 import math
 import os
 import sys
+import weakref
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -98,6 +99,41 @@ def _pad_count(n: int, multiple: Optional[int]) -> int:
     return (-n) % multiple
 
 
+# tokenizer -> {(seq_len, truncation): tf.function}: a run maps the same encoder over its train,
+# eval and predict splits; traced once per input signature (tracing it is the slow part).
+_ENCODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _encoder(tokenizer, seq_len: int, truncation: str):
+    """The in-graph tokenize-and-pack function of a batch of string columns, shared by every
+    dataset of the same tokenizer, seq_len and truncation (it holds the tokenizer weakly)."""
+    from funnel_tf.text.packing import pack_inputs
+
+    try:
+        fns, ref = _ENCODERS.setdefault(tokenizer, {}), weakref.ref(tokenizer)
+    except TypeError:  # a tokenizer that is not hashable or weakly referable: not shared
+        fns, ref = {}, lambda: tokenizer
+    if (seq_len, truncation) in fns:
+        return fns[seq_len, truncation]
+
+    @tf.function
+    def encode(batch):
+        tok = ref()
+        seg_a = tok.tokenize(batch["text_a"])                           # [b, (t)]
+        seg_b = tok.tokenize(batch["text_b"]) if "text_b" in batch else None
+        packed = pack_inputs(seg_a, seg_b, seq_len, tok.cls_id, tok.sep_id, pad_id=tok.pad_id,
+                             truncation=truncation)
+        out = {k: tf.ensure_shape(tf.cast(packed[k], tf.int32), [None, seq_len])
+               for k in FEATURE_KEYS}                                   # [b, seq_len] each
+        out["label"] = batch["label"]
+        out["example_weight"] = batch["example_weight"]
+        out["example_index"] = batch["example_index"]
+        return out
+
+    fns[seq_len, truncation] = encode
+    return encode
+
+
 def encode_text_examples(examples: TextExamples, tokenizer, seq_len: int, *,
                          batch_size: Optional[int] = None,
                          pad_to_multiple_of: Optional[int] = None,
@@ -112,8 +148,6 @@ def encode_text_examples(examples: TextExamples, tokenizer, seq_len: int, *,
     `pad_to_multiple_of=global_batch` so no real example is dropped: padding examples are
     `[CLS] [SEP]` with example_weight 0, example_index -1 and label 0.
     """
-    from funnel_tf.text.packing import pack_inputs
-
     if seq_len < 3 + (examples.text_b is not None):
         raise ValueError(f"seq_len={seq_len} leaves no room for text")
     n_pad = _pad_count(len(examples), pad_to_multiple_of)
@@ -138,18 +172,7 @@ def encode_text_examples(examples: TextExamples, tokenizer, seq_len: int, *,
     if repeat:
         ds = ds.repeat()
 
-    def encode(batch):
-        seg_a = tokenizer.tokenize(batch["text_a"])                     # [b, (t)]
-        seg_b = tokenizer.tokenize(batch["text_b"]) if "text_b" in batch else None
-        packed = pack_inputs(seg_a, seg_b, seq_len, tokenizer.cls_id, tokenizer.sep_id,
-                             pad_id=tokenizer.pad_id, truncation=truncation)
-        out = {k: tf.ensure_shape(tf.cast(packed[k], tf.int32), [None, seq_len])
-               for k in FEATURE_KEYS}
-        out["label"] = batch["label"]
-        out["example_weight"] = batch["example_weight"]
-        out["example_index"] = batch["example_index"]
-        return out
-
+    encode = _encoder(tokenizer, seq_len, truncation)
     ds = ds.batch(tokenize_chunk).map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if batch_size:
         ds = ds.batch(batch_size, drop_remainder=True)

@@ -252,3 +252,25 @@ def test_feature_records_flags(finetune_main, micro_config, tmp_path, capsys):
     run = finetune.args_from_flags().run
     assert run["feature_records"] == "always" and run["feature_records_dir"] == str(
         tmp_path / "cache")
+
+
+def test_datasets_of_one_tokenizer_share_one_encoder_trace(demo_tokenizer):
+    """The tokenizing path (what "never" reads) traces its tokenize-and-pack function once per
+    tokenizer, seq_len and input signature: a run's train, eval and predict datasets share it
+    (tracing it was most of the cost of building each); the features are unchanged."""
+    from funnel_tf.text import classification as text_cls
+
+    examples = text_cls.TextExamples(["the warm river", "old stone bridge near the harbor"], None,
+                                     np.array([0, 1], np.int32), ["x", "y"], ("0", "1"))
+    seq_len = HPARAMS.max_seq_length  # the graphs fixture's SST-2 datasets may have traced it
+    first = _first(text_cls.encode_text_examples(examples, demo_tokenizer, seq_len), 10)
+    encode = text_cls._encoder(demo_tokenizer, seq_len, "longest_first")
+    traces = encode.experimental_get_tracing_count()
+    assert traces >= 1
+    again = _first(text_cls.encode_text_examples(examples, demo_tokenizer, seq_len, shuffle=True,
+                                                 seed=3, pad_to_multiple_of=4), 10)
+    assert encode.experimental_get_tracing_count() == traces  # not traced again
+    _assert_same_stream(first, sorted(again, key=lambda x: x["example_index"])[2:])
+    ids = [demo_tokenizer.cls_id, *demo_tokenizer.tokenize(["the warm river"])[0].numpy(),
+           demo_tokenizer.sep_id]
+    np.testing.assert_array_equal(first[0]["input_ids"], ids + [0] * (seq_len - len(ids)))
