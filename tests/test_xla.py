@@ -50,17 +50,20 @@ def test_forced_fallback_turns_jit_off_and_warns_once(no_host_xla):
 
 
 def _tiny_model_and_inputs():
+    """The tiny model with one layer per block (three blocks: two poolings) and one decoder layer:
+    every fused region, half the layers to trace and compile."""
     with open(os.path.join(CONFIGS, "tiny.json")) as f:
         cfg = dict(json.load(f))
-    cfg.update(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    cfg.update(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, vocab_size=101,
+               block_sizes=[1, 1, 1], num_decoder_layers=1)
     keras.utils.set_random_seed(0)
     model = FunnelModel(FunnelConfig.from_dict(cfg))
     rng = np.random.default_rng(0)
-    b, length = 2, 32
+    b, length = 2, 16
     mask = np.ones([b, length], np.int32)
-    mask[1, 20:] = 0
+    mask[1, 11:] = 0
     types = np.zeros([b, length], np.int32)
-    types[:, 10:] = 1
+    types[:, 6:] = 1
     x = {"input_ids": tf.constant(rng.integers(0, cfg["vocab_size"], [b, length]), tf.int32),
          "attention_mask": tf.constant(mask), "token_type_ids": tf.constant(types)}
     return model, x
