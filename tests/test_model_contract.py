@@ -6,7 +6,6 @@ from_pretrained and a `.keras` file with the same outputs."""
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import funnel_tf
 from funnel_tf.modeling import heads
@@ -116,30 +115,6 @@ def test_model_contract(cls, kwargs, tiny_config, tmp_path):
     _assert_same_outputs(_outputs(restored, inputs), out)
 
 
-@pytest.fixture
-def mixed_bfloat16():
-    """The global Keras policy set_precision("mixed_bfloat16") sets, restored afterwards."""
-    before = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    yield
-    keras.mixed_precision.set_global_policy(before)
-
-
-@pytest.mark.parametrize("cls, kwargs", MODELS, ids=_ids)
-def test_model_contract_mixed_bfloat16(cls, kwargs, tiny_config, mixed_bfloat16):
-    """Under mixed_bfloat16 the weights stay float32, the hidden states are bfloat16 and every
-    logit comes out float32 (keras-hub's run_precision_test)."""
-    model = cls(_small(tiny_config), **kwargs)
-    assert {w.dtype for w in model.weights} == {"float32"}
-    out = model(_inputs(cls), training=False)
-    assert out["last_hidden_state"].dtype == tf.bfloat16
-    logits = {name: value for name, value in out.items() if name.endswith("logits")}
-    assert logits or cls in (FunnelBaseModel, FunnelModel)
-    for name, value in logits.items():
-        assert value.dtype == tf.float32, name
-        assert np.isfinite(value.numpy()).all(), name
-
-
 def _policies(model) -> set:
     """The dtype policy names of the model and of every layer inside it."""
     return {layer.dtype_policy.name for layer in model._flatten_layers(include_self=True)}
@@ -159,7 +134,9 @@ def _assert_mixed_outputs(cls, out):
 def test_model_contract_dtype_argument(cls, kwargs, tiny_config, tmp_path):
     """`cls(config, dtype="mixed_bfloat16")` under the float32 global policy computes exactly as the
     global mixed_bfloat16 policy does (every sublayer takes the model's policy, keras-hub style),
-    and get_config / from_config, save_pretrained / from_pretrained and .keras keep the policy."""
+    and get_config / from_config, save_pretrained / from_pretrained and .keras keep the policy.
+    Under either, the weights stay float32, the hidden states are bfloat16 and every logit comes
+    out float32 (keras-hub's run_precision_test)."""
     assert keras.mixed_precision.global_policy().name == "float32"
     config = _small(tiny_config)
     model = cls(config, dtype="mixed_bfloat16", **kwargs)
@@ -175,8 +152,11 @@ def test_model_contract_dtype_argument(cls, kwargs, tiny_config, tmp_path):
         reference = cls(config, **kwargs)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    assert {w.dtype for w in reference.weights} == {"float32"}
     reference.set_weights(model.get_weights())
-    _assert_same_outputs(_outputs(reference, inputs), out)
+    reference_out = _outputs(reference, inputs)
+    _assert_mixed_outputs(cls, reference_out)
+    _assert_same_outputs(reference_out, out)
 
     assert keras.dtype_policies.get(model.get_config()["dtype"]).name == "mixed_bfloat16"
     clone = cls.from_config(model.get_config())
