@@ -23,7 +23,6 @@ import io
 import math
 import os
 import sys
-import weakref
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -99,39 +98,27 @@ def _pad_count(n: int, multiple: Optional[int]) -> int:
     return (-n) % multiple
 
 
-# tokenizer -> {(seq_len, truncation): tf.function}: a run maps the same encoder over its train,
-# eval and predict splits; traced once per input signature (tracing it is the slow part).
-_ENCODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _encoder(tokenizer, seq_len: int, truncation: str):
     """The in-graph tokenize-and-pack function of a batch of string columns, shared by every
-    dataset of the same tokenizer, seq_len and truncation (it holds the tokenizer weakly)."""
-    from funnel_tf.text.packing import pack_inputs
+    dataset of the same tokenizer, seq_len and truncation (packing.traced_per_tokenizer)."""
+    from funnel_tf.text.packing import pack_inputs, traced_per_tokenizer
 
-    try:
-        fns, ref = _ENCODERS.setdefault(tokenizer, {}), weakref.ref(tokenizer)
-    except TypeError:  # a tokenizer that is not hashable or weakly referable: not shared
-        fns, ref = {}, lambda: tokenizer
-    if (seq_len, truncation) in fns:
-        return fns[seq_len, truncation]
+    def make(get_tokenizer):
+        def encode(batch):
+            tok = get_tokenizer()
+            seg_a = tok.tokenize(batch["text_a"])                       # [b, (t)]
+            seg_b = tok.tokenize(batch["text_b"]) if "text_b" in batch else None
+            packed = pack_inputs(seg_a, seg_b, seq_len, tok.cls_id, tok.sep_id,
+                                 pad_id=tok.pad_id, truncation=truncation)
+            out = {k: tf.ensure_shape(tf.cast(packed[k], tf.int32), [None, seq_len])
+                   for k in FEATURE_KEYS}                               # [b, seq_len] each
+            out["label"] = batch["label"]
+            out["example_weight"] = batch["example_weight"]
+            out["example_index"] = batch["example_index"]
+            return out
+        return encode
 
-    @tf.function
-    def encode(batch):
-        tok = ref()
-        seg_a = tok.tokenize(batch["text_a"])                           # [b, (t)]
-        seg_b = tok.tokenize(batch["text_b"]) if "text_b" in batch else None
-        packed = pack_inputs(seg_a, seg_b, seq_len, tok.cls_id, tok.sep_id, pad_id=tok.pad_id,
-                             truncation=truncation)
-        out = {k: tf.ensure_shape(tf.cast(packed[k], tf.int32), [None, seq_len])
-               for k in FEATURE_KEYS}                                   # [b, seq_len] each
-        out["label"] = batch["label"]
-        out["example_weight"] = batch["example_weight"]
-        out["example_index"] = batch["example_index"]
-        return out
-
-    fns[seq_len, truncation] = encode
-    return encode
+    return traced_per_tokenizer(tokenizer, ("text", seq_len, truncation), make)
 
 
 def encode_text_examples(examples: TextExamples, tokenizer, seq_len: int, *,

@@ -8,9 +8,28 @@ on batched ragged ids and yields static ``[N, seq_len]`` shapes.
 
 from __future__ import annotations
 
-from typing import Optional
+import weakref
+from typing import Callable, Hashable, Optional
 
 import tensorflow as tf
+
+# tokenizer -> {key: tf.function}; see `traced_per_tokenizer`.
+_TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def traced_per_tokenizer(tokenizer, key: Hashable, make: Callable) -> Callable:
+    """`tf.function(make(get_tokenizer))`, one per (tokenizer, key): a run's datasets (train,
+    eval, predict) map the same in-graph encoder, traced once per input signature instead of
+    once per dataset (tracing the tokenizer's graph is most of building one). The cache holds
+    the tokenizer weakly; `make` gets a function that returns it."""
+    try:
+        fns, get = _TRACED.setdefault(tokenizer, {}), weakref.ref(tokenizer)
+    except TypeError:  # a tokenizer that is not hashable or weakly referable: not shared
+        fns, get = {}, lambda: tokenizer
+    if key not in fns:
+        fns[key] = tf.function(make(get))
+    return fns[key]
+
 
 CLS_TYPE_ID = 2
 A_TYPE_ID = 0

@@ -188,19 +188,27 @@ def encode_race_examples(examples: RaceExamples, tokenizer, seq_len: int = 512, 
         "example_index": np.concatenate([np.arange(n, dtype=np.int32),
                                          np.full([n_pad], -1, np.int32)]),
     }
+    from funnel_tf.text.packing import traced_per_tokenizer
+
     ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(n + n_pad, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
 
-    def encode(batch):
-        out = encode_race_batch(tokenizer, batch["article"], batch["qa"], seq_len, max_qa_length)
-        out = {k: tf.ensure_shape(v, [None, NUM_OPTIONS, seq_len]) for k, v in out.items()}
-        for k in ("label", "is_high", "example_weight", "example_index"):
-            out[k] = batch[k]
-        return out
+    def make(get_tokenizer):
+        def encode(batch):
+            out = encode_race_batch(get_tokenizer(), batch["article"], batch["qa"], seq_len,
+                                    max_qa_length)
+            out = {k: tf.ensure_shape(v, [None, NUM_OPTIONS, seq_len])  # [b, 4, seq_len]
+                   for k, v in out.items()}
+            for k in ("label", "is_high", "example_weight", "example_index"):
+                out[k] = batch[k]
+            return out
+        return encode
 
+    # One trace per tokenizer, lengths and input signature, shared by the run's datasets.
+    encode = traced_per_tokenizer(tokenizer, ("race", seq_len, max_qa_length), make)
     ds = ds.batch(tokenize_chunk).map(encode, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     if batch_size:
         ds = ds.batch(batch_size, drop_remainder=True)

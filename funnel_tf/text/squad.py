@@ -195,8 +195,9 @@ def _byte_to_char(texts: tf.Tensor, byte_offsets: tf.RaggedTensor) -> tf.RaggedT
     return byte_offsets.with_flat_values(tf.cast(local, tf.int32))
 
 
-def _tokenize_batch(tokenizer, max_query_length: int):
+def _tokenize_batch(get_tokenizer, max_query_length: int):
     def fn(batch):
+        tokenizer = get_tokenizer()
         q_ids = tokenizer.tokenize(batch["question"])[:, :max_query_length]    # [b, (q)]
         ids, starts, ends = tokenizer.tokenize_with_offsets(batch["context"])   # [b, (t)]
         out = dict(batch)
@@ -336,21 +337,30 @@ def squad_question_features(examples: Sequence[SquadExample], tokenizer, *, seq_
         ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.batch(tokenize_chunk).map(_tokenize_batch(tokenizer, max_query_length),
-                                      num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    # Both maps are traced once per tokenizer, lengths and input signature and shared by the
+    # run's datasets (packing.traced_per_tokenizer).
+    from funnel_tf.text.packing import traced_per_tokenizer
 
-    def windows(ex):
-        feats = make_windows(ex["query_ids"], ex["context_ids"], ex["context_char_start"],
-                             ex["context_char_end"], ex["answer_char_start"],
-                             ex["answer_char_end"], seq_len=seq_len, doc_stride=doc_stride,
-                             cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id,
-                             pad_id=tokenizer.pad_id)
-        k = tf.shape(feats["input_ids"])[0]
-        feats["example_index"] = tf.fill([k], ex["example_index"])
-        feats["example_weight"] = tf.ones([k], tf.float32)
-        return {name: tf.ensure_shape(v, [None, seq_len] if v.shape.rank == 2 else [None])
-                for name, v in feats.items()}
+    tokenize = traced_per_tokenizer(
+        tokenizer, ("squad_tokens", max_query_length),
+        lambda get_tokenizer: _tokenize_batch(get_tokenizer, max_query_length))
+    ds = ds.batch(tokenize_chunk).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
+    def make(get_tokenizer):
+        def windows(ex):
+            tok = get_tokenizer()
+            feats = make_windows(ex["query_ids"], ex["context_ids"], ex["context_char_start"],
+                                 ex["context_char_end"], ex["answer_char_start"],
+                                 ex["answer_char_end"], seq_len=seq_len, doc_stride=doc_stride,
+                                 cls_id=tok.cls_id, sep_id=tok.sep_id, pad_id=tok.pad_id)
+            k = tf.shape(feats["input_ids"])[0]
+            feats["example_index"] = tf.fill([k], ex["example_index"])
+            feats["example_weight"] = tf.ones([k], tf.float32)
+            return {name: tf.ensure_shape(v, [None, seq_len] if v.shape.rank == 2 else [None])
+                    for name, v in feats.items()}                       # [K, seq_len] / [K]
+        return windows
+
+    windows = traced_per_tokenizer(tokenizer, ("squad_windows", seq_len, doc_stride), make)
     return ds.map(windows, num_parallel_calls=tf.data.AUTOTUNE)
 
 

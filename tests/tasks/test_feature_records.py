@@ -255,22 +255,44 @@ def test_feature_records_flags(finetune_main, micro_config, tmp_path, capsys):
 
 
 def test_datasets_of_one_tokenizer_share_one_encoder_trace(demo_tokenizer):
-    """The tokenizing path (what "never" reads) traces its tokenize-and-pack function once per
-    tokenizer, seq_len and input signature: a run's train, eval and predict datasets share it
-    (tracing it was most of the cost of building each); the features are unchanged."""
+    """The tokenizing path (what "never" reads) traces its tokenize-and-pack functions once per
+    tokenizer, lengths and input signature: a run's train, eval and predict datasets share them
+    (tracing them was most of the cost of building each); the features are unchanged. The
+    lengths are HPARAMS': the graphs fixture's datasets may have traced them already."""
     from funnel_tf.text import classification as text_cls
+    from funnel_tf.text.packing import _TRACED
+    from funnel_tf.text.race import RaceExamples, build_qa, encode_race_examples
+    from funnel_tf.text.squad import SquadExample, squad_question_features
 
+    def traces():
+        return {key: fn.experimental_get_tracing_count()
+                for key, fn in _TRACED.get(demo_tokenizer, {}).items()}
+
+    hp, tok = HPARAMS, demo_tokenizer
     examples = text_cls.TextExamples(["the warm river", "old stone bridge near the harbor"], None,
                                      np.array([0, 1], np.int32), ["x", "y"], ("0", "1"))
-    seq_len = HPARAMS.max_seq_length  # the graphs fixture's SST-2 datasets may have traced it
-    first = _first(text_cls.encode_text_examples(examples, demo_tokenizer, seq_len), 10)
-    encode = text_cls._encoder(demo_tokenizer, seq_len, "longest_first")
-    traces = encode.experimental_get_tracing_count()
-    assert traces >= 1
-    again = _first(text_cls.encode_text_examples(examples, demo_tokenizer, seq_len, shuffle=True,
-                                                 seed=3, pad_to_multiple_of=4), 10)
-    assert encode.experimental_get_tracing_count() == traces  # not traced again
-    _assert_same_stream(first, sorted(again, key=lambda x: x["example_index"])[2:])
-    ids = [demo_tokenizer.cls_id, *demo_tokenizer.tokenize(["the warm river"])[0].numpy(),
-           demo_tokenizer.sep_id]
-    np.testing.assert_array_equal(first[0]["input_ids"], ids + [0] * (seq_len - len(ids)))
+    squad = [SquadExample("q0", "what crosses the river?", "the old stone bridge crosses the "
+                          "river near the village", [])]
+    race = RaceExamples(["the boat left the harbor at dawn"], [[build_qa("the boat left _ .", o)
+                        for o in ("at dawn", "at noon", "never", "today")]],
+                        np.zeros(1, np.int32), ["high"], ["r0"])
+    builds = {
+        ("text", hp.max_seq_length, "longest_first"): lambda **kw: text_cls.encode_text_examples(
+            examples, tok, hp.max_seq_length, **kw),
+        ("squad_windows", hp.max_seq_length, hp.doc_stride): lambda **kw: squad_question_features(
+            squad, tok, seq_len=hp.max_seq_length, doc_stride=hp.doc_stride,
+            max_query_length=hp.max_query_length, **kw),
+        ("race", hp.max_seq_length, hp.max_qa_length): lambda **kw: encode_race_examples(
+            race, tok, hp.max_seq_length, max_qa_length=hp.max_qa_length, **kw)}
+    first = {key: _first(build(), 10) for key, build in builds.items()}
+    before = traces()
+    assert set(builds) | {("squad_tokens", hp.max_query_length)} <= set(before)
+    again = {key: _first(build(shuffle=True, seed=3), 10) for key, build in builds.items()}
+    assert traces() == before  # nothing traced again
+    for key in builds:  # the same features (the second datasets are shuffled)
+        _assert_same_stream(first[key], sorted(
+            again[key], key=lambda x: int(np.ravel(x["example_index"])[0])))
+    ids = [tok.cls_id, *tok.tokenize(["the warm river"])[0].numpy(), tok.sep_id]
+    text_key = ("text", hp.max_seq_length, "longest_first")
+    np.testing.assert_array_equal(first[text_key][0]["input_ids"],
+                                  ids + [0] * (hp.max_seq_length - len(ids)))
