@@ -132,6 +132,25 @@ def run_in_subprocess(spec, timeout):
 
 
 # ------------------------------------------------------------------------------------- driver
+def timing_record(spec, res, wall_s, peak) -> dict:
+    """One JSON record of a timed configuration: the spec (less its config), the worker's result, and
+    median/min step time, tokens/s and MFU against the measured dense `peak` ({precision: FLOP/s});
+    printed as one progress line."""
+    rec = {k: v for k, v in spec.items() if k != "config"}
+    rec.update(res, wall_s=wall_s)
+    if "times_s" in res:
+        med = statistics.median(res["times_s"])
+        flops = bf._flops_for(spec["config"], rec)
+        peak_flops = peak.get(spec["precision"])
+        rec.update(median_s=med, min_s=min(res["times_s"]), model_flops=flops,
+                   tokens_per_s=spec["batch"] * spec["seq_len"] / med,
+                   mfu=flops / med / peak_flops if peak_flops else None)
+    print(f"{spec['model']} {spec['precision']} {spec['impl']}: " + (
+        f"median {1e3 * rec['median_s']:.1f} ms" if "median_s" in rec
+        else f"ERROR {rec.get('error')}"), flush=True)
+    return rec
+
+
 def table(records) -> str:
     rows = ["| model | prec | B×L | impl | device | median ms | min ms | tokens/s | MFU | "
             "peak mem MB | ours / this |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -201,18 +220,7 @@ def main(argv=None):
                             or ("eager" if args.tiny else "inductor"))
                 t0 = time.time()
                 res = run_in_subprocess(spec, args.timeout)
-                rec = {k: v for k, v in spec.items() if k != "config"}
-                rec.update(res, wall_s=time.time() - t0)
-                if "times_s" in res:
-                    med = statistics.median(res["times_s"])
-                    flops = bf._flops_for(spec["config"], rec)
-                    rec.update(median_s=med, min_s=min(res["times_s"]), model_flops=flops,
-                               tokens_per_s=batch * seq_len / med,
-                               mfu=flops / med / peak[prec] if peak.get(prec) else None)
-                print(f"{model_name} {prec} {impl}: " + (
-                    f"median {1e3 * rec['median_s']:.1f} ms" if "median_s" in rec
-                    else f"ERROR {rec.get('error')}"), flush=True)
-                records.append(rec)
+                records.append(timing_record(spec, res, time.time() - t0, peak))
     ours = {(r["model"], r["precision"]): r for r in records
             if r["impl"] == "ours-xla" and "median_s" in r}
     for r in records:

@@ -19,7 +19,6 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -192,18 +191,7 @@ def main(argv=None):
                             compile_backend="eager", require_gpu=not args.tiny)
                 t0 = time.time()
                 res = measure(spec, args.timeout)
-                rec = {k: v for k, v in spec.items() if k != "config"}
-                rec.update(res, wall_s=time.time() - t0)
-                if "times_s" in res:
-                    med = statistics.median(res["times_s"])
-                    flops = bf._flops_for(spec["config"], rec)
-                    rec.update(median_s=med, min_s=min(res["times_s"]), model_flops=flops,
-                               tokens_per_s=batch * seq_len / med,
-                               mfu=flops / med / peak[prec] if peak.get(prec) else None)
-                print(f"{model_name} {prec} {impl}: " + (
-                    f"median {1e3 * rec['median_s']:.1f} ms" if "median_s" in rec
-                    else f"ERROR {rec.get('error')}"), flush=True)
-                records.append(rec)
+                records.append(device_bench.timing_record(spec, res, time.time() - t0, peak))
     compare(records)
     text = table(records)
     print(text)

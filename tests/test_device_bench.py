@@ -36,6 +36,29 @@ def test_unknown_gpu_has_no_peak_and_the_table_says_so():
     assert "error: exit 1: CUDA out of memory" in rows[3]
 
 
+
+def test_timing_record_summarises_a_run_and_an_error(capsys):
+    """device_bench.timing_record, shared by device_bench.py and jax_step.py: median/min step time,
+    tokens/s and MFU against the peak of the record's precision; a failed run keeps its error."""
+    from funnel_tf.config import load_config
+
+    spec = dict(impl="ours-xla", model="tiny", config=load_config("tiny").to_dict(), base=False,
+                task="train", batch=2, seq_len=64, shape="2x64", precision="bf16", iters=3)
+    flops = device_bench.bf._flops_for(spec["config"], {k: v for k, v in spec.items()
+                                                       if k != "config"})
+    rec = device_bench.timing_record(spec, {"times_s": [0.3, 0.1, 0.2]}, 5.0,
+                                     {"bf16": 1e12, "fp32": None})
+    assert "config" not in rec and rec["wall_s"] == 5.0 and rec["model_flops"] == flops > 0
+    assert rec["median_s"] == 0.2 and rec["min_s"] == 0.1 and rec["tokens_per_s"] == 2 * 64 / 0.2
+    assert rec["mfu"] == pytest.approx(flops / 0.2 / 1e12)
+    fp32 = device_bench.timing_record(dict(spec, precision="fp32"), {"times_s": [0.2]}, 1.0,
+                                      {"bf16": 1e12, "fp32": None})
+    assert fp32["mfu"] is None                      # no peak known: no MFU, not a wrong one
+    failed = device_bench.timing_record(spec, {"error": "exit 1: out of memory"}, 2.0, {})
+    assert "median_s" not in failed and failed["error"] == "exit 1: out of memory"
+    out = capsys.readouterr().out
+    assert "tiny bf16 ours-xla: median 200.0 ms" in out and "ERROR exit 1: out of memory" in out
+
 # ------------------------------------------------ the engine comparison (bench/jax_step.py)
 import jax_step  # noqa: E402
 
