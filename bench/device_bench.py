@@ -151,20 +151,24 @@ def timing_record(spec, res, wall_s, peak) -> dict:
     return rec
 
 
-def table(records) -> str:
-    rows = ["| model | prec | B×L | impl | device | median ms | min ms | tokens/s | MFU | "
-            "peak mem MB | ours / this |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+def table(records, ratio_header: str = "ours / this", ratio=None, impl_header: str = "impl") -> str:
+    """The markdown table of timing records; the last column is `ratio(record)` (default: the
+    record's "ours_over_this", set by main's comparison)."""
+    ratio = ratio or (lambda r: r.get("ours_over_this"))
+    rows = [f"| model | prec | B×L | {impl_header} | device | median ms | min ms | tokens/s | MFU | "
+            f"peak mem MB | {ratio_header} |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in records:
         if "median_s" not in r:
             rows.append(f"| {r['model']} | {r['precision']} | {r['shape']} | {r['impl']} | | "
-                        f"error: {r.get('error', '?')[:100]} | | | | | |")
+                        f"error: {str(r.get('error', '?'))[:100]} | | | | | |")
             continue
         mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "n/a"
         mem = f"{r['peak_device_mem_mb']:.0f}" if r.get("peak_device_mem_mb") else ""
-        ratio = f"{r['ours_over_this']:.2f}" if r.get("ours_over_this") else ""
+        value = ratio(r)
         rows.append(f"| {r['model']} | {r['precision']} | {r['shape']} | {r['impl']} | "
-                    f"{r['device']} | {1e3 * r['median_s']:.1f} | {1e3 * r['min_s']:.1f} | "
-                    f"{r['tokens_per_s']:.0f} | {mfu} | {mem} | {ratio} |")
+                    f"{r.get('device', '')} | {1e3 * r['median_s']:.1f} | {1e3 * r['min_s']:.1f} | "
+                    f"{r['tokens_per_s']:.0f} | {mfu} | {mem} | "
+                    f"{f'{value:.2f}' if value else ''} |")
     return "\n".join(rows)
 
 

@@ -133,23 +133,16 @@ def compare(records: list) -> None:
 
 
 def table(records: list) -> str:
-    rows = ["| model | prec | B×L | engine | device | median ms | min ms | tokens/s | MFU | "
-            "peak mem MB | JAX / this |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    """device_bench's table, its last column the JAX engine's step over each row's."""
+    import device_bench
+
     jax_by = {(r["model"], r["precision"]): r for r in records
               if r["impl"] == "ours-jax" and "median_s" in r}
-    for r in records:
-        if "median_s" not in r:
-            rows.append(f"| {r['model']} | {r['precision']} | {r['shape']} | {r['impl']} | | "
-                        f"error: {str(r.get('error', '?'))[:100]} | | | | | |")
-            continue
+
+    def ratio(r):
         j = jax_by.get((r["model"], r["precision"]))
-        ratio = f"{j['median_s'] / r['median_s']:.2f}" if j is not None else ""
-        mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") is not None else "n/a"
-        mem = f"{r['peak_device_mem_mb']:.0f}" if r.get("peak_device_mem_mb") else ""
-        rows.append(f"| {r['model']} | {r['precision']} | {r['shape']} | {r['impl']} | "
-                    f"{r.get('device', '')} | {1e3 * r['median_s']:.1f} | {1e3 * r['min_s']:.1f} | "
-                    f"{r['tokens_per_s']:.0f} | {mfu} | {mem} | {ratio} |")
-    return "\n".join(rows)
+        return j["median_s"] / r["median_s"] if j is not None else None
+    return device_bench.table(records, "JAX / this", ratio, impl_header="engine")
 
 
 def main(argv=None):
