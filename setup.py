@@ -5,8 +5,9 @@ from setuptools import find_packages, setup
 # The standard TensorFlow wheel. TF 2.19/2.20 are the last TPU builds; CI pins 2.21 through .ci/run.
 # tensorflow-text must match TF's minor version (2.21.0 fails on import; use 2.21.1).
 STANDARD_TF = ["tensorflow>=2.19,<2.22", "tensorflow-text>=2.19,<2.22,!=2.21.0"]
-TEST = ["pytest", "pytest-timeout", "pytest-xdist", "scipy"]  # scipy: the metric tests' reference values;
-# pytest-xdist: the default suite runs on every core (pytest.ini: -n auto)
+TEST = ["pytest", "pytest-timeout", "pytest-xdist>=3.8", "scipy"]  # scipy: the metric tests' reference values;
+# pytest-xdist: the default suite runs on every core (pytest.ini: -n auto); 3.8 lets tests/scheduling.py keep
+# the heaviest modules first (--no-loadscope-reorder)
 # The JAX backend (KERAS_BACKEND=jax): the models and our / Keras / HF checkpoints, without TensorFlow.
 # CPU jaxlib here; TPU VMs add `jax[tpu]`, CUDA GPUs `jax[cuda12]` (README: "On JAX"). Keras 3 comes
 # with TensorFlow otherwise, so it is named here; 3.10+ has the keras.ops the models use. Orbax writes
