@@ -37,7 +37,7 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     """
     from funnel_tf.tasks import get_task
     from funnel_tf.finetuning.outputs import check_output_dirs
-    from funnel_tf.text.wordpiece import WordpieceTokenizer
+    from funnel_tf.text.wordpiece import shared_tokenizer
     from funnel_tf.engine.run_lock import ModelDirLock
     from funnel_tf.engine import precision as run_precision
     from funnel_tf.engine.strategy import make_strategy
@@ -95,7 +95,7 @@ def run_finetuning(args: FinetuneArgs) -> dict:
     # can only configure its collective ops before TF's runtime starts.
     strategy = jax_run.strategy() if jax_run else make_strategy(
         args.strategy, tpu=args.tpu, zone=args.tpu_zone, project=args.gcp_project)
-    tokenizer = WordpieceTokenizer(vocab)
+    tokenizer = shared_tokenizer(vocab)
     resolved = jax_run.resolve(args.precision) if jax_run else run_precision.resolve(
         args.precision, run.jit_compile, strategy_info(strategy).kind)
     run_precision.set_precision(resolved.precision)

@@ -44,7 +44,7 @@ from funnel_tf.text.corpus import (DOC_MODES, ReadStats, check_text_inputs,
                                    shuffle_documents)
 from funnel_tf.text.errors import PretrainingDataError
 from funnel_tf.text.packing import A_TYPE_ID, B_TYPE_ID, CLS_TYPE_ID
-from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256, special_ids
+from funnel_tf.text.wordpiece import WordpieceTokenizer, file_sha256, shared_tokenizer, special_ids
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = "funnel_tf.pretraining.v1"
@@ -264,7 +264,7 @@ def load_tokenizer(vocab_path: str, lower_case: bool = True) -> WordpieceTokeniz
     if tf.io.gfile.isdir(vocab_path):
         raise PretrainingDataError(f"vocab {vocab_path} is a directory; pass its vocab.txt")
     try:
-        return WordpieceTokenizer(vocab_path, lower_case=lower_case)
+        return shared_tokenizer(vocab_path, lower_case=lower_case)
     except UserError:
         raise
     except (ValueError, UnicodeDecodeError, tf.errors.OpError) as e:

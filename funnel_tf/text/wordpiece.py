@@ -28,6 +28,7 @@ naming the token and the use, raised when that use asks for it.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import sys
@@ -413,11 +414,29 @@ class WordpieceTokenizer(tf.Module):
         return file_sha256(self.vocab_path)
 
 
+_SHARED: "collections.OrderedDict[tuple, WordpieceTokenizer]" = collections.OrderedDict()
+_SHARED_KEPT = 4
+
+
+def shared_tokenizer(vocab_path: str, lower_case: bool = True) -> WordpieceTokenizer:
+    """This process's WordpieceTokenizer of `vocab_path` (same path, same bytes, same options).
+
+    Runs in one process (a sweep, a notebook, the test suite) reuse its tables and the in-graph
+    encoders traced for it (packing.traced_per_tokenizer) instead of building and tracing them
+    again; a changed file gives a new one. The newest few are kept."""
+    key = (str(vocab_path), file_sha256(vocab_path), bool(lower_case))
+    tokenizer = _SHARED.pop(key, None) or WordpieceTokenizer(vocab_path, lower_case=lower_case)
+    _SHARED[key] = tokenizer
+    while len(_SHARED) > _SHARED_KEPT:
+        _SHARED.popitem(last=False)
+    return tokenizer
+
+
 def special_ids(tokenizer: WordpieceTokenizer) -> dict:
     """The special ids of a tokenizer as a plain dict (handy for configs and manifests); tokens
     the vocab lacks are left out."""
     return {k: v for k, v in tokenizer._special.items() if v is not None}
 
 
-__all__: Sequence[str] = ["HF_MAX_CHARS_PER_WORD", "BERT_MAX_CHARS_PER_WORD", "WordpieceTokenizer", "BertNormalizer", "load_vocab", "file_sha256", "special_ids",
+__all__: Sequence[str] = ["HF_MAX_CHARS_PER_WORD", "BERT_MAX_CHARS_PER_WORD", "WordpieceTokenizer", "BertNormalizer", "load_vocab", "file_sha256", "special_ids", "shared_tokenizer",
                           "bert_char_tables"]
