@@ -3,6 +3,7 @@ XLA + mixed_bfloat16. Fast tests use the stand-in objective in toy.py; the real-
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +43,15 @@ def make_trainer(model_dir, strategy=None, steps=6, objective=None, data=None, l
 
 def losses(result):
     return {int(r["step"]): r["loss"] for r in result.history}
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    """The toy run several tests compare with or resume from (read-only: they copy its folder):
+    6 steps, dropout on, checkpoints at 3 and 6, the step and the update on TF's kernels."""
+    model_dir = tmp_path_factory.mktemp("plain")
+    t = make_trainer(model_dir, steps=6, jit_compile=False, jit_update=False)
+    return t, t.train(), model_dir
 
 
 def test_loss_falls_and_outputs_are_written(tmp_path):
@@ -85,12 +95,12 @@ def test_mirrored_two_replicas_match_one_device(tmp_path, mirrored):
     np.testing.assert_allclose(single.history[-1]["mlm_accuracy"], two.history[-1]["mlm_accuracy"])
 
 
-def test_jit_update_gives_the_same_training_as_tf_kernels(tmp_path):
+def test_jit_update_gives_the_same_training_as_tf_kernels(tmp_path, plain_run):
     """jit_compile=False with the AdamW update XLA-compiled (jit_update) or not: same losses."""
-    common = dict(steps=6, steps_per_loop=2, save_every=0, jit_compile=False)
-    fused = make_trainer(tmp_path / "xla_update", jit_update=True, **common)
-    plain = make_trainer(tmp_path / "tf_update", jit_update=False, **common)
-    a, b = losses(fused.train()), losses(plain.train())
+    fused = make_trainer(tmp_path / "xla_update", jit_update=True, steps=6, steps_per_loop=2,
+                         save_every=0, jit_compile=False)
+    plain, plain_result, _ = plain_run
+    a, b = losses(fused.train()), losses(plain_result)
     assert sorted(a) == list(range(1, 7))
     np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-5)
     for v, w in zip(fused.variables, plain.variables):
@@ -99,15 +109,15 @@ def test_jit_update_gives_the_same_training_as_tf_kernels(tmp_path):
 
 @pytest.mark.parametrize("kind", ["default", pytest.param("mirrored", marks=pytest.mark.slow)])
 def test_resume_matches_uninterrupted_run(tmp_path, kind, mirrored):
-    """Stop at step 3 (a checkpoint), build everything again, continue to 6: the losses of steps 4-6
-    equal the uninterrupted run's (dropout on, so the RNG state must be restored too). The default
-    strategy restores the tf.data iterator; MirroredStrategy replays the input."""
+    """Stopped at step 3 (its checkpoint, see toy.stopped_at), build everything again, continue to
+    6: the losses of steps 4-6 equal the uninterrupted run's (dropout on, so the RNG state must be
+    restored too). The default strategy restores the tf.data iterator; MirroredStrategy replays
+    the input."""
     def strategy():
         return mirrored if kind == "mirrored" else make_strategy(kind)
     full = make_trainer(tmp_path / "full", strategy(), steps=6).train()
-    part = make_trainer(tmp_path / "part", strategy(), steps=3).train()
-    assert part.step == 3
-    resumed = make_trainer(tmp_path / "part", strategy(), steps=6).train()
+    part = toy.stopped_at(tmp_path / "full", tmp_path / "part", 3)
+    resumed = make_trainer(part, strategy(), steps=6).train()
     assert resumed.start_step == 3 and resumed.step == 6
     a, b = losses(full), losses(resumed)
     np.testing.assert_allclose([b[k] for k in (4, 5, 6)], [a[k] for k in (4, 5, 6)], rtol=1e-6)
@@ -116,21 +126,20 @@ def test_resume_matches_uninterrupted_run(tmp_path, kind, mirrored):
 @pytest.mark.parametrize("kind", ["default", "mirrored"])
 def test_async_checkpoints_resume_like_the_uninterrupted_run(tmp_path, kind, mirrored):
     """Checkpoints written in the background (TF's async checkpointing, as on TPU by default),
-    one per step, the run stopped at step 3 and resumed to 6: losses of steps 4-6 equal the
-    uninterrupted run's (weights, optimizer, dropout RNG state and, on the default strategy, the
-    tf.data iterator state all come back from the async write)."""
+    one per step while training goes on, the run stopped at step 3 (toy.stopped_at) and resumed to
+    6: losses of steps 4-6 equal the uninterrupted run's (weights, optimizer, dropout RNG state
+    and, on the default strategy, the tf.data iterator state all come back from the async write)."""
     def strategy():
         return mirrored if kind == "mirrored" else make_strategy(kind)
-    fast = dict(jit_compile=False, jit_update=False)
-    full = make_trainer(tmp_path / "full", strategy(), steps=6, **fast).train()
-    part = make_trainer(tmp_path / "part", strategy(), steps=3, save_every=1,
-                        async_checkpoint=True, **fast)
-    assert part.train().checkpoint.endswith("ckpt-3")
-    assert part._prepared.checkpoint.checkpoint._async_checkpointer_impl is not None
-    assert sorted(f for f in os.listdir(tmp_path / "part" / "checkpoints")
-                  if f.endswith(".index")) == ["ckpt-1.index", "ckpt-2.index", "ckpt-3.index"]
-    resumed = make_trainer(tmp_path / "part", strategy(), steps=6, async_checkpoint=True,
-                           **fast).train()
+    fast = dict(jit_compile=False, jit_update=False, async_checkpoint=True)
+    t = make_trainer(tmp_path / "full", strategy(), steps=6, save_every=1, **fast)
+    full = t.train()
+    assert full.checkpoint.endswith("ckpt-6")
+    assert t._prepared.checkpoint.checkpoint._async_checkpointer_impl is not None
+    assert sorted(f for f in os.listdir(tmp_path / "full" / "checkpoints")
+                  if f.endswith(".index")) == [f"ckpt-{s}.index" for s in range(2, 7)]  # keep 5
+    part = toy.stopped_at(tmp_path / "full", tmp_path / "part", 3)
+    resumed = make_trainer(part, strategy(), steps=6, **fast).train()
     assert resumed.start_step == 3 and resumed.step == 6 and resumed.checkpoint.endswith("ckpt-6")
     a, b = losses(full), losses(resumed)
     np.testing.assert_allclose([b[k] for k in (4, 5, 6)], [a[k] for k in (4, 5, 6)], rtol=1e-6)
@@ -189,7 +198,9 @@ def test_stop_request_saves_and_returns(tmp_path):
     assert again.start_step == 2 and again.step == 10 and not again.preempted
 
 
-@pytest.mark.parametrize("kind", ["default", "cpu"])
+# [default]: the same replica step as [cpu]'s under XLA; default-strategy XLA in float32 is
+# test_loss_falls_and_outputs_are_written's.
+@pytest.mark.parametrize("kind", [pytest.param("default", marks=pytest.mark.slow), "cpu"])
 def test_xla_mixed_bfloat16_toy_step(tmp_path, kind):
     """The whole replica step (including the guarded AdamW update) under jit_compile=True."""
     try:
@@ -238,38 +249,33 @@ def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **
 def test_weight_copies_train_exactly_like_casts_and_resume(tmp_path, objective, monkeypatch):
     """mixed_bfloat16 on TF's kernels (fused update): the forward reading bf16 weight copies gives
     the same losses and weights as casting every step (MLM: the tied embedding table is read both
-    ways), and a run resumed from its checkpoint refreshes the copies and continues identically.
-    The run with copies is the interrupted one (steps 1-2, then resumed for 3-4): its four losses
-    and final weights equal the casting run's (three trainers, not four: a trainer's trace is the
-    cost here)."""
+    ways), and a run resumed from a checkpoint refreshes the copies and continues identically.
+    The run with copies resumes the casting run from its step-2 checkpoint (toy.stopped_at): its
+    steps 3-4 losses and final weights equal the casting run's (two trainers: a trainer's trace
+    and its compiled update are the cost here). A copy left stale by the restore or by an update
+    would change step 3's or step 4's loss."""
     import funnel_tf.engine.weight_copies as wc
     monkeypatch.setattr(wc, "MIN_SIZE", 1 << 10)  # the tiny model's matrices get copies
     common = dict(steps=4, steps_per_loop=1, jit_compile=False)
     try:
         set_precision("mixed_bfloat16")
         casts = _funnel_trainer(tmp_path / "casts", objective, make_strategy("default"),
-                                weight_copies=False, **common)
+                                weight_copies=False, save_every=2, **common)
         assert casts._fused.weight_copies is None
         b = casts.train()
-        part = _funnel_trainer(tmp_path / "copies", objective, make_strategy("default"),
-                               **{**common, "steps": 2}, save_every=2)
-        assert part._fused.weight_copies is not None
-        a = part.train()
-        resumed = _funnel_trainer(tmp_path / "copies", objective, make_strategy("default"),
-                                  **common)
+        part = toy.stopped_at(tmp_path / "casts", tmp_path / "copies", 2)
+        resumed = _funnel_trainer(part, objective, make_strategy("default"), **common)
         assert resumed._fused.weight_copies is not None
         c = resumed.train()
     finally:
         set_precision("float32")
-    for copies in (part._fused.weight_copies, resumed._fused.weight_copies):
-        # MLM reads every copy; ELECTRA's head Dense layers read their kernels through Keras'
-        # autocast
-        assert len(copies.read_ids) == len(copies) if objective == "mlm" else copies.read_ids
-    assert a.step == 2 and c.start_step == 2 and c.step == 4
-    with_copies = {**losses(a), **losses(c)}
-    assert sorted(with_copies) == sorted(losses(b)) == [1, 2, 3, 4]
-    np.testing.assert_allclose([with_copies[k] for k in (1, 2, 3, 4)],
-                               [losses(b)[k] for k in (1, 2, 3, 4)], rtol=1e-6)
+    copies = resumed._fused.weight_copies
+    # MLM reads every copy; ELECTRA's head Dense layers read their kernels through Keras' autocast
+    assert len(copies.read_ids) == len(copies) if objective == "mlm" else copies.read_ids
+    assert c.start_step == 2 and c.step == 4
+    assert sorted(losses(b)) == [1, 2, 3, 4] and sorted(losses(c)) == [3, 4]
+    np.testing.assert_allclose([losses(c)[k] for k in (3, 4)], [losses(b)[k] for k in (3, 4)],
+                               rtol=1e-6)
     for v, w in zip(resumed.variables, casts.variables):
         # ELECTRA's shared table sums its gradient parts in another order: round-off only
         np.testing.assert_allclose(v.numpy(), w.numpy(), rtol=1e-5, atol=1e-8, err_msg=v.path)
@@ -389,13 +395,13 @@ def test_second_ctrl_c_aborts_at_once_without_saving(tmp_path):
     assert not (ckpt_dir.exists() and [f for f in os.listdir(ckpt_dir) if f.startswith("ckpt-")])
 
 
-def test_resume_past_a_truncated_newest_checkpoint(tmp_path):
-    fast = dict(save_every=3, jit_compile=False, jit_update=False)
-    make_trainer(tmp_path, steps=6, **fast).train()
-    data = tf.io.gfile.glob(str(tmp_path / "checkpoints" / "ckpt-6.data-*"))[0]
+def test_resume_past_a_truncated_newest_checkpoint(tmp_path, plain_run):
+    model_dir = tmp_path / "run"
+    shutil.copytree(plain_run[2], model_dir)  # checkpoints at 3 and 6
+    data = tf.io.gfile.glob(str(model_dir / "checkpoints" / "ckpt-6.data-*"))[0]
     with open(data, "r+b") as f:
         f.truncate(os.path.getsize(data) // 2)
-    result = make_trainer(tmp_path, steps=9, **fast).train()
+    result = make_trainer(model_dir, steps=9, jit_compile=False, jit_update=False).train()
     assert result.start_step == 3 and result.step == 9 and result.checkpoint.endswith("ckpt-9")
 
 

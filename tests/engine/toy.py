@@ -5,6 +5,9 @@ training=)` -> {"logits": float32 [B, P, V]}, a `funnel` backbone with `embeddin
 and dropout so that RNG state matters for exact resume.
 """
 
+import os
+import shutil
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -102,3 +105,20 @@ def funnel_features(n=32, seq=16, vocab=64, seed=0, p=3):
     return dict(input_ids=masked, attention_mask=np.ones_like(ids), token_type_ids=types,
                 masked_positions=pos.astype(np.int32), masked_ids=orig,
                 masked_weights=np.ones((n, p), np.float32))
+
+
+def stopped_at(model_dir, dst, step: int) -> str:
+    """dst as a run of model_dir stopped after its checkpoint at `step` leaves it: that
+    checkpoint (written during model_dir's run, async ones included) and the `checkpoint` state
+    file naming it, nothing newer. One uninterrupted run then serves as both the reference and
+    the run to resume (a Trainer's trace and compile are what these tests pay for)."""
+    src, out = os.path.join(str(model_dir), "checkpoints"), os.path.join(str(dst), "checkpoints")
+    os.makedirs(out)
+    files = tf.io.gfile.glob(os.path.join(src, f"ckpt-{step}.*"))
+    assert any(f.endswith(".index") for f in files), os.listdir(src)
+    for f in files:
+        shutil.copy(f, out)
+    with open(os.path.join(out, "checkpoint"), "w") as f:
+        f.write(f'model_checkpoint_path: "ckpt-{step}"\n'
+                f'all_model_checkpoint_paths: "ckpt-{step}"\n')
+    return str(dst)
