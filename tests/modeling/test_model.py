@@ -23,28 +23,52 @@ def _inputs(batch=2, length=12, vocab=50, seed=0):
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
-def test_shapes_and_hidden_state_count():
-    model = FunnelModel(TINY)
-    out = model(_inputs(), output_hidden_states=True)
+@pytest.fixture(scope="module")
+def full():
+    """One FunnelModel(TINY) (default name, float32) for the tests that only read it."""
+    return FunnelModel(TINY)
+
+
+@pytest.fixture(scope="module")
+def full_out(full):
+    """`full` on _inputs() with every hidden state: read, never modified."""
+    return full(_inputs(), output_hidden_states=True)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return FunnelBaseModel(TINY)
+
+
+def test_shapes_and_hidden_state_count(full_out, base):
+    out = full_out
     assert out["last_hidden_state"].shape == (2, 12, 16)
     assert out["encoder_last_hidden_state"].shape == (2, 3, 16)
     # embeddings + 3 encoder layers + (upsampled input + 1 decoder layer), as HF counts them
     assert len(out["hidden_states"]) == 1 + 3 + 2
-    base = FunnelBaseModel(TINY)
     assert base(_inputs())["last_hidden_state"].shape == (2, 3, 16)
 
 
 def test_published_small_parameter_counts():
+    """Counted on uninitialised variables (a StatelessScope defers the ~130M random draws): the
+    same layers and variable shapes as a real build, without its ~4 CPU s per model."""
+    from keras.src.backend.common import global_state
+
     small = load_config("small")
-    assert FunnelModel(small).count_params() == 130_973_184
-    assert FunnelBaseModel(small).count_params() == 115_611_648
+    # Keras keeps deferred variables in a global list that the next scope would initialise: restore it.
+    pending = list(global_state.get_global_attribute("uninitialized_variables", []) or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            assert FunnelModel(small).count_params() == 130_973_184
+            assert FunnelBaseModel(small).count_params() == 115_611_648
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", pending)
 
 
-def test_default_mask_and_types_match_explicit():
-    model = FunnelModel(TINY)
+def test_default_mask_and_types_match_explicit(full):
     ids = _inputs()["input_ids"]
-    a = model({"input_ids": ids})["last_hidden_state"]
-    b = model({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
+    a = full({"input_ids": ids})["last_hidden_state"]
+    b = full({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
     np.testing.assert_allclose(a.numpy(), b["last_hidden_state"].numpy(), atol=1e-6)
 
 
@@ -62,8 +86,9 @@ def test_padding_does_not_leak_into_real_tokens():
 @pytest.mark.needs_host_xla
 def test_xla_matches_eager_and_train_step_compiles():
     """One XLA compile: the train step's forward (training mode, TINY's dropout rates are 0: the
-    inference computation) gives the eager inference outputs, and every weight gets a gradient."""
-    model = FunnelModel(TINY)
+    inference computation) gives the eager inference outputs, and every weight gets a gradient.
+    Two blocks (one pooling) and one decoder layer: every layer kind, fewer to compile."""
+    model = FunnelModel(TINY.replace(block_sizes=[1, 1], block_repeats=None))
     x = {k: tf.constant(v) for k, v in _inputs().items()}
     eager = model(x)["last_hidden_state"].numpy()
 
@@ -90,7 +115,7 @@ def test_xla_matches_eager_and_train_step_compiles():
 
 @pytest.mark.needs_host_xla
 def test_mixed_bfloat16_close_to_float32():
-    cfg = TINY.replace(d_model=32, n_head=4, d_head=8, d_inner=64, initializer_std=0.02)
+    cfg = TINY.replace(block_sizes=[1, 1], block_repeats=None, d_model=32, n_head=4, d_head=8, d_inner=64, initializer_std=0.02)
     ref = FunnelModel(cfg)
     x = _inputs()
     want = ref(x)["last_hidden_state"].numpy()
@@ -110,30 +135,27 @@ def test_mixed_bfloat16_close_to_float32():
     assert np.abs(got - want).mean() < 0.02
 
 
-def test_too_short_sequence_is_rejected_with_reason():
-    model = FunnelBaseModel(TINY)
+def test_too_short_sequence_is_rejected_with_reason(base):
     with pytest.raises(ConfigError, match="too short"):
-        model(_inputs(length=4))
+        base(_inputs(length=4))
 
 
-def test_get_config_round_trip():
-    model = FunnelModel(TINY)
-    clone = FunnelModel.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    x = _inputs()
-    np.testing.assert_allclose(model(x)["last_hidden_state"].numpy(), clone(x)["last_hidden_state"].numpy(),
-                               atol=1e-6)
-    assert clone.config == model.config
+def test_get_config_round_trip(full, full_out):
+    clone = FunnelModel.from_config(full.get_config())
+    clone.set_weights(full.get_weights())
+    np.testing.assert_allclose(full_out["last_hidden_state"].numpy(),
+                               clone(_inputs())["last_hidden_state"].numpy(), atol=1e-6)
+    assert clone.config == full.config
 
 
 @pytest.mark.parametrize("kind", ["base", "full", "seq_cls"])
-def test_keras_file_round_trip(kind, tmp_path):
+def test_keras_file_round_trip(kind, tmp_path, request):
     """model.save("x.keras") -> keras.saving.load_model gives the same class, config and outputs,
     with no custom_objects: every class is registered as "funnel_tf>ClassName"."""
     from funnel_tf.modeling.heads import FunnelForSequenceClassification
 
-    model = {"base": lambda: FunnelBaseModel(TINY), "full": lambda: FunnelModel(TINY),
-             "seq_cls": lambda: FunnelForSequenceClassification(TINY, num_labels=3)}[kind]()
+    model = (FunnelForSequenceClassification(TINY, num_labels=3) if kind == "seq_cls"
+             else request.getfixturevalue(kind))
     x = _inputs()
     want = model(x)
     model.save(str(tmp_path / "m.keras"))
@@ -150,27 +172,26 @@ def test_eager_calls_on_several_lengths_do_not_warn_about_retracing(caplog):
     """The per-shape XLA kernels retrace on purpose; TF's retracing warning would only be noise."""
     import logging
 
-    model = FunnelModel(TINY)
+    model = FunnelModel(TINY.replace(block_sizes=[1, 1], block_repeats=None))  # one pooling: fewer shapes to compile per length
     with caplog.at_level(logging.WARNING, logger="tensorflow"):
         for length in range(8, 14):  # TF warns once 5 of the last 10 calls traced
             model(_inputs(length=length))
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
 
 
-def test_variable_paths_name_parameter_layers():
-    model = FunnelModel(TINY)
-    paths = [v.path for v in model.weights]
+def test_variable_paths_name_parameter_layers(full):
+    paths = [v.path for v in full.weights]
     assert "funnel_model/embeddings/word_embeddings" in paths
     assert any(p.startswith("funnel_model/encoder/layer_2/") for p in paths)
     assert any(p.startswith("funnel_model/decoder/layer_3/") for p in paths)  # decoder continues the numbering
     assert len(set(paths)) == len(paths)
 
 
-def test_default_names_are_keras_style_and_old_weight_files_still_load(tmp_path):
+def test_default_names_are_keras_style_and_old_weight_files_still_load(tmp_path, full, base):
     """Keras names a layer after its class in snake case; the name is not part of a .weights.h5
     file, so weights saved under the old default name ("funnel") load into the new one."""
-    assert FunnelModel(TINY).name == "funnel_model"
-    assert FunnelBaseModel(TINY).name == "funnel_base_model"
+    assert full.name == "funnel_model"
+    assert base.name == "funnel_base_model"
     for cls in (FunnelModel, FunnelBaseModel):
         old = cls(TINY, name="funnel")
         path = str(tmp_path / f"{cls.__name__}.weights.h5")
@@ -180,28 +201,27 @@ def test_default_names_are_keras_style_and_old_weight_files_still_load(tmp_path)
         np.testing.assert_array_equal(new(_inputs())["last_hidden_state"], old(_inputs())["last_hidden_state"])
 
 
-def test_dtype_argument_reaches_every_sublayer():
+def test_dtype_argument_reaches_every_sublayer(full_out):
     """FunnelModel(config, dtype=policy): every layer inside computes in it (not only the model)."""
     model = FunnelModel(TINY, dtype="mixed_bfloat16")
     layers = list(model._flatten_layers(include_self=True))
     assert len(layers) > 20  # embeddings, encoder, decoder, their layers, dense, norms, dropouts
     assert {layer.dtype_policy.name for layer in layers} == {"mixed_bfloat16"}
     assert model(_inputs())["last_hidden_state"].dtype == "bfloat16"
-    assert FunnelModel(TINY)(_inputs())["last_hidden_state"].dtype == "float32"  # the global policy
+    assert full_out["last_hidden_state"].dtype == "float32"  # FunnelModel(TINY): the global policy
 
 
-def test_factorized_equals_relative_shift():
+def test_factorized_equals_relative_shift(full, full_out):
     """Same weights, two formulations of the positional term: equal up to float rounding."""
-    a = FunnelModel(TINY)
     b = FunnelModel(TINY.replace(attention_type="factorized"))
-    b.set_weights(a.get_weights())
-    x = _inputs(length=16)
-    np.testing.assert_allclose(a(x)["last_hidden_state"].numpy(), b(x)["last_hidden_state"].numpy(), atol=2e-5)
+    b.set_weights(full.get_weights())
+    np.testing.assert_allclose(full_out["last_hidden_state"].numpy(), b(_inputs())["last_hidden_state"].numpy(),
+                               atol=2e-5)
 
 
-def test_tf_train_checkpoint_holds_every_weight(tmp_path):
+def test_tf_train_checkpoint_holds_every_weight(tmp_path, full):
     """Plain tf.train.Checkpoint must see every layer (Keras-tracked lists alone are invisible to it)."""
-    model = FunnelModel(TINY)
+    model = full
     path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
     saved = [n for n, _ in tf.train.list_variables(path) if n.endswith("VARIABLE_VALUE")]
     assert len(saved) >= len(model.weights)
