@@ -70,9 +70,10 @@ def _ids(value):
 
 
 def _small(tiny_config):
-    """tiny_config smaller still (3 blocks of 1 layer, 1 decoder layer): seconds per class."""
-    return tiny_config.replace(vocab_size=VOCAB, block_sizes=[1, 1, 1], num_decoder_layers=1, d_inner=64,
-                               hidden_dropout=0.0, attention_dropout=0.0)
+    """tiny_config smaller still (2 blocks of 1 layer: one pooling; 1 decoder layer): every layer
+    kind, and each of the ~9 builds and calls per class costs a third less than with 3 blocks."""
+    return tiny_config.replace(vocab_size=VOCAB, block_sizes=[1, 1], block_repeats=None, num_decoder_layers=1,
+                               d_inner=64, hidden_dropout=0.0, attention_dropout=0.0)
 
 
 def test_every_public_model_class_is_checked():
