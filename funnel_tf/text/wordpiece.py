@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
+import re
 import sys
 import unicodedata
 from typing import Iterable, Sequence, Union
@@ -67,6 +68,7 @@ _CASED, _CASE_IGNORABLE = 4, 8  # flag bits for Python's Final_Sigma rule (see _
 _CAPITAL_SIGMA, _FINAL_SIGMA = 0x03A3, "\u03c2"
 # Hash-table default meaning "character maps to itself" (NUL is always dropped, never an output).
 _IDENTITY = "\x00"
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs"})  # a block of only these: all _DROP
 
 # Code point blocks BERT treats as CJK ideographs (each becomes its own word).
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
@@ -78,21 +80,6 @@ def _is_punctuation(ch: str) -> bool:
     if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
         return True  # all non-letter/number ASCII, e.g. "$" "^" "`" count as punctuation in BERT
     return unicodedata.category(ch).startswith("P")
-
-
-def _char_class(cp: int) -> int:
-    ch = chr(cp)
-    if cp == 0 or cp == 0xFFFD:
-        return _DROP
-    if ch in "\t\n\r" or ch == " " or unicodedata.category(ch) == "Zs":
-        return _SPACE
-    if unicodedata.category(ch).startswith("C"):
-        return _DROP  # Cc, Cf, Cn (unassigned), Co (private use), Cs
-    if ch.isspace():
-        return _SPACE  # U+2028/U+2029: not "whitespace" to BERT's cleaner, but str.split() splits on them
-    if any(lo <= cp <= hi for lo, hi in _CJK_RANGES):
-        return _CJK
-    return _NORMAL
 
 
 def _normalize_char(ch: str, lower_case: bool) -> str:
@@ -117,32 +104,75 @@ def _casing_flags(cp: int) -> int:
     return (_CASED if cased else 0) | (_CASE_IGNORABLE if ignorable else 0)
 
 
+_BLOCK = 1 << 12  # code points per block of bert_char_tables
+_SPACE_RE = re.compile(r"\s")  # str.isspace() (both are CPython's _PyUnicode_IsWhitespace)
+
+
+def _block_classes(lo: int, block: str, categories: Sequence[str]) -> np.ndarray:
+    """BERT's class of each code point of `block` (starting at `lo`), decided on the input char:
+    controls, format, unassigned, private use, surrogates, NUL and U+FFFD are dropped; tab, CR,
+    LF, Zs and the other chars Python's str.split() splits on are spaces; CJK ideographs are their
+    own words."""
+    codes = np.array([_NORMAL] * len(block), np.int32)                     # [block]
+    codes[[i for i, c in enumerate(categories) if c[0] == "C"]] = _DROP
+    codes[[m.start() for m in _SPACE_RE.finditer(block)
+           if categories[m.start()][0] != "C"]] = _SPACE  # Zs, U+2028/U+2029 (not Cc's \x1c-\x1f)
+    for ch in "\t\n\r":
+        if lo <= ord(ch) < lo + len(block):
+            codes[ord(ch) - lo] = _SPACE
+    for cp in (0, 0xFFFD):
+        if lo <= cp < lo + len(block):
+            codes[cp - lo] = _DROP
+    for first, last in _CJK_RANGES:
+        span = slice(max(first, lo) - lo, min(last + 1, lo + len(block)) - lo)
+        if span.start < span.stop:
+            codes[span] = np.where(codes[span] == _NORMAL, _CJK, codes[span])
+    return codes
+
+
+def _unchanged(chars: str, categories: Sequence[str], lower_case: bool) -> bool:
+    """True when every char of `chars` normalises to itself (checked on the whole string at once:
+    lower() and NFD leave it alone, and it holds no Mn and no punctuation)."""
+    if any(c[0] == "P" or (lower_case and c == "Mn") for c in categories):
+        return False
+    if any(_is_punctuation(ch) for ch in chars if ch < "\x80"):
+        return False
+    return not lower_case or (chars.lower() == chars
+                              and unicodedata.normalize("NFD", chars) == chars)
+
+
 @functools.lru_cache(maxsize=4)
 def bert_char_tables(lower_case: bool = True):
     """(range starts int32, range codes int32, {cp: normalised string}) for BERT's normaliser.
 
     A code is ``class | _CASED | _CASE_IGNORABLE`` for the run of code points starting at its
-    start. Computed from this interpreter's ``unicodedata`` (Unicode {ver}); ~2 s, cached.
+    start. Computed from this interpreter's ``unicodedata`` (Unicode {ver}), a block of code
+    points at a time (most blocks are unassigned or private use: all dropped); cached.
     """
-    starts, codes = [], []
+    codes = np.full([sys.maxunicode + 1], _DROP, np.int32)  # [code points]
     mapping = {}
-    prev = None
-    for cp in range(sys.maxunicode + 1):
-        code = _char_class(cp)
-        if code in (_NORMAL, _CJK):
-            ch = chr(cp)
-            out = _normalize_char(ch, lower_case)
-            if out != ch:
-                if any(c.isspace() and c != " " for c in out):
-                    raise AssertionError(f"normalised U+{cp:04X} contains non-space whitespace")
-                mapping[cp] = out
-            if code == _NORMAL and lower_case and not 0xD800 <= cp <= 0xDFFF:
-                code |= _casing_flags(cp)
-        if code != prev:
-            starts.append(cp)
-            codes.append(code)
-            prev = code
-    return np.asarray(starts, np.int32), np.asarray(codes, np.int32), mapping
+    for lo in range(0, sys.maxunicode + 1, _BLOCK):
+        block = "".join(map(chr, range(lo, min(lo + _BLOCK, sys.maxunicode + 1))))
+        categories = list(map(unicodedata.category, block))
+        if _DROPPED_CATEGORIES.issuperset(categories):
+            continue
+        block_codes = _block_classes(lo, block, categories)
+        codes[lo:lo + len(block)] = block_codes
+        kept = np.flatnonzero((block_codes == _NORMAL) | (block_codes == _CJK))
+        chars = "".join(block[i] for i in kept)
+        if len(kept) and not _unchanged(chars, [categories[i] for i in kept], lower_case):
+            for i, ch in zip(kept, chars):
+                out = _normalize_char(ch, lower_case)
+                if out != ch:
+                    if any(c.isspace() and c != " " for c in out):
+                        raise AssertionError(f"normalised U+{lo + i:04X} contains non-space "
+                                             f"whitespace")
+                    mapping[lo + int(i)] = out
+        if lower_case:
+            for i in np.flatnonzero(block_codes == _NORMAL):
+                codes[lo + i] |= _casing_flags(lo + int(i))
+    starts = np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]])).astype(np.int32)
+    return starts, codes[starts], mapping
 
 
 bert_char_tables.__doc__ = bert_char_tables.__doc__.replace("{ver}", unicodedata.unidata_version)
