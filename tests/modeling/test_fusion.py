@@ -1,8 +1,5 @@
 """XLA-fused elementwise regions: same values and gradients as the plain TF math they replace."""
 
-import json
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -13,8 +10,6 @@ from funnel_tf.modeling.activations import get_activation
 from funnel_tf.modeling.tf_kernels.fusion import bias_activation, dropout_add_norm, fused
 from funnel_tf.xla import in_xla_context
 from funnel_tf.modeling.model import FunnelModel
-
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
 
 
 def _value_and_grads(f, xs, dy):
@@ -84,74 +79,70 @@ def test_in_xla_context():
     assert not tf.function(lambda: tf.constant(in_xla_context()))().numpy()
 
 
-@pytest.mark.needs_host_xla
-def test_model_gradients_equal_on_tf_kernels_and_under_xla():
-    """The whole tiny model, fp32, training mode without dropout: the fused regions and hand-written
-    backward (TF kernels) give XLA autodiff's gradients. One layer per block (three blocks: two
-    poolings) and one decoder layer: every kernel, half the layers to compile."""
-    with open(os.path.join(CONFIGS, "tiny.json")) as f:
-        cfg = dict(json.load(f))
-    cfg.update(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, vocab_size=101,
-               block_sizes=[1, 1, 1], num_decoder_layers=1)
-    model = FunnelModel(FunnelConfig.from_dict(cfg))
-    rng = np.random.default_rng(0)
-    b, length = 2, 16
-    mask = np.ones([b, length], np.int32)
-    mask[1, 11:] = 0
-    types = np.zeros([b, length], np.int32)
-    types[:, 6:] = 1
-    x = {"input_ids": tf.constant(rng.integers(0, cfg["vocab_size"], [b, length]), tf.int32),
-         "attention_mask": tf.constant(mask), "token_type_ids": tf.constant(types)}
-
-    def loss_and_grads():
-        with tf.GradientTape() as tape:
-            out = model(x, training=True)["last_hidden_state"]
-            loss = tf.reduce_sum(tf.square(out)) * 1e-3
-        return loss, tape.gradient(loss, model.trainable_variables)
-
-    loss_tf, g_tf = tf.function(loss_and_grads)()
-    loss_xla, g_xla = tf.function(loss_and_grads, jit_compile=True)()
-    np.testing.assert_allclose(loss_tf.numpy(), loss_xla.numpy(), rtol=1e-5)
-    for v, a, r in zip(model.trainable_variables, g_tf, g_xla):
-        a, r = tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(r).numpy()
-        np.testing.assert_allclose(a, r, atol=2e-5 * max(1.0, np.abs(r).max()), err_msg=v.path)
+GRAD_CFG = FunnelConfig(vocab_size=50, block_sizes=[1, 1], num_decoder_layers=1, d_model=32, n_head=4, d_head=8,
+                        d_inner=64, hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                        initializer_std=0.02)
 
 
-def test_mixed_bfloat16_gradients_on_tf_kernels_close_to_float32():
-    """The fused path under mixed_bfloat16 (what the engine runs on CPU with jit_compile off):
-    bf16 outputs, float32 variable gradients, close to the float32 model's."""
-    cfg = FunnelConfig(vocab_size=50, block_sizes=[1, 1], num_decoder_layers=1, d_model=32, n_head=4, d_head=8,
-                       d_inner=64, hidden_dropout=0.0, attention_dropout=0.0, initializer_std=0.02)
+def _grad_inputs():
+    """[2, 16] ids (row 1 padded from 12), two segments, and a fixed [2, 16, d_model] projection."""
     rng = np.random.default_rng(0)
     x = {"input_ids": tf.constant(rng.integers(0, 50, [2, 16]), tf.int32),
          "attention_mask": tf.constant([[1] * 16, [1] * 12 + [0] * 4], tf.int32),
          "token_type_ids": tf.constant([[0] * 8 + [1] * 8] * 2, tf.int32)}
-    proj = tf.constant(rng.normal(size=[2, 16, 32]), tf.float32)
+    return x, tf.constant(rng.normal(size=[2, 16, 32]), tf.float32)
 
-    def grads(model):
-        @tf.function
-        def f():
-            with tf.GradientTape() as tape:
-                out = model(x, training=True)["last_hidden_state"]
-                # A random projection: (out - c)^2 would lie in the span LayerNorm's backward removes.
-                loss = tf.reduce_sum(tf.cast(out, tf.float32) * proj)
-            return out, tape.gradient(loss, model.trainable_variables)
-        return f()
 
-    ref = FunnelModel(FunnelConfig.from_dict(cfg.to_dict()))
-    out32, g32 = grads(ref)
+def _out_and_grads(model, jit_compile=False):
+    """Training mode (dropout rates 0): the last hidden state and the gradients of a random
+    projection of it ((out - c)^2 would lie in the span LayerNorm's backward removes)."""
+    x, proj = _grad_inputs()
+
+    @tf.function(jit_compile=jit_compile)
+    def f():
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)["last_hidden_state"]
+            loss = tf.reduce_sum(tf.cast(out, tf.float32) * proj)
+        return out, tape.gradient(loss, model.trainable_variables)
+    out, grads = f()
+    return out, [tf.convert_to_tensor(g).numpy() for g in grads]
+
+
+@pytest.fixture(scope="module")
+def float32_on_tf_kernels():
+    """One float32 model of GRAD_CFG and its (output, gradients) through the fused regions and
+    hand-written backward (a tf.function without jit_compile): the reference of both tests below."""
+    model = FunnelModel(GRAD_CFG)
+    out, grads = _out_and_grads(model)
+    return model, out.numpy(), grads
+
+
+@pytest.mark.needs_host_xla
+def test_model_gradients_equal_on_tf_kernels_and_under_xla(float32_on_tf_kernels):
+    """The whole model, fp32, training mode without dropout: the fused regions and hand-written
+    backward (TF kernels) give XLA autodiff's gradients. One layer per block (two blocks: one
+    pooling) and one decoder layer: every kernel, few layers to compile."""
+    model, out_tf, g_tf = float32_on_tf_kernels
+    out_xla, g_xla = _out_and_grads(model, jit_compile=True)
+    np.testing.assert_allclose(out_tf, out_xla.numpy(), atol=1e-5)
+    for v, a, r in zip(model.trainable_variables, g_tf, g_xla):
+        np.testing.assert_allclose(a, r, atol=2e-5 * max(1.0, np.abs(r).max()), err_msg=v.path)
+
+
+def test_mixed_bfloat16_gradients_on_tf_kernels_close_to_float32(float32_on_tf_kernels):
+    """The fused path under mixed_bfloat16 (what the engine runs on CPU with jit_compile off):
+    bf16 outputs, float32 variable gradients, close to the float32 model's."""
+    ref, out32, g32 = float32_on_tf_kernels
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = FunnelModel(cfg)
+        model = FunnelModel(GRAD_CFG)
         model.set_weights(ref.get_weights())
-        out16, g16 = grads(model)
+        out16, g16 = _out_and_grads(model)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert out16.dtype == tf.bfloat16
-    assert all(tf.convert_to_tensor(g).dtype == tf.float32 for g in g16)
-    assert np.abs(tf.cast(out16, tf.float32).numpy() - out32.numpy()).max() < 0.15
-    g16 = [tf.convert_to_tensor(g).numpy() for g in g16]
-    g32 = [tf.convert_to_tensor(g).numpy() for g in g32]
+    assert all(g.dtype == np.float32 for g in g16)
+    assert np.abs(tf.cast(out16, tf.float32).numpy() - out32).max() < 0.15
     flat16, flat32 = np.concatenate([g.ravel() for g in g16]), np.concatenate([g.ravel() for g in g32])
     assert np.linalg.norm(flat16 - flat32) < 0.05 * np.linalg.norm(flat32)
     top = np.abs(flat32).max()
