@@ -3,6 +3,7 @@ eval, best/, resume, predict) that checks the "nothing half-written" rule."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from funnel_tf.finetuning.run import run_finetuning
 from funnel_tf.finetuning.predictor import Predictor
 from funnel_tf.finetuning.runner import FinetuneRunner, RunConfig
 from funnel_tf.text.classification import TextExamples
+from tests.tasks.helpers import uninterrupted_csv_args, uninterrupted_csv_run
 
 DEMO_VOCAB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "data", "demo_vocab.txt")
@@ -85,17 +87,14 @@ def test_vocab_and_replica_checks(micro_config, demo_tokenizer, tmp_path, mirror
                        demo_tokenizer, mirrored, RunConfig(str(tmp_path)))
 
 
-def test_short_run_trains_keeps_best_resumes_and_predicts(micro_config, tmp_path):
-    config_path = str(tmp_path / "micro.json")
-    micro_config.save(config_path)
-    files = _write_csv_task(str(tmp_path / "data"))
+def test_short_run_trains_keeps_best_resumes_and_predicts(micro_config, tmp_path,
+                                                          tmp_path_factory):
+    # The session's uninterrupted csv run (also test_preemption's reference): 12 steps.
+    folder, summary, _ = uninterrupted_csv_run(tmp_path_factory, micro_config)
     model_dir = str(tmp_path / "run")
-    args = FinetuneArgs(
-        task="csv", model_dir=model_dir, files=files, config=config_path, vocab_file=DEMO_VOCAB,
-        csv_options={"text_a_column": "text", "label_column": "label"}, do_predict=True,
-        hparams=dict(batch_size=16, epochs=2.0, max_seq_length=16, learning_rate=3e-3),
-        run=dict(log_every=3, steps_per_loop=4))
-    summary = run_finetuning(args)
+    shutil.copytree(os.path.join(folder, "run"), model_dir)  # the shared run is read-only
+    args = uninterrupted_csv_args(folder, model_dir)
+    files = args.files
     assert summary["train"]["step"] == 12
     assert [e["step"] for e in summary["evaluations"]] == [6, 12]
     best = json.load(open(os.path.join(model_dir, "best_result.json")))

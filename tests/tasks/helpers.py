@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
-from typing import Dict
+import shutil
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -48,3 +51,55 @@ def csv_args(model_dir: str, files: Dict[str, str], config_path: str, **override
                   vocab_file=DEMO_VOCAB, csv_options=dict(CSV_OPTIONS), hparams=hparams, run=run)
     fields.update(overrides)
     return FinetuneArgs(**fields)
+
+
+def session_folder(tmp_path_factory, name: str, build) -> str:
+    """A folder built once per pytest session and shared by every module and xdist worker: the
+    first caller runs `build(folder)` under a file lock in the session's temp root, the others
+    wait for it and read the finished folder (never write into it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' common root
+    folder = os.path.join(str(root), name)
+    with open(folder + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(folder, ".built")):
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another module
+            build(folder)
+            open(os.path.join(folder, ".built"), "w").close()
+    return folder
+
+
+def uninterrupted_csv_args(folder: str, model_dir: str) -> FinetuneArgs:
+    """The FinetuneArgs of `uninterrupted_csv_run` (its task files and config in `folder`)."""
+    files = {split: os.path.join(folder, "data", f"{split}.tsv") for split in ("train", "dev", "test")}
+    return csv_args(model_dir, files, os.path.join(folder, "micro.json"), do_predict=True,
+                    hparams=dict(epochs=2.0), run=dict(steps_per_loop=4))
+
+
+def uninterrupted_csv_run(tmp_path_factory, micro_config) -> Tuple[str, dict, list]:
+    """One finished 12-step csv run (96 rows, batch 16, 2 epochs, evaluated at steps 6 and 12,
+    test split predicted), trained once per session for the modules that read it (test_runner,
+    test_preemption); returns (folder, summary, argv): the run is <folder>/run, its task files
+    <folder>/data, and `argv` are finetune.py's flags for it (plus --model_dir)."""
+    def build(folder):
+        config_path = os.path.join(folder, "micro.json")
+        os.makedirs(folder)
+        micro_config.save(config_path)
+        write_csv_task(os.path.join(folder, "data"))
+        from funnel_tf.finetuning.run import run_finetuning
+
+        summary = run_finetuning(uninterrupted_csv_args(folder, os.path.join(folder, "run")))
+        with open(os.path.join(folder, "summary.json"), "w") as f:
+            json.dump({k: v for k, v in summary.items() if k != "hparams"}, f, default=str)
+
+    folder = session_folder(tmp_path_factory, "uninterrupted_csv_run", build)
+    with open(os.path.join(folder, "summary.json")) as f:
+        summary = json.load(f)
+    files = uninterrupted_csv_args(folder, "").files
+    argv = ["--task=csv", f"--train_file={files['train']}", f"--dev_file={files['dev']}",
+            f"--test_file={files['test']}", "--text_a_column=text", "--label_column=label",
+            f"--config={os.path.join(folder, 'micro.json')}", f"--vocab_file={DEMO_VOCAB}",
+            "--do_train", "--do_eval", "--do_predict", "--batch_size=16", "--epochs=2",
+            "--max_seq_length=16", "--learning_rate=3e-3", "--steps_per_loop=4", "--log_every=2"]
+    return folder, summary, argv

@@ -20,17 +20,19 @@ from funnel_tf import storage
 from funnel_tf.checkpoints.native import from_pretrained
 from funnel_tf.export import ClassifierServing
 from funnel_tf.finetuning import runner as runner_module
-from tests.tasks.helpers import DEMO_VOCAB, write_csv_task
+from tests.tasks.helpers import DEMO_VOCAB, uninterrupted_csv_run, write_csv_task
 
 
-def _argv(config_path, files, model_dir, export_dir):
-    """96 training rows, batch 16: 6 steps an epoch, 12 in all, evaluated at step 6 and 12."""
-    return ["--task=csv", f"--train_file={files['train']}", f"--dev_file={files['dev']}",
-            f"--test_file={files['test']}", "--text_a_column=text", "--label_column=label",
-            f"--config={config_path}", f"--vocab_file={DEMO_VOCAB}", f"--model_dir={model_dir}",
-            "--do_train", "--do_eval", "--do_predict", f"--export_dir={export_dir}",
-            "--batch_size=16", "--epochs=2", "--max_seq_length=16", "--steps_per_loop=4",
-            "--log_every=2"]
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory, micro_config):
+    """The uninterrupted run the resumed ones are compared with (shared with test_runner)."""
+    return uninterrupted_csv_run(tmp_path_factory, micro_config)
+
+
+def _argv(whole_run, model_dir, export_dir):
+    """The whole run's flags: 96 training rows, batch 16: 6 steps an epoch, 12 in all, evaluated
+    at step 6 and 12; predicting the test split and exporting at the end."""
+    return [*whole_run[2], f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
 
 
 def _preempt_while_evaluating(monkeypatch, signum=signal.SIGTERM):
@@ -92,25 +94,17 @@ def _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeyp
 
 
 def test_preempted_run_under_ram_exits_75_then_resumes_exports_and_loads_back(
-        finetune_main, micro_config, demo_tokenizer, tmp_path, monkeypatch, capsys):
-    config_path = tmp_path / "micro.json"
-    micro_config.save(str(config_path))
-    files = write_csv_task(str(tmp_path / "data"))
+        finetune_main, whole_run, demo_tokenizer, monkeypatch, capsys):
     root = f"ram://preempt_{uuid.uuid4().hex}"
     model_dir, export_dir = f"{root}/run", f"{root}/export"
     try:
-        summary = _preempted_then_finished(finetune_main, _argv(config_path, files, model_dir,
-                                                                export_dir),
+        summary = _preempted_then_finished(finetune_main, _argv(whole_run, model_dir, export_dir),
                                            model_dir, export_dir, monkeypatch, capsys)
         assert summary["predictions"]["test"][0].startswith(model_dir)
         assert not tf.io.gfile.glob(f"{root}/.*") + tf.io.gfile.glob(f"{model_dir}/.*")
 
-        # The resumed run trained as an uninterrupted one would: same losses, same evaluations.
-        whole = f"{root}/whole"
-        argv = [a for a in _argv(config_path, files, whole, export_dir)
-                if a not in ("--do_predict", f"--export_dir={export_dir}")]
-        assert finetune_main(*argv) == 0
-        capsys.readouterr()
+        # The resumed run trained as the uninterrupted one did: same losses, same evaluations.
+        whole = os.path.join(whole_run[0], "run")
         assert sorted(_losses(whole)) == sorted(_losses(model_dir)) == [2, 4, 6, 8, 10, 12]
         assert _losses(whole) == pytest.approx(_losses(model_dir), rel=1e-6, abs=0)
         assert _eval_steps(whole) == [6, 12]
@@ -131,12 +125,9 @@ def test_preempted_run_under_ram_exits_75_then_resumes_exports_and_loads_back(
 @pytest.mark.slow  # two runs on the local disk (~45 s CPU): the default test does it on ram://
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_preempted_run_on_local_disk_exits_75_then_resumes_and_exports(
-        finetune_main, micro_config, tmp_path, monkeypatch, capsys, signum):
-    config_path = tmp_path / "micro.json"
-    micro_config.save(str(config_path))
-    files = write_csv_task(str(tmp_path / "data"))
+        finetune_main, whole_run, tmp_path, monkeypatch, capsys, signum):
     model_dir, export_dir = tmp_path / "run", tmp_path / "export"
-    argv = _argv(config_path, files, model_dir, export_dir)
+    argv = _argv(whole_run, model_dir, export_dir)
     (model_dir / ".tmp_best_x1y2").mkdir(parents=True)   # left by a run killed mid-copy
     _preempted_then_finished(finetune_main, argv, model_dir, export_dir, monkeypatch, capsys,
                              signum)
