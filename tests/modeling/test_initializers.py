@@ -46,11 +46,20 @@ def first_mlm_loss(config, batch=2, seq_len=32, predict=5, seed=0):
         labels=labels, logits=out["logits"])))
 
 
+@pytest.fixture(scope="module")
+def tiny_weights():
+    """scheme -> the weights of a fresh FunnelModel of _tiny(init_scheme=scheme), built once per
+    module ("original" under keras.utils.set_random_seed(3)); read, never modified."""
+    keras.utils.set_random_seed(3)
+    original = _weights(FunnelModel(_tiny(init_scheme="original")))
+    return {"original": original, "hf": _weights(FunnelModel(_tiny()))}
+
+
 @pytest.mark.parametrize("scheme", ["hf", "original"])
-def test_weights_sharing_an_initializer_get_their_own_values(scheme):
+def test_weights_sharing_an_initializer_get_their_own_values(scheme, tiny_weights):
     # q/k/v kernels share one initializer, as do r_w/r_r/r_s biases; an unseeded Keras 3
     # initializer fixes its seed once and gave all of them identical values.
-    w = _weights(FunnelModel(_tiny(init_scheme=scheme)))
+    w = tiny_weights[scheme]
     prefix = next(k for k in w if k.endswith("q_head/kernel"))[:-len("q_head/kernel")]
     q, k, v = (w[prefix + f"{n}_head/kernel"] for n in "qkv")
     assert not np.array_equal(q, k) and not np.array_equal(k, v)
@@ -58,16 +67,15 @@ def test_weights_sharing_an_initializer_get_their_own_values(scheme):
     assert not np.array_equal(rw, rr) and not np.array_equal(rr, rs)
 
 
-def test_seeded_builds_are_reproducible():
-    keras.utils.set_random_seed(3)
-    a = _weights(FunnelModel(_tiny(init_scheme="original")))
+def test_seeded_builds_are_reproducible(tiny_weights):
+    a = tiny_weights["original"]  # built after keras.utils.set_random_seed(3)
     keras.utils.set_random_seed(3)
     b = _weights(FunnelModel(_tiny(init_scheme="original")))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_original_scheme_is_truncated_normal_002_everywhere():
-    w = _weights(FunnelModel(_tiny(init_scheme="original")))
+def test_original_scheme_is_truncated_normal_002_everywhere(tiny_weights):
+    w = tiny_weights["original"]
     random = [k for k in w if k.endswith(("kernel", "word_embeddings", "r_w_bias", "r_r_bias",
                                           "r_s_bias", "seg_embed"))]
     assert any(k.endswith("word_embeddings") for k in random) and any("r_kernel" in k for k in random)
@@ -89,10 +97,10 @@ def test_original_scheme_uses_initializer_std_when_set():
     assert abs(emb.std() - 0.05 * 0.8796) < 0.002
 
 
-def test_hf_scheme_is_unchanged():
+def test_hf_scheme_is_unchanged(tiny_weights):
     cfg = _tiny()  # initializer_std None: HF's per-shape rule
     assert cfg.init_scheme == "hf"
-    w = _weights(FunnelModel(cfg))
+    w = tiny_weights["hf"]  # FunnelModel(cfg)
     emb = next(v for k, v in w.items() if k.endswith("word_embeddings"))
     assert abs(emb.std() - 1.0) < 0.02
     lin1 = next(v for k, v in w.items() if k.endswith("linear_1/kernel"))  # [64, 256]
