@@ -4,7 +4,11 @@ collective keys, so the second strategy's first all-reduce met the first one's r
 (group, instance) and aborted with "Shape mismatch in the collective instance 100". Fresh process:
 the collective runtime keeps those records for the life of the process. The fix is
 funnel_tf/engine/collective_keys.py: installed by engine/strategy.py, and by hand before a
-strategy built outside the engine, as here."""
+strategy built outside the engine, as here.
+
+The collision is in the all-reduce, not in XLA: both fits run on TF's kernels (jit_compile=False)
+and the funnel has one block (no pooling), which halves what the subprocess traces; without
+`collective_keys.install()` this script still aborts with the shape mismatch."""
 
 import os
 import subprocess
@@ -23,7 +27,7 @@ loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 # 1. A plain Keras model under a first strategy, before funnel_tf is even imported.
 with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
     plain = keras.Sequential([keras.Input((12,)), keras.layers.Dense(8), keras.layers.Dense(2)])
-    plain.compile("adam", loss)
+    plain.compile("adam", loss, jit_compile=False)
 plain.fit(ids.astype(np.float32), labels, batch_size=8, epochs=1, verbose=0)
 
 # 2. A funnel model under a new strategy: its first all-reduce has another shape than the plain one's.
@@ -36,7 +40,7 @@ collective_keys.install()  # what engine/strategy.py does for the strategies a r
 class Classifier(keras.Model):
     def __init__(self):
         super().__init__()
-        config = FunnelConfig(vocab_size=50, block_sizes=[1, 1], num_decoder_layers=1, d_model=16,
+        config = FunnelConfig(vocab_size=50, block_sizes=[1], num_decoder_layers=1, d_model=16,
                               n_head=2, d_head=8, d_inner=24)
         self.head = FunnelForSequenceClassification(config, num_labels=2)
 
@@ -45,7 +49,7 @@ class Classifier(keras.Model):
 
 with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
     model = Classifier()
-    model.compile("adam", loss)
+    model.compile("adam", loss, jit_compile=False)
 history = model.fit(ids, labels, batch_size=8, epochs=1, verbose=0)
 print("FIT", np.isfinite(history.history["loss"][-1]), flush=True)
 """
