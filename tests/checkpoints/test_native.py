@@ -2,6 +2,7 @@
 cross-class loads, and verification that catches a silently partial Keras load."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -49,11 +50,33 @@ MODELS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """saved(cls, **kwargs) -> (perturbed(cls(CFG, **kwargs)), the folder save_pretrained wrote it
+    to): one build and one save per class in this module; tests read both, never modify them
+    (copy the folder to tamper with it)."""
+    cache = {}
+
+    def get(cls, **kwargs):
+        key = (cls, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            model = perturbed(cls(CFG, **kwargs))
+            folder = tmp_path_factory.mktemp(cls.__name__)
+            save_pretrained(model, str(folder))
+            cache[key] = model, folder
+        return cache[key]
+    return get
+
+
+def copy_of(folder, tmp_path):
+    """A writable copy of a saved folder."""
+    return shutil.copytree(folder, tmp_path / "copy")
+
+
 @pytest.mark.parametrize("cls,kwargs,input_kwargs", MODELS, ids=[m[0].__name__ for m in MODELS])
-def test_round_trip_rebuilds_class_and_gives_identical_outputs(tmp_path, cls, kwargs, input_kwargs):
-    model = perturbed(cls(CFG, **kwargs))
-    save_pretrained(model, str(tmp_path))
-    loaded, report = from_pretrained(str(tmp_path), return_report=True)
+def test_round_trip_rebuilds_class_and_gives_identical_outputs(saved, cls, kwargs, input_kwargs):
+    model, folder = saved(cls, **kwargs)
+    loaded, report = from_pretrained(str(folder), return_report=True)
     assert type(loaded) is cls and loaded.config == CFG
     for key, value in kwargs.items():
         assert getattr(loaded, key) == value
@@ -79,21 +102,20 @@ def test_original_style_model_round_trips(tmp_path):
     np.testing.assert_array_equal(np.asarray(model(x)["logits"]), np.asarray(loaded(x)["logits"]))
 
 
-def test_config_overrides_that_keep_shapes(tmp_path):
-    save_pretrained(perturbed(FunnelModel(CFG)), str(tmp_path))
-    loaded = from_pretrained(str(tmp_path), hidden_dropout=0.3)
+def test_config_overrides_that_keep_shapes(saved):
+    _, folder = saved(FunnelModel)
+    loaded = from_pretrained(str(folder), hidden_dropout=0.3)
     assert loaded.config.hidden_dropout == 0.3
     with pytest.raises(CheckpointError, match="shape mismatch"):
-        from_pretrained(str(tmp_path), d_inner=32)
+        from_pretrained(str(folder), d_inner=32)
 
 
-def test_backbone_into_head_model_needs_allow_missing(tmp_path):
-    body = perturbed(FunnelModel(CFG))
-    save_pretrained(body, str(tmp_path))
+def test_backbone_into_head_model_needs_allow_missing(saved):
+    body, folder = saved(FunnelModel)
     with pytest.raises(CheckpointError) as err:
-        from_pretrained(str(tmp_path), model_class="token_cls")
+        from_pretrained(str(folder), model_class="token_cls")
     assert err.value.missing == ["classifier/bias", "classifier/kernel"]
-    model, report = from_pretrained(str(tmp_path), model_class="token_cls", num_labels=4, allow_missing=["head"],
+    model, report = from_pretrained(str(folder), model_class="token_cls", num_labels=4, allow_missing=["head"],
                                     return_report=True)
     assert isinstance(model, heads.FunnelForTokenClassification) and model.num_labels == 4
     assert report.missing_allowed == ["classifier/kernel", "classifier/bias"]
@@ -101,22 +123,22 @@ def test_backbone_into_head_model_needs_allow_missing(tmp_path):
     np.testing.assert_array_equal(np.asarray(model(x)["last_hidden_state"]), np.asarray(body(x)["last_hidden_state"]))
 
 
-def test_head_model_as_backbone_skips_and_reports(tmp_path):
-    save_pretrained(perturbed(heads.FunnelForMaskedLM(CFG)), str(tmp_path))
-    model, report = load_model(str(tmp_path), model_class="base", return_report=True)
+def test_head_model_as_backbone_skips_and_reports(saved):
+    _, folder = saved(heads.FunnelForMaskedLM)
+    model, report = load_model(str(folder), model_class="base", return_report=True)
     assert isinstance(model, FunnelBaseModel) and not isinstance(model, FunnelModel)
     assert "lm_bias" in report.skipped and any(n.startswith("decoder/") for n in report.skipped)
 
 
-def test_different_num_labels_is_refused(tmp_path):
-    save_pretrained(heads.FunnelForSequenceClassification(CFG, num_labels=3), str(tmp_path))
+def test_different_num_labels_is_refused(saved):
+    _, folder = saved(heads.FunnelForSequenceClassification, num_labels=3)
     with pytest.raises(CheckpointError, match="num_labels=3, not 2"):
-        from_pretrained(str(tmp_path), num_labels=2)
+        from_pretrained(str(folder), num_labels=2)
 
 
-def test_tampered_weights_are_detected(tmp_path):
+def test_tampered_weights_are_detected(saved, tmp_path):
     """The manifest CRCs catch values that did not land where they were saved from."""
-    save_pretrained(perturbed(FunnelModel(CFG)), str(tmp_path))
+    tmp_path = copy_of(saved(FunnelModel)[1], tmp_path)
     marker = json.loads((tmp_path / MARKER_NAME).read_text())
     name = "encoder/layer_1/attention/r_kernel"
     marker["variables"][name]["crc32"] ^= 1
@@ -126,11 +148,11 @@ def test_tampered_weights_are_detected(tmp_path):
     assert name in str(err.value)
 
 
-def test_loading_into_another_structure_names_the_variables(tmp_path):
-    save_pretrained(FunnelModel(CFG), str(tmp_path))
+def test_loading_into_another_structure_names_the_variables(saved):
+    _, folder = saved(FunnelModel)
     other = FunnelModel(CFG.replace(block_sizes=[1, 1], block_repeats=[1, 1]))
     with pytest.raises(CheckpointError) as err:
-        load_native_weights(other, str(tmp_path))
+        load_native_weights(other, str(folder))
     assert any(n.startswith("encoder/layer_2/") for n in err.value.unexpected)
     assert all(n.startswith("decoder/layer_2/") for n in err.value.missing)
 
@@ -145,8 +167,8 @@ def test_names_do_not_depend_on_model_names(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_missing_marker_or_weights(tmp_path):
-    save_pretrained(FunnelModel(CFG), str(tmp_path))
+def test_missing_marker_or_weights(saved, tmp_path):
+    tmp_path = copy_of(saved(FunnelModel)[1], tmp_path)
     (tmp_path / "model.weights.h5").rename(tmp_path / "moved.h5")
     with pytest.raises(CheckpointError, match="no model.weights.h5"):
         from_pretrained(str(tmp_path))
@@ -158,7 +180,7 @@ def test_missing_marker_or_weights(tmp_path):
         from_pretrained(str(tmp_path))
 
 
-def test_load_model_from_non_local_storage():
+def test_load_model_from_non_local_storage(saved):
     """model_dir on gs:// (ram:// here): load_model and from_pretrained find our format there, and
     an HF folder there is refused with the reason (only our format is read through tf.io.gfile)."""
     import uuid
@@ -166,7 +188,7 @@ def test_load_model_from_non_local_storage():
     import tensorflow as tf
 
     root = f"ram://native_{uuid.uuid4().hex}"
-    model = perturbed(heads.FunnelForSequenceClassification(CFG, num_labels=3))
+    model, _ = saved(heads.FunnelForSequenceClassification, num_labels=3)
     x = inputs()
     want = model(x)["logits"]
     model.save_pretrained(f"{root}/m")
