@@ -38,8 +38,10 @@ def test_replicas_draw_different_masks_and_replica_0_keeps_its_own(mirrored, jit
 
 
 def test_model_replicas_differ_in_training_only(mirrored):
-    """Every dropout of the model (embeddings, attention, FFN: the fused paths) on the same input."""
-    config = FunnelConfig(vocab_size=50, block_sizes=[1, 1], num_decoder_layers=1, d_model=16, n_head=2,
+    """Every dropout of the model (embeddings, attention, FFN: the fused paths) on the same input.
+    One block (no pooling: it adds no dropout, only tracing) and one decoder layer; training and
+    inference traced in one function."""
+    config = FunnelConfig(vocab_size=50, block_sizes=[1], num_decoder_layers=1, d_model=16, n_head=2,
                           d_head=8, d_inner=24, hidden_dropout=0.1, attention_dropout=0.1,
                           activation_dropout=0.1)
     ids = tf.constant(np.random.RandomState(0).randint(0, 50, (2, 12)), tf.int32)
@@ -47,9 +49,11 @@ def test_model_replicas_differ_in_training_only(mirrored):
         model = FunnelModel(config)
         model({"input_ids": ids})
 
-    def run(training):
-        return lambda: model({"input_ids": ids}, training=training)["last_hidden_state"]
-    train, infer = _per_replica(mirrored, run(True)), _per_replica(mirrored, run(False))
+    def run():
+        return [model({"input_ids": ids}, training=training)["last_hidden_state"]
+                for training in (True, False)]
+    out = tf.function(lambda: mirrored.run(run))()
+    train, infer = ([t.numpy() for t in mirrored.experimental_local_results(o)] for o in out)
     assert np.abs(train[0] - train[1]).max() > 1e-3
     np.testing.assert_allclose(infer[0], infer[1], atol=1e-6)
 
