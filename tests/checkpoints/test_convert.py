@@ -30,6 +30,16 @@ def original_case(shared_data, name):
     return path
 
 
+@pytest.fixture(scope="module")
+def electra_as_hf(shared_data, tmp_path_factory):
+    """The ELECTRA oracle converted to HF format once (`--to hf --allow_mask_pooling_change`, with
+    the reload check): read by the conversion test and by the transformers cross-check."""
+    src = original_case(shared_data, "B2-1-1_D2_sepcls_mean_electra")
+    dst = tmp_path_factory.mktemp("electra") / "hf"
+    code = convert.main([str(src), str(dst), "--to", "hf", "--allow_mask_pooling_change"])
+    return src, dst, code
+
+
 def test_help_runs_without_loading_tensorflow():
     code = ("import sys; from funnel_tf import convert\n"
             "try:\n    convert.main(['--help'])\nexcept SystemExit as e:\n    code = e.code\n"
@@ -63,18 +73,18 @@ def test_hf_body_to_new_head(tmp_path, capsys):
     assert type(model).__name__ == "FunnelForTokenClassification" and model.num_labels == 7
 
 
-def test_original_to_native_and_hf(tmp_path, shared_data, capsys):
-    src = original_case(shared_data, "B2-1-1_D2_sepcls_mean_electra")
+def test_original_to_native_and_hf(tmp_path, electra_as_hf, capsys):
+    src, hf_dir, code = electra_as_hf
     assert convert.main([str(src), str(tmp_path / "native"), "--to", "native"]) == 0
     assert convert.main([str(src), str(tmp_path / "hf"), "--to", "hf"]) == 2
     assert "--allow_mask_pooling_change" in capsys.readouterr().err
-    assert convert.main([str(src), str(tmp_path / "hf"), "--to", "hf", "--allow_mask_pooling_change"]) == 0
+    assert code == 0  # with --allow_mask_pooling_change
     raw = dict(np.load(src / "inputs.npz"))
     inputs = {"input_ids": raw["input_ids"], "attention_mask": (1 - raw["input_mask"]).astype(np.int32),
               "token_type_ids": raw["seg_id"]}
     ref = np.load(src / "outputs.npz")["binary_logits"]
-    for out_dir in ("native", "hf"):
-        model = load_model(str(tmp_path / out_dir))
+    for out_dir in (tmp_path / "native", hf_dir):
+        model = load_model(str(out_dir))
         assert type(model).__name__ == "FunnelForPreTraining"
         np.testing.assert_allclose(-np.asarray(model(inputs)["logits"]), ref, atol=1e-5, rtol=0)
 
@@ -101,15 +111,15 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys):
 
 
 @pytest.mark.reference
-def test_exported_hf_checkpoint_loads_in_transformers(tmp_path, shared_data):
-    """original -> hf with our CLI, then HF PyTorch reproduces the original code's ELECTRA logits."""
+def test_exported_hf_checkpoint_loads_in_transformers(electra_as_hf):
+    """original -> hf with our CLI, then HF PyTorch reproduces the original code's ELECTRA logits.
+    (--no_check is tests/test_convert_cli.py's.)"""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     transformers.utils.logging.disable_progress_bar()
-    src = original_case(shared_data, "B2-1-1_D2_sepcls_mean_electra")
-    assert convert.main([str(src), str(tmp_path / "hf"), "--to", "hf", "--no_check",
-                         "--allow_mask_pooling_change"]) == 0
-    model = transformers.FunnelForPreTraining.from_pretrained(str(tmp_path / "hf")).eval()
+    src, hf_dir, code = electra_as_hf
+    assert code == 0
+    model = transformers.FunnelForPreTraining.from_pretrained(str(hf_dir)).eval()
     raw = dict(np.load(src / "inputs.npz"))
     with torch.no_grad():
         logits = model(input_ids=torch.as_tensor(raw["input_ids"]).long(),
