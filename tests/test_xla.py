@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from funnel_tf import xla
-from funnel_tf.config import FunnelConfig, load_config
+from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.model import FunnelModel
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
@@ -50,12 +50,13 @@ def test_forced_fallback_turns_jit_off_and_warns_once(no_host_xla):
 
 
 def _tiny_model_and_inputs():
-    """The tiny model with one layer per block (three blocks: two poolings) and one decoder layer:
-    every fused region, half the layers to trace and compile."""
+    """The tiny model with one layer per block (two blocks: the second one's first layer attends
+    from pooled queries) and one decoder layer: every fused region, a third of the layers to trace
+    and compile (a third block would repeat the second's paths)."""
     with open(os.path.join(CONFIGS, "tiny.json")) as f:
         cfg = dict(json.load(f))
     cfg.update(hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, vocab_size=101,
-               block_sizes=[1, 1, 1], num_decoder_layers=1)
+               block_sizes=[1, 1], block_repeats=[1, 1], num_decoder_layers=1)
     keras.utils.set_random_seed(0)
     model = FunnelModel(FunnelConfig.from_dict(cfg))
     rng = np.random.default_rng(0)
@@ -95,31 +96,17 @@ def test_fallback_gives_the_fused_path_values_and_gradients(monkeypatch):
 
 
 def _trainer(tmp_path, jit_compile):
+    """The loop on the toy objective (tests/engine/toy.py): the fallback is the loop's and the
+    update's; the model's unfused kernels are test_fallback_gives_the_fused_path_values_and_gradients's."""
     from funnel_tf.engine.loop import LoopConfig, Trainer
-    from funnel_tf.tasks.pretraining import pretraining_task
     from funnel_tf.engine.optimization import make_optimizer
     from funnel_tf.engine.strategy import make_strategy
+    from tests.engine import toy
 
     keras.utils.set_random_seed(1)
-    cfg = load_config("tiny").replace(vocab_size=64, block_sizes=[1, 1], block_repeats=[1, 1],
-                                      num_decoder_layers=1, hidden_dropout=0.0,
-                                      attention_dropout=0.0)
-    rng = np.random.default_rng(0)
-    ids = rng.integers(5, 64, [32, 16]).astype(np.int32)
-    pos = np.stack([np.sort(rng.choice(np.arange(1, 15), 3, replace=False)) for _ in range(32)])
-    masked = ids.copy()
-    np.put_along_axis(masked, pos, 4, 1)
-    data = {"input_ids": masked, "attention_mask": np.ones_like(ids),
-            "token_type_ids": np.zeros_like(ids), "masked_positions": pos.astype(np.int32),
-            "masked_ids": np.take_along_axis(ids, pos, 1), "masked_weights": np.ones([32, 3], np.float32)}
-
-    def dataset_fn(ctx):
-        return tf.data.Dataset.from_tensor_slices(data).repeat().batch(
-            ctx.get_per_replica_batch_size(8), drop_remainder=True)
-
-    return Trainer(make_strategy("default"), pretraining_task("mlm", cfg),
-                   lambda vs: make_optimizer(vs, 1e-3), dataset_fn,
-                   LoopConfig(train_steps=3, global_batch_size=8, seq_len=16, steps_per_loop=3,
+    return Trainer(make_strategy("default"), toy.ToyObjective(),
+                   lambda vs: make_optimizer(vs, 1e-3), toy.dataset_fn(8),
+                   LoopConfig(train_steps=3, global_batch_size=8, seq_len=toy.L, steps_per_loop=3,
                               log_every=1, save_every=0, model_dir=str(tmp_path),
                               jit_compile=jit_compile))
 
