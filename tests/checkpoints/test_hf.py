@@ -36,6 +36,19 @@ def copy_case(tmp_path, case, edit=None, weights=True):
     return dst
 
 
+@pytest.fixture(scope="module")
+def fixture_model():
+    """fixture_model(case) -> load_hf(FIXTURES / case), loaded once per module: the reference the
+    tests compare other loads with (read, never modified)."""
+    cache = {}
+
+    def get(case):
+        if case not in cache:
+            cache[case] = load_hf(str(FIXTURES / case))
+        return cache[case]
+    return get
+
+
 def variables(model):
     return {v.path: v.numpy() for v in model.weights}
 
@@ -55,7 +68,7 @@ def max_diff_to_fixture(model, case):
 
 # ------------------------------------------------------------------------------------------ formats
 @pytest.mark.parametrize("weight_file", ["pytorch_model.bin", "tf_model.h5"])
-def test_other_weight_formats_load_the_same_tensors(tmp_path, weight_file):
+def test_other_weight_formats_load_the_same_tensors(tmp_path, weight_file, fixture_model):
     if not (FIXTURES / BODY / weight_file).exists():
         pytest.skip(f"fixture has no {weight_file}")
     if weight_file.endswith(".bin"):
@@ -66,7 +79,7 @@ def test_other_weight_formats_load_the_same_tensors(tmp_path, weight_file):
     shutil.copy(FIXTURES / BODY / weight_file, d)
     model, report = load_hf(str(d), return_report=True)
     assert report.source.endswith(weight_file) and not report.skipped
-    assert_same_variables(model, load_hf(str(FIXTURES / BODY)))
+    assert_same_variables(model, fixture_model(BODY))
     assert max_diff_to_fixture(model, BODY) <= 1e-5
 
 
@@ -80,7 +93,7 @@ def test_pytorch_bin_without_torch_is_a_clear_error(tmp_path, monkeypatch):
         load_hf(str(d))
 
 
-def test_sharded_safetensors(tmp_path):
+def test_sharded_safetensors(tmp_path, fixture_model):
     d = tmp_path / "sharded"
     d.mkdir()
     shutil.copy(FIXTURES / BODY / "config.json", d)
@@ -92,7 +105,7 @@ def test_sharded_safetensors(tmp_path):
         save_file({k: tensors[k] for k in keys}, str(d / shard), metadata={"format": "pt"})
     index = {"metadata": {}, "weight_map": {k: s for s, keys in shards.items() for k in keys}}
     (d / "model.safetensors.index.json").write_text(json.dumps(index))
-    assert_same_variables(load_hf(str(d)), load_hf(str(FIXTURES / BODY)))
+    assert_same_variables(load_hf(str(d)), fixture_model(BODY))
 
     (d / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors listed in the index is missing"):
@@ -138,8 +151,8 @@ CONFIG_KEYS = ["architectures", "vocab_size", "block_sizes", "block_repeats", "n
 
 
 @pytest.mark.parametrize("case", ROUND_TRIP_CASES)
-def test_hf_to_ours_to_hf_is_bitwise_identical(tmp_path, case):
-    model = load_hf(str(FIXTURES / case))
+def test_hf_to_ours_to_hf_is_bitwise_identical(tmp_path, case, fixture_model):
+    model = fixture_model(case)
     written = export_hf(model, str(tmp_path / "out"))
     source = load_file(str(FIXTURES / case / "model.safetensors"))
     exported = load_file(written["weights"])
@@ -179,25 +192,25 @@ def test_mask_pooling_change_is_an_explicit_choice(tmp_path):
     assert again.config == model.config.replace(mask_pooling="min")
 
 
-def test_hf_config_dict_reads_back_as_the_same_config():
-    model = load_hf(str(FIXTURES / "head_seq_cls_L8"))
+def test_hf_config_dict_reads_back_as_the_same_config(fixture_model):
+    model = fixture_model("head_seq_cls_L8")
     again = FunnelConfig.from_hf_dict(hf_config_dict(model))
     assert again == model.config
 
 
 # ------------------------------------------------------------------------------------------ heads
-def test_head_class_and_num_labels_are_detected():
-    model = load_hf(str(FIXTURES / "head_seq_cls_L8"))
+def test_head_class_and_num_labels_are_detected(fixture_model):
+    model = fixture_model("head_seq_cls_L8")
     assert type(model).__name__ == "FunnelForSequenceClassification" and model.num_labels == 3
-    assert type(load_hf(str(FIXTURES / "head_multiple_choice_L8"))).__name__ == "FunnelForMultipleChoice"
+    assert type(fixture_model("head_multiple_choice_L8")).__name__ == "FunnelForMultipleChoice"
 
 
-def test_head_checkpoint_as_backbone_skips_and_reports_the_rest():
+def test_head_checkpoint_as_backbone_skips_and_reports_the_rest(fixture_model):
     model, report = load_hf(str(FIXTURES / "head_masked_lm_L8"), model_class="base", return_report=True)
     assert type(model).__name__ == "FunnelBaseModel"
     assert "lm_head.bias" in report.skipped
     assert any(n.startswith("decoder.layers.0.") for n in report.skipped)
-    full = load_hf(str(FIXTURES / "head_masked_lm_L8"))
+    full = fixture_model("head_masked_lm_L8")
     for a, b in zip(model.encoder.layers_flat, full.funnel.encoder.layers_flat):
         for va, vb in zip(a.weights, b.weights):
             np.testing.assert_array_equal(va.numpy(), vb.numpy())
@@ -216,16 +229,16 @@ def test_missing_head_needs_allow_missing():
     assert len(report.missing_allowed) == 2
 
 
-def test_tied_lm_head_weight(tmp_path):
+def test_tied_lm_head_weight(tmp_path, fixture_model):
     case = "head_masked_lm_L8"
     emb = "funnel.embeddings.word_embeddings.weight"
     same = copy_case(tmp_path, case, lambda t: t.update({"lm_head.weight": t[emb].copy()}))
-    assert_same_variables(load_hf(str(same)), load_hf(str(FIXTURES / case)))
+    assert_same_variables(load_hf(str(same)), fixture_model(case))
 
     def only_head(t):
         t["lm_head.weight"] = t.pop(emb)
     (tmp_path / "b").mkdir()
-    assert_same_variables(load_hf(str(copy_case(tmp_path / "b", case, only_head))), load_hf(str(FIXTURES / case)))
+    assert_same_variables(load_hf(str(copy_case(tmp_path / "b", case, only_head))), fixture_model(case))
 
     def untied(t):
         t["lm_head.weight"] = t[emb] + 1.0
