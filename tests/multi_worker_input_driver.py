@@ -1,8 +1,12 @@
-"""Worker body for the real two-worker input-sharding test: builds the MultiWorkerMirroredStrategy
-from TF_CONFIG, lets it hand the MLM task's input (`build_inputs`) its real InputContext, and
-writes what this worker's pipeline reads in one epoch (as example keys) to OUT_DIR/worker<task_id>.json.
+"""Worker body for the real two-worker tests: builds the MultiWorkerMirroredStrategy from TF_CONFIG,
+lets it hand the MLM task's input (`build_inputs`) its real InputContext, and writes what this
+worker's pipeline reads in one epoch (as example keys) to OUT_DIR/worker<task_id>.json. Given
+MODEL_DIR and TRAIN_STEPS, the worker then trains the toy objective in a process where TF
+believes it runs on GCP (tests/engine/preemption_driver.py), writes its result to
+OUT_DIR/result<task_id>.json and exits 75 when preempted: one cluster (two TF processes) serves
+the sharding test and the preemption test.
 
-    python -m tests.multi_worker_input_driver RECORDS_GLOB VOCAB OUT_DIR
+    python -m tests.multi_worker_input_driver RECORDS_GLOB VOCAB OUT_DIR [MODEL_DIR TRAIN_STEPS]
 """
 
 import dataclasses
@@ -54,9 +58,12 @@ def first_epoch(dataset: tf.data.Dataset, limit: int = 100_000) -> list:
     return order
 
 
-def main(records: str, vocab: str, out_dir: str) -> None:
+def main(records: str, vocab: str, out_dir: str, model_dir: str = None, steps: str = None) -> int:
     from funnel_tf.engine.strategy import make_strategy, strategy_info
+    from tests.engine import preemption_driver
 
+    if model_dir is not None:
+        preemption_driver.pretend_gcp()
     strategy = make_strategy("multi_worker")
     info = strategy_info(strategy)
     read = unmasked_input(records, vocab)
@@ -78,7 +85,14 @@ def main(records: str, vocab: str, out_dir: str) -> None:
                first_batch=[example_key(r) for r in first], epoch=epoch)
     with open(os.path.join(out_dir, f"worker{out['task_id']}.json"), "w") as f:
         json.dump(out, f)
+    if model_dir is None:
+        return 0
+    from absl import logging
+
+    logging.set_verbosity(logging.INFO)
+    return preemption_driver.train(strategy, model_dir, int(steps),
+                                   os.path.join(out_dir, f"result{out['task_id']}.json"))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    sys.exit(main(*sys.argv[1:6]))

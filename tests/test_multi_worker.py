@@ -2,6 +2,7 @@
 processes on localhost (TF_CONFIG, free ports, one TMPDIR per worker):
 
 - each worker's input pipeline reads a disjoint part of the data and together they read all of it;
+- SIGTERM to one worker on a (simulated) GCP VM stops both at the same step with a checkpoint;
 - only the chief writes into model_dir, and no worker leaves files behind anywhere else;
 - `kill -9` of a worker mid-run, then restarting both, resumes from the last checkpoint and ends
   with the loss and weights of an uninterrupted run;
@@ -56,11 +57,11 @@ def records(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------- input shards
 @pytest.mark.parametrize("num_shards", [1, 3, 4])
-def test_worker_input_shards_are_disjoint_and_cover_the_data(tmp_path, num_shards):
+def test_worker_input_shards_are_disjoint_and_cover_the_data(tmp_path, num_shards, records):
     """With the InputContext MultiWorkerMirroredStrategy gives 2 one-replica workers, one epoch of
     each worker's input (the MLM task's `build_inputs`) is a disjoint part of the records and
     the parts cover every example: file sharding (>= 2 files) and example sharding (1 file) alike."""
-    pattern = make_records(tmp_path / "rec", num_shards)
+    pattern = records if num_shards == 4 else make_records(tmp_path / "rec", num_shards)
     everything = all_examples(pattern)
     assert len(everything) > 100 and len(set(everything)) == len(everything)  # keys identify
     read = unmasked_input(pattern, DEMO_VOCAB)
@@ -70,16 +71,28 @@ def test_worker_input_shards_are_disjoint_and_cover_the_data(tmp_path, num_shard
     assert sorted(parts[0] + parts[1]) == sorted(everything)
 
 
-def test_two_real_workers_read_disjoint_shards(tmp_path, records):
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, records):
+    """One real two-worker cluster (strategy from TF_CONFIG, TF believing it runs on a GCE VM) for
+    two tests: each worker writes what its input pipeline reads, then trains the toy objective
+    until SIGTERM to the non-chief alone stops both (tests/multi_worker_input_driver.py).
+    Returns (input records, training results, model_dir) of the two workers."""
+    root = tmp_path_factory.mktemp("two_workers")
+    model_dir, out = root / "model", root / "out"
+    out.mkdir()
+    argv = python("-m", "tests.multi_worker_input_driver", records, DEMO_VOCAB, out, model_dir,
+                  100_000)
+    with Cluster(argv, root / "work") as cluster:
+        results = _preempt(cluster, model_dir, out, signal_workers=[1])
+    inputs = [json.loads((out / f"worker{i}.json").read_text()) for i in range(2)]
+    return inputs, results, model_dir
+
+
+def test_two_real_workers_read_disjoint_shards(two_workers, records):
     """Smoke test of the real thing: two worker processes, strategy from TF_CONFIG; each gets its
     own pipeline id, its distributed batches come from its own shard, the shards partition the
     data; worker 0 is the chief."""
-    out = tmp_path / "out"
-    out.mkdir()
-    with Cluster(python("-m", "tests.multi_worker_input_driver", records, DEMO_VOCAB, out),
-                 tmp_path / "work") as cluster:
-        cluster.wait(timeout=240)
-    w = [json.loads((out / f"worker{i}.json").read_text()) for i in range(2)]
+    w = two_workers[0]
     assert [x["input_pipeline_id"] for x in w] == [0, 1]
     assert [x["is_chief"] for x in w] == [True, False]
     for x in w:
@@ -354,13 +367,6 @@ def test_finetune_two_workers_trains_and_only_the_chief_writes(tmp_path, micro_c
 
 
 # ---------------------------------------------------------------------------------- preemption
-def _preemption_argv(model_dir, out_dir, steps, gcp=True):
-    def argv(i):
-        return python("-m", "tests.engine.preemption_driver", model_dir, steps,
-                      os.path.join(str(out_dir), f"worker{i}.json"), *(["--gcp"] if gcp else []))
-    return argv
-
-
 def _first_progress(model_dir):
     """True once the chief has logged a progress record (training is under way)."""
     path = os.path.join(str(model_dir), "metrics.jsonl")
@@ -369,7 +375,7 @@ def _first_progress(model_dir):
 
 def _preempt(cluster, model_dir, out_dir, signal_workers, timeout=120):
     """SIGTERM `signal_workers` once training runs; every worker must exit 75 within `timeout`
-    (the old code trained on: the wait fails). Returns the workers' results."""
+    (the old code trained on: the wait fails). Returns the workers' results (out_dir/result<i>.json)."""
     import signal
     import subprocess
 
@@ -384,7 +390,7 @@ def _preempt(cluster, model_dir, out_dir, signal_workers, timeout=120):
             raise AssertionError(f"worker {i} still training {timeout}s after SIGTERM; logs:\n"
                                  + cluster.all_tails()) from None
     assert codes == [75] * len(codes), (codes, cluster.all_tails())
-    return [json.loads((out_dir / f"worker{i}.json").read_text()) for i in range(len(codes))]
+    return [json.loads((out_dir / f"result{i}.json").read_text()) for i in range(len(codes))]
 
 
 def _newest_checkpoint_step(model_dir) -> int:
@@ -392,15 +398,12 @@ def _newest_checkpoint_step(model_dir) -> int:
         return int(re.search(r"ckpt-(\d+)", f.readline()).group(1))
 
 
-def test_sigterm_to_one_worker_on_gcp_stops_both_at_the_same_step_and_saves(tmp_path):
+def test_sigterm_to_one_worker_on_gcp_stops_both_at_the_same_step_and_saves(two_workers):
     """Two real workers in which TF believes it runs on a GCE VM (where TF's preemption handler
     does nothing, as on a Cloud TPU VM): SIGTERM to the non-chief alone. Both workers agree on the
     stop at the next host-call boundary, stop at the same step, the chief writes the checkpoint
     of that step and both exit 75 (the old code ignored the signal and trained on)."""
-    model_dir, out = tmp_path / "model", tmp_path / "out"
-    out.mkdir()
-    with Cluster(_preemption_argv(model_dir, out, 100_000), tmp_path / "work") as cluster:
-        results = _preempt(cluster, model_dir, out, signal_workers=[1])
+    _, results, model_dir = two_workers
     steps = {r["step"] for r in results}
     assert len(steps) == 1 and all(r["preempted"] for r in results), results
     step = steps.pop()

@@ -31,6 +31,11 @@ def main(model_dir: str, steps: int, out: str, gcp: bool) -> int:
 
     strategy = make_strategy("multi_worker")  # before TF runs any op
     logging.set_verbosity(logging.INFO)
+    return train(strategy, model_dir, steps, out)
+
+
+def train(strategy, model_dir: str, steps: int, out: str) -> int:
+    """Train the toy objective under `strategy`; write the result to `out`; the exit code."""
     import keras
 
     from funnel_tf.engine.loop import LoopConfig, Trainer
