@@ -43,8 +43,9 @@ def our_outputs(model, inputs):
     return {k: np.asarray(v) for k, v in got.items()}
 
 
-def oracle_diffs(path, attention_type):
-    model = load_original(str(path), attention_type=attention_type)
+def oracle_diffs(path, attention_type, model=None):
+    """Max abs diff per oracle output of `model` (default: load_original(path, attention_type))."""
+    model = model or load_original(str(path), attention_type=attention_type)
     ref = dict(np.load(path / ("outputs.npz" if attention_type == "relative_shift" else "outputs_factorized.npz")))
     got = our_outputs(model, oracle_inputs(path))
     diffs = {}
@@ -54,21 +55,38 @@ def oracle_diffs(path, attention_type):
     return diffs
 
 
+@pytest.fixture(scope="module")
+def loaded(shared_data):
+    """loaded(name) -> (load_original(oracle `name`) with its defaults, its relative_shift oracle
+    diffs), once per module: read by every test that needs the default load (never modified)."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            path = oracle_dir(shared_data, name)
+            model = load_original(str(path))
+            cache[name] = model, oracle_diffs(path, "relative_shift", model)
+        return cache[name]
+    return get
+
+
 @pytest.mark.parametrize("attention_type", ["relative_shift", "factorized"])
 @pytest.mark.parametrize("name", [ELECTRA, NOSEP_MLM])
-def test_matches_original_code_outputs(shared_data, name, attention_type):
-    diffs = oracle_diffs(oracle_dir(shared_data, name), attention_type)
+def test_matches_original_code_outputs(shared_data, loaded, name, attention_type):
+    # relative_shift is load_original's default attention_type
+    diffs = (loaded(name)[1] if attention_type == "relative_shift"
+             else oracle_diffs(oracle_dir(shared_data, name), attention_type))
     assert len(diffs) == 9
     bad = {k: v for k, v in diffs.items() if v > ATOL}
     assert not bad, f"{name} ({attention_type}): differs from the original by more than {ATOL}: {bad}"
 
 
-def test_nosep_oracle_needs_the_original_mask_pooling(shared_data):
+def test_nosep_oracle_needs_the_original_mask_pooling(shared_data, loaded):
     """The original min-pools its 1 = pad mask (a pooled key slot stays if ANY member is real); HF pools
     the 1 = attend mask with min (dropped if any member is padding). This oracle (pool_q_only=False, row 1
     pairs tokens 10|11 across the padding boundary) tells them apart; the ELECTRA one cannot."""
     path = oracle_dir(shared_data, NOSEP_MLM)
-    assert load_original(str(path)).config.mask_pooling == "max"
+    assert loaded(NOSEP_MLM)[0].config.mask_pooling == "max"
     model = load_original(str(path), mask_pooling="min")
     ref = dict(np.load(path / "outputs.npz"))
     got = our_outputs(model, oracle_inputs(path))
@@ -80,22 +98,21 @@ def test_nosep_oracle_needs_the_original_mask_pooling(shared_data):
     assert max(float(np.max(np.abs(same[k] - ref[k]))) for k in ref) <= ATOL
 
 
-def test_nosep_oracle_exercises_what_it_should(shared_data):
+def test_nosep_oracle_exercises_what_it_should(loaded):
     """separate_cls=False, pool_q_only=False, block + decoder repeats, d_embed != d_model, max pooling."""
-    model = load_original(str(oracle_dir(shared_data, NOSEP_MLM)))
+    model, diffs = loaded(NOSEP_MLM)
     cfg = model.config
     assert (cfg.separate_cls, cfg.pool_q_only, cfg.pooling_type) == (False, False, "max")
     assert cfg.block_repeats == [2, 1] and cfg.decoder_repeats == 2 and cfg.d_embed == 24
     assert cfg.layer_norm_eps == 1e-8 and cfg.always_mask_cls and cfg.mlm_transform
     assert model.funnel.encoder.input_projection is not None
     # Up to the first pooling layer the original and ours agree exactly as for the ELECTRA oracle.
-    diffs = oracle_diffs(oracle_dir(shared_data, NOSEP_MLM), "relative_shift")
     assert max(diffs[k] for k in ("embedding", "encoder_hidden_0", "encoder_hidden_1")) <= ATOL
 
 
-def test_electra_head_is_sign_flipped(shared_data):
+def test_electra_head_is_sign_flipped(shared_data, loaded):
     path = oracle_dir(shared_data, ELECTRA)
-    model = load_original(str(path))
+    model = loaded(ELECTRA)[0]
     assert type(model).__name__ == "FunnelForPreTraining"
     reader = tf.train.load_checkpoint(str(path / "model.ckpt"))
     w, b = reader.get_tensor("model/binary_loss/weight"), reader.get_tensor("model/binary_loss/bias")
@@ -132,7 +149,7 @@ def electra_config(shared_data):
 
 
 def test_optimizer_slots_global_step_and_generator_are_skipped(tmp_path, electra_tensors, electra_config,
-                                                               shared_data):
+                                                               loaded):
     tensors = dict(electra_tensors)
     tensors["model/encoder/layer_0/rel_attn/q/kernel/adam_m"] = np.zeros((32, 2, 16), np.float32)
     tensors["model/encoder/layer_0/rel_attn/q/kernel/adam_v"] = np.zeros((32, 2, 16), np.float32)
@@ -144,7 +161,7 @@ def test_optimizer_slots_global_step_and_generator_are_skipped(tmp_path, electra
     assert set(report.skipped) == {"global_step", "generator/model/input/word_embedding/lookup_table",
                                    "model/encoder/layer_0/rel_attn/q/kernel/adam_m",
                                    "model/encoder/layer_0/rel_attn/q/kernel/adam_v"}
-    reference = load_original(str(oracle_dir(shared_data, ELECTRA)))
+    reference = loaded(ELECTRA)[0]
     for a, b in zip(model.weights, reference.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
