@@ -47,8 +47,21 @@ class FunnelTextClassifierPreprocessor:
         return keras.utils.pack_x_y_sample_weight(features, y, sample_weight)
 
     def map(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
-        """`dataset` with every x tokenized (labels and sample weights kept), in parallel."""
-        return dataset.map(self, num_parallel_calls=tf.data.AUTOTUNE)
+        """`dataset` with every x tokenized (labels and sample weights kept), in parallel. The map
+        function is one tf.function per tokenizer and settings (packing.traced_per_tokenizer):
+        every fit / evaluate / predict dataset of a classifier reuses its trace per element
+        structure instead of tracing the tokenizer's graph again."""
+        from funnel_tf.text.packing import traced_per_tokenizer
+
+        tokenizer = self.tokenizer
+
+        def make(get_tokenizer):
+            def preprocess(x, y=None, sample_weight=None):
+                return FunnelTextClassifierPreprocessor(get_tokenizer())(x, y, sample_weight)
+            return preprocess
+
+        key = ("text_classifier", tokenizer.sequence_length, tokenizer.truncation)
+        return dataset.map(traced_per_tokenizer(tokenizer, key, make), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _is_pair(x) -> bool:

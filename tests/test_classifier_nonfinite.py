@@ -62,6 +62,14 @@ def test_stop_then_skip(reg):
     with pytest.raises(NonFiniteLossError, match="2 steps skipped .*max_nonfinite=1"):
         reg.fit(_data(5, np.inf).concatenate(_data(5, np.nan)), epochs=1, verbose=0)
 
+    # The three fits' datasets share one tokenizing map function, traced once for their
+    # (texts, labels) elements (FunnelTextClassifierPreprocessor.map; tracing it was most of a fit's
+    # dataset cost).
+    from funnel_tf.text.packing import _TRACED
+
+    maps = [fn for key, fn in _TRACED.get(reg.tokenizer, {}).items() if key[0] == "text_classifier"]
+    assert [fn.experimental_get_tracing_count() for fn in maps] == [1]
+
 
 def test_policy_is_checked_at_compile(reg):
     with pytest.raises(ValueError, match=r"nonfinite must be one of \('stop', 'skip'\), got 'ignore'"):

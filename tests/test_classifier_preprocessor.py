@@ -35,30 +35,24 @@ def _same(got, want):
 
 def test_preprocessor_gives_the_tokenizer_features_for_texts_pairs_and_datasets(tokenizer):
     pre = FunnelTextClassifierPreprocessor(tokenizer)
-    _same(pre(TEXTS), tokenizer(TEXTS))
-    _same(pre(tf.constant(TEXTS)), tokenizer(TEXTS))
-    _same(pre(PAIRS), tokenizer(*PAIRS))
-    features = tokenizer(TEXTS)
+    features, pair_features = tokenizer(TEXTS), tokenizer(*PAIRS)  # what the tokenizer builds
+    _same(pre(TEXTS), features)
+    _same(pre(tf.constant(TEXTS)), features)
+    _same(pre(PAIRS), pair_features)
     assert pre(features) is features  # pre-tokenized input passes through
 
+    # (fit's (x, y) elements: test_classifier_nonfinite.py's fits and the evaluate below.)
     labels = np.array([1, 0, 1], np.int32)
     weights = np.array([1.0, 0.5, 2.0], np.float32)
-    pairs = tf.data.Dataset.from_tensor_slices(((PAIRS[0], PAIRS[1]), labels, weights)).batch(3)
-    x, y, w = next(iter(pre.map(pairs)))
-    _same(x, tokenizer(*PAIRS))
+    pairs = pre.map(tf.data.Dataset.from_tensor_slices(((PAIRS[0], PAIRS[1]), labels, weights)).batch(3))
+    assert pairs.element_spec[0]["input_ids"] == tf.TensorSpec([None, 12], tf.int32)  # what the step sees
+    x, y, w = next(iter(pairs))
+    _same(x, pair_features)
     np.testing.assert_array_equal(y.numpy(), labels)
     np.testing.assert_array_equal(w.numpy(), weights)
     single = tf.data.Dataset.from_tensor_slices((TEXTS,)).batch(3)  # predict's (x,) elements
     x = next(iter(pre.map(single)))
-    _same(x, tokenizer(TEXTS))
-    spec = pre.map(tf.data.Dataset.from_tensor_slices((TEXTS, labels)).batch(2)).element_spec
-    assert spec[0]["input_ids"] == tf.TensorSpec([None, 12], tf.int32)  # what the compiled step sees
-
-
-def test_classifier_features_are_the_old_in_model_ones(tokenizer):
-    """clf(texts) / clf((a, b)) tokenize outside call(): same logits as the tokenizer's features."""
-    clf = _classifier(tokenizer, pair=True)
-    np.testing.assert_allclose(clf(PAIRS).numpy(), clf(tokenizer(*PAIRS)).numpy(), atol=1e-6)
+    _same(x, features)
 
 
 def _graphs(fn, depth=3):
@@ -127,12 +121,14 @@ def test_no_jit_where_the_host_cannot_compile(tokenizer, monkeypatch):
 
 def test_export_serving_graph_builds_the_features_predict_builds(monkeypatch):
     """The exported graph tokenizes with the classifier's own preprocessor: a tokenizer with HF's pair
-    truncation (which differs from BERT's here) gives the same features and logits in both."""
+    truncation (which differs from BERT's here) gives the same features and logits in both, and
+    clf((a, b)) the same as clf on the tokenizer's features (the old in-model path)."""
     import funnel_tf.export as export_module
 
     tokenizer = FunnelTokenizer(demo_vocab_path(), sequence_length=10)  # truncation="hf_longest_first"
     a, b = ["the cat sat", "a good film"], ["the cat sat", "about it"]
-    assert (tokenizer(a, b)["input_ids"].numpy() !=
+    features = tokenizer(a, b)
+    assert (features["input_ids"].numpy() !=
             FunnelTokenizer(demo_vocab_path(), sequence_length=10, truncation="longest_first")(a, b)[
                 "input_ids"].numpy()).any()
     clf = _classifier(tokenizer, pair=True)
@@ -141,5 +137,8 @@ def test_export_serving_graph_builds_the_features_predict_builds(monkeypatch):
                         lambda module, export_dir, overwrite=False: modules.append(module) or export_dir)
     clf.export("not-written")  # the serving module only; writing it is test_export.py's job
     served = modules[0].serve(tf.constant(a), tf.constant(b))
-    _same(modules[0].features(tf.constant(a), tf.constant(b)), tokenizer(a, b))
-    np.testing.assert_allclose(served["logits"].numpy(), clf(tokenizer(a, b)).numpy(), atol=1e-5)
+    _same(modules[0].features(tf.constant(a), tf.constant(b)), features)
+    logits = clf(features).numpy()
+    np.testing.assert_allclose(served["logits"].numpy(), logits, atol=1e-5)
+    # clf((a, b)) tokenizes outside call() too: the old in-model path's logits.
+    np.testing.assert_allclose(clf((a, b)).numpy(), logits, atol=1e-6)
