@@ -16,6 +16,20 @@ def _inputs(batch=2, length=10):
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
+@pytest.fixture(scope="module")
+def built():
+    """built(cls, **kwargs) -> cls(CFG, **kwargs), one per class and arguments in this module (the
+    tests read the models, never change their weights)."""
+    cache = {}
+
+    def get(cls, **kwargs):
+        key = (cls, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            cache[key] = cls(CFG, **kwargs)
+        return cache[key]
+    return get
+
+
 @pytest.mark.parametrize("cls, kwargs, key, shape", [
     (heads.FunnelForMaskedLM, {}, "logits", (2, 10, 40)),
     (heads.FunnelForPreTraining, {}, "logits", (2, 10)),
@@ -24,8 +38,8 @@ def _inputs(batch=2, length=10):
     (heads.FunnelForTokenClassification, {"num_labels": 5}, "logits", (2, 10, 5)),
     (heads.FunnelForQuestionAnswering, {}, "start_logits", (2, 10)),
 ])
-def test_head_shapes(cls, kwargs, key, shape):
-    model = cls(CFG, **kwargs)
+def test_head_shapes(cls, kwargs, key, shape, built):
+    model = built(cls, **kwargs)
     out = model(_inputs())
     assert out[key].shape == shape
     assert out[key].dtype.name == "float32"
@@ -42,8 +56,8 @@ def test_multiple_choice_scores_each_choice_independently():
     np.testing.assert_allclose(np.asarray(model(swapped)["logits"])[0], out[0, ::-1], atol=1e-5)
 
 
-def test_mlm_is_tied_and_gathers_masked_positions():
-    model = heads.FunnelForMaskedLM(CFG)
+def test_mlm_is_tied_and_gathers_masked_positions(built):
+    model = built(heads.FunnelForMaskedLM)
     x = _inputs()
     full = np.asarray(model(x)["logits"])
     pos = np.array([[1, 4], [0, 9]], np.int32)
@@ -52,8 +66,8 @@ def test_mlm_is_tied_and_gathers_masked_positions():
     assert not any("lm_head" in v.path and "kernel" in v.path for v in model.weights)  # tied, no own matrix
 
 
-def test_generator_shares_embeddings_with_discriminator():
-    disc = heads.FunnelForPreTraining(CFG)
+def test_generator_shares_embeddings_with_discriminator(built):
+    disc = built(heads.FunnelForPreTraining)
     gen_cfg = CFG.replace(d_model=8, n_head=1, d_inner=12, d_embed=16, mlm_transform=True)
     gen = heads.FunnelForMaskedLM(gen_cfg, embeddings=disc.funnel.embeddings)
     assert gen.funnel.embeddings is disc.funnel.embeddings
