@@ -47,10 +47,13 @@ SCRIPT = textwrap.dedent("""
     from absl import app, logging
 
     def main(argv):
+        # as TF's C++ logs them: two noise lines and a real error
+        os.write(2, (%(onednn)r + "\\n" + %(cpp_info)r + "\\n" + %(cpp_error)r + "\\n").encode())
+        logging.info("our own line")
+        if argv[2] == "light":  # the filter at a level alone: no TensorFlow
+            return 0
         import tensorflow as tf
         print("loader:", tf.__loader__.__class__.__name__, flush=True)
-        os.write(2, (%(onednn)r + "\\n" + %(cpp_info)r + "\\n").encode())  # as TF's C++ logs them
-        logging.info("our own line")
         ckpt = tf.train.Checkpoint(v=tf.Variable(1.0))
         ckpt.save(os.path.join(argv[1], "ckpt"))  # TF logs 'Sharding callback duration' (INFO)
         table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(["a"], [1]), -1)
@@ -66,7 +69,7 @@ SCRIPT = textwrap.dedent("""
         return 0
 
     app.run(main)
-""") % {"onednn": ONEDNN, "cpp_info": CPP_INFO}
+""") % {"onednn": ONEDNN, "cpp_info": CPP_INFO, "cpp_error": CPP_ERROR}
 
 
 def run_script(tmp_path, mode="ok", level=None):
@@ -91,17 +94,23 @@ def test_quiet_run_drops_tensorflow_noise_and_loses_nothing_when_it_crashes(tmp_
     assert lines[0] == "quiet: True False" and lines[1].startswith("loader: "), proc.stdout
     assert lines[1] != "loader: _QuietLoader"
     assert "our own line" in proc.stderr and "a line of ours on stderr" in proc.stderr
+    assert CPP_ERROR in proc.stderr  # a real C++ error is kept at the default level
     assert "Fatal Python error: Aborted" in proc.stderr
     assert not [n for n in NOISE if n in proc.stderr], proc.stderr
 
 
 def test_level_3_hides_cpp_info_too_and_level_0_shows_everything(tmp_path):
-    quiet = run_script(tmp_path / "a", level=3)
-    assert quiet.returncode == 0 and "I0000 " not in quiet.stderr and ONEDNN not in quiet.stderr
+    """Level 3 reaches the filter (it hides the C++ error too); without TensorFlow in that run, as
+    the filter works per line (test_noise_by_level) and the crash run above has TF's own lines.
+    Level 0 runs it all and shows every noise source the script triggers."""
+    quiet = run_script(tmp_path / "a", mode="light", level=3)
+    assert quiet.returncode == 0 and quiet.stdout.startswith("quiet: True False"), quiet.stdout
+    assert "I0000 " not in quiet.stderr and ONEDNN not in quiet.stderr and CPP_ERROR not in quiet.stderr
     assert "our own line" in quiet.stderr
     loud = run_script(tmp_path / "b", level=0)
     assert loud.returncode == 0
-    assert ONEDNN in loud.stderr and CPP_INFO in loud.stderr and "Sharding callback" in loud.stderr
+    assert ONEDNN in loud.stderr and CPP_INFO in loud.stderr and CPP_ERROR in loud.stderr
+    assert "Sharding callback" in loud.stderr
     assert "unsupported characters" in loud.stderr  # the export above does trigger it
 
 
