@@ -26,6 +26,22 @@ def v2(shared_data):
     return squad.read_squad(str(shared_data / "squad" / "v2.0" / "dev-v2.0.first5articles.json"))
 
 
+# The v2 windows every v2 test reads (many windows per question): one build for the module.
+V2_WINDOWS = dict(seq_len=96, doc_stride=32, max_query_length=24)
+
+
+@pytest.fixture(scope="module")
+def v2_feats(v2, tok):
+    return squad.build_squad_features(v2.examples, tok, **V2_WINDOWS)
+
+
+def _first_examples(feats, n):
+    """The windows of the first `n` examples (features are in example order)."""
+    rows = int(np.searchsorted(feats.arrays["example_index"], n))
+    return squad.SquadFeatures({k: v[:rows] for k, v in feats.arrays.items()}, feats.seq_len,
+                               feats.cls_id, feats.sep_id, feats.pad_id)
+
+
 def test_real_files_parse(v1, v2):
     assert len(v1) == 3807 and v1.num_skipped == 0 and not v1.allow_impossible
     assert len({ex.title for ex in v1.examples}) == 11
@@ -69,9 +85,8 @@ def test_gold_spans_round_trip_v1(v1, tok):
         assert len(texts) == 1 and answer in next(iter(texts)) and answer != next(iter(texts))
 
 
-def test_gold_spans_round_trip_v2_many_windows(v2, tok):
-    feats = squad.build_squad_features(v2.examples, tok, seq_len=96, doc_stride=32,
-                                       max_query_length=24)
+def test_gold_spans_round_trip_v2_many_windows(v2, v2_feats):
+    feats = v2_feats
     a = feats.arrays
     assert len(feats) > 2.5 * len(v2)                # long paragraphs → several windows each
     exact, mismatched, missing = _round_trip(v2, feats)
@@ -151,23 +166,38 @@ def test_windows_match_reference(num_tokens, seq_len, stride):
     assert np.all(out["is_impossible"].numpy() == 1)
 
 
-def test_unicode_char_offsets(tok):
-    context = "Café Müller — 東京 in naïve 😀 Ärger, x\u200by."
-    answers = ("Müller", "東京", "naïve", "Ärger", "😀", "x\u200by")
-    examples = [squad.SquadExample(f"q{i}", "Where?", context, [(ans, context.index(ans))])
-                for i, ans in enumerate(answers)]
-    a = squad.build_squad_features(examples, tok, seq_len=64, doc_stride=16,
-                                   max_query_length=16).arrays
-    for row, answer in enumerate(answers):
+UNICODE_CONTEXT = "Café Müller — 東京 in naïve 😀 Ärger, x\u200by."
+UNICODE_ANSWERS = ("Müller", "東京", "naïve", "Ärger", "😀", "x\u200by")
+CONSTRAINTS = squad.SquadExample("id1", "Which?", "alpha beta gamma delta epsilon",
+                                 [("gamma", 11)])
+
+
+@pytest.fixture(scope="module")
+def short_feats(tok):
+    """One window per question, for the constraints example (row 0) and the unicode questions
+    (rows 1...): one build (trace and iterator) for both tests."""
+    examples = [CONSTRAINTS] + [
+        squad.SquadExample(f"q{i}", "Where?", UNICODE_CONTEXT, [(ans, UNICODE_CONTEXT.index(ans))])
+        for i, ans in enumerate(UNICODE_ANSWERS)]
+    feats = squad.build_squad_features(examples, tok, seq_len=32, doc_stride=8,
+                                       max_query_length=24)
+    assert feats["example_index"].tolist() == list(range(len(examples)))
+    return feats
+
+
+def test_unicode_char_offsets(short_feats):
+    context, a = UNICODE_CONTEXT, short_feats.arrays
+    for row, answer in enumerate(UNICODE_ANSWERS, start=1):
         s, e = a["start_positions"][row], a["end_positions"][row]
         assert context[a["token_char_start"][row, s]:a["token_char_end"][row, e]] == answer
 
 
-def test_postprocess_oracle_and_null(v2, tok):
+def test_postprocess_oracle_and_null(v2, v2_feats):
     examples = v2.examples[:60]
-    feats = squad.build_squad_features(examples, tok, seq_len=128, doc_stride=48)
+    feats = _first_examples(v2_feats, 60)
     a = feats.arrays
-    n, s = len(feats), 128
+    n, s = len(feats), feats.seq_len
+    assert n > 60 and s == 96                          # several windows for some questions
     start = np.full([n + 5, s], -5.0, np.float32)      # + 5 rows of eval padding to ignore
     end = np.full([n + 5, s], -5.0, np.float32)
     start[np.arange(n), a["start_positions"]] = 5.0
@@ -191,11 +221,11 @@ def test_postprocess_oracle_and_null(v2, tok):
     assert odds2[answerable.qas_id] == pytest.approx(-10.0 - 10.0)
 
 
-def test_postprocess_constraints(tok):
-    context = "alpha beta gamma delta epsilon"
-    ex = squad.SquadExample("id1", "Which?", context, [("gamma", 11)])
-    feats = squad.build_squad_features([ex], tok, seq_len=32, doc_stride=8, max_query_length=8)
+def test_postprocess_constraints(short_feats):
+    ex = CONSTRAINTS
+    feats = _first_examples(short_feats, 1)
     a = feats.arrays
+    assert len(feats) == 1
     doc = np.where(a["token_char_start"][0] >= 0)[0]          # the five paragraph positions
     def logits(pairs):
         start = np.full([1, 32], -9.0, np.float32)
@@ -218,12 +248,11 @@ def test_postprocess_constraints(tok):
         squad.postprocess_predictions([ex], feats, start[:, :16], end[:, :16])
 
 
-def test_eval_and_train_datasets_have_static_shapes(v2, tok):
-    feats = squad.build_squad_features(v2.examples[:30], tok, seq_len=64, doc_stride=32,
-                                       max_query_length=24)
+def test_eval_and_train_datasets_have_static_shapes(v2, v2_feats, tok):
+    feats = _first_examples(v2_feats, 30)
     ds = feats.to_dataset(batch_size=8, pad_to_multiple_of=8)
     spec = ds.element_spec
-    assert spec["input_ids"].shape == (8, 64) and spec["start_positions"].shape == (8,)
+    assert spec["input_ids"].shape == (8, 96) and spec["start_positions"].shape == (8,)
     batches = list(ds.as_numpy_iterator())
     weights = np.concatenate([b["example_weight"] for b in batches])
     index = np.concatenate([b["example_index"] for b in batches])
@@ -232,12 +261,12 @@ def test_eval_and_train_datasets_have_static_shapes(v2, tok):
     pad = batches[-1]["input_ids"][-1]
     if len(weights) > len(feats):
         assert pad[:3].tolist() == [tok.cls_id, tok.sep_id, tok.sep_id] and not pad[3:].any()
-    train = squad.squad_feature_dataset(v2.examples, tok, seq_len=64, doc_stride=32,
-                                        max_query_length=24, shuffle=True, seed=1, repeat=True)
+    train = squad.squad_feature_dataset(v2.examples, tok, shuffle=True, seed=1, repeat=True,
+                                        **V2_WINDOWS)
     train = train.shuffle(64, seed=2).batch(16, drop_remainder=True)
     batch = next(iter(train))
-    assert batch["input_ids"].shape == (16, 64) and batch["p_mask"].dtype == tf.int32
-    assert train.element_spec["token_char_start"].shape == (16, 64)
+    assert batch["input_ids"].shape == (16, 96) and batch["p_mask"].dtype == tf.int32
+    assert train.element_spec["token_char_start"].shape == (16, 96)
 
 
 def _squad_json(tmp_path, qa, context="The cat sat on the mat.", raw=None):
