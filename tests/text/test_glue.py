@@ -239,9 +239,10 @@ def test_tfds_matches_tsv(tfds_rte, tok):
         assert from_tfds.labels.tolist() == from_tsv.labels.tolist()
     test = glue.load_glue_tfds("rte", "test", tfds_rte)
     assert len(test) == 10 and not test.has_labels and np.all(test.labels == -1)
-    ds, ex = glue.glue_dataset("rte", "dev", tok, 64, tfds_data_dir=tfds_rte, batch_size=16,
+    # 128: the length test_features_static_shapes_and_padding's pairs use (one encoder trace).
+    ds, ex = glue.glue_dataset("rte", "dev", tok, 128, tfds_data_dir=tfds_rte, batch_size=16,
                                pad_to_multiple_of=16)
-    assert ds.element_spec["input_ids"].shape == (16, 64) and len(ex) == 277
+    assert ds.element_spec["input_ids"].shape == (16, 128) and len(ex) == 277
     assert sum(float(b["example_weight"].numpy().sum()) for b in ds) == 277
 
 
