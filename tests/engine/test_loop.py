@@ -85,7 +85,7 @@ def test_mirrored_two_replicas_match_one_device(tmp_path, mirrored):
     clipping active (clip_norm 0.05 < gradient norm), which per-replica clipping would break."""
     common = dict(steps=6, steps_per_loop=1, save_every=0, clip_norm=0.05,
                   objective=None)
-    single = make_trainer(tmp_path / "one", jit_compile=False,
+    single = make_trainer(tmp_path / "one", jit_compile=False, jit_update=False,  # no compile
                           **{**common, "objective": toy.ToyObjective(dropout=0.0)}).train()
     two = make_trainer(tmp_path / "two", strategy=mirrored, **{
         **common, "objective": toy.ToyObjective(dropout=0.0)}).train()
@@ -224,11 +224,12 @@ def test_bad_config_values(mirrored):
 
 
 # ------------------------------------------------------------------------------ real Funnel
-def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, **kw):
+def _funnel_trainer(tmp_path, objective_name, strategy, steps=2, dropout=0.1, blocks=2, **kw):
     from funnel_tf.config import load_config
     from funnel_tf.tasks.pretraining import pretraining_task
     keras.utils.set_random_seed(1)
-    cfg = load_config("tiny").replace(vocab_size=64, block_sizes=[1, 1], block_repeats=[1, 1],
+    cfg = load_config("tiny").replace(vocab_size=64, block_sizes=[1] * blocks,
+                                      block_repeats=[1] * blocks,
                                       num_decoder_layers=1, hidden_dropout=dropout,
                                       attention_dropout=dropout)
     data = toy.funnel_features()
@@ -253,10 +254,11 @@ def test_weight_copies_train_exactly_like_casts_and_resume(tmp_path, objective, 
     The run with copies resumes the casting run from its step-2 checkpoint (toy.stopped_at): its
     steps 3-4 losses and final weights equal the casting run's (two trainers: a trainer's trace
     and its compiled update are the cost here). A copy left stale by the restore or by an update
-    would change step 3's or step 4's loss."""
+    would change step 3's or step 4's loss. One block: pooling reads no weight, it only adds
+    tracing."""
     import funnel_tf.engine.weight_copies as wc
     monkeypatch.setattr(wc, "MIN_SIZE", 1 << 10)  # the tiny model's matrices get copies
-    common = dict(steps=4, steps_per_loop=1, jit_compile=False)
+    common = dict(steps=4, steps_per_loop=1, jit_compile=False, blocks=1)
     try:
         set_precision("mixed_bfloat16")
         casts = _funnel_trainer(tmp_path / "casts", objective, make_strategy("default"),
