@@ -60,10 +60,6 @@ class _Serving(tf.Module):
     def _run(self, features):
         return self.model(features, training=False)
 
-    def signature(self):
-        """The concrete function exported as `serving_default`."""
-        return self.serve.get_concrete_function()
-
 
 class ClassifierServing(_Serving):
     """Single text or text pair -> class probabilities (or a regression score)."""
@@ -281,7 +277,9 @@ def export_saved_model(module: _Serving, export_dir: str, overwrite: bool = Fals
     check_export_dir(export_dir, overwrite)
     tmp = storage.make_temp_dir_beside(export_dir, ".export_")
     try:
-        tf.saved_model.save(module, tmp, signatures={"serving_default": module.signature()})
+        # `serve` itself (input_signature given) rather than its concrete function: traced once,
+        # inside the save context, where a concrete function from outside would be traced again.
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
         extra = os.path.join(tmp, "assets.extra")
         tf.io.gfile.makedirs(extra)
         with tf.io.gfile.GFile(os.path.join(extra, "task.json"), "w") as f:

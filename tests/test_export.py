@@ -79,7 +79,9 @@ def test_classifier_export_matches_the_in_memory_model(tmp_path, tokenizer, conf
     assert np.abs(expected[0] - expected[1]).max() > 1e-3  # distinct inputs, distinct outputs
 
     export_dir = str(tmp_path / "mrpc")
-    export_saved_model(task.serving_module(model, tokenizer, hp), export_dir)
+    module = task.serving_module(model, tokenizer, hp)
+    export_saved_model(module, export_dir)
+    assert module.serve.experimental_get_tracing_count() == 1  # traced once, not again to save
     info = read_task_info(export_dir)
     assert info["kind"] == "classification" and info["pair"] and info["max_seq_length"] == 24
     with pytest.raises(FileExistsError, match="already exists"):
