@@ -25,9 +25,12 @@ def bf16_policy():
 
 
 def _tiny_mlm(**overrides):
+    """The tiny MLM with one encoder layer (one block: pooling reads no weight) and one decoder
+    layer: every kind of weight, a quarter of the layers to build and trace."""
     with open(os.path.join(CONFIGS, "tiny.json")) as f:
         cfg = FunnelConfig.from_dict({**json.load(f), "vocab_size": 1100, "hidden_dropout": 0.0,
-                                      "attention_dropout": 0.0, **overrides})
+                                      "attention_dropout": 0.0, "block_sizes": [1],
+                                      "block_repeats": [1], "num_decoder_layers": 1, **overrides})
     keras.utils.set_random_seed(0)
     return FunnelForMaskedLM(cfg)
 
@@ -68,9 +71,8 @@ def test_copies_give_the_same_loss_and_gradients_as_casts(bf16_policy, monkeypat
     head through its copy): both gradient parts are summed, equal to the plain cast's gradient."""
     import funnel_tf.engine.weight_copies as wc
     monkeypatch.setattr(wc, "MIN_SIZE", 1 << 12)  # so the tiny model's kernels get copies too
-    # Two blocks of one layer and one decoder layer (every kind of layer, pooling between the
-    # blocks): the two traced functions are the cost, and they grow with the layer count.
-    model = _tiny_mlm(block_sizes=[1, 1], block_repeats=[1, 1], num_decoder_layers=1)
+    # The two traced functions are the cost, and they grow with the layer count (_tiny_mlm).
+    model = _tiny_mlm()
     x = _batch()
     variables = model.trainable_variables
     copies = wc.WeightCopies(variables)
