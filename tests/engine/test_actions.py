@@ -9,6 +9,7 @@ import pytest
 from funnel_tf.engine.actions import Action, Evaluate, KeepBest
 from funnel_tf.engine.loop import Trainer
 
+from . import toy
 from .test_loop import make_trainer
 
 FAST = dict(jit_compile=False, jit_update=False, log_every=10, save_every=0)
@@ -40,16 +41,11 @@ def test_evaluate_runs_at_its_marks_and_host_calls_end_there(tmp_path):
     assert seen.steps == [0, 3, 7, 10]  # steps_per_loop 5: 0-3, 3-7 (a mark), 7-10
 
 
-def test_a_resumed_run_evaluates_at_its_first_step_when_it_is_a_mark(tmp_path):
-    make_trainer(tmp_path, steps=3, **FAST).train()  # stopped at a mark before evaluating there
-    evaluated = []
-    t = with_actions(make_trainer(tmp_path, steps=6, **FAST), [Evaluate([3, 5], evaluated.append)])
-    result = t.train()
-    assert result.start_step == 3 and result.step == 6 and evaluated == [3, 5]
-
-
-def test_a_stop_asked_for_while_evaluating_saves_and_returns_at_that_step(tmp_path):
-    t = make_trainer(tmp_path, steps=10, steps_per_loop=5, **FAST)
+@pytest.fixture(scope="module")
+def stopped_while_evaluating(tmp_path_factory):
+    """A run asked to stop while it evaluates at step 4: (result, steps evaluated, model_dir)."""
+    model_dir = tmp_path_factory.mktemp("stopped")
+    t = make_trainer(model_dir, steps=10, steps_per_loop=5, **FAST)
     evaluated = []
 
     def evaluate(step):  # SIGTERM while evaluating does this (engine/preemption.py)
@@ -57,7 +53,21 @@ def test_a_stop_asked_for_while_evaluating_saves_and_returns_at_that_step(tmp_pa
         t2.request_stop("SIGTERM")
 
     t2 = with_actions(t, [Evaluate([4, 8], evaluate)])
-    result = t2.train()
+    return t2.train(), evaluated, model_dir
+
+
+def test_a_resumed_run_evaluates_at_its_first_step_when_it_is_a_mark(tmp_path,
+                                                                     stopped_while_evaluating):
+    # resumed at a mark: whatever the stopped run did there, this run cannot know it evaluated
+    part = toy.stopped_at(stopped_while_evaluating[2], tmp_path / "run", 4)
+    evaluated = []
+    t = with_actions(make_trainer(part, steps=6, **FAST), [Evaluate([4, 5], evaluated.append)])
+    result = t.train()
+    assert result.start_step == 4 and result.step == 6 and evaluated == [4, 5]
+
+
+def test_a_stop_asked_for_while_evaluating_saves_and_returns_at_that_step(stopped_while_evaluating):
+    result, evaluated, _ = stopped_while_evaluating
     assert result.preempted and result.step == 4 and evaluated == [4]
     assert result.checkpoint.endswith("ckpt-4")
 
