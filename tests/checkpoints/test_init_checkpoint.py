@@ -21,9 +21,9 @@ from funnel_tf.checkpoints.resolver import BEST_DIR, resolve
 from funnel_tf.engine.optimization import make_optimizer
 
 HF_MLM = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "hf" / "head_masked_lm_L8"
-CONFIG = load_config("tiny").replace(vocab_size=120, block_sizes=[1, 1, 1], d_model=32, n_head=2,
-                                     d_head=16, d_inner=64, hidden_dropout=0.0,
-                                     attention_dropout=0.0)
+CONFIG = load_config("tiny").replace(vocab_size=120, block_sizes=[1, 1], block_repeats=[1, 1],
+                                     num_decoder_layers=1, d_model=16, n_head=2, d_head=8, d_inner=24,
+                                     hidden_dropout=0.0, attention_dropout=0.0)
 
 
 def _values(model, prefix=""):
