@@ -17,6 +17,8 @@ from funnel_tf.pretraining.args import PretrainArgs
 from funnel_tf.pretraining.run import run_pretraining
 
 IDS = (np.arange(32).reshape(2, 16) * 7 % 900).astype(np.int32)
+OVERRIDE = ["d_model=16", "n_head=2", "d_head=8", "d_inner=32", "block_sizes=[1,1]", "block_repeats=[1,1]",
+            "num_decoder_layers=1"]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,7 @@ def run_dir(tmp_path_factory):
     model_dir = root / "run"
     run_pretraining(PretrainArgs(
         model_dir=str(model_dir), train_data=[str(corpus)], vocab=str(DEMO_VOCAB), config="tiny",
-        config_override=["d_model=16", "n_head=2", "d_head=8", "d_inner=32", "block_sizes=[1,1]",
-                         "block_repeats=[1,1]"],
+        config_override=OVERRIDE,
         train_steps=2, save_every=1, steps_per_loop=1, log_every=1, batch_size=2, seq_len=16,
         learning_rate=1e-2, warmup_steps=0, jit_compile="false"))
     assert sorted(p for p in os.listdir(model_dir / "checkpoints") if p.endswith(".index")) == \
@@ -36,14 +37,20 @@ def run_dir(tmp_path_factory):
     return model_dir
 
 
+@pytest.fixture(scope="module")
+def newest(run_dir):
+    """load_model on the run: its newest checkpoint (shared: several tests compare with it)."""
+    return load_model(str(run_dir), return_report=True)
+
+
 def _stored(prefix, key):
     return tf.train.load_checkpoint(str(prefix)).get_tensor(key)
 
 
-def test_load_model_takes_the_newest_checkpoint_or_a_given_one(run_dir):
+def test_load_model_takes_the_newest_checkpoint_or_a_given_one(run_dir, newest):
     ckpts = run_dir / "checkpoints"
     assert resolve(str(run_dir)).kind == "pretraining_run"
-    model, report = load_model(str(run_dir), return_report=True)
+    model, report = newest
     assert type(model) is FunnelForMaskedLM and report.source.endswith("ckpt-2")
     assert not report.missing_allowed and len(report.loaded) == len(model.weights)
     key = "model/lm_bias/.ATTRIBUTES/VARIABLE_VALUE"  # the head too, exactly as the run saved it
@@ -64,12 +71,12 @@ def test_load_model_takes_the_newest_checkpoint_or_a_given_one(run_dir):
     assert clf(IDS)["logits"].shape == (2, 3)
 
 
-def test_funnel_convert_takes_a_run(run_dir, tmp_path, capsys):
+def test_funnel_convert_takes_a_run(run_dir, newest, tmp_path, capsys):
     assert convert.main([str(run_dir), str(tmp_path / "native"), "--to", "native"]) == 0
     out = capsys.readouterr().out
     assert "(pretraining run) -> FunnelForMaskedLM: loaded" in out and "max abs output difference 0" in out
     np.testing.assert_array_equal(load_model(str(tmp_path / "native"))(IDS)["logits"],
-                                  load_model(str(run_dir))(IDS)["logits"])
+                                  newest[0](IDS)["logits"])
 
 
 def test_a_loose_or_empty_run_is_one_clear_error(run_dir, tmp_path):
@@ -115,8 +122,7 @@ def test_init_checkpoint_is_resolved_once_through_a_run(run_dir, tmp_path, monke
     with pytest.raises(Stop):
         run_pretraining(PretrainArgs(
             model_dir=str(tmp_path / "next"), train_data=[str(corpus)], vocab=str(DEMO_VOCAB), config="tiny",
-            config_override=["d_model=16", "n_head=2", "d_head=8", "d_inner=32", "block_sizes=[1,1]",
-                             "block_repeats=[1,1]"],
+            config_override=OVERRIDE,
             train_steps=1, steps_per_loop=1, batch_size=2, seq_len=16, jit_compile="false",
             init_checkpoint=str(run_dir)))
     assert calls == [str(run_dir)]
