@@ -25,6 +25,13 @@ def _data(v2=True):
     return SquadData(examples, "v2.0" if v2 else "1.1", v2)
 
 
+@pytest.fixture(scope="module")
+def small_config(micro_config):
+    """micro_config with 2 one-layer blocks and one decoder layer: the head checks need no more."""
+    return micro_config.replace(block_sizes=[1, 1], block_repeats=[1, 1], num_decoder_layers=1, d_model=16,
+                                d_head=8, d_inner=32)
+
+
 def _inputs(config, seq_len=16):
     ids = tf.constant([[3, 5, 6, 7, 8, 9, 10, 11] + [0] * (seq_len - 8)] * 2, tf.int32)
     p_mask = tf.constant([[0, 1, 1, 0, 0, 0, 0, 1] + [1] * (seq_len - 8)] * 2, tf.int32)
@@ -32,9 +39,9 @@ def _inputs(config, seq_len=16):
             "token_type_ids": tf.zeros_like(ids), "p_mask": p_mask}
 
 
-def test_model_masks_and_answer_class(micro_config):
-    model = FunnelForSquad(micro_config, answer_class=True)
-    inputs = _inputs(micro_config)
+def test_model_masks_and_answer_class(small_config):
+    model = FunnelForSquad(small_config, answer_class=True)
+    inputs = _inputs(small_config)
     out = model(inputs)
     start = out["start_logits"].numpy()
     assert np.all(start[:, [1, 2, 7, 8]] < -1e29) and np.all(start[:, [0, 3, 4]] > -1e3)
@@ -45,14 +52,14 @@ def test_model_masks_and_answer_class(micro_config):
                     "answer_class_logit/kernel", "qa_outputs/bias", "qa_outputs/kernel"]
     clone = FunnelForSquad.from_config(model.get_config())
     assert clone.answer_class and len(clone.weights) == len(model.weights)
-    assert "cls_logits" not in FunnelForSquad(micro_config, answer_class=False)(inputs)
+    assert "cls_logits" not in FunnelForSquad(small_config, answer_class=False)(inputs)
 
 
-def test_loss_matches_the_original_formula(micro_config):
+def test_loss_matches_the_original_formula(small_config):
     for version in ("1.1", "2.0"):
         task = get_task(f"squad_v{version}")
-        model = task.build_model(micro_config)
-        features = dict(_inputs(micro_config), start_positions=tf.constant([3, 0]),
+        model = task.build_model(small_config)
+        features = dict(_inputs(small_config), start_positions=tf.constant([3, 0]),
                         end_positions=tf.constant([5, 0]), is_impossible=tf.constant([0, 1]))
         loss, stats = task.per_example_loss(model, features, training=False)
         out = model(task.model_inputs(features))
