@@ -28,7 +28,8 @@ def test_a_finetune_folder_refuses_another_run_and_logs_safe_changes(
     import finetune
 
     config_path = str(tmp_path / "micro.json")
-    micro_config.save(config_path)
+    micro_config.replace(block_sizes=[1, 1], block_repeats=[1, 1], num_decoder_layers=1, d_model=16, d_head=8,
+                         d_inner=32).save(config_path)  # 2 one-layer blocks: compiles faster
     files = write_csv_task(str(tmp_path / "data"), n_train=64, n_dev=16, n_test=16)
     run = tmp_path / "run"
     argv = ["--task=csv", f"--train_file={files['train']}", f"--dev_file={files['dev']}",
