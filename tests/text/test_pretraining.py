@@ -168,7 +168,8 @@ def test_start_batch_gives_the_same_masked_batches_without_parsing_or_masking_th
     """Batch k is the same (examples and masks) whether the pipeline starts at 0 or at k, even
     k epochs in; a pipeline started at k masks (and so parses: one map does both) no batch before
     k, and starting 10**9 batches in is as quick as starting at 5. Masks run in parallel
-    (AUTOTUNE) and two builds give the same stream."""
+    (AUTOTUNE) and two builds give the same stream (checked once: the masking does not depend
+    on how the files are sharded)."""
     out, _ = demo_records
     masker = MlmMasker.from_tokenizer(demo_tok, SEQ)
     pid = pipelines - 1
@@ -184,8 +185,10 @@ def test_start_batch_gives_the_same_masked_batches_without_parsing_or_masking_th
 
     full = stream(0, 36)  # 4 per replica: 9-12 batches an epoch, so 3-4 epochs
     assert not any(np.array_equal(full[0], b) for b in full[1:])
-    again = stream(0, 36)
-    assert all(np.array_equal(a, b) for a, b in zip(full, again))  # parallel masking, same masks
+    if pipelines == 2:
+        again = stream(0, 36)
+        assert len(again) == 36
+        assert all(np.array_equal(a, b) for a, b in zip(full, again))  # parallel masking, same masks
     times = {}
     for k in (5, 31, 10 ** 9):
         keys, t = [], time.perf_counter()
