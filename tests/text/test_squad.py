@@ -111,24 +111,25 @@ def test_gold_spans_round_trip_v2_many_windows(v2, v2_feats):
 
 def test_feature_layout(v1, tok):
     ex = v1.examples[0]
-    feats = squad.build_squad_features([ex], tok, seq_len=128, doc_stride=32,
-                                       max_query_length=64)
+    seq, stride = V2_WINDOWS["seq_len"], V2_WINDOWS["doc_stride"]  # the v2 windows' traces
+    feats = squad.build_squad_features([ex], tok, **V2_WINDOWS)
     a = feats.arrays
     q = tok.encode(ex.question)
     doc = tok.encode(ex.context)
-    room = 128 - len(q) - 3
+    assert len(q) < V2_WINDOWS["max_query_length"]    # the whole question
+    room = seq - len(q) - 3
     k = len(feats)
-    assert k == -(-(len(doc) - room) // 32) + 1       # windows every 32 tokens to the end
+    assert k == -(-(len(doc) - room) // stride) + 1 and k > 2   # windows every 32 tokens to the end
     for w in range(k):
-        n = min(room, len(doc) - 32 * w)
-        expect = [tok.cls_id] + q + [tok.sep_id] + doc[32 * w:32 * w + n] + [tok.sep_id]
+        n = min(room, len(doc) - stride * w)
+        expect = [tok.cls_id] + q + [tok.sep_id] + doc[stride * w:stride * w + n] + [tok.sep_id]
         assert a["input_ids"][w, :len(expect)].tolist() == expect
         assert np.all(a["input_ids"][w, len(expect):] == tok.pad_id)
         assert a["attention_mask"][w].sum() == len(expect)
         assert a["token_type_ids"][w, :len(q) + 2].tolist() == [2] + [1] * (len(q) + 1)
         assert np.all(a["token_type_ids"][w, len(q) + 2:] == 0)
         assert a["p_mask"][w].tolist() == [0] + [1] * (len(q) + 1) + [0] * n + [1] * (
-            128 - len(q) - 2 - n)
+            seq - len(q) - 2 - n)
         chars = a["token_char_start"][w]
         assert np.all(chars[:len(q) + 2] == -1) and np.all(chars[len(q) + 2 + n:] == -1)
     assert a["is_impossible"].tolist().count(0) >= 1
