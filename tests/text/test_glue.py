@@ -14,8 +14,9 @@ from funnel_tf.text.errors import DataFormatError
 
 @pytest.fixture(scope="module")
 def tok(bert_vocab):
-    from funnel_tf.text.wordpiece import WordpieceTokenizer
-    return WordpieceTokenizer(str(bert_vocab))
+    """The process's BERT tokenizer: modules on one worker share it and its traced encoders."""
+    from funnel_tf.text.wordpiece import shared_tokenizer
+    return shared_tokenizer(str(bert_vocab))
 
 
 @pytest.fixture(scope="module")

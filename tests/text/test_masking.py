@@ -10,7 +10,7 @@ from funnel_tf.text.masking import (MlmMasker, ReproducibleItemSelector, batch_k
                                     num_predictions_for, span_length_probs, word_start_table)
 from funnel_tf.text.pretraining import create_pretraining_data
 from funnel_tf.text.pretraining_reader import make_pretraining_dataset
-from funnel_tf.text.wordpiece import WordpieceTokenizer
+from funnel_tf.text.wordpiece import shared_tokenizer
 
 SEQ = 128
 CONTRACT = {"input_ids": (tf.int32, SEQ), "attention_mask": (tf.int32, SEQ), "token_type_ids": (tf.int32, SEQ),
@@ -19,7 +19,8 @@ CONTRACT = {"input_ids": (tf.int32, SEQ), "attention_mask": (tf.int32, SEQ), "to
 
 @pytest.fixture(scope="module")
 def tok(bert_vocab):
-    return WordpieceTokenizer(str(bert_vocab))
+    """The process's BERT tokenizer, the one create_pretraining_data reads the corpus with."""
+    return shared_tokenizer(str(bert_vocab))
 
 
 @pytest.fixture(scope="module")
