@@ -1,6 +1,5 @@
-"""Finetuning from pre-tokenized feature records (text/feature_records.py), for sequence
-classification (GLUE and the text-classification benchmarks: one task class), SQuAD and RACE,
-through the runner's own input functions:
+"""Finetuning from pre-tokenized feature records (text/feature_records.py), for GLUE, text
+classification, SQuAD and RACE, through the runner's own input functions:
 
 - the dataset function handed to `distribute_datasets_from_function` and the evaluation input
   handed to `experimental_distribute_dataset` build graphs whose every op is registered in a
@@ -27,10 +26,7 @@ from funnel_tf.finetuning.runner import FinetuneRunner, RunConfig
 from tests.tasks.helpers import DEMO_VOCAB, csv_args, write_csv_task
 
 WORDS = "the river old stone bridge near village warm cold boat harbor lamp".split()
-# One task family per records code path: GLUE and the text-classification benchmarks are the one
-# SequenceClassificationTask (same train_dataset / eval_data / records); text_cls's pairs are the
-# longer encoding. (GLUE's files are read by test_auto_mode_and_bad_mode's runner.)
-FAMILIES = ("text_cls", "squad", "race")
+FAMILIES = ("glue", "text_cls", "squad", "race")
 
 
 def _sentence(rng, lo=3, hi=9):
