@@ -98,7 +98,8 @@ def test_classifier_export_matches_the_in_memory_model(tmp_path, tokenizer, conf
 @pytest.mark.slow
 def test_squad_and_race_exports_match(tmp_path, tokenizer, config):
     from funnel_tf.text.race import RaceExamples, build_qa, encode_race_examples
-    from funnel_tf.text.squad import SquadExample, build_squad_features, postprocess_predictions
+    from funnel_tf.text.squad import build_squad_features, postprocess_predictions
+    from funnel_tf.text.squad_json import SquadExample
 
     # SQuAD v2.0: one window per question (the serving signature reads one window).
     squad = get_task("squad_v2.0")

@@ -472,7 +472,7 @@ def _head(examples, n: int):
     """The first n examples of any examples container (TextExamples, SquadData, RaceExamples)."""
     from funnel_tf.text.classification import TextExamples
     from funnel_tf.text.race import RaceExamples
-    from funnel_tf.text.squad import SquadData
+    from funnel_tf.text.squad_json import SquadData
 
     if isinstance(examples, TextExamples):
         return dataclasses.replace(

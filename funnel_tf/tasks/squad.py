@@ -31,6 +31,7 @@ from funnel_tf.tasks.base import EvalData, FinetuningTask, TaskError, atomic_wri
 from funnel_tf.tasks.defaults import Hparams
 from funnel_tf.tasks.losses import cross_entropy_and_correct
 from funnel_tf.text import squad as text_squad
+from funnel_tf.text import squad_json
 
 _NEG = -1e30
 TRAIN_KEYS = text_squad.MODEL_KEYS + text_squad.LABEL_KEYS + ("example_weight", "example_index")
@@ -123,7 +124,7 @@ class SquadTask(FinetuningTask):
         raise FileNotFoundError(f"{self.name} {split}: none of {tried} exists")
 
     def load(self, data_dir, split, skip_malformed=False):
-        data = text_squad.read_squad(self.split_path(data_dir, split),
+        data = squad_json.read_squad(self.split_path(data_dir, split),
                                      skip_malformed=skip_malformed)
         if data.allow_impossible and not self.v2:
             n = sum(ex.is_impossible for ex in data.examples)

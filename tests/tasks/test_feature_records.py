@@ -262,7 +262,8 @@ def test_datasets_of_one_tokenizer_share_one_encoder_trace(demo_tokenizer):
     from funnel_tf.text import classification as text_cls
     from funnel_tf.text.packing import _TRACED
     from funnel_tf.text.race import RaceExamples, build_qa, encode_race_examples
-    from funnel_tf.text.squad import SquadExample, squad_question_features
+    from funnel_tf.text.squad import squad_question_features
+    from funnel_tf.text.squad_json import SquadExample
 
     def traces():
         return {key: fn.experimental_get_tracing_count()

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from funnel_tf.tasks import TaskError, get_task
 from funnel_tf.tasks.squad import FunnelForSquad
-from funnel_tf.text.squad import SquadData, SquadExample
+from funnel_tf.text.squad_json import SquadData, SquadExample
 
 CONTEXT = "the river runs under the old stone bridge near the village."
 

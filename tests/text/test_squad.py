@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from funnel_tf.text import squad
+from funnel_tf.text import squad, squad_json
 from funnel_tf.text.errors import DataFormatError
 
 
@@ -19,12 +19,12 @@ def tok(bert_vocab):
 
 @pytest.fixture(scope="module")
 def v1(shared_data):
-    return squad.read_squad(str(shared_data / "squad" / "v1.1" / "train-v1.1.head.json"))
+    return squad_json.read_squad(str(shared_data / "squad" / "v1.1" / "train-v1.1.head.json"))
 
 
 @pytest.fixture(scope="module")
 def v2(shared_data):
-    return squad.read_squad(str(shared_data / "squad" / "v2.0" / "dev-v2.0.first5articles.json"))
+    return squad_json.read_squad(str(shared_data / "squad" / "v2.0" / "dev-v2.0.first5articles.json"))
 
 
 # The v2 windows every v2 test reads (many windows per question): one build for the module.
@@ -173,7 +173,7 @@ def test_windows_match_reference(num_tokens, seq_len, stride):
 
 UNICODE_CONTEXT = "Café Müller — 東京 in naïve 😀 Ärger, x\u200by."
 UNICODE_ANSWERS = ("Müller", "東京", "naïve", "Ärger", "😀", "x\u200by")
-CONSTRAINTS = squad.SquadExample("id1", "Which?", "alpha beta gamma delta epsilon",
+CONSTRAINTS = squad_json.SquadExample("id1", "Which?", "alpha beta gamma delta epsilon",
                                  [("gamma", 11)])
 
 
@@ -182,7 +182,7 @@ def short_feats(tok):
     """One window per question, for the constraints example (row 0) and the unicode questions
     (rows 1...): one build (trace and iterator) for both tests."""
     examples = [CONSTRAINTS] + [
-        squad.SquadExample(f"q{i}", "Where?", UNICODE_CONTEXT, [(ans, UNICODE_CONTEXT.index(ans))])
+        squad_json.SquadExample(f"q{i}", "Where?", UNICODE_CONTEXT, [(ans, UNICODE_CONTEXT.index(ans))])
         for i, ans in enumerate(UNICODE_ANSWERS)]
     feats = squad.build_squad_features(examples, tok, seq_len=32, doc_stride=8,
                                        max_query_length=24)
@@ -297,20 +297,20 @@ def _squad_json(tmp_path, qa, context="The cat sat on the mat.", raw=None):
 def test_malformed_questions_name_the_id(tmp_path, qa, match):
     path = _squad_json(tmp_path, qa)
     with pytest.raises(DataFormatError, match=match) as info:
-        squad.read_squad(path)
+        squad_json.read_squad(path)
     assert info.value.example_id == "q2" and info.value.path == path
-    data = squad.read_squad(path, skip_malformed=True)
+    data = squad_json.read_squad(path, skip_malformed=True)
     assert [ex.qas_id for ex in data.examples] == ["ok1"] and data.num_skipped == 1
 
 
 def test_bad_json_names_the_line(tmp_path):
     path = _squad_json(tmp_path, None, raw='{"version": "1.1",\n "data": [\n  {"title": }]}')
     with pytest.raises(DataFormatError, match="bad JSON") as info:
-        squad.read_squad(path)
+        squad_json.read_squad(path)
     assert info.value.line == 3
     path = _squad_json(tmp_path, None, raw='{"version": "2.0"}')
     with pytest.raises(DataFormatError, match='"data" list'):
-        squad.read_squad(path)
+        squad_json.read_squad(path)
     with pytest.raises(ValueError, match="max_query_length"):
-        squad.squad_feature_dataset([squad.SquadExample("a", "q", "c", [])], None, seq_len=16,
+        squad.squad_feature_dataset([squad_json.SquadExample("a", "q", "c", [])], None, seq_len=16,
                                     max_query_length=13)
