@@ -113,7 +113,7 @@ def _block_classes(lo: int, block: str, categories: Sequence[str]) -> np.ndarray
     controls, format, unassigned, private use, surrogates, NUL and U+FFFD are dropped; tab, CR,
     LF, Zs and the other chars Python's str.split() splits on are spaces; CJK ideographs are their
     own words."""
-    codes = np.array([_NORMAL] * len(block), np.int32)                     # [block]
+    codes = np.full([len(block)], _NORMAL, np.int32)                         # [block]
     codes[[i for i, c in enumerate(categories) if c[0] == "C"]] = _DROP
     codes[[m.start() for m in _SPACE_RE.finditer(block)
            if categories[m.start()][0] != "C"]] = _SPACE  # Zs, U+2028/U+2029 (not Cc's \x1c-\x1f)
