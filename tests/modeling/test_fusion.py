@@ -1,5 +1,7 @@
 """XLA-fused elementwise regions: same values and gradients as the plain TF math they replace."""
 
+import importlib
+
 import keras
 import numpy as np
 import pytest
@@ -7,9 +9,13 @@ import tensorflow as tf
 
 from funnel_tf.config import FunnelConfig
 from funnel_tf.modeling.activations import get_activation
+from funnel_tf.modeling.tf_kernels import fusion
 from funnel_tf.modeling.tf_kernels.fusion import bias_activation, dropout_add_norm, fused
 from funnel_tf.xla import in_xla_context
 from funnel_tf.modeling.model import FunnelModel
+
+# the module (the package's `attention_probs` name is its adapter function)
+tf_attention_probs = importlib.import_module("funnel_tf.modeling.tf_kernels.attention_probs")
 
 
 def _value_and_grads(f, xs, dy):
@@ -127,6 +133,30 @@ def test_model_gradients_equal_on_tf_kernels_and_under_xla(float32_on_tf_kernels
     np.testing.assert_allclose(out_tf, out_xla.numpy(), atol=1e-5)
     for v, a, r in zip(model.trainable_variables, g_tf, g_xla):
         np.testing.assert_allclose(a, r, atol=2e-5 * max(1.0, np.abs(r).max()), err_msg=v.path)
+
+
+def test_eager_calls_compile_no_kernel_and_match_the_fused_graph(float32_on_tf_kernels, monkeypatch):
+    """An eager call (here under a tape) runs the plain TF math of every fused region: no XLA kernel
+    is traced for its shapes (each new length used to compile one per region), and its values and
+    gradients are the fused graph's."""
+    model, out_tf, g_tf = float32_on_tf_kernels
+    monkeypatch.setattr(fusion, "_CACHE", {})  # fresh kernels: their tracing counts start at 0
+
+    def no_kernels(*args):
+        raise AssertionError("an eager call built the attention tail's XLA kernels")
+    monkeypatch.setattr(tf_attention_probs, "_kernels", no_kernels)
+    x, proj = _grad_inputs()
+    with tf.GradientTape() as tape:
+        out = model(x, training=True)["last_hidden_state"]
+        loss = tf.reduce_sum(out * proj)
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert fusion._CACHE, "the eager call never reached the fused regions"
+    assert [f.forward.experimental_get_tracing_count() + f.backward.experimental_get_tracing_count()
+            for f in fusion._CACHE.values()] == [0] * len(fusion._CACHE)
+    np.testing.assert_allclose(out.numpy(), out_tf, atol=1e-5)
+    for v, a, r in zip(model.trainable_variables, grads, g_tf):
+        np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(), r, atol=2e-5 * max(1.0, np.abs(r).max()),
+                                   err_msg=v.path)
 
 
 def test_mixed_bfloat16_gradients_on_tf_kernels_close_to_float32(float32_on_tf_kernels):

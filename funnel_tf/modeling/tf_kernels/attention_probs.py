@@ -2,9 +2,9 @@
 
 prob = dropout(softmax(content + c * (shift(position) + segment) - INF * (1 - mask)))
 
-Under `jit_compile` (and on TPU) this is plain TF and XLA fuses it with its autodiff gradient. On
-TF's own kernels (the fastest bf16 path on CPU) it is one XLA-compiled kernel forward and a
-hand-written backward: the softmax gradient and the segment-bias reductions in one XLA kernel, from
+Under `jit_compile` (and on TPU) this is plain TF and XLA fuses it with its autodiff gradient; eager
+calls run the same plain TF op by op (tracing.unfused). In graphs on TF's own kernels (the fastest
+bf16 path on CPU) it is one XLA-compiled kernel forward and a hand-written backward: the softmax gradient and the segment-bias reductions in one XLA kernel, from
 the saved float32 probabilities and dropout mask (not drawn again), and the inverse of the relative
 shift on TF's pad kernel. XLA's autodiff of the same region recomputed the softmax into several fusions and lowered the shift's
 gradient to a slow pad (fwd+bwd at [12, 8, 128, 128] bf16: 16.5 -> ~6.5 ms).
@@ -16,8 +16,7 @@ import tensorflow as tf
 
 from funnel_tf.modeling.attention_probs import softmax_input
 from funnel_tf.modeling.tf_kernels.dropout import apply_mask, keep_mask
-from funnel_tf.modeling.tf_kernels.tracing import per_shape_function
-from funnel_tf.xla import plain_ops
+from funnel_tf.modeling.tf_kernels.tracing import per_shape_function, unfused
 
 
 def _static_or_dynamic(x):
@@ -90,7 +89,7 @@ def attention_probs(content, position, tt_bias, token_type_mat, attention_mask, 
     attention_mask [B, Lk] (1 = attend); cls_mask [Lq, Lk] or None; seed: the dropout's [2] int32
     stateless seed, or None for no dropout.
     """
-    if plain_ops():
+    if unfused():
         return _probs(content, position, tt_bias, token_type_mat, attention_mask, cls_mask, seed, shift,
                       rate)[0]
     forward, backward = _kernels(shift, cls_mask is not None, seed is not None, float(rate))

@@ -10,17 +10,17 @@ the intermediates).
 
 Inside a graph that is already XLA-compiled (`jit_compile=True`, TPU), `fn` is called as is: XLA
 fuses it anyway and the custom gradient would only stop it from reusing forward values. So it is
-where the host cannot XLA-compile (the TPU build of TF has no XLA:CPU; see funnel_tf/xla.py).
+where the host cannot XLA-compile (the TPU build of TF has no XLA:CPU; see funnel_tf/xla.py), and
+in eager calls, where a kernel per new shape cost more than it saved (tracing.unfused).
 TensorFlow backend only (see tf_kernels/__init__.py).
 """
 
 import keras
 import tensorflow as tf
 
-from funnel_tf.xla import plain_ops
 from funnel_tf.modeling.activations import get_activation
 from funnel_tf.modeling.tf_kernels.dropout import apply_mask, keep_mask
-from funnel_tf.modeling.tf_kernels.tracing import per_shape_function
+from funnel_tf.modeling.tf_kernels.tracing import per_shape_function, unfused
 
 
 def _differentiable(x) -> bool:
@@ -45,7 +45,7 @@ class _Fused:
 
     def __call__(self, *args):
         args = [tf.convert_to_tensor(a) for a in args]
-        if plain_ops():
+        if unfused():
             return self.fn(*args)
 
         @tf.custom_gradient
