@@ -4,9 +4,10 @@ prob = dropout(softmax(content + c * (shift(position) + segment) - INF * (1 - ma
 
 Under `jit_compile` (and on TPU) this is plain TF and XLA fuses it with its autodiff gradient; eager
 calls run the same plain TF op by op (tracing.unfused). In graphs on TF's own kernels (the fastest
-bf16 path on CPU) it is one XLA-compiled kernel forward and a hand-written backward: the softmax gradient and the segment-bias reductions in one XLA kernel, from
-the saved float32 probabilities and dropout mask (not drawn again), and the inverse of the relative
-shift on TF's pad kernel. XLA's autodiff of the same region recomputed the softmax into several fusions and lowered the shift's
+bf16 path on CPU) it is one XLA-compiled kernel forward and a hand-written backward: the softmax
+gradient and the segment-bias reductions in one XLA kernel, from the saved float32 probabilities and
+dropout mask (not drawn again), and the inverse of the relative shift on TF's pad kernel. XLA's
+autodiff of the same region recomputed the softmax into several fusions and lowered the shift's
 gradient to a slow pad (fwd+bwd at [12, 8, 128, 128] bf16: 16.5 -> ~6.5 ms).
 """
 
