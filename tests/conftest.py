@@ -10,8 +10,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 def _share_cores_between_workers():
     """Under pytest-xdist with a worker per core, each worker's TensorFlow (and the entry points it
     starts as subprocesses) runs its ops on one thread: a pool of one thread per core in every
-    worker left the cores oversubscribed, spinning and switching (2 workers on 2 cores: the same
-    tests took 12-16 % more CPU time and 5-15 % more wall time). TF reads this once, at start-up."""
+    worker left the cores oversubscribed, spinning and switching (2 workers on 2 cores, 6 paired
+    runs of the same tests: 5-16 % more CPU time; wall within the host's noise). TF reads this once,
+    at start-up."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers:
