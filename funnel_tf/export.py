@@ -48,7 +48,9 @@ def clean_web_text_graph(text: tf.Tensor) -> tf.Tensor:
 
 
 class _Serving(tf.Module):
-    """Common parts: the model and tokenizer as tracked attributes, and a task description."""
+    """Common parts: the model and tokenizer as tracked attributes, and a task description.
+    Each `serve` traces without autograph: its graph branches on Python values only, and
+    converting the tokenizer's code was about half of the trace."""
 
     def __init__(self, model, tokenizer, seq_len: int, info: dict, name: str):
         super().__init__(name=name)
@@ -78,9 +80,9 @@ class ClassifierServing(_Serving):
         self.label_names = None if label_names is None else tf.constant(list(label_names))
         spec = tf.TensorSpec([None], tf.string)
         if self.pair:
-            self.serve = tf.function(self._serve_pair, input_signature=[spec, spec])
+            self.serve = tf.function(self._serve_pair, input_signature=[spec, spec], autograph=False)
         else:
-            self.serve = tf.function(self._serve_single, input_signature=[spec])
+            self.serve = tf.function(self._serve_single, input_signature=[spec], autograph=False)
 
     def features(self, text_a, text_b=None):
         if self.clean:
@@ -120,7 +122,7 @@ class MultipleChoiceServing(_Serving):
         self.letters = tf.constant(list(_LETTERS))
         self.serve = tf.function(self._serve, input_signature=[
             tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string),
-            tf.TensorSpec([None, 4], tf.string)])
+            tf.TensorSpec([None, 4], tf.string)], autograph=False)
 
     def features(self, article, question, options):
         from funnel_tf.text.race import encode_race_batch
@@ -162,7 +164,7 @@ class QuestionAnsweringServing(_Serving):
         self.allow_impossible = bool(allow_impossible)
         self.null_threshold = float(null_threshold)
         spec = tf.TensorSpec([None], tf.string)
-        self.serve = tf.function(self._serve, input_signature=[spec, spec])
+        self.serve = tf.function(self._serve, input_signature=[spec, spec], autograph=False)
 
     def features(self, question, context):
         """-> (model features incl. p_mask, paragraph byte starts / ends [N, seq_len], -1
