@@ -13,10 +13,11 @@ def _share_cores_between_workers():
     worker left the cores oversubscribed, spinning and switching (2 workers on 2 cores, 6 paired
     runs of the same tests: 5-16 % more CPU time; wall within the host's noise). TF reads this once,
     at start-up."""
+    from scheduling import usable_cores  # tests/ is on sys.path (conftest's rootdir insertion)
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers:
-        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, cores // workers)))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, usable_cores() // workers)))
 
 
 _share_cores_between_workers()

@@ -59,6 +59,12 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
+
+
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` spreads the whole default suite over this machine's cores (CI's 2-core runner: 2
     workers); a run that names files or folders stays in one process, where starting workers
@@ -67,8 +73,7 @@ def pytest_xdist_auto_num_workers(config):
              if not str(a).startswith("-") and pathlib.Path(str(a).split("::")[0]).exists()]
     if any(pathlib.Path(a).resolve() != TESTS for a in named):
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 8))
+    return max(1, min(usable_cores(), 8))
 
 
 def pytest_collection_modifyitems(config, items):
