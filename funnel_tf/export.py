@@ -48,9 +48,7 @@ def clean_web_text_graph(text: tf.Tensor) -> tf.Tensor:
 
 
 class _Serving(tf.Module):
-    """Common parts: the model and tokenizer as tracked attributes, and a task description.
-    Each `serve` traces without autograph: its graph branches on Python values only, and
-    converting the tokenizer's code was about half of the trace."""
+    """Common parts: the model and tokenizer as tracked attributes, and a task description."""
 
     def __init__(self, model, tokenizer, seq_len: int, info: dict, name: str):
         super().__init__(name=name)
@@ -58,6 +56,12 @@ class _Serving(tf.Module):
         self.tokenizer = tokenizer
         self.seq_len = int(seq_len)
         self.info = dict(info, max_seq_length=self.seq_len)
+
+    @staticmethod
+    def _serve_function(fn, *specs):
+        """`serve`: `fn` traced for `specs`, without autograph (its graph branches on Python values
+        only, and converting the tokenizer's code was about half of the trace)."""
+        return tf.function(fn, input_signature=list(specs), autograph=False)
 
     def _run(self, features):
         return self.model(features, training=False)
@@ -80,9 +84,9 @@ class ClassifierServing(_Serving):
         self.label_names = None if label_names is None else tf.constant(list(label_names))
         spec = tf.TensorSpec([None], tf.string)
         if self.pair:
-            self.serve = tf.function(self._serve_pair, input_signature=[spec, spec], autograph=False)
+            self.serve = self._serve_function(self._serve_pair, spec, spec)
         else:
-            self.serve = tf.function(self._serve_single, input_signature=[spec], autograph=False)
+            self.serve = self._serve_function(self._serve_single, spec)
 
     def features(self, text_a, text_b=None):
         if self.clean:
@@ -120,9 +124,9 @@ class MultipleChoiceServing(_Serving):
                           "max_qa_length": int(max_qa_length)}, name="multiple_choice_serving")
         self.max_qa_length = int(max_qa_length)
         self.letters = tf.constant(list(_LETTERS))
-        self.serve = tf.function(self._serve, input_signature=[
-            tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string),
-            tf.TensorSpec([None, 4], tf.string)], autograph=False)
+        self.serve = self._serve_function(self._serve, tf.TensorSpec([None], tf.string),
+                                          tf.TensorSpec([None], tf.string),
+                                          tf.TensorSpec([None, 4], tf.string))
 
     def features(self, article, question, options):
         from funnel_tf.text.race import encode_race_batch
@@ -164,7 +168,7 @@ class QuestionAnsweringServing(_Serving):
         self.allow_impossible = bool(allow_impossible)
         self.null_threshold = float(null_threshold)
         spec = tf.TensorSpec([None], tf.string)
-        self.serve = tf.function(self._serve, input_signature=[spec, spec], autograph=False)
+        self.serve = self._serve_function(self._serve, spec, spec)
 
     def features(self, question, context):
         """-> (model features incl. p_mask, paragraph byte starts / ends [N, seq_len], -1
